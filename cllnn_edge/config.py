@@ -1,0 +1,230 @@
+"""Typed configuration: model and training hyperparameters, loadable from TOML.
+
+Defaults are the seed's (``shared/seed/CLLNN.md``). Every value is validated
+when the dataclass is built, so a bad TOML file fails before any training and
+the error names the offending field. ``to_dict`` output is echoed into every
+report and manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from cllnn_edge.errors import ConfigError
+
+IMAGE_SIDE = 28
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the CLLNN: Conv/Pool stack -> reservoir RNN -> LSTM -> softmax."""
+
+    reservoir_dim: int = 512
+    spectral_radius: float = 0.9
+    leak_rate: float = 0.2
+    lstm_units: int = 128
+    conv_filters: tuple[int, ...] = (32, 64, 128)
+    output_dim: int = 10
+    sequence_length: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("reservoir_dim", "lstm_units", "output_dim", "sequence_length"):
+            _require_positive_int(self, name)
+        _require_int(self, "seed")
+        if self.seed < 0:
+            raise ConfigError(f"model.seed must be >= 0, got {self.seed}")
+        filters = self.conv_filters
+        if isinstance(filters, list):
+            object.__setattr__(self, "conv_filters", tuple(filters))
+            filters = self.conv_filters
+        if not isinstance(filters, tuple) or not filters:
+            raise ConfigError(
+                f"model.conv_filters must be a non-empty list of positive integers, got {filters!r}"
+            )
+        for value in filters:
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(
+                    f"model.conv_filters must hold positive integers, got {filters!r}"
+                )
+        if IMAGE_SIDE >> len(filters) < 1:
+            raise ConfigError(
+                f"model.conv_filters has {len(filters)} conv/pool stages; a 28x28 image "
+                f"allows at most 4 (each 2x2 pool halves the side)"
+            )
+        _require_number(self, "spectral_radius")
+        if not self.spectral_radius > 0:
+            raise ConfigError(f"model.spectral_radius must be > 0, got {self.spectral_radius}")
+        _require_number(self, "leak_rate")
+        if not 0 < self.leak_rate <= 1:
+            raise ConfigError(f"model.leak_rate must be in (0, 1], got {self.leak_rate}")
+        if self.flat_features % self.sequence_length:
+            divisors = [d for d in range(1, self.flat_features + 1) if self.flat_features % d == 0]
+            raise ConfigError(
+                f"model.sequence_length must divide the {self.flat_features} flattened CNN "
+                f"features, got {self.sequence_length}; valid values: {divisors}"
+            )
+
+    @property
+    def cnn_side(self) -> int:
+        """Side of the feature map after the conv/pool stack (28 -> 14 -> 7 -> 3)."""
+        return IMAGE_SIDE >> len(self.conv_filters)
+
+    @property
+    def flat_features(self) -> int:
+        """Length of the flattened CNN output (1152 with the defaults)."""
+        return self.cnn_side * self.cnn_side * self.conv_filters[-1]
+
+    @property
+    def step_features(self) -> int:
+        """Features fed to the reservoir at each of the ``sequence_length`` steps."""
+        return self.flat_features // self.sequence_length
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyperparameters; the learning-rate schedule follows the seed's log
+    (1e-3 -> 1e-4 -> 1e-5 when validation loss stops improving)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.1
+    split_seed: int = 42
+    lr_reduce_factor: float = 0.1
+    lr_reduce_patience: int = 2
+    min_learning_rate: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            _require_positive_int(self, name)
+        _require_int(self, "split_seed")
+        _require_int(self, "lr_reduce_patience")
+        if self.lr_reduce_patience < 0:
+            raise ConfigError(
+                f"train.lr_reduce_patience must be >= 0, got {self.lr_reduce_patience}"
+            )
+        for name in ("learning_rate", "min_learning_rate"):
+            _require_number(self, name)
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("validation_fraction", "lr_reduce_factor"):
+            _require_number(self, name)
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be in (0, 1), got {getattr(self, name)}")
+        if self.min_learning_rate > self.learning_rate:
+            raise ConfigError(
+                f"train.min_learning_rate ({self.min_learning_rate}) must not exceed "
+                f"train.learning_rate ({self.learning_rate})"
+            )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; one TOML table per section."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        return {
+            section.name: {
+                key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(getattr(self, section.name)).items()
+            }
+            for section in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        """Build from nested dicts; unknown sections or keys are errors, missing ones default."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"configuration must be a table of sections, got {type(data).__name__}")
+        sections = _section_types()
+        unknown = sorted(set(data) - set(sections))
+        if unknown:
+            raise ConfigError(
+                f"unknown configuration section(s) {unknown}; known: {sorted(sections)}"
+            )
+        built = {}
+        for name, section_type in sections.items():
+            built[name] = _section_from_dict(section_type, name, data.get(name, {}))
+        return cls(**built)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Config:
+        """Load a TOML file; a missing file or bad syntax is a ConfigError naming the file."""
+        path = Path(path)
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    def replace(self, section: str, **changes: Any) -> Config:
+        """A copy with some fields of one section changed (validated again)."""
+        current = getattr(self, section)
+        return dataclasses.replace(self, **{section: dataclasses.replace(current, **changes)})
+
+
+def _section_types() -> dict[str, type]:
+    """Section name -> its dataclass, in the order of ``Config``'s fields."""
+    return {"model": ModelConfig, "train": TrainConfig}
+
+
+def _section_from_dict(section_type: type[_T], name: str, values: Any) -> _T:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[{name}] must be a table, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(section_type)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{name}]: {unknown}; known: {sorted(known)}")
+    return section_type(**values)
+
+
+def _section_name(obj: object) -> str:
+    return next(name for name, kind in _section_types().items() if isinstance(obj, kind))
+
+
+def _require_int(obj: object, name: str) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{_section_name(obj)}.{name} must be an integer, got {value!r} ({type(value).__name__})"
+        )
+
+
+def _require_positive_int(obj: object, name: str) -> None:
+    _require_int(obj, name)
+    if getattr(obj, name) <= 0:
+        raise ConfigError(f"{_section_name(obj)}.{name} must be > 0, got {getattr(obj, name)}")
+
+
+def _require_number(obj: object, name: str) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(
+            f"{_section_name(obj)}.{name} must be a finite number, got {value!r}"
+        )

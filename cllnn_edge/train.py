@@ -1,0 +1,162 @@
+"""Training: fit the frozen standardiser, train the CLLNN, save everything atomically.
+
+Output directory layout::
+
+    model.keras          the trained model (standardiser statistics inside)
+    preprocessing.json   the same statistics, readable without Keras
+    history.json         per-epoch metrics, learning rate, timing, test accuracy,
+                         the config, data summary and library versions
+
+All three are staged as temporaries and renamed into place only after every
+one of them is written, so an interrupted run leaves the previous results (or
+nothing) under the final names, never a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from cllnn_edge.atomic import atomic_path, json_text
+from cllnn_edge.config import Config
+from cllnn_edge.data import Split, Splits
+from cllnn_edge.model import build_model, trainable_params
+from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
+
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.json"
+PREPROCESSING_FILE = "preprocessing.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` produced: the model in memory and where its files are."""
+
+    model: keras.Model
+    stats: StandardizerStats
+    history: dict[str, Any]
+    out_dir: Path
+
+    @property
+    def model_path(self) -> Path:
+        return self.out_dir / MODEL_FILE
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Records the wall time of every training step (the first epoch includes tracing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch_steps: list[list[float]] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch_steps.append([])
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch_steps[-1].append(time.perf_counter() - self._start)
+
+    def median_step_ms(self) -> float | None:
+        """Median step time after the first epoch (or of it, if it is the only one)."""
+        steps = [s for epoch in self.epoch_steps[1:] for s in epoch] or (
+            self.epoch_steps[0] if self.epoch_steps else []
+        )
+        return float(np.median(steps) * 1e3) if steps else None
+
+
+def as_model_input(split: Split) -> np.ndarray:
+    """Raw pixels as the model takes them: float32 (N, 28, 28, 1), values 0..255."""
+    return split.x.astype(np.float32)[..., np.newaxis]
+
+
+def train(
+    cfg: Config, splits: Splits, out_dir: str | Path, *, verbose: int | str = "auto"
+) -> TrainResult:
+    """Train a CLLNN on ``splits`` and write model, statistics and history to ``out_dir``."""
+    out_dir = Path(out_dir)
+    keras.utils.set_random_seed(cfg.model.seed)
+    stats = fit_standardizer(splits.train.x)
+    model = build_model(cfg.model, stats)
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    timer = StepTimer()
+    reduce_lr = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss",
+        factor=cfg.train.lr_reduce_factor,
+        patience=cfg.train.lr_reduce_patience,
+        min_lr=cfg.train.min_learning_rate,
+    )
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    started = time.perf_counter()
+    fit = model.fit(
+        as_model_input(splits.train),
+        splits.train.y,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        validation_data=(as_model_input(splits.val), splits.val.y),
+        callbacks=[timer, reduce_lr],
+        verbose=verbose,
+    )
+    train_seconds = time.perf_counter() - started
+    test_loss, test_accuracy = model.evaluate(
+        as_model_input(splits.test), splits.test.y, batch_size=256, verbose=0
+    )
+    history = {
+        "epochs": {key: [float(v) for v in values] for key, values in fit.history.items()},
+        "final": {
+            "val_accuracy": float(fit.history["val_accuracy"][-1]),
+            "test_accuracy": float(test_accuracy),
+            "test_loss": float(test_loss),
+        },
+        "timing": {
+            "train_seconds": train_seconds,
+            "median_step_ms": timer.median_step_ms(),
+            "steps_per_epoch": len(timer.epoch_steps[0]) if timer.epoch_steps else 0,
+        },
+        "trainable_params": trainable_params(model),
+        "config": cfg.to_dict(),
+        "data": splits.summary(),
+        "versions": library_versions(),
+    }
+    save_training(out_dir, model, stats, history)
+    return TrainResult(model=model, stats=stats, history=history, out_dir=out_dir)
+
+
+def save_training(
+    out_dir: Path, model: keras.Model, stats: StandardizerStats, history: dict[str, Any]
+) -> None:
+    """Stage all three files, then rename them into place together."""
+    with contextlib.ExitStack() as stack:
+        model_tmp = stack.enter_context(atomic_path(out_dir / MODEL_FILE))
+        stats_tmp = stack.enter_context(atomic_path(out_dir / PREPROCESSING_FILE))
+        history_tmp = stack.enter_context(atomic_path(out_dir / HISTORY_FILE))
+        model.save(model_tmp)
+        stats_tmp.write_text(json_text(stats.to_dict()))
+        history_tmp.write_text(json_text(history))
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that decide the numbers: echoed into every report."""
+    import tensorflow as tf
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }

@@ -1,0 +1,1 @@
+"""export: trained CLLNN -> deployable files, and the ``cllnn-export`` command line."""

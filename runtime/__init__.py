@@ -1,0 +1,1 @@
+"""runtime: on-device inference (numpy + LiteRT / ONNX Runtime only, never TensorFlow)."""

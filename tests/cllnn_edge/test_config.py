@@ -1,0 +1,110 @@
+"""Config: the seed's defaults, TOML loading, and validation that names the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cllnn_edge.config import Config, ModelConfig, TrainConfig
+from cllnn_edge.errors import ConfigError
+
+
+def test_defaults_are_the_seeds_hyperparameters() -> None:
+    cfg = Config()
+    assert cfg.model == ModelConfig(
+        reservoir_dim=512,
+        spectral_radius=0.9,
+        leak_rate=0.2,
+        lstm_units=128,
+        conv_filters=(32, 64, 128),
+        output_dim=10,
+        sequence_length=1,
+        seed=0,
+    )
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.learning_rate) == (10, 64, 1e-3)
+    assert (cfg.train.validation_fraction, cfg.train.split_seed) == (0.1, 42)
+    assert (cfg.train.lr_reduce_factor, cfg.train.min_learning_rate) == (0.1, 1e-5)
+    assert cfg.model.flat_features == 1152
+
+
+def test_toml_overrides_and_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text(
+        "[model]\nsequence_length = 9\nconv_filters = [8, 16, 32]\nseed = 7\n"
+        "[train]\nepochs = 2\nlearning_rate = 0.01\n"
+    )
+    cfg = Config.from_toml(path)
+    assert cfg.model.sequence_length == 9
+    assert cfg.model.conv_filters == (8, 16, 32)
+    assert cfg.model.step_features == 3 * 3 * 32 // 9
+    assert cfg.train.epochs == 2 and cfg.train.learning_rate == 0.01
+    assert cfg.train.batch_size == 64  # untouched keys keep their defaults
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 9, 1152])
+def test_sequence_lengths_that_divide_the_features_are_accepted(length: int) -> None:
+    assert ModelConfig(sequence_length=length).step_features * length == 1152
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("model", {"reservoir_dim": -1}, r"model\.reservoir_dim must be > 0"),
+        ("model", {"lstm_units": 0}, r"model\.lstm_units must be > 0"),
+        ("model", {"leak_rate": 0.0}, r"model\.leak_rate must be in \(0, 1\]"),
+        ("model", {"leak_rate": 1.5}, r"model\.leak_rate must be in \(0, 1\]"),
+        ("model", {"spectral_radius": 0.0}, r"model\.spectral_radius must be > 0"),
+        ("model", {"spectral_radius": -0.9}, r"model\.spectral_radius must be > 0"),
+        ("model", {"sequence_length": 5}, r"model\.sequence_length must divide the 1152"),
+        ("model", {"sequence_length": 0}, r"model\.sequence_length must be > 0"),
+        ("model", {"conv_filters": []}, r"model\.conv_filters"),
+        ("model", {"conv_filters": [32, -64, 128]}, r"model\.conv_filters"),
+        ("model", {"conv_filters": [8, 8, 8, 8, 8]}, r"at most 4"),
+        ("model", {"reservoir_dim": 5.5}, r"model\.reservoir_dim must be an integer"),
+        ("model", {"seed": True}, r"model\.seed must be an integer"),
+        ("model", {"hidden": 3}, r"unknown key\(s\) in \[model\]: \['hidden'\]"),
+        ("train", {"epochs": 0}, r"train\.epochs must be > 0"),
+        ("train", {"batch_size": -64}, r"train\.batch_size must be > 0"),
+        ("train", {"learning_rate": 0}, r"train\.learning_rate must be > 0"),
+        ("train", {"validation_fraction": 1.0}, r"train\.validation_fraction must be in \(0, 1\)"),
+        ("train", {"learning_rate": float("nan")}, r"train\.learning_rate must be a finite"),
+        ("train", {"min_learning_rate": 0.1}, r"must not exceed"),
+        ("train", {"epoch": 3}, r"unknown key\(s\) in \[train\]: \['epoch'\]"),
+    ],
+)
+def test_invalid_values_name_the_field(section: str, values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict({section: values})
+
+
+def test_unknown_section_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"unknown configuration section\(s\) \['modle'\]"):
+        Config.from_dict({"modle": {}})
+
+
+def test_toml_errors_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError, match="config file not found: .*absent.toml"):
+        Config.from_toml(missing)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[model\nseed = 1\n")
+    with pytest.raises(ConfigError, match="broken.toml is not valid TOML"):
+        Config.from_toml(broken)
+    invalid = tmp_path / "invalid.toml"
+    invalid.write_text("[model]\nleak_rate = 2.0\n")
+    with pytest.raises(ConfigError, match=r"invalid.toml: model\.leak_rate"):
+        Config.from_toml(invalid)
+
+
+def test_config_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        TrainConfig(epochs=-1)
+
+
+def test_replace_validates_again() -> None:
+    cfg = Config().replace("train", epochs=3)
+    assert cfg.train.epochs == 3 and cfg.model == ModelConfig()
+    with pytest.raises(ConfigError, match="train.epochs"):
+        Config().replace("train", epochs=0)
