@@ -1,0 +1,74 @@
+"""The cllnn-export command line: help, exit codes, clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export.cli import EXIT_USAGE, main
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "train" in capsys.readouterr().out
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "cllnn-export"
+    result = subprocess.run([str(script), "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "--data SOURCE" in result.stdout and "--config FILE" in result.stdout
+
+
+def test_missing_out_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train"])
+    assert exit_info.value.code == EXIT_USAGE
+    assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("config_text", "message"),
+    [
+        ("[model]\nleak_rate = 1.5\n", "model.leak_rate must be in (0, 1]"),
+        ("[model]\nsequence_length = 7\n", "model.sequence_length must divide"),
+        ("[trian]\nepochs = 1\n", "unknown configuration section(s) ['trian']"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config_text: str, message: str
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(config_text)
+    code = main(["train", "--config", str(config), "--out", str(tmp_path / "run")])
+    assert code == EXIT_USAGE
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_data_source_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--data", str(tmp_path / "nowhere.npz"), "--out", str(tmp_path / "o")])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "nowhere.npz" in err and "Traceback" not in err
+
+
+def test_bad_epochs_override_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--epochs", "0", "--out", str(tmp_path / "o")]) == EXIT_USAGE
+    assert "train.epochs must be > 0" in capsys.readouterr().err
+
+
+def test_module_entry_point_matches_the_script() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "export", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert result.returncode == 0 and "cllnn-export" in result.stdout
