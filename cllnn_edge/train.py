@@ -80,6 +80,16 @@ def as_model_input(split: Split) -> np.ndarray:
     return split.x.astype(np.float32)[..., np.newaxis]
 
 
+def compile_model(model: keras.Model, cfg: Config) -> None:
+    """Adam at the configured rate; integer labels, so sparse cross-entropy (the
+    same loss as the seed's one-hot categorical cross-entropy)."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
 def train(
     cfg: Config, splits: Splits, out_dir: str | Path, *, verbose: int | str = "auto"
 ) -> TrainResult:
@@ -88,11 +98,7 @@ def train(
     keras.utils.set_random_seed(cfg.model.seed)
     stats = fit_standardizer(splits.train.x)
     model = build_model(cfg.model, stats)
-    model.compile(
-        optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    compile_model(model, cfg)
     timer = StepTimer()
     reduce_lr = keras.callbacks.ReduceLROnPlateau(
         monitor="val_loss",
