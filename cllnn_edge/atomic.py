@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -52,15 +51,6 @@ def json_text(obj: Any) -> str:
 def write_json_atomic(final: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as JSON to ``final`` atomically."""
     return write_bytes_atomic(final, json_text(obj).encode("utf-8"))
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in chunks so large models need little memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:

@@ -133,11 +133,45 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """How ``cllnn-export convert`` builds and checks the deployable files."""
+
+    formats: tuple[str, ...] = (
+        "tflite-fp32",
+        "tflite-fp16",
+        "tflite-dynamic",
+        "tflite-int8",
+        "onnx-fp32",
+        "onnx-int8",
+    )
+    calibration_size: int = 500  # training images for int8 calibration
+    check_size: int = 1000  # test images for the export-time checks
+    onnx_opset: int = 18
+    onnx_per_channel: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.formats, list):
+            object.__setattr__(self, "formats", tuple(self.formats))
+        if not isinstance(self.formats, tuple) or not self.formats or not all(
+            isinstance(f, str) and f for f in self.formats
+        ):
+            raise ConfigError(f"export.formats must be a non-empty list of names, got {self.formats!r}")
+        for name in ("calibration_size", "check_size"):
+            _require_positive_int(self, name)
+        _require_int(self, "onnx_opset")
+        if not 13 <= self.onnx_opset <= 18:
+            raise ConfigError(f"export.onnx_opset must be in 13..18 (tf2onnx 1.17), got {self.onnx_opset}")
+        if not isinstance(self.onnx_per_channel, bool):
+            raise ConfigError(f"export.onnx_per_channel must be true or false, got {self.onnx_per_channel!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; one TOML table per section."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -191,7 +225,7 @@ class Config:
 
 def _section_types() -> dict[str, type]:
     """Section name -> its dataclass, in the order of ``Config``'s fields."""
-    return {"model": ModelConfig, "train": TrainConfig}
+    return {"model": ModelConfig, "train": TrainConfig, "export": ExportConfig}
 
 
 def _section_from_dict(section_type: type[_T], name: str, values: Any) -> _T:

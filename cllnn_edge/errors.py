@@ -17,3 +17,7 @@ class ConfigError(CllnnError, ValueError):
 
 class DataError(CllnnError, ValueError):
     """A data source is missing, unreadable or not MNIST-shaped."""
+
+
+class ModelError(CllnnError, ValueError):
+    """A file or object is not a CLLNN model this toolkit built."""

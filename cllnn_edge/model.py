@@ -9,9 +9,13 @@ the standardiser and the reservoir hold only non-trainable weights.
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import keras
 
 from cllnn_edge.config import IMAGE_SIDE, ModelConfig
+from cllnn_edge.errors import ModelError
 from cllnn_edge.preprocessing import Standardize, StandardizerStats
 from cllnn_edge.reservoir import LiquidCell
 
@@ -58,3 +62,54 @@ def build_model(
 def trainable_params(model: keras.Model) -> int:
     """Number of trainable scalars (the figure Keras' summary prints)."""
     return sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+
+
+def config_from_model(model: keras.Model) -> ModelConfig:
+    """Recover the ModelConfig a CLLNN was built with, from its layers.
+
+    Raises ModelError naming the first missing or unexpected piece, so a
+    Keras model of another architecture is refused before any export work.
+    """
+    try:
+        cell = model.get_layer(RESERVOIR).cell
+        lstm = model.get_layer(LSTM)
+        head = model.get_layer(HEAD)
+        model.get_layer(STANDARDIZE)
+        reshape = model.get_layer("to_sequence")
+    except ValueError as exc:
+        raise ModelError(f"not a CLLNN model (model {model.name!r}): {exc}") from exc
+    if not isinstance(cell, LiquidCell):
+        raise ModelError(f"layer {RESERVOIR!r} holds a {type(cell).__name__}, not a LiquidCell")
+    filters = []
+    while True:
+        try:
+            filters.append(model.get_layer(f"conv{len(filters) + 1}").filters)
+        except ValueError:
+            break
+    return ModelConfig(
+        reservoir_dim=cell.units,
+        spectral_radius=cell.spectral_radius,
+        leak_rate=cell.leak_rate,
+        lstm_units=lstm.units,
+        conv_filters=tuple(filters),
+        output_dim=head.units,
+        sequence_length=reshape.target_shape[0],
+        seed=cell.seed,
+    )
+
+
+def load_trained(path: str | Path) -> keras.Model:
+    """Load a ``model.keras`` written by ``cllnn_edge.train``; clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path} is not a Keras model file (.keras is a zip archive)")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"cannot load {path} as a Keras model: {exc}") from exc
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"{path} holds a {type(model).__name__}, not a Keras model")
+    config_from_model(model)  # refuses anything that is not a CLLNN
+    return model

@@ -15,7 +15,6 @@ nothing) under the final names, never a half-written file.
 from __future__ import annotations
 
 import contextlib
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from cllnn_edge.config import Config
 from cllnn_edge.data import Split, Splits
 from cllnn_edge.model import build_model, trainable_params
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
+from cllnn_edge.versions import library_versions
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
@@ -154,15 +154,3 @@ def save_training(
         model.save(model_tmp)
         stats_tmp.write_text(json_text(stats.to_dict()))
         history_tmp.write_text(json_text(history))
-
-
-def library_versions() -> dict[str, str]:
-    """Versions that decide the numbers: echoed into every report."""
-    import tensorflow as tf
-
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }

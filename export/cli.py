@@ -12,8 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cllnn_edge.config import Config
+    from export.convert import ConvertReport
 
 EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -45,15 +51,45 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
     train.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
     train.set_defaults(handler=run_train)
+
+    convert = commands.add_parser(
+        "convert",
+        help="unroll a trained model and export TFLite / ONNX files with a manifest",
+        description=(
+            "Unroll the trained model's recurrent layers into static ops (checked equivalent "
+            "on real images), convert to each format in its own process, load every file "
+            "with the device runtime and check it against the trained model, then write "
+            "the files and DIR/manifest.json. Exit 0: all formats exported and passed; "
+            "1: a format failed to convert or failed a check; 2: bad usage or input."
+        ),
+    )
+    convert.add_argument("model", type=Path, help="model.keras written by 'cllnn-export train'")
+    convert.add_argument("--out", required=True, type=Path, metavar="DIR",
+                         help="directory for the artefacts and manifest.json")
+    convert.add_argument(
+        "--formats",
+        metavar="LIST",
+        help="comma-separated subset of tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, "
+        "onnx-fp32, onnx-int8 (default: all)",
+    )
+    convert.add_argument("--calibration-size", type=int, metavar="N",
+                         help="training images used to calibrate int8 (default 500)")
+    convert.add_argument(
+        "--data",
+        metavar="SOURCE",
+        help="data for calibration and checks (default: the source in history.json beside "
+        "the model, else embedded)",
+    )
+    convert.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    convert.set_defaults(handler=run_convert)
     return parser
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from cllnn_edge.config import Config
     from cllnn_edge.data import load_splits
     from cllnn_edge.train import train
 
-    cfg = Config.from_toml(args.config) if args.config else Config()
+    cfg = load_config(args.config)
     if args.epochs is not None:
         cfg = cfg.replace("train", epochs=args.epochs)
     splits = load_splits(
@@ -77,15 +113,68 @@ def run_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_convert(args: argparse.Namespace) -> int:
+    from export.convert import convert
+    from export.formats import parse_formats
+
+    cfg = load_config(args.config)
+    if args.formats is not None:
+        cfg = cfg.replace("export", formats=tuple(f.name for f in parse_formats(args.formats)))
+    if args.calibration_size is not None:
+        cfg = cfg.replace("export", calibration_size=args.calibration_size)
+    report = convert(
+        args.model, args.out, cfg, data=args.data, progress=lambda line: print(line, flush=True)
+    )
+    print()
+    print(format_convert_table(report))
+    print(f"manifest: {report.out_dir / 'manifest.json'}")
+    print("PASSED" if report else "FAILED")
+    return EXIT_OK if report else EXIT_CHECK_FAILED
+
+
+def format_convert_table(report: ConvertReport) -> str:
+    """One row per format: size, op count, and each check's verdict."""
+    rows = [("format", "size", "ops", "checks")]
+    for item in report.results:
+        if item.entry is None:
+            rows.append((item.format.name, "-", "-", f"conversion failed: {item.error}"))
+            continue
+        entry = item.entry
+        checks = ", ".join(
+            f"{name} {'ok' if c['passed'] else 'FAIL'}" for name, c in entry.details["checks"].items()
+        )
+        rows.append((
+            entry.format,
+            f"{entry.size / 1024:.1f} KiB",
+            f"{sum(entry.ops.values())} ({len(entry.ops)} kinds)",
+            checks,
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
+        for row in rows
+    )
+
+
+def load_config(path: Path | None) -> Config:
+    from cllnn_edge.config import Config
+
+    return Config.from_toml(path) if path else Config()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # The program (not the library) chooses to hide TensorFlow's C++ start-up chatter.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cllnn_edge.errors import CllnnError
+    from export.errors import EquivalenceError
 
     try:
         return int(args.handler(args))
+    except EquivalenceError as exc:
+        print(f"cllnn-export {args.command}: FAILED: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
     except CllnnError as exc:
         print(f"cllnn-export {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

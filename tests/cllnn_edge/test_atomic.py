@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cllnn_edge.atomic import atomic_path, sha256_file, write_json_atomic
+from cllnn_edge.atomic import atomic_path, write_json_atomic
+from runtime.manifest import sha256_file
 
 
 def test_success_renames_into_place_with_the_usual_mode(tmp_path: Path) -> None:

@@ -72,6 +72,10 @@ def test_sequence_lengths_that_divide_the_features_are_accepted(length: int) -> 
         ("train", {"learning_rate": float("nan")}, r"train\.learning_rate must be a finite"),
         ("train", {"min_learning_rate": 0.1}, r"must not exceed"),
         ("train", {"epoch": 3}, r"unknown key\(s\) in \[train\]: \['epoch'\]"),
+        ("export", {"calibration_size": 0}, r"export\.calibration_size must be > 0"),
+        ("export", {"formats": []}, r"export\.formats must be a non-empty list"),
+        ("export", {"onnx_opset": 21}, r"export\.onnx_opset must be in 13\.\.18"),
+        ("export", {"onnx_per_channel": "yes"}, r"export\.onnx_per_channel must be true or false"),
     ],
 )
 def test_invalid_values_name_the_field(section: str, values: dict, message: str) -> None:

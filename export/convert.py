@@ -1,0 +1,209 @@
+"""``convert``: trained model.keras -> unrolled, converted, checked artefacts + manifest.json.
+
+Steps: load and unroll the trained model; prove the unrolled graph equivalent
+on real images; export it once as a SavedModel into a private work directory;
+convert each format in its own worker process (a converter crash fails that
+format only); load every file through ``runtime`` (the code a device runs)
+and check it against the trained model; move the files into place and write
+the manifest last. Each file is renamed into place whole, so an interrupted
+run leaves no half-written artefact; the work directory is always removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cllnn_edge.atomic import write_json_atomic
+from cllnn_edge.config import Config
+from cllnn_edge.data import load_splits
+from cllnn_edge.model import load_trained
+from cllnn_edge.versions import library_versions
+from export.describe import describe_artifact
+from export.errors import ConversionError, ExportError
+from export.formats import Format, parse_formats
+from export.isolate import Job, run_isolated
+from export.unroll import check_equivalence, unroll
+from runtime.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, sha256_file
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FormatResult:
+    """How one format fared: its manifest entry, or why it has none."""
+
+    format: Format
+    entry: ArtifactEntry | None
+    seconds: float
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.entry is not None and all(
+            check["passed"] for check in self.entry.details.get("checks", {}).values()
+        )
+
+
+@dataclass(frozen=True)
+class ConvertReport:
+    """Everything ``convert`` did; truthy when every format exported and passed its checks."""
+
+    out_dir: Path
+    results: tuple[FormatResult, ...]
+    manifest: Manifest
+    equivalence: dict[str, float] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return all(r.passed for r in self.results)
+
+
+def convert(
+    model_path: str | Path,
+    out_dir: str | Path,
+    cfg: Config,
+    *,
+    data: str | None = None,
+    progress: Progress = lambda line: None,
+) -> ConvertReport:
+    """Export ``model_path`` to every format in ``cfg.export.formats`` under ``out_dir``."""
+    formats = parse_formats(",".join(cfg.export.formats))
+    out_dir = _writable_dir(Path(out_dir))
+    model_path = Path(model_path)
+    trained = load_trained(model_path)
+    source = data or _training_source(model_path)
+    splits = load_splits(
+        source,
+        validation_fraction=cfg.train.validation_fraction,
+        split_seed=cfg.train.split_seed,
+    )
+    calibration = splits.train.x[: cfg.export.calibration_size]
+    check_images = splits.test.x[: cfg.export.check_size]
+
+    progress(f"unroll: {trained.name} -> static graph")
+    result = unroll(trained)
+    equivalence = check_equivalence(trained, result, check_images)
+    removed = result.removed_summary()
+    progress(
+        f"unroll: equivalent on {len(check_images)} test images (max abs "
+        f"{equivalence['output']:.1e}); left out {removed['weight_bytes']:,} weight bytes, "
+        f"{removed['macs_per_image']:,} MACs per image"
+    )
+    reference = trained.predict(check_images.astype(np.float32)[..., None], verbose=0, batch_size=256)
+
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
+    try:
+        saved_model = work / "saved_model"
+        result.model.export(str(saved_model), verbose=False)
+        calibration_file = work / "calibration.npy"
+        np.save(calibration_file, calibration)
+        results = _convert_all(
+            formats, cfg, work, saved_model, calibration_file, check_images, reference, progress
+        )
+        entries = []
+        for item in results:
+            if item.entry is not None:
+                (work / item.entry.file).replace(out_dir / item.entry.file)
+                entries.append(item.entry)
+        manifest = Manifest(
+            artifacts=tuple(entries),
+            metadata={
+                "source_model": {"file": str(model_path), "sha256": sha256_file(model_path)},
+                "config": cfg.to_dict(),
+                "data": {**splits.summary(), "calibration_images": len(calibration),
+                         "check_images": len(check_images)},
+                "unroll": {**removed, "equivalence_max_abs": equivalence},
+                "failed": {r.format.name: r.error for r in results if r.error},
+                "versions": library_versions(),
+            },
+        )
+        write_json_atomic(out_dir / MANIFEST_NAME, manifest.to_dict())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ConvertReport(out_dir=out_dir, results=tuple(results), manifest=manifest,
+                         equivalence=equivalence)
+
+
+def _convert_all(
+    formats: tuple[Format, ...],
+    cfg: Config,
+    work: Path,
+    saved_model: Path,
+    calibration: Path,
+    check_images: np.ndarray,
+    reference: np.ndarray,
+    progress: Progress,
+) -> list[FormatResult]:
+    results = []
+    float_onnx = work / "float_for_int8.onnx"
+    for index, fmt in enumerate(formats, start=1):
+        started = time.perf_counter()
+        target = work / fmt.file
+        try:
+            if fmt.name == "onnx-int8":
+                source = work / "cllnn_fp32.onnx"
+                if not source.exists():  # onnx-int8 without onnx-fp32: convert privately
+                    run_isolated(_job("onnx-fp32", float_onnx, cfg, saved_model, calibration))
+                    source = float_onnx
+                run_isolated(_job(fmt.name, target, cfg, saved_model, calibration, source))
+            else:
+                run_isolated(_job(fmt.name, target, cfg, saved_model, calibration))
+            entry = describe_artifact(fmt, target, check_images, reference)
+            item = FormatResult(fmt, entry, time.perf_counter() - started)
+        except ConversionError as exc:
+            item = FormatResult(fmt, None, time.perf_counter() - started, error=str(exc))
+        results.append(item)
+        progress(_progress_line(index, len(formats), item))
+    return results
+
+
+def _job(
+    name: str, out: Path, cfg: Config, saved_model: Path, calibration: Path,
+    float_onnx: Path | None = None,
+) -> Job:
+    return Job(
+        format=name,
+        out=str(out),
+        saved_model=str(saved_model),
+        calibration=str(calibration),
+        float_onnx=None if float_onnx is None else str(float_onnx),
+        opset=cfg.export.onnx_opset,
+        per_channel=cfg.export.onnx_per_channel,
+    )
+
+
+def _progress_line(index: int, total: int, item: FormatResult) -> str:
+    head = f"[{index}/{total}] {item.format.name:<15}"
+    if item.entry is None:
+        return f"{head} FAILED ({item.seconds:.1f} s): {item.error}"
+    verdict = "ok" if item.passed else "CHECK FAILED"
+    return f"{head} {verdict:<12} {item.entry.size / 1024:8.1f} KiB  {item.seconds:5.1f} s"
+
+
+def _writable_dir(path: Path) -> Path:
+    """Create ``path`` if needed and prove it writable before any expensive work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise ExportError(f"output directory {path} cannot be written: {exc.strerror or exc}") from exc
+    return path
+
+
+def _training_source(model_path: Path) -> str:
+    """The data source the model was trained on (from history.json beside it), else embedded."""
+    import json
+
+    history = model_path.with_name("history.json")
+    try:
+        return str(json.loads(history.read_text())["data"]["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "embedded"
+

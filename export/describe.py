@@ -1,0 +1,107 @@
+"""Describe and check one converted file through ``runtime``, as a device would load it.
+
+The manifest entry records what the file is (specs, op counts, checksum) and
+how it compares with the trained model on real test images; the checks are
+the export-time gate (the full, stage-by-stage comparison is ``parity``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import runtime
+from export.errors import ConversionError
+from export.formats import Format
+from runtime.manifest import ArtifactEntry, sha256_file
+
+FLOAT_TYPES = ("float16", "float32", "float64")
+LOOP_OPS = ("Loop", "Scan", "If")
+FLEX_PREFIXES = ("Flex", "CUSTOM")
+
+
+def describe_artifact(
+    fmt: Format, path: Path, images: np.ndarray, reference: np.ndarray
+) -> ArtifactEntry:
+    """Load ``path`` with the device runtime, run it on ``images``, check it against ``reference``."""
+    try:
+        model = runtime.load(path)
+    except (ValueError, OSError) as exc:
+        raise ConversionError(f"{fmt.name}: the device runtime cannot load the file: {exc}") from exc
+    with model:
+        probs = model.predict(images)
+        inputs, outputs, ops = (model.input_spec,), (model.output_spec,), model.ops
+    metrics = compare_probabilities(reference, probs)
+    checks = _checks(fmt, path, metrics, inputs, ops)
+    return ArtifactEntry(
+        file=path.name,
+        format=fmt.name,
+        runtime=fmt.runtime,
+        precision=fmt.precision,
+        sha256=sha256_file(path),
+        size=path.stat().st_size,
+        inputs=inputs,
+        outputs=outputs,
+        ops=ops,
+        details={"description": fmt.description, "metrics": metrics, "checks": checks},
+    )
+
+
+def compare_probabilities(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Max / mean absolute error and top-1 agreement of two (N, classes) probability arrays."""
+    diff = np.abs(np.asarray(reference, np.float64) - np.asarray(candidate, np.float64))
+    return {
+        "images": int(len(reference)),
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "top1_agreement": float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1))),
+    }
+
+
+def _checks(
+    fmt: Format,
+    path: Path,
+    metrics: dict[str, float],
+    inputs: tuple[Any, ...],
+    ops: dict[str, int],
+) -> dict[str, dict[str, Any]]:
+    checks: dict[str, dict[str, Any]] = {}
+    if fmt.max_abs is not None:
+        checks["max_abs"] = _check(metrics["max_abs"] <= fmt.max_abs, metrics["max_abs"],
+                                   f"<= {fmt.max_abs:g}")
+    if fmt.min_top1 is not None:
+        checks["top1_agreement"] = _check(metrics["top1_agreement"] >= fmt.min_top1,
+                                          metrics["top1_agreement"], f">= {fmt.min_top1:g}")
+    if fmt.runtime == "onnxruntime":
+        loops = sorted(op for op in ops if op in LOOP_OPS)
+        checks["no_loop"] = _check(not loops, loops, "no Loop / Scan / If nodes")
+    else:
+        flex = sorted(op for op in ops if op.startswith(FLEX_PREFIXES))
+        checks["builtins_only"] = _check(not flex, flex, "builtin TFLite kernels only")
+    if fmt.name == "tflite-int8":
+        spec = inputs[0]
+        lossless = spec.dtype == "uint8" and spec.scale == 1.0 and spec.zero_point == 0
+        checks["raw_uint8_input"] = _check(
+            lossless, {"dtype": spec.dtype, "scale": spec.scale, "zero_point": spec.zero_point},
+            "uint8 input, scale 1, zero point 0",
+        )
+        float_ops = float_kernels(path)
+        checks["integer_only"] = _check(not float_ops, float_ops, "no float kernel inside")
+    return checks
+
+
+def float_kernels(path: Path) -> list[str]:
+    """Ops of a TFLite file that read or write a float tensor."""
+    return sorted(
+        {
+            op
+            for op, in_types, out_types in runtime.tflite_op_dtypes(path)
+            if any(t in FLOAT_TYPES for t in (*in_types, *out_types))
+        }
+    )
+
+
+def _check(passed: bool, value: Any, expected: str) -> dict[str, Any]:
+    return {"passed": bool(passed), "value": value, "expected": expected}

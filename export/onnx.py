@@ -1,0 +1,73 @@
+"""SavedModel of the unrolled CLLNN -> ONNX float32 (tf2onnx) and int8 (ONNX Runtime QDQ).
+
+Both run inside worker processes (see ``export.isolate``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from export.errors import ConversionError
+
+DEFAULT_OPSET = 18  # the newest opset tf2onnx 1.17 emits
+INPUT_NAME = "pixels"
+
+
+def to_onnx_float(saved_model: Path, out: Path, opset: int = DEFAULT_OPSET) -> None:
+    """tf2onnx's converter on the SavedModel, then onnx.checker with full shape inference."""
+    import onnx
+
+    command = [
+        sys.executable, "-m", "tf2onnx.convert",
+        "--saved-model", str(saved_model),
+        "--output", str(out),
+        "--opset", str(opset),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not out.exists():
+        raise ConversionError(f"tf2onnx failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    model = onnx.load(str(out))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ConversionError(f"tf2onnx produced an invalid ONNX model: {exc}") from exc
+
+
+def to_onnx_int8(
+    float_model: Path, calibration: np.ndarray, out: Path, *, per_channel: bool = True
+) -> None:
+    """Static QDQ int8 quantization of the float ONNX model, calibrated on ``calibration``."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Images(CalibrationDataReader):
+        def __init__(self, images: np.ndarray, batch: int = 50) -> None:
+            x = images.astype(np.float32)[..., np.newaxis]
+            self._batches = iter([{INPUT_NAME: x[i : i + batch]} for i in range(0, len(x), batch)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._batches, None)
+
+    prepared = out.with_name(out.name + ".pre.onnx")
+    try:
+        quant_pre_process(str(float_model), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(out),
+            Images(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)

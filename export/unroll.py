@@ -1,0 +1,323 @@
+"""Unroll a trained CLLNN into static ops, proven equivalent.
+
+The trained model's reservoir RNN and LSTM are recurrent layers, which the
+TFLite converter turns into tensor-list ops (unsupported by builtins) and
+tf2onnx into a ``Loop``. Here every step becomes plain Dense / Add / Multiply /
+tanh / sigmoid layers with the trained weights copied in, T = sequence_length
+steps written out one after the other.
+
+Work that provably does nothing is left out, because the initial states are
+zero: at step 1 the reservoir's ``h0 @ W_res`` and leak term ``(1 - a) * h0``,
+the LSTM's recurrent matmul ``h0 @ U`` and its forget gate (``f * c0``) all
+vanish. At T = 1 their weights never enter the graph at all (1.25 MiB of
+float32 at the defaults). Each omission is recorded in ``UnrollResult.removed``
+with the bytes and multiply-accumulates it saves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from cllnn_edge.config import ModelConfig
+from cllnn_edge.model import (
+    HEAD,
+    INPUT_NAME,
+    LSTM,
+    RESERVOIR,
+    STANDARDIZE,
+    config_from_model,
+)
+from cllnn_edge.preprocessing import Standardize
+from export.errors import EquivalenceError, ExportError
+
+FLOAT_BYTES = 4
+GATES = ("input", "forget", "cell", "output")  # Keras' LSTM weight order: i, f, c, o
+STAGES = ("cnn", "reservoir", "lstm", "output")
+EQUIVALENCE_ATOL = 1e-5
+
+
+@dataclass(frozen=True)
+class Removed:
+    """One computation the unroller left out, and what that saves."""
+
+    what: str
+    why: str
+    weight_bytes: int  # float32 weights that no longer enter the graph
+    macs_per_image: int  # multiply-accumulates no longer computed per image
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class UnrollResult:
+    """The static model, a probe of its stage outputs, and what was left out."""
+
+    model: keras.Model
+    probe: keras.Model  # same graph, outputs = one tensor per stage in STAGES
+    config: ModelConfig
+    removed: tuple[Removed, ...]
+
+    def removed_summary(self) -> dict[str, Any]:
+        return {
+            "items": [r.to_dict() for r in self.removed],
+            "weight_bytes": sum(r.weight_bytes for r in self.removed),
+            "macs_per_image": sum(r.macs_per_image for r in self.removed),
+        }
+
+
+@keras.saving.register_keras_serializable(package="cllnn_edge")
+class SliceFeatures(keras.layers.Layer):
+    """Columns ``start:stop`` of a (N, F) tensor: the features of one time step."""
+
+    def __init__(self, start: int, stop: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+        self.stop = stop
+
+    def call(self, inputs: Any) -> Any:
+        return inputs[:, self.start : self.stop]
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (input_shape[0], self.stop - self.start)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+def unroll(trained: keras.Model) -> UnrollResult:
+    """Build the static equivalent of ``trained`` (any sequence length)."""
+    cfg = config_from_model(trained)
+    weights = _TrainedWeights.read(trained, cfg)
+    steps = cfg.sequence_length
+    units, reservoir = cfg.lstm_units, cfg.reservoir_dim
+
+    pixels = keras.Input((28, 28, 1), name=INPUT_NAME)
+    standardize = Standardize(name=STANDARDIZE)
+    x = standardize(pixels)
+    for index, (kernel, bias) in enumerate(weights.convs, start=1):
+        conv = keras.layers.Conv2D(
+            kernel.shape[-1], (3, 3), activation="relu", padding="same", name=f"conv{index}"
+        )
+        x = conv(x)
+        conv.set_weights([kernel, bias])
+        x = keras.layers.MaxPooling2D((2, 2), name=f"pool{index}")(x)
+    features = keras.layers.Flatten(name="cnn_features")(x)
+    standardize.set_weights(weights.standardize)
+
+    reservoir_in = _dense(reservoir, weights.w_in, None, "reservoir_in")
+    reservoir_rec = _dense(reservoir, weights.w_res, None, "reservoir_rec") if steps > 1 else None
+    gate_in = {
+        gate: _dense(units, weights.lstm_kernel[gate], weights.lstm_bias[gate], f"lstm_{gate}_in")
+        for gate in GATES
+        if steps > 1 or gate != "forget"
+    }
+    gate_rec = (
+        {g: _dense(units, weights.lstm_recurrent[g], None, f"lstm_{g}_rec") for g in GATES}
+        if steps > 1
+        else {}
+    )
+
+    state = None
+    lstm_h = lstm_c = None
+    step_size = cfg.step_features
+    for t in range(1, steps + 1):
+        last = t == steps
+        x_t = (
+            features
+            if steps == 1
+            else SliceFeatures((t - 1) * step_size, t * step_size, name=f"step{t}_features")(features)
+        )
+        drive = reservoir_in(x_t)
+        if state is not None:
+            drive = keras.layers.Add(name=f"reservoir_drive{t}")([drive, reservoir_rec(state)])
+        fresh = keras.layers.Activation("tanh", name=f"reservoir_tanh{t}")(drive)
+        name = "reservoir_state" if last else f"reservoir_state{t}"
+        if state is None:
+            state = keras.layers.Rescaling(cfg.leak_rate, name=name)(fresh)
+        else:
+            kept = keras.layers.Rescaling(1.0 - cfg.leak_rate, name=f"reservoir_keep{t}")(state)
+            leaked = keras.layers.Rescaling(cfg.leak_rate, name=f"reservoir_leak{t}")(fresh)
+            state = keras.layers.Add(name=name)([kept, leaked])
+        lstm_h, lstm_c = _lstm_step(t, last, state, lstm_h, lstm_c, gate_in, gate_rec)
+
+    head = keras.layers.Dense(cfg.output_dim, activation="softmax", name=HEAD)
+    probs = head(lstm_h)
+    head.set_weights(weights.head)
+
+    model = keras.Model(pixels, probs, name="cllnn_unrolled")
+    probe = keras.Model(pixels, [features, state, lstm_h, probs], name="cllnn_unrolled_probe")
+    return UnrollResult(model=model, probe=probe, config=cfg, removed=_removed(cfg))
+
+
+def stage_probe(trained: keras.Model) -> keras.Model:
+    """The trained model with one output per stage (reservoir and LSTM at the last step)."""
+    sequence = trained.get_layer(RESERVOIR).output
+    last_state = keras.layers.Lambda(lambda s: s[:, -1], name="reservoir_last")(sequence)
+    return keras.Model(
+        trained.input,
+        [
+            trained.get_layer("flatten").output,
+            last_state,
+            trained.get_layer(LSTM).output,
+            trained.get_layer(HEAD).output,
+        ],
+        name="cllnn_probe",
+    )
+
+
+def check_equivalence(
+    trained: keras.Model,
+    result: UnrollResult,
+    images: np.ndarray,
+    *,
+    atol: float = EQUIVALENCE_ATOL,
+) -> dict[str, float]:
+    """Max abs difference per stage on ``images``; raise if the output differs by > atol.
+
+    The error names the first stage past ``atol`` so a broken unroll points at
+    its own bug (the CNN, the reservoir recurrence, the LSTM gates, the head).
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[..., np.newaxis]
+    reference = stage_probe(trained).predict(x, verbose=0, batch_size=256)
+    unrolled = result.probe.predict(x, verbose=0, batch_size=256)
+    diffs = {
+        stage: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+        for stage, a, b in zip(STAGES, reference, unrolled)
+    }
+    if diffs["output"] > atol:
+        first = next(stage for stage in STAGES if diffs[stage] > atol)
+        raise EquivalenceError(
+            f"unrolled model differs from the trained model by {diffs['output']:.3g} "
+            f"(max abs, tolerance {atol:g}) on {len(x)} images; the difference first "
+            f"exceeds the tolerance after the {first!r} stage (per stage: "
+            + ", ".join(f"{s} {d:.3g}" for s, d in diffs.items())
+            + ")"
+        )
+    return diffs
+
+
+def _lstm_step(
+    t: int,
+    last: bool,
+    x: Any,
+    h: Any,
+    c: Any,
+    gate_in: dict[str, keras.layers.Dense],
+    gate_rec: dict[str, keras.layers.Dense],
+) -> tuple[Any, Any]:
+    """One LSTM step; at t = 1 (h = c = 0) without the recurrent matmuls and forget gate."""
+    activation = {"input": "sigmoid", "forget": "sigmoid", "cell": "tanh", "output": "sigmoid"}
+    gates = {}
+    for gate, dense in gate_in.items():
+        if c is None and gate == "forget":
+            continue
+        z = dense(x)
+        if h is not None:
+            z = keras.layers.Add(name=f"lstm_{gate}_sum{t}")([z, gate_rec[gate](h)])
+        gates[gate] = keras.layers.Activation(activation[gate], name=f"lstm_{gate}{t}")(z)
+    update = keras.layers.Multiply(name=f"lstm_update{t}")([gates["input"], gates["cell"]])
+    if c is None:
+        c = update
+    else:
+        kept = keras.layers.Multiply(name=f"lstm_keep{t}")([gates["forget"], c])
+        c = keras.layers.Add(name=f"lstm_c{t}")([kept, update])
+    squashed = keras.layers.Activation("tanh", name=f"lstm_tanh_c{t}")(c)
+    h = keras.layers.Multiply(name="lstm_state" if last else f"lstm_h{t}")(
+        [gates["output"], squashed]
+    )
+    return h, c
+
+
+def _dense(units: int, kernel: np.ndarray, bias: np.ndarray | None, name: str) -> keras.layers.Dense:
+    layer = keras.layers.Dense(units, use_bias=bias is not None, name=name)
+    layer.build((None, kernel.shape[0]))
+    layer.set_weights([kernel] if bias is None else [kernel, bias])
+    return layer
+
+
+@dataclass(frozen=True)
+class _TrainedWeights:
+    """The trained weights, split the way the static graph uses them."""
+
+    standardize: list[np.ndarray]
+    convs: list[tuple[np.ndarray, np.ndarray]]
+    w_in: np.ndarray  # (D, R)
+    w_res: np.ndarray  # (R, R)
+    lstm_kernel: dict[str, np.ndarray]  # gate -> (R, U)
+    lstm_recurrent: dict[str, np.ndarray]  # gate -> (U, U)
+    lstm_bias: dict[str, np.ndarray]  # gate -> (U,)
+    head: list[np.ndarray]
+
+    @classmethod
+    def read(cls, trained: keras.Model, cfg: ModelConfig) -> _TrainedWeights:
+        lstm = trained.get_layer(LSTM)
+        cell = lstm.cell
+        if (
+            cell.activation is not keras.activations.tanh
+            or cell.recurrent_activation is not keras.activations.sigmoid
+            or not cell.use_bias
+        ):
+            raise ExportError(
+                "the LSTM must use tanh / sigmoid activations and a bias (the seed's LSTM); "
+                f"got {cell.activation.__name__} / {cell.recurrent_activation.__name__}, "
+                f"use_bias={cell.use_bias}"
+            )
+        kernel, recurrent, bias = (w.numpy() for w in (cell.kernel, cell.recurrent_kernel, cell.bias))
+        units = cfg.lstm_units
+
+        def per_gate(matrix: np.ndarray) -> dict[str, np.ndarray]:
+            return {g: matrix[..., k * units : (k + 1) * units] for k, g in enumerate(GATES)}
+
+        liquid = trained.get_layer(RESERVOIR).cell
+        return cls(
+            standardize=trained.get_layer(STANDARDIZE).get_weights(),
+            convs=[
+                tuple(trained.get_layer(f"conv{i}").get_weights())
+                for i in range(1, len(cfg.conv_filters) + 1)
+            ],
+            w_in=liquid.input_kernel.numpy(),
+            w_res=liquid.recurrent_kernel.numpy(),
+            lstm_kernel=per_gate(kernel),
+            lstm_recurrent=per_gate(recurrent),
+            lstm_bias=per_gate(bias),
+            head=trained.get_layer(HEAD).get_weights(),
+        )
+
+
+def _removed(cfg: ModelConfig) -> tuple[Removed, ...]:
+    """What the static graph leaves out, given zero initial states."""
+    r, u = cfg.reservoir_dim, cfg.lstm_units
+    only_step = cfg.sequence_length == 1
+    return (
+        Removed(
+            what="reservoir recurrent matmul h0 @ W_res at step 1",
+            why="the reservoir's initial state h0 is zero",
+            weight_bytes=r * r * FLOAT_BYTES if only_step else 0,
+            macs_per_image=r * r,
+        ),
+        Removed(
+            what="reservoir leak term (1 - a) * h0 at step 1",
+            why="the reservoir's initial state h0 is zero",
+            weight_bytes=0,
+            macs_per_image=r,
+        ),
+        Removed(
+            what="LSTM recurrent matmul h0 @ U at step 1",
+            why="the LSTM's initial hidden state h0 is zero",
+            weight_bytes=u * 4 * u * FLOAT_BYTES if only_step else 0,
+            macs_per_image=u * 4 * u,
+        ),
+        Removed(
+            what="LSTM forget gate at step 1 (f * c0)",
+            why="the LSTM's initial cell state c0 is zero, so the forget gate multiplies zero",
+            weight_bytes=(r * u + u) * FLOAT_BYTES if only_step else 0,
+            macs_per_image=r * u + u,
+        ),
+    )

@@ -1,0 +1,158 @@
+"""The manifest beside exported models: what each file is, and its checksum.
+
+Written by ``export`` (which has TensorFlow), read here (which must not), so
+the schema lives in the bottom layer. ``manifest.json`` holds one entry per
+artefact with its SHA-256, size, format, precision and input/output spec,
+plus the configuration and library versions that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, unreadable, or does not vouch for a file."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor: how to feed it or read it back."""
+
+    name: str
+    shape: tuple[int, ...]  # -1 for a dynamic dimension (the batch)
+    dtype: str  # numpy dtype name: "float32", "uint8", "int8"
+    scale: float | None = None  # quantization: real = scale * (q - zero_point)
+    zero_point: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
+        return cls(
+            name=str(data["name"]),
+            shape=tuple(int(d) for d in data["shape"]),
+            dtype=str(data["dtype"]),
+            scale=None if data.get("scale") is None else float(data["scale"]),
+            zero_point=None if data.get("zero_point") is None else int(data["zero_point"]),
+        )
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    """One exported file as the manifest records it."""
+
+    file: str  # relative to the manifest's directory
+    format: str  # e.g. "tflite-int8"
+    runtime: str  # "litert" or "onnxruntime"
+    precision: str  # "float32", "float16", "dynamic-int8", "int8"
+    sha256: str
+    size: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    ops: dict[str, int] = field(default_factory=dict)  # op type -> count
+    details: dict[str, Any] = field(default_factory=dict)  # checks, quantization, notes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArtifactEntry:
+        return cls(
+            file=str(data["file"]),
+            format=str(data["format"]),
+            runtime=str(data["runtime"]),
+            precision=str(data["precision"]),
+            sha256=str(data["sha256"]),
+            size=int(data["size"]),
+            inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
+            outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
+            ops={str(k): int(v) for k, v in data.get("ops", {}).items()},
+            details=dict(data.get("details", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """All artefacts of one export, with what produced them."""
+
+    artifacts: tuple[ArtifactEntry, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)  # config, versions, unroll report
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            **self.metadata,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ManifestError(
+                f"manifest schema_version must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}"
+            )
+        metadata = {k: v for k, v in data.items() if k not in ("schema_version", "artifacts")}
+        return cls(
+            artifacts=tuple(ArtifactEntry.from_dict(a) for a in data["artifacts"]),
+            metadata=metadata,
+        )
+
+    def entry_for(self, file_name: str) -> ArtifactEntry | None:
+        return next((a for a in self.artifacts if a.file == file_name), None)
+
+
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read a manifest.json (or the one inside a directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ManifestError(f"manifest not found: {path}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+    try:
+        return Manifest.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ManifestError):
+            raise
+        raise ManifestError(f"manifest {path} is malformed: {exc!r}") from exc
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in chunks so large models need little memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(path: str | os.PathLike[str], manifest: Manifest) -> ArtifactEntry:
+    """Check ``path`` against its manifest entry; raise ManifestError on any mismatch."""
+    path = Path(path)
+    entry = manifest.entry_for(path.name)
+    if entry is None:
+        raise ManifestError(f"{path.name} is not listed in the manifest")
+    actual = sha256_file(path)
+    if actual != entry.sha256:
+        raise ManifestError(
+            f"{path} does not match its manifest: SHA-256 {actual[:16]}... expected "
+            f"{entry.sha256[:16]}... (file modified or from another export); refusing to load"
+        )
+    return entry

@@ -1,0 +1,120 @@
+"""Train -> convert, as a user runs it: every format loads in its device runtime and matches."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
+import runtime
+from cllnn_edge.data import load_splits
+from cllnn_edge.train import as_model_input
+from export.describe import float_kernels
+from runtime.manifest import load_manifest, sha256_file
+
+CLI = str(Path(sys.executable).parent / "cllnn-export")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=1800)
+
+
+def _train_and_convert(tmp: Path, config_text: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    config = tmp / "config.toml"
+    config.write_text(config_text)
+    trained = _run("train", "--data", "embedded", "--out", str(tmp / "run"), "--config", str(config))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    artifacts = tmp / "run" / "artifacts"
+    converted = _run("convert", str(tmp / "run" / "model.keras"), "--out", str(artifacts),
+                     "--config", str(config))
+    return tmp / "run" / "model.keras", artifacts, converted
+
+
+@pytest.fixture(scope="module")
+def seed_run(tmp_path_factory: pytest.TempPathFactory):
+    """The seed's model at T = 1, trained 3 epochs on the embedded digits, all formats."""
+    return _train_and_convert(tmp_path_factory.mktemp("seed"), "[train]\nepochs = 3\n")
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    return load_splits("embedded").test
+
+
+def _keras_probs(model_path: Path, images: np.ndarray) -> np.ndarray:
+    model = keras.saving.load_model(model_path)
+    return model.predict(images.astype(np.float32)[..., None], verbose=0, batch_size=256)
+
+
+def _assert_formats_match(model_path: Path, artifacts: Path, images: np.ndarray) -> dict:
+    reference = _keras_probs(model_path, images)
+    manifest = load_manifest(artifacts)
+    sizes = {}
+    for entry in manifest.artifacts:
+        path = artifacts / entry.file
+        assert sha256_file(path) == entry.sha256
+        with runtime.load(path) as model:
+            probs = model.predict(images)
+        assert probs.shape == (len(images), 10) and probs.dtype == np.float32
+        if entry.precision == "float32":
+            assert np.abs(probs - reference).max() <= 1e-5, entry.format
+        elif entry.precision == "float16":
+            assert np.abs(probs - reference).max() <= 1e-2, entry.format
+        else:
+            agreement = np.mean(probs.argmax(1) == reference.argmax(1))
+            assert agreement >= 0.98, (entry.format, agreement)
+        sizes[entry.format] = entry.size
+    return sizes
+
+
+def test_every_format_exports_loads_and_matches_keras(seed_run, test_split) -> None:
+    model_path, artifacts, converted = seed_run
+    assert converted.returncode == 0, converted.stdout[-3000:] + converted.stderr[-3000:]
+    assert "PASSED" in converted.stdout
+    sizes = _assert_formats_match(model_path, artifacts, test_split.x)
+    assert set(sizes) == {
+        "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32", "onnx-int8"
+    }
+    assert sizes["tflite-int8"] <= 0.30 * sizes["tflite-fp32"]
+
+
+def test_manifest_describes_each_file(seed_run) -> None:
+    _, artifacts, _ = seed_run
+    data = json.loads((artifacts / "manifest.json").read_text())
+    assert data["config"]["model"]["reservoir_dim"] == 512
+    assert data["unroll"]["weight_bytes"] == 1_573_376
+    assert data["versions"]["onnxruntime"] and data["versions"]["tensorflow-cpu" if
+           "tensorflow-cpu" in data["versions"] else "tensorflow"]
+    manifest = load_manifest(artifacts)
+    int8 = next(a for a in manifest.artifacts if a.format == "tflite-int8")
+    assert (int8.inputs[0].dtype, int8.inputs[0].scale, int8.inputs[0].zero_point) == ("uint8", 1.0, 0)
+    assert int8.outputs[0].dtype == "int8"
+    assert all(check["passed"] for check in int8.details["checks"].values())
+    for entry in manifest.artifacts:
+        assert entry.ops and entry.size == (artifacts / entry.file).stat().st_size
+        if entry.runtime == "onnxruntime":
+            assert not {"Loop", "Scan"} & set(entry.ops)
+    assert sorted(p.name for p in artifacts.iterdir()) == sorted(
+        [a.file for a in manifest.artifacts] + ["manifest.json"]
+    ), "nothing but the artefacts and the manifest is left behind"
+
+
+def test_int8_tflite_has_no_float_kernel(seed_run) -> None:
+    _, artifacts, _ = seed_run
+    assert float_kernels(artifacts / "cllnn_int8.tflite") == []
+    assert float_kernels(artifacts / "cllnn_fp32.tflite") != []  # the check can fail
+
+
+@pytest.mark.parametrize("length", [3, 9])
+def test_longer_sequences_export_and_match(tmp_path: Path, test_split, length: int) -> None:
+    model_path, artifacts, converted = _train_and_convert(
+        tmp_path, f"[model]\nsequence_length = {length}\n[train]\nepochs = 3\n"
+    )
+    assert converted.returncode == 0, converted.stdout[-3000:] + converted.stderr[-3000:]
+    _assert_formats_match(model_path, artifacts, test_split.x)
