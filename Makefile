@@ -11,9 +11,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[export,dev]'
 	touch $@
 
-## demo: train the CLLNN for 3 epochs on the embedded MNIST digits into runs/demo
+## demo: train the CLLNN for 3 epochs on the embedded MNIST digits, then convert it to every format
 demo: $(BIN)/.installed
 	$(BIN)/cllnn-export train --data embedded --epochs 3 --out runs/demo
+	$(BIN)/cllnn-export convert runs/demo/model.keras --out runs/demo/artifacts
 
 ## test: run the test suite (pytest's "no tests collected", exit 5, fails the target)
 test: $(BIN)/.installed

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "onnx-fp32, onnx-int8 (default: all)",
     )
     convert.add_argument("--calibration-size", type=int, metavar="N",
-                         help="training images used to calibrate int8 (default 500)")
+                         help="training images used to calibrate int8 (default 200)")
     convert.add_argument(
         "--data",
         metavar="SOURCE",

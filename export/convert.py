@@ -30,6 +30,8 @@ from export.errors import ConversionError, ExportError
 from export.formats import Format, parse_formats
 from export.isolate import Job, run_isolated
 from export.unroll import check_equivalence, unroll
+
+INT8_VARIANT_ATOL = 1e-3  # the bounded-range graph int8 formats are calibrated on
 from runtime.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, sha256_file
 
 Progress = Callable[[str], None]
@@ -96,15 +98,25 @@ def convert(
         f"{removed['macs_per_image']:,} MACs per image"
     )
     reference = trained.predict(check_images.astype(np.float32)[..., None], verbose=0, batch_size=256)
+    int8_variant: dict[str, object] = {}
+    if any(f.precision == "int8" for f in formats):
+        bounded = unroll(trained, int8_ranges=True)
+        deviation = check_equivalence(trained, bounded, check_images, atol=INT8_VARIANT_ATOL)
+        int8_variant = {"graph": bounded.model, "max_abs_vs_trained": deviation}
+        progress(f"unroll: int8 graph with bounded ranges, max abs {deviation['output']:.1e} "
+                 f"from the trained model")
 
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
     try:
-        saved_model = work / "saved_model"
-        result.model.export(str(saved_model), verbose=False)
+        saved_models = {"float": work / "saved_model"}
+        result.model.export(str(saved_models["float"]), verbose=False)
+        if int8_variant:
+            saved_models["int8"] = work / "saved_model_int8"
+            int8_variant.pop("graph").export(str(saved_models["int8"]), verbose=False)
         calibration_file = work / "calibration.npy"
         np.save(calibration_file, calibration)
         results = _convert_all(
-            formats, cfg, work, saved_model, calibration_file, check_images, reference, progress
+            formats, cfg, work, saved_models, calibration_file, check_images, reference, progress
         )
         entries = []
         for item in results:
@@ -119,6 +131,7 @@ def convert(
                 "data": {**splits.summary(), "calibration_images": len(calibration),
                          "check_images": len(check_images)},
                 "unroll": {**removed, "equivalence_max_abs": equivalence},
+                "int8_graph": int8_variant,
                 "failed": {r.format.name: r.error for r in results if r.error},
                 "versions": library_versions(),
             },
@@ -134,24 +147,23 @@ def _convert_all(
     formats: tuple[Format, ...],
     cfg: Config,
     work: Path,
-    saved_model: Path,
+    saved_models: dict[str, Path],
     calibration: Path,
     check_images: np.ndarray,
     reference: np.ndarray,
     progress: Progress,
 ) -> list[FormatResult]:
+    """Convert each format in its own process; int8 ones from the bounded-range graph."""
     results = []
-    float_onnx = work / "float_for_int8.onnx"
     for index, fmt in enumerate(formats, start=1):
         started = time.perf_counter()
         target = work / fmt.file
+        saved_model = saved_models["int8" if fmt.precision == "int8" else "float"]
         try:
-            if fmt.name == "onnx-int8":
-                source = work / "cllnn_fp32.onnx"
-                if not source.exists():  # onnx-int8 without onnx-fp32: convert privately
-                    run_isolated(_job("onnx-fp32", float_onnx, cfg, saved_model, calibration))
-                    source = float_onnx
-                run_isolated(_job(fmt.name, target, cfg, saved_model, calibration, source))
+            if fmt.name == "onnx-int8":  # quantize a float ONNX of the bounded-range graph
+                float_onnx = work / "int8_graph_float.onnx"
+                run_isolated(_job("onnx-fp32", float_onnx, cfg, saved_model, calibration))
+                run_isolated(_job(fmt.name, target, cfg, saved_model, calibration, float_onnx))
             else:
                 run_isolated(_job(fmt.name, target, cfg, saved_model, calibration))
             entry = describe_artifact(fmt, target, check_images, reference)

@@ -41,12 +41,14 @@ class Job:
         return cls(**json.loads(text))
 
 
-def run_isolated(job: Job, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-    """Run ``job`` in a fresh Python process; raise ConversionError if it does not succeed."""
+def run_isolated(
+    job: Job, *, timeout: float = DEFAULT_TIMEOUT_S, python: str = sys.executable
+) -> None:
+    """Run ``job`` in a fresh ``python`` process; raise ConversionError if it does not succeed."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "export.worker", job.to_json()],
+            [python, "-m", "export.worker", job.to_json()],
             capture_output=True,
             text=True,
             timeout=timeout,

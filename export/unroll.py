@@ -12,6 +12,20 @@ the LSTM's recurrent matmul ``h0 @ U`` and its forget gate (``f * c0``) all
 vanish. At T = 1 their weights never enter the graph at all (1.25 MiB of
 float32 at the defaults). Each omission is recorded in ``UnrollResult.removed``
 with the bytes and multiply-accumulates it saves.
+
+``unroll(model, int8_ranges=True)`` builds the variant that int8 formats are
+calibrated on. Full-integer kernels give each tensor one range, taken from
+calibration, and two tensors of this model have ranges set by outliers, so
+ordinary values would get only a few int8 levels:
+
+- the standardised image: edge columns have tiny variance, so a stroke there
+  standardises to ~300 while most values lie within +-3. The variant splits
+  the image, exactly, into an inner part (pixels clipped to mean +- 8 std of
+  their column, then standardised: range +-8) and the outlier remainder, and
+  runs conv1 on each (conv1 is linear before its ReLU, so the sum is the same);
+- the reservoir's tanh input (range ~+-30, saturated beyond +-4): clipped to
+  +-4, computed as a clip to +-1 of a matmul with weights / 4 so the converter
+  fuses the clip into the matmul. tanh(4) = 0.9993, so outputs move by < 1e-3.
 """
 
 from __future__ import annotations
@@ -38,6 +52,8 @@ FLOAT_BYTES = 4
 GATES = ("input", "forget", "cell", "output")  # Keras' LSTM weight order: i, f, c, o
 STAGES = ("cnn", "reservoir", "lstm", "output")
 EQUIVALENCE_ATOL = 1e-5
+INNER_SIGMAS = 8.0  # int8 variant: the inner part of the image spans mean +- 8 std per column
+DRIVE_CLIP = 4.0  # int8 variant: reservoir tanh input clipped to +-4
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class UnrollResult:
     probe: keras.Model  # same graph, outputs = one tensor per stage in STAGES
     config: ModelConfig
     removed: tuple[Removed, ...]
+    int8_ranges: bool = False  # the bounded variant int8 formats are calibrated on
 
     def removed_summary(self) -> dict[str, Any]:
         return {
@@ -68,6 +85,27 @@ class UnrollResult:
             "weight_bytes": sum(r.weight_bytes for r in self.removed),
             "macs_per_image": sum(r.macs_per_image for r in self.removed),
         }
+
+
+@keras.saving.register_keras_serializable(package="cllnn_edge")
+class Clip(keras.layers.Layer):
+    """Elementwise clip to [low, high]; bounds are scalars or arrays broadcast to the input."""
+
+    def __init__(self, low: float | list, high: float | list, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.low = low
+        self.high = high
+
+    def call(self, inputs: Any) -> Any:
+        low = keras.ops.convert_to_tensor(np.asarray(self.low, np.float32))
+        high = keras.ops.convert_to_tensor(np.asarray(self.high, np.float32))
+        return keras.ops.minimum(keras.ops.maximum(inputs, low), high)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "low": self.low, "high": self.high}
 
 
 @keras.saving.register_keras_serializable(package="cllnn_edge")
@@ -89,28 +127,34 @@ class SliceFeatures(keras.layers.Layer):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
 
 
-def unroll(trained: keras.Model) -> UnrollResult:
-    """Build the static equivalent of ``trained`` (any sequence length)."""
+def unroll(trained: keras.Model, *, int8_ranges: bool = False) -> UnrollResult:
+    """Build the static equivalent of ``trained`` (any sequence length).
+
+    ``int8_ranges=True``: the variant with bounded ranges for int8 calibration
+    (see the module docstring); not equivalent to 1e-5, only close.
+    """
     cfg = config_from_model(trained)
     weights = _TrainedWeights.read(trained, cfg)
     steps = cfg.sequence_length
     units, reservoir = cfg.lstm_units, cfg.reservoir_dim
+    drive_scale = 1.0 / DRIVE_CLIP if int8_ranges else 1.0
 
     pixels = keras.Input((28, 28, 1), name=INPUT_NAME)
-    standardize = Standardize(name=STANDARDIZE)
-    x = standardize(pixels)
-    for index, (kernel, bias) in enumerate(weights.convs, start=1):
-        conv = keras.layers.Conv2D(
-            kernel.shape[-1], (3, 3), activation="relu", padding="same", name=f"conv{index}"
-        )
-        x = conv(x)
-        conv.set_weights([kernel, bias])
+    if int8_ranges:
+        x = _split_first_conv(pixels, weights)
+    else:
+        standardized = _standardize(pixels, weights.standardize, STANDARDIZE)
+        x = _conv(standardized, *weights.convs[0], "conv1")
+    x = keras.layers.MaxPooling2D((2, 2), name="pool1")(x)
+    for index, (kernel, bias) in enumerate(weights.convs[1:], start=2):
+        x = _conv(x, kernel, bias, f"conv{index}")
         x = keras.layers.MaxPooling2D((2, 2), name=f"pool{index}")(x)
     features = keras.layers.Flatten(name="cnn_features")(x)
-    standardize.set_weights(weights.standardize)
 
-    reservoir_in = _dense(reservoir, weights.w_in, None, "reservoir_in")
-    reservoir_rec = _dense(reservoir, weights.w_res, None, "reservoir_rec") if steps > 1 else None
+    reservoir_in = _dense(reservoir, weights.w_in * drive_scale, None, "reservoir_in")
+    reservoir_rec = (
+        _dense(reservoir, weights.w_res * drive_scale, None, "reservoir_rec") if steps > 1 else None
+    )
     gate_in = {
         gate: _dense(units, weights.lstm_kernel[gate], weights.lstm_bias[gate], f"lstm_{gate}_in")
         for gate in GATES
@@ -135,6 +179,9 @@ def unroll(trained: keras.Model) -> UnrollResult:
         drive = reservoir_in(x_t)
         if state is not None:
             drive = keras.layers.Add(name=f"reservoir_drive{t}")([drive, reservoir_rec(state)])
+        if int8_ranges:
+            drive = Clip(-1.0, 1.0, name=f"reservoir_clip{t}")(drive)
+            drive = keras.layers.Rescaling(DRIVE_CLIP, name=f"reservoir_unscale{t}")(drive)
         fresh = keras.layers.Activation("tanh", name=f"reservoir_tanh{t}")(drive)
         name = "reservoir_state" if last else f"reservoir_state{t}"
         if state is None:
@@ -151,7 +198,9 @@ def unroll(trained: keras.Model) -> UnrollResult:
 
     model = keras.Model(pixels, probs, name="cllnn_unrolled")
     probe = keras.Model(pixels, [features, state, lstm_h, probs], name="cllnn_unrolled_probe")
-    return UnrollResult(model=model, probe=probe, config=cfg, removed=_removed(cfg))
+    return UnrollResult(
+        model=model, probe=probe, config=cfg, removed=_removed(cfg), int8_ranges=int8_ranges
+    )
 
 
 def stage_probe(trained: keras.Model) -> keras.Model:
@@ -201,6 +250,54 @@ def check_equivalence(
             + ")"
         )
     return diffs
+
+
+def _standardize(x: Any, stats: list[np.ndarray], name: str) -> Any:
+    layer = Standardize(name=name)
+    out = layer(x)
+    layer.set_weights(stats)
+    return out
+
+
+def _conv(x: Any, kernel: np.ndarray, bias: np.ndarray | None, name: str, activation: str = "relu") -> Any:
+    layer = keras.layers.Conv2D(
+        kernel.shape[-1], (3, 3), activation=activation, padding="same",
+        use_bias=bias is not None, name=name,
+    )
+    out = layer(x)
+    layer.set_weights([kernel] if bias is None else [kernel, bias])
+    return out
+
+
+def _standardize_per_channel(x: Any, mean: np.ndarray, scale: np.ndarray, name: str) -> Any:
+    """Standardise columns as a 1x1 depthwise conv over columns-as-channels (int8 variant).
+
+    As a broadcast multiply, the 28 per-column factors (0.01 .. 1.6) would share
+    one int8 scale and the small ones would round to nothing; as depthwise
+    weights each column gets its own (per-channel) quantization scale.
+    """
+    side = int(mean.shape[0])
+    columns = keras.layers.Reshape((side, 1, side), name=f"{name}_columns")(x)
+    layer = keras.layers.DepthwiseConv2D(1, use_bias=True, name=name)
+    out = layer(columns)
+    layer.set_weights([(1.0 / scale).reshape(1, 1, side, 1), -mean / scale])
+    return keras.layers.Reshape((side, side, 1), name=f"{name}_image")(out)
+
+
+def _split_first_conv(pixels: Any, weights: _TrainedWeights) -> Any:
+    """conv1(standardise(x)) as conv1(inner) + conv1(outliers), exactly (int8 variant)."""
+    mean, scale = weights.standardize
+    low = (mean - INNER_SIGMAS * scale).reshape(1, 1, -1, 1)
+    high = (mean + INNER_SIGMAS * scale).reshape(1, 1, -1, 1)
+    clipped = Clip(low.tolist(), high.tolist(), name="clip_pixels")(pixels)
+    inner = _standardize_per_channel(clipped, mean, scale, STANDARDIZE)
+    excess = keras.layers.Subtract(name="pixel_outliers")([pixels, clipped])
+    outliers = _standardize_per_channel(excess, np.zeros_like(mean), scale, "standardize_outliers")
+    kernel, bias = weights.convs[0]
+    summed = keras.layers.Add(name="conv1_sum")(
+        [_conv(inner, kernel, bias, "conv1", None), _conv(outliers, kernel, None, "conv1_outliers", None)]
+    )
+    return keras.layers.Activation("relu", name="conv1_relu")(summed)
 
 
 def _lstm_step(

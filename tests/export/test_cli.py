@@ -72,3 +72,52 @@ def test_module_entry_point_matches_the_script() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     assert result.returncode == 0 and "cllnn-export" in result.stdout
+
+
+def _convert(tmp_path: Path, model: Path, *extra: str) -> int:
+    return main(["convert", str(model), "--out", str(tmp_path / "artifacts"), *extra])
+
+
+def test_convert_refuses_a_file_that_is_not_a_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bogus = tmp_path / "model.keras"
+    bogus.write_bytes(b"not a zip at all")
+    assert _convert(tmp_path, bogus) == EXIT_USAGE
+    assert "is not a Keras model file" in capsys.readouterr().err
+    assert list((tmp_path / "artifacts").iterdir()) == []
+
+
+def test_convert_refuses_a_keras_model_that_is_not_a_cllnn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import keras
+
+    inputs = keras.Input((28, 28, 1))
+    other = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    other.save(tmp_path / "other.keras")
+    assert _convert(tmp_path, tmp_path / "other.keras") == EXIT_USAGE
+    assert "not a CLLNN model" in capsys.readouterr().err
+
+
+def test_convert_refuses_an_unknown_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = _convert(tmp_path, tmp_path / "model.keras", "--formats", "tflite-int8,coreml")
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "unknown format(s) ['coreml']" in err and "tflite-fp32" in err
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_convert_refuses_an_unwritable_output_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should be")
+    code = main(["convert", str(tmp_path / "model.keras"), "--out", str(blocker / "artifacts")])
+    assert code == EXIT_USAGE
+    assert "cannot be written" in capsys.readouterr().err
+
+
+def test_convert_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _convert(tmp_path, tmp_path / "absent.keras") == EXIT_USAGE
+    assert "model file not found" in capsys.readouterr().err
