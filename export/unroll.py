@@ -109,22 +109,21 @@ class Clip(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cllnn_edge")
-class SliceFeatures(keras.layers.Layer):
-    """Columns ``start:stop`` of a (N, F) tensor: the features of one time step."""
+class TakeStep(keras.layers.Layer):
+    """Time step ``index`` of a (N, T, F) tensor, as (N, F)."""
 
-    def __init__(self, start: int, stop: int, **kwargs: Any) -> None:
+    def __init__(self, index: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.start = start
-        self.stop = stop
+        self.index = index
 
     def call(self, inputs: Any) -> Any:
-        return inputs[:, self.start : self.stop]
+        return inputs[:, self.index]
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (input_shape[0], self.stop - self.start)
+        return (input_shape[0], *input_shape[2:])
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "start": self.start, "stop": self.stop}
+        return {**super().get_config(), "index": self.index}
 
 
 def unroll(trained: keras.Model, *, int8_ranges: bool = False) -> UnrollResult:
@@ -135,72 +134,88 @@ def unroll(trained: keras.Model, *, int8_ranges: bool = False) -> UnrollResult:
     """
     cfg = config_from_model(trained)
     weights = _TrainedWeights.read(trained, cfg)
-    steps = cfg.sequence_length
-    units, reservoir = cfg.lstm_units, cfg.reservoir_dim
-    drive_scale = 1.0 / DRIVE_CLIP if int8_ranges else 1.0
-
     pixels = keras.Input((28, 28, 1), name=INPUT_NAME)
+    features = _cnn(pixels, weights, int8_ranges)
+    states = _reservoir(features, cfg, weights, int8_ranges)
+    lstm_h = _lstm(states, cfg, weights)
+    head = keras.layers.Dense(cfg.output_dim, activation="softmax", name=HEAD)
+    probs = head(lstm_h)
+    head.set_weights(weights.head)
+    model = keras.Model(pixels, probs, name="cllnn_unrolled")
+    probe = keras.Model(pixels, [features, states[-1], lstm_h, probs], name="cllnn_unrolled_probe")
+    return UnrollResult(
+        model=model, probe=probe, config=cfg, removed=_removed(cfg), int8_ranges=int8_ranges
+    )
+
+
+def _cnn(pixels: Any, weights: _TrainedWeights, int8_ranges: bool) -> Any:
+    """Standardise, conv/pool stages, flatten."""
     if int8_ranges:
         x = _split_first_conv(pixels, weights)
     else:
-        standardized = _standardize(pixels, weights.standardize, STANDARDIZE)
-        x = _conv(standardized, *weights.convs[0], "conv1")
+        x = _conv(_standardize(pixels, weights.standardize, STANDARDIZE), *weights.convs[0], "conv1")
     x = keras.layers.MaxPooling2D((2, 2), name="pool1")(x)
     for index, (kernel, bias) in enumerate(weights.convs[1:], start=2):
         x = _conv(x, kernel, bias, f"conv{index}")
         x = keras.layers.MaxPooling2D((2, 2), name=f"pool{index}")(x)
-    features = keras.layers.Flatten(name="cnn_features")(x)
+    return keras.layers.Flatten(name="cnn_features")(x)
 
-    reservoir_in = _dense(reservoir, weights.w_in * drive_scale, None, "reservoir_in")
-    reservoir_rec = (
-        _dense(reservoir, weights.w_res * drive_scale, None, "reservoir_rec") if steps > 1 else None
-    )
-    gate_in = {
-        gate: _dense(units, weights.lstm_kernel[gate], weights.lstm_bias[gate], f"lstm_{gate}_in")
-        for gate in GATES
-        if steps > 1 or gate != "forget"
-    }
-    gate_rec = (
-        {g: _dense(units, weights.lstm_recurrent[g], None, f"lstm_{g}_rec") for g in GATES}
-        if steps > 1
-        else {}
-    )
 
-    state = None
-    lstm_h = lstm_c = None
-    step_size = cfg.step_features
+def _reservoir(
+    features: Any, cfg: ModelConfig, weights: _TrainedWeights, int8_ranges: bool
+) -> list[Any]:
+    """The reservoir states h_1 .. h_T; the input projection is one matmul for all steps
+    (one copy of W_in in the file), the recurrence one matmul per step after the first."""
+    steps, size = cfg.sequence_length, cfg.reservoir_dim
+    drive_scale = 1.0 / DRIVE_CLIP if int8_ranges else 1.0
+    if steps > 1:
+        features = keras.layers.Reshape((steps, cfg.step_features), name="to_sequence")(features)
+    projected = _dense(size, weights.w_in * drive_scale, None, "reservoir_in")(features)
+    recurrent = _dense(size, weights.w_res * drive_scale, None, "reservoir_rec") if steps > 1 else None
+    states: list[Any] = []
     for t in range(1, steps + 1):
-        last = t == steps
-        x_t = (
-            features
-            if steps == 1
-            else SliceFeatures((t - 1) * step_size, t * step_size, name=f"step{t}_features")(features)
-        )
-        drive = reservoir_in(x_t)
-        if state is not None:
-            drive = keras.layers.Add(name=f"reservoir_drive{t}")([drive, reservoir_rec(state)])
+        drive = projected if steps == 1 else TakeStep(t - 1, name=f"reservoir_in{t}")(projected)
+        if states:
+            drive = keras.layers.Add(name=f"reservoir_drive{t}")([drive, recurrent(states[-1])])
         if int8_ranges:
             drive = Clip(-1.0, 1.0, name=f"reservoir_clip{t}")(drive)
             drive = keras.layers.Rescaling(DRIVE_CLIP, name=f"reservoir_unscale{t}")(drive)
         fresh = keras.layers.Activation("tanh", name=f"reservoir_tanh{t}")(drive)
-        name = "reservoir_state" if last else f"reservoir_state{t}"
-        if state is None:
-            state = keras.layers.Rescaling(cfg.leak_rate, name=name)(fresh)
-        else:
-            kept = keras.layers.Rescaling(1.0 - cfg.leak_rate, name=f"reservoir_keep{t}")(state)
-            leaked = keras.layers.Rescaling(cfg.leak_rate, name=f"reservoir_leak{t}")(fresh)
-            state = keras.layers.Add(name=name)([kept, leaked])
-        lstm_h, lstm_c = _lstm_step(t, last, state, lstm_h, lstm_c, gate_in, gate_rec)
+        name = "reservoir_state" if t == steps else f"reservoir_state{t}"
+        leaked = keras.layers.Rescaling(cfg.leak_rate, name=name if not states else f"reservoir_leak{t}")(fresh)
+        if states:  # (1 - a) * h0 is zero at the first step
+            kept = keras.layers.Rescaling(1.0 - cfg.leak_rate, name=f"reservoir_keep{t}")(states[-1])
+            leaked = keras.layers.Add(name=name)([kept, leaked])
+        states.append(leaked)
+    return states
 
-    head = keras.layers.Dense(cfg.output_dim, activation="softmax", name=HEAD)
-    probs = head(lstm_h)
-    head.set_weights(weights.head)
 
-    model = keras.Model(pixels, probs, name="cllnn_unrolled")
-    probe = keras.Model(pixels, [features, state, lstm_h, probs], name="cllnn_unrolled_probe")
-    return UnrollResult(
-        model=model, probe=probe, config=cfg, removed=_removed(cfg), int8_ranges=int8_ranges
+def _lstm(states: list[Any], cfg: ModelConfig, weights: _TrainedWeights) -> Any:
+    """The LSTM over the reservoir states; input projections batched over all steps."""
+    steps, units = cfg.sequence_length, cfg.lstm_units
+    sequence = states[0]
+    if steps > 1:
+        rows = [keras.layers.Reshape((1, cfg.reservoir_dim), name=f"lstm_row{t}")(h)
+                for t, h in enumerate(states, start=1)]
+        sequence = keras.layers.Concatenate(axis=1, name="lstm_inputs")(rows)
+    projected = {
+        gate: _dense(units, weights.lstm_kernel[gate], weights.lstm_bias[gate], f"lstm_{gate}_in")(sequence)
+        for gate in GATES
+        if steps > 1 or gate != "forget"  # f * c0 is zero at the only step
+    }
+    recurrent = (
+        {g: _dense(units, weights.lstm_recurrent[g], None, f"lstm_{g}_rec") for g in GATES}
+        if steps > 1
+        else {}
     )
+    h = c = None
+    for t in range(1, steps + 1):
+        inputs = {
+            gate: z if steps == 1 else TakeStep(t - 1, name=f"lstm_{gate}_in{t}")(z)
+            for gate, z in projected.items()
+        }
+        h, c = _lstm_step(t, t == steps, inputs, h, c, recurrent)
+    return h
 
 
 def stage_probe(trained: keras.Model) -> keras.Model:
@@ -303,19 +318,18 @@ def _split_first_conv(pixels: Any, weights: _TrainedWeights) -> Any:
 def _lstm_step(
     t: int,
     last: bool,
-    x: Any,
+    projected: dict[str, Any],
     h: Any,
     c: Any,
-    gate_in: dict[str, keras.layers.Dense],
     gate_rec: dict[str, keras.layers.Dense],
 ) -> tuple[Any, Any]:
-    """One LSTM step; at t = 1 (h = c = 0) without the recurrent matmuls and forget gate."""
+    """One LSTM step from the gates' input projections; at t = 1 (h = c = 0)
+    without the recurrent matmuls and the forget gate."""
     activation = {"input": "sigmoid", "forget": "sigmoid", "cell": "tanh", "output": "sigmoid"}
     gates = {}
-    for gate, dense in gate_in.items():
+    for gate, z in projected.items():
         if c is None and gate == "forget":
             continue
-        z = dense(x)
         if h is not None:
             z = keras.layers.Add(name=f"lstm_{gate}_sum{t}")([z, gate_rec[gate](h)])
         gates[gate] = keras.layers.Activation(activation[gate], name=f"lstm_{gate}{t}")(z)
