@@ -1,1 +1,31 @@
-"""runtime: on-device inference (numpy + LiteRT / ONNX Runtime only, never TensorFlow)."""
+"""runtime: on-device inference (numpy + LiteRT / ONNX Runtime only, never TensorFlow).
+
+    import runtime
+    with runtime.load("cllnn_int8.tflite") as model:
+        probabilities = model.predict(images)  # uint8 (N, 28, 28) -> float32 (N, 10)
+
+Backends import ai-edge-litert / onnxruntime only when a file of their format
+is loaded, so this package imports with numpy and either one of them alone.
+"""
+
+from runtime.errors import EdgeRuntimeError, InferenceError, InputError, ModelClosedError, ModelLoadError
+from runtime.litert import LiteRTModel, OpDtypes, tflite_op_dtypes
+from runtime.manifest import ManifestError, TensorSpec
+from runtime.model import RuntimeModel, load
+from runtime.onnxrt import OnnxRuntimeModel
+
+__all__ = [
+    "EdgeRuntimeError",
+    "InferenceError",
+    "InputError",
+    "LiteRTModel",
+    "ManifestError",
+    "ModelClosedError",
+    "ModelLoadError",
+    "OnnxRuntimeModel",
+    "OpDtypes",
+    "RuntimeModel",
+    "TensorSpec",
+    "load",
+    "tflite_op_dtypes",
+]

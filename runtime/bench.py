@@ -1,0 +1,264 @@
+"""Latency benchmark through the device runtime: ``cllnn-bench MODEL...``.
+
+Times ``model.predict(images)`` end to end, as an application calls it (input
+checks, quantization, inference, dequantization), after a warm-up. Reports per
+model: load time, p50 / p90 / p99 / mean latency in microseconds, throughput,
+file size and the process's peak resident memory; writes JSON with the
+machine, library versions and settings; with a baseline, fails when p50
+regresses by more than a given percentage. Imports only numpy and the runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.errors import EdgeRuntimeError
+from runtime.manifest import ManifestError
+from runtime.model import load
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+IMAGE_SIDE = 28
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    batch: int = 1
+    threads: int | None = 1
+    warmup: int = 20
+    runs: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "warmup", "runs"):
+            value = getattr(self, name)
+            if value < (0 if name == "warmup" else 1):
+                raise ValueError(f"--{name} must be >= {0 if name == 'warmup' else 1}, got {value}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One model's figures; latencies in microseconds per call of ``batch`` images."""
+
+    model: str
+    format: str
+    file_size: int
+    load_ms: float
+    batch: int
+    threads: int | None
+    runs: int
+    p50_us: float
+    p90_us: float
+    p99_us: float
+    mean_us: float
+    throughput_ips: float  # images per second at the mean latency
+    peak_rss_mib: float  # of the whole benchmarking process, so far
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB.
+
+    On Linux, VmHWM from /proc: getrusage's ru_maxrss survives fork + exec, so
+    a small process started by a large one would report its parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def bench_model(
+    path: str | Path,
+    settings: BenchSettings = BenchSettings(),
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> BenchResult:
+    """Load ``path`` and time ``predict`` on random uint8 images of the set batch size."""
+    path = Path(path)
+    started = time.perf_counter()
+    model = load(path, threads=settings.threads)
+    load_ms = (time.perf_counter() - started) * 1e3
+    rng = np.random.default_rng(settings.seed)
+    images = rng.integers(0, 256, (settings.batch, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
+    with model:
+        for _ in range(settings.warmup):
+            model.predict(images)
+        times = np.empty(settings.runs)
+        for index in range(settings.runs):
+            begin = time.perf_counter_ns()
+            model.predict(images)
+            times[index] = (time.perf_counter_ns() - begin) / 1e3
+            if progress is not None:
+                progress(index + 1, settings.runs)
+        fmt = model.format
+    mean = float(times.mean())
+    return BenchResult(
+        model=str(path),
+        format=fmt,
+        file_size=path.stat().st_size,
+        load_ms=load_ms,
+        batch=settings.batch,
+        threads=settings.threads,
+        runs=settings.runs,
+        p50_us=float(np.percentile(times, 50)),
+        p90_us=float(np.percentile(times, 90)),
+        p99_us=float(np.percentile(times, 99)),
+        mean_us=mean,
+        throughput_ips=settings.batch / (mean / 1e6),
+        peak_rss_mib=peak_rss_mib(),
+    )
+
+
+def environment() -> dict[str, Any]:
+    """Machine and library versions, for the JSON report."""
+    versions = {}
+    for name in ("numpy", "ai-edge-litert", "onnxruntime"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "versions": versions,
+    }
+
+
+def regressions(
+    results: Sequence[BenchResult], baseline: dict[str, Any], max_regression_pct: float
+) -> list[str]:
+    """Models whose p50 grew by more than ``max_regression_pct`` over the baseline's."""
+    before = {Path(r["model"]).name: r for r in baseline.get("results", [])}
+    failures = []
+    for result in results:
+        old = before.get(Path(result.model).name)
+        if old is None:
+            continue
+        change = (result.p50_us / old["p50_us"] - 1.0) * 100.0
+        if change > max_regression_pct:
+            failures.append(
+                f"{Path(result.model).name}: p50 {result.p50_us:.0f} us vs baseline "
+                f"{old['p50_us']:.0f} us (+{change:.1f}%, allowed +{max_regression_pct:g}%)"
+            )
+    return failures
+
+
+def format_table(results: Sequence[BenchResult]) -> str:
+    header = ("model", "size KiB", "load ms", "p50 us", "p90 us", "p99 us", "mean us", "img/s", "peak MiB")
+    rows = [header] + [
+        (
+            Path(r.model).name,
+            f"{r.file_size / 1024:.1f}",
+            f"{r.load_ms:.1f}",
+            f"{r.p50_us:.1f}",
+            f"{r.p90_us:.1f}",
+            f"{r.p99_us:.1f}",
+            f"{r.mean_us:.1f}",
+            f"{r.throughput_ips:.0f}",
+            f"{r.peak_rss_mib:.1f}",
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in rows
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cllnn-bench",
+        description="Time exported CLLNN models (.tflite / .onnx) through the device runtime: "
+        "predict() on random uint8 images, after a warm-up.",
+    )
+    parser.add_argument("models", nargs="+", type=Path, metavar="MODEL")
+    parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed calls first (default 20)")
+    parser.add_argument("--runs", type=int, default=200, help="timed calls (default 200)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--baseline", type=Path, metavar="FILE",
+                        help="a JSON written by an earlier --json run to compare p50 against")
+    parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
+                        help="with --baseline: exit 1 if a p50 grew by more (default 10)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = BenchSettings(batch=args.batch, threads=args.threads,
+                                 warmup=args.warmup, runs=args.runs)
+        baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    except (ValueError, OSError) as exc:
+        print(f"cllnn-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    results = []
+    for number, path in enumerate(args.models, start=1):
+        label = f"[{number}/{len(args.models)}] {path.name}"
+        try:
+            results.append(bench_model(path, settings, progress=_progress_printer(label)))
+        except (EdgeRuntimeError, ManifestError, ValueError, OSError) as exc:
+            print(f"\ncllnn-bench: error: {path}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    print(format_table(results))
+    report = {"settings": asdict(settings), **environment(),
+              "results": [r.to_dict() for r in results]}
+    if args.json:
+        _write_json(args.json, report)
+    if baseline is not None:
+        failures = regressions(results, baseline, args.max_regression)
+        for line in failures:
+            print(f"REGRESSION {line}")
+        print("FAILED" if failures else "PASSED")
+        return EXIT_REGRESSION if failures else EXIT_OK
+    return EXIT_OK
+
+
+def _progress_printer(label: str) -> Callable[[int, int], None]:
+    """A live line on a terminal, nothing in logs."""
+    interactive = sys.stderr.isatty()
+
+    def show(done: int, total: int) -> None:
+        if interactive and (done == total or done % max(1, total // 20) == 0):
+            end = "\n" if done == total else ""
+            print(f"\r{label}: {done}/{total} runs", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _write_json(path: Path, report: dict[str, Any]) -> None:
+    """Temp file + rename, so a reader never sees half a report."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Errors of the device runtime: one base class, a few specific kinds.
+
+``runtime`` is the bottom layer and may not import ``cllnn_edge``, so it has its
+own base class. The kinds a caller can cause (a bad file, bad input) are also
+``ValueError``, so code that knows only the standard library still catches them.
+``runtime.manifest.ManifestError`` (a ``ValueError``) covers checksum refusals.
+"""
+
+from __future__ import annotations
+
+
+class EdgeRuntimeError(Exception):
+    """Base class of every error the runtime raises on purpose."""
+
+
+class ModelLoadError(EdgeRuntimeError, ValueError):
+    """A file is not a model this runtime can load safely (wrong format, corrupt, unsupported)."""
+
+
+class InputError(EdgeRuntimeError, ValueError):
+    """Images passed to ``predict`` have the wrong type, shape, dtype or values."""
+
+
+class ModelClosedError(EdgeRuntimeError, ValueError):
+    """A model was used after ``close()`` (like I/O on a closed file)."""
+
+
+class InferenceError(EdgeRuntimeError, RuntimeError):
+    """The backend failed while running a model that loaded fine."""

@@ -1,0 +1,257 @@
+"""Load an exported model and run it: ``load(path).predict(images)``.
+
+``RuntimeModel`` owns the public API and every check (Polygraphy's runner
+pattern); a backend overrides only the small ``_*_impl`` hooks. The backend is
+chosen by the file's content, not trusted from its suffix, and the file is
+checked against a ``manifest.json`` beside it before any parser sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar
+
+import numpy as np
+
+from runtime.errors import InferenceError, ModelClosedError, ModelLoadError
+from runtime.images import as_image_batch, decode, encode
+from runtime.manifest import (
+    MANIFEST_NAME,
+    ArtifactEntry,
+    ManifestError,
+    TensorSpec,
+    load_manifest,
+    verify_file,
+)
+
+TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
+
+
+class RuntimeModel(ABC):
+    """One loaded model file; safe to share between threads.
+
+    Subclasses set ``format`` and ``backend`` and implement ``_run_impl``
+    (a batch in the model's input dtype -> the raw output tensor),
+    ``_close_impl`` and ``_ops_impl``.
+    """
+
+    format: ClassVar[str]  # "tflite" or "onnx"
+    backend: ClassVar[str]  # "litert" or "onnxruntime", as the manifest's ``runtime`` field
+
+    def __init__(
+        self,
+        path: Path,
+        input_spec: TensorSpec,
+        output_spec: TensorSpec,
+        threads: int | None,
+        manifest_entry: ArtifactEntry | None,
+    ) -> None:
+        self._path = path
+        self._input_spec = input_spec
+        self._output_spec = output_spec
+        self._threads = threads
+        self._manifest_entry = manifest_entry
+        self._closed = False
+        self._ops: dict[str, int] | None = None
+        self._ops_lock = threading.Lock()
+        _check_image_classifier(path, input_spec, output_spec)
+
+    # -- metadata ---------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        """Name, shape (-1 = dynamic batch), dtype, and scale / zero point if quantized."""
+        return self._input_spec
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        return self._output_spec
+
+    @property
+    def threads(self) -> int | None:
+        return self._threads
+
+    @property
+    def manifest_entry(self) -> ArtifactEntry | None:
+        """The manifest entry the file was verified against, or None if there was no manifest."""
+        return self._manifest_entry
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return (self._input_spec.shape[1], self._input_spec.shape[2])
+
+    @property
+    def num_classes(self) -> int:
+        return self._output_spec.shape[-1]
+
+    @property
+    def ops(self) -> dict[str, int]:
+        """Op type -> count, computed on first use (see each backend for what it covers)."""
+        with self._ops_lock:
+            if self._ops is None:
+                self._check_open()
+                self._ops = dict(sorted(self._ops_impl().items()))
+            return dict(self._ops)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- inference ----------------------------------------------------------------
+    def predict(self, images: object) -> np.ndarray:
+        """Class probabilities, float32 (N, num_classes), whatever the model's precision.
+
+        ``images``: uint8 (or float raw pixel values 0..255) shaped (H, W),
+        (N, H, W) or (N, H, W, 1); anything else raises ``InputError``.
+        """
+        self._check_open()
+        batch = as_image_batch(images, *self.image_shape)
+        model_input = encode(batch, self._input_spec)
+        fixed = self._input_spec.shape[0]
+        if fixed > 0 and len(model_input) != fixed:
+            raw = self._run_in_chunks(model_input, fixed)
+        else:
+            raw = self._run_checked(model_input)
+        return decode(raw, self._output_spec)
+
+    def _run_in_chunks(self, model_input: np.ndarray, size: int) -> np.ndarray:
+        """A file exported with a fixed batch still takes any N: run it ``size`` at a time."""
+        parts = []
+        for start in range(0, len(model_input), size):
+            chunk = model_input[start : start + size]
+            n = len(chunk)
+            if n < size:
+                pad = np.zeros((size - n, *chunk.shape[1:]), dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            parts.append(self._run_checked(chunk)[:n])
+        return np.concatenate(parts)
+
+    def _run_checked(self, model_input: np.ndarray) -> np.ndarray:
+        raw = self._run_impl(model_input)
+        expected = (len(model_input), self.num_classes)
+        if raw.shape != expected:
+            raise InferenceError(
+                f"{self._path.name}: expected an output of shape {expected}, got {raw.shape}"
+            )
+        return raw
+
+    # -- lifetime -----------------------------------------------------------------
+    def close(self) -> None:
+        """Release the backend; further calls raise ``ModelClosedError``. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._close_impl()
+
+    def __enter__(self) -> RuntimeModel:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"{type(self).__name__}({str(self._path)!r}, input={self._input_spec.dtype}"
+            f"{list(self._input_spec.shape)}, output={self._output_spec.dtype}"
+            f"{list(self._output_spec.shape)}, {state})"
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ModelClosedError(f"{self._path.name}: model is closed; load it again to use it")
+
+    # -- backend hooks --------------------------------------------------------------
+    @abstractmethod
+    def _run_impl(self, model_input: np.ndarray) -> np.ndarray:
+        """Run one batch already in the input's dtype; return the raw output tensor."""
+
+    @abstractmethod
+    def _close_impl(self) -> None:
+        """Drop the backend's session / interpreters."""
+
+    @abstractmethod
+    def _ops_impl(self) -> dict[str, int]:
+        """Count the model's ops by type."""
+
+
+def _check_image_classifier(path: Path, input_spec: TensorSpec, output_spec: TensorSpec) -> None:
+    """The runtime's contract: (batch, H, W, 1) images in, (batch, classes) out."""
+    shape = input_spec.shape
+    if len(shape) != 4 or shape[3] != 1 or shape[1] <= 0 or shape[2] <= 0 or shape[0] == 0:
+        raise ModelLoadError(
+            f"{path.name}: expected one image input shaped (batch, H, W, 1), got {input_spec.name!r} "
+            f"shaped {shape}"
+        )
+    if len(output_spec.shape) != 2 or output_spec.shape[1] <= 0:
+        raise ModelLoadError(
+            f"{path.name}: expected one output shaped (batch, classes), got {output_spec.name!r} "
+            f"shaped {output_spec.shape}"
+        )
+    for role, spec in (("input", input_spec), ("output", output_spec)):
+        dtype = np.dtype(spec.dtype)
+        if not (np.issubdtype(dtype, np.floating) or dtype in (np.uint8, np.int8, np.int16)):
+            raise ModelLoadError(
+                f"{path.name}: expected a float, uint8, int8 or int16 {role}, got {spec.dtype}"
+            )
+
+
+def load(
+    path: str | Path,
+    threads: int | None = None,
+    manifest: str | Path | None = None,
+) -> RuntimeModel:
+    """Load a ``.tflite`` (LiteRT) or ``.onnx`` (ONNX Runtime) model for inference.
+
+    The backend is chosen by content: a TFLite flatbuffer carries ``TFL3`` at
+    bytes 4..8, anything else is tried as ONNX. If ``manifest`` is given, or a
+    ``manifest.json`` lies beside the file, the file's SHA-256 must match its
+    entry, else ``ManifestError``. The bytes that were hashed are the bytes
+    loaded, so a file swapped after the check is never run. ``threads`` sets
+    the backend's intra-op threads (default: the backend's own choice, which
+    is one thread for LiteRT and one per core for ONNX Runtime).
+    """
+    path = Path(path)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    entry = _verify_against_manifest(path, manifest)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+    if entry is not None and hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise ManifestError(f"{path} changed while it was being loaded; refusing to load")
+    if looks_like_tflite(data):
+        from runtime.litert import LiteRTModel
+
+        return LiteRTModel(path, data, threads, entry)
+    from runtime.onnxrt import OnnxRuntimeModel
+
+    return OnnxRuntimeModel(path, data, threads, entry)
+
+
+def looks_like_tflite(data: bytes) -> bool:
+    """True if ``data`` carries the TFLite flatbuffer file identifier."""
+    return len(data) >= 8 and data[4:8] == TFLITE_IDENTIFIER
+
+
+def _verify_against_manifest(path: Path, manifest: str | Path | None) -> ArtifactEntry | None:
+    if manifest is None:
+        beside = path.parent / MANIFEST_NAME
+        if not beside.is_file():
+            return None
+        manifest = beside
+    return verify_file(path, load_manifest(manifest))

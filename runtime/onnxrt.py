@@ -1,0 +1,111 @@
+"""ONNX Runtime backend: ``.onnx`` files through ``onnxruntime.InferenceSession`` on the CPU.
+
+An ``InferenceSession`` is safe to ``run`` from several threads at once, so one
+session serves every caller. An ONNX graph has no quantization parameters on
+its inputs and outputs (QDQ models take and return float), so the specs carry
+none; a uint8 input is fed raw pixel values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from runtime.errors import InferenceError, ModelLoadError
+from runtime.manifest import ArtifactEntry, TensorSpec
+from runtime.model import TFLITE_IDENTIFIER, RuntimeModel
+from runtime.onnx_ops import onnx_op_counts
+
+_ONNX_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+}
+
+
+def _onnxruntime(path: Path, data: bytes) -> ModuleType:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"{path.name} is not a TFLite flatbuffer ({TFLITE_IDENTIFIER!r} at bytes 4..8, got "
+            f"{data[4:8]!r}) and onnxruntime is not installed to load it as ONNX: pip install onnxruntime"
+        ) from exc
+    module: ModuleType = onnxruntime
+    return module
+
+
+def _ort_errors(ort: ModuleType) -> tuple[type[BaseException], ...]:
+    """ONNX Runtime raises its own exception classes (plain ``Exception`` subclasses)."""
+    state = ort.capi.onnxruntime_pybind11_state
+    native = [obj for obj in vars(state).values() if isinstance(obj, type) and issubclass(obj, Exception)]
+    return (ValueError, RuntimeError, OSError, *native)
+
+
+def _spec(node: Any) -> TensorSpec:
+    dtype = _ONNX_DTYPES.get(node.type, node.type)
+    shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in node.shape)
+    return TensorSpec(name=str(node.name), shape=shape, dtype=dtype)
+
+
+class OnnxRuntimeModel(RuntimeModel):
+    """An ``.onnx`` model; ``ops`` counts the main graph's node types, read without ``onnx``."""
+
+    format = "onnx"
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, data: bytes, threads: int | None, entry: ArtifactEntry | None) -> None:
+        ort = _onnxruntime(path, data)
+        self._errors = _ort_errors(ort)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        except self._errors as exc:
+            expected = f"a TFLite flatbuffer ({TFLITE_IDENTIFIER!r} at bytes 4..8) or an ONNX model"
+            raise ModelLoadError(
+                f"{path.name}: expected {expected}; ONNX Runtime cannot load it: {exc}"
+            ) from exc
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelLoadError(
+                f"{path.name}: expected one input and one output, got {len(inputs)} and {len(outputs)}"
+            )
+        input_spec, output_spec = _spec(inputs[0]), _spec(outputs[0])
+        for role, spec in (("input", input_spec), ("output", output_spec)):
+            if spec.dtype not in _ONNX_DTYPES.values():
+                raise ModelLoadError(f"{path.name}: unsupported {role} type {spec.dtype}")
+        if output_spec.dtype in ("uint8", "int8", "int16"):
+            raise ModelLoadError(
+                f"{path.name}: expected a float output (an ONNX output carries no scale to dequantize "
+                f"with), got {output_spec.dtype}"
+            )
+        self._session: Any = session
+        self._ops_counts = onnx_op_counts(data)
+        super().__init__(path, input_spec, output_spec, threads, entry)
+
+    def _run_impl(self, model_input: np.ndarray) -> np.ndarray:
+        session = self._session
+        if session is None:  # closed by another thread since predict() checked
+            self._check_open()
+        try:
+            (output,) = session.run([self._output_spec.name], {self._input_spec.name: model_input})
+        except self._errors as exc:
+            raise InferenceError(
+                f"{self.path.name}: ONNX Runtime failed on input {model_input.shape}: {exc}"
+            ) from exc
+        return np.asarray(output)
+
+    def _close_impl(self) -> None:
+        self._session = None
+
+    def _ops_impl(self) -> dict[str, int]:
+        return dict(self._ops_counts)
