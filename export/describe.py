@@ -45,7 +45,13 @@ def describe_artifact(
         inputs=inputs,
         outputs=outputs,
         ops=ops,
-        details={"description": fmt.description, "metrics": metrics, "checks": checks},
+        details={
+            "description": fmt.description,
+            "metrics": metrics,
+            "checks": checks,
+            "reproducible": fmt.reproducible,
+            "reproducibility": fmt.reproducibility_note,
+        },
     )
 
 

@@ -18,7 +18,16 @@ class Format:
     max_abs: float | None  # export-time check on probabilities vs Keras, if any
     min_top1: float | None  # export-time check on top-1 agreement with Keras, if any
     description: str
+    # Same inputs give the same bytes? Measured by converting twice (tests/e2e checks
+    # the formats marked True); where not, the note says why.
+    reproducible: bool = True
+    reproducibility_note: str = "same model, config and data give identical bytes"
 
+
+_TF2ONNX_NAMES = (
+    "not byte-identical across runs: tf2onnx numbers the constants it generates "
+    "differently from run to run; the graph and weights are the same"
+)
 
 FORMATS: dict[str, Format] = {
     f.name: f
@@ -32,9 +41,9 @@ FORMATS: dict[str, Format] = {
         Format("tflite-int8", "cllnn_int8.tflite", "litert", "int8", None, 0.98,
                "full integer: uint8 pixels in, int8 kernels, int8 probabilities out"),
         Format("onnx-fp32", "cllnn_fp32.onnx", "onnxruntime", "float32", 1e-5, None,
-               "float32, via tf2onnx"),
+               "float32, via tf2onnx", False, _TF2ONNX_NAMES),
         Format("onnx-int8", "cllnn_int8.onnx", "onnxruntime", "int8", None, 0.98,
-               "int8 QDQ, static calibration (ONNX Runtime quantization)"),
+               "int8 QDQ, static calibration (ONNX Runtime quantization)", False, _TF2ONNX_NAMES),
     )
 }
 

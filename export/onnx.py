@@ -31,10 +31,13 @@ def to_onnx_float(saved_model: Path, out: Path, opset: int = DEFAULT_OPSET) -> N
     if done.returncode != 0 or not out.exists():
         raise ConversionError(f"tf2onnx failed (exit {done.returncode}): {done.stderr[-2000:]}")
     model = onnx.load(str(out))
+    # tf2onnx records the SavedModel's (temporary) path; keep the file free of it.
+    model.graph.doc_string = "unrolled CLLNN, converted by tf2onnx"
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ConversionError(f"tf2onnx produced an invalid ONNX model: {exc}") from exc
+    onnx.save(model, str(out))
 
 
 def to_onnx_int8(

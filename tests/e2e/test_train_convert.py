@@ -62,6 +62,7 @@ def _assert_formats_match(model_path: Path, artifacts: Path, images: np.ndarray)
         with runtime.load(path) as model:
             probs = model.predict(images)
         assert probs.shape == (len(images), 10) and probs.dtype == np.float32
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-2)
         if entry.precision == "float32":
             assert np.abs(probs - reference).max() <= 1e-5, entry.format
         elif entry.precision == "float16":
@@ -118,3 +119,31 @@ def test_longer_sequences_export_and_match(tmp_path: Path, test_split, length: i
     )
     assert converted.returncode == 0, converted.stdout[-3000:] + converted.stderr[-3000:]
     _assert_formats_match(model_path, artifacts, test_split.x)
+
+
+def test_runtime_process_needs_a_fraction_of_the_memory(seed_run) -> None:
+    """A device process (runtime + int8 TFLite) against one running the Keras model."""
+    from benchmarks.device_vs_keras import peak_memory
+
+    model_path, _, _ = seed_run
+    figures = peak_memory(model_path.parent)
+    device, keras_process = figures["runtime + tflite-int8"], figures["tensorflow + keras"]
+    assert not device["imported_tensorflow"] and keras_process["imported_tensorflow"]
+    assert device["peak_rss_mib"] < 0.2 * keras_process["peak_rss_mib"]
+
+
+def test_reproducible_formats_give_the_same_bytes_again(seed_run, tmp_path: Path) -> None:
+    """Converting the same model again gives identical files where the manifest says so."""
+    from export.formats import FORMATS
+
+    model_path, artifacts, _ = seed_run
+    first = {a.format: a.sha256 for a in load_manifest(artifacts).artifacts}
+    claimed = [name for name, fmt in FORMATS.items() if fmt.reproducible]
+    assert claimed, "at least the TFLite formats are reproducible"
+    again = _run("convert", str(model_path), "--out", str(tmp_path / "again"),
+                 "--formats", ",".join(claimed))
+    assert again.returncode == 0, again.stderr[-2000:]
+    second = {a.format: a.sha256 for a in load_manifest(tmp_path / "again").artifacts}
+    assert {name: second[name] for name in claimed} == {name: first[name] for name in claimed}
+    for entry in load_manifest(artifacts).artifacts:
+        assert entry.details["reproducible"] == FORMATS[entry.format].reproducible

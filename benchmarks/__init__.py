@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks; results and the commands that reproduce them in RESULTS.md."""

@@ -1,0 +1,91 @@
+"""cllnn-bench: figures that hang together, JSON a CI job can keep, a regression gate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.bench import BenchSettings, bench_model, main
+from tests.runtime.conftest import TinyModels
+
+FAST = ["--warmup", "2", "--runs", "20"]
+
+
+def test_bench_model_reports_consistent_figures(tiny: TinyModels) -> None:
+    result = bench_model(tiny.int8_tflite, BenchSettings(batch=4, threads=1, warmup=2, runs=30))
+    assert 0 < result.p50_us <= result.p90_us <= result.p99_us
+    assert result.throughput_ips == pytest.approx(4 / (result.mean_us / 1e6))
+    assert result.file_size == tiny.int8_tflite.stat().st_size
+    assert result.format == "tflite" and result.batch == 4 and result.runs == 30
+    assert 1 < result.peak_rss_mib < 4096 and result.load_ms > 0
+
+
+def test_cli_prints_a_table_and_writes_json(
+    tiny: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "bench.json"
+    code = main([str(tiny.int8_tflite), str(tiny.fp32_onnx), "--batch", "2", *FAST, "--json", str(report)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "p50 us" in out and tiny.int8_tflite.name in out and tiny.fp32_onnx.name in out
+    data = json.loads(report.read_text())
+    assert data["settings"] == {"batch": 2, "threads": 1, "warmup": 2, "runs": 20, "seed": 0}
+    assert data["machine"]["cpu_count"] >= 1 and "onnxruntime" in data["versions"]
+    assert [Path(r["model"]).name for r in data["results"]] == [tiny.int8_tflite.name, tiny.fp32_onnx.name]
+
+
+def _baseline(tmp_path: Path, model: Path, p50_us: float) -> Path:
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps({"results": [{"model": str(model), "p50_us": p50_us}]}))
+    return path
+
+
+def test_baseline_gate_fails_on_a_regression(
+    tiny: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    impossible = _baseline(tmp_path, tiny.int8_tflite, p50_us=0.001)  # no run is this fast
+    code = main([str(tiny.int8_tflite), *FAST, "--baseline", str(impossible), "--max-regression", "50"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "REGRESSION" in out and tiny.int8_tflite.name in out and out.rstrip().endswith("FAILED")
+
+
+def test_baseline_gate_passes_within_the_allowance(
+    tiny: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generous = _baseline(tmp_path, tiny.int8_tflite, p50_us=1e9)
+    assert main([str(tiny.int8_tflite), *FAST, "--baseline", str(generous)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("PASSED")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--runs", "0"], "--runs must be >= 1"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--baseline", "/nonexistent/baseline.json"], "No such file"),
+    ],
+)
+def test_bad_settings_exit_2(
+    tiny: TinyModels, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main([str(tiny.int8_tflite), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00" * 64)
+    assert main([str(junk), *FAST]) == 2
+    assert "junk.tflite" in capsys.readouterr().err
+
+
+def test_console_script(tiny: TinyModels) -> None:
+    script = Path(sys.executable).parent / "cllnn-bench"
+    done = subprocess.run([str(script), str(tiny.fp32_tflite), *FAST], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert tiny.fp32_tflite.name in done.stdout
