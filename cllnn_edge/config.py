@@ -151,6 +151,9 @@ class ExportConfig:
     check_size: int = 1000  # test images for the export-time checks
     onnx_opset: int = 18
     onnx_per_channel: bool = True
+    # int8 formats from the bounded-range graph (export.unroll): better top-1
+    # agreement, a few more int8 ops; false trades accuracy for latency.
+    int8_bounded_ranges: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.formats, list):
@@ -164,8 +167,9 @@ class ExportConfig:
         _require_int(self, "onnx_opset")
         if not 13 <= self.onnx_opset <= 18:
             raise ConfigError(f"export.onnx_opset must be in 13..18 (tf2onnx 1.17), got {self.onnx_opset}")
-        if not isinstance(self.onnx_per_channel, bool):
-            raise ConfigError(f"export.onnx_per_channel must be true or false, got {self.onnx_per_channel!r}")
+        for name in ("onnx_per_channel", "int8_bounded_ranges"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"export.{name} must be true or false, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)

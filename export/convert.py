@@ -99,7 +99,7 @@ def convert(
     )
     reference = trained.predict(check_images.astype(np.float32)[..., None], verbose=0, batch_size=256)
     int8_variant: dict[str, object] = {}
-    if any(f.precision == "int8" for f in formats):
+    if cfg.export.int8_bounded_ranges and any(f.precision == "int8" for f in formats):
         bounded = unroll(trained, int8_ranges=True)
         deviation = check_equivalence(trained, bounded, check_images, atol=INT8_VARIANT_ATOL)
         int8_variant = {"graph": bounded.model, "max_abs_vs_trained": deviation}
@@ -158,7 +158,8 @@ def _convert_all(
     for index, fmt in enumerate(formats, start=1):
         started = time.perf_counter()
         target = work / fmt.file
-        saved_model = saved_models["int8" if fmt.precision == "int8" else "float"]
+        bounded = fmt.precision == "int8" and "int8" in saved_models
+        saved_model = saved_models["int8" if bounded else "float"]
         try:
             if fmt.name == "onnx-int8":  # quantize a float ONNX of the bounded-range graph
                 float_onnx = work / "int8_graph_float.onnx"
