@@ -173,12 +173,39 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class ToleranceConfig:
+    """What ``cllnn-export parity`` lets an export differ from the trained model by.
+
+    Outputs are probabilities. Stage limits are normalised RMSE (RMSE over the
+    reference's standard deviation) of each stage's output, so one number
+    fits CNN features (0..80) and probabilities (0..1) alike; they locate
+    where an error enters, the output checks decide pass or fail.
+    """
+
+    float32_max_abs: float = 1e-5
+    float16_max_abs: float = 1e-2
+    quantized_min_top1: float = 0.99  # int8 and dynamic-range: top-1 agreement
+    quantized_max_accuracy_drop: float = 0.005  # 0.5 percentage points
+    float32_stage_nrmse: float = 1e-4
+    float16_stage_nrmse: float = 1e-2
+    quantized_stage_nrmse: float = 0.35
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _require_number(self, f.name)
+            value = getattr(self, f.name)
+            if value < 0 or (f.name == "quantized_min_top1" and value > 1):
+                raise ConfigError(f"tolerances.{f.name} must be >= 0 (and a top-1 rate <= 1), got {value}")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; one TOML table per section."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    tolerances: ToleranceConfig = field(default_factory=ToleranceConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -232,7 +259,12 @@ class Config:
 
 def _section_types() -> dict[str, type]:
     """Section name -> its dataclass, in the order of ``Config``'s fields."""
-    return {"model": ModelConfig, "train": TrainConfig, "export": ExportConfig}
+    return {
+        "model": ModelConfig,
+        "train": TrainConfig,
+        "export": ExportConfig,
+        "tolerances": ToleranceConfig,
+    }
 
 
 def _section_from_dict(section_type: type[_T], name: str, values: Any) -> _T:

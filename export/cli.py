@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cllnn_edge.config import Config
     from export.convert import ConvertReport
+    from export.parity import ParityReport
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -82,6 +83,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
     convert.set_defaults(handler=run_convert)
+
+    parity = commands.add_parser(
+        "parity",
+        help="check every exported file against the trained model (a CI gate)",
+        description=(
+            "Run the trained model and every artefact listed in ARTIFACTS/manifest.json (through "
+            "the device runtime) on a data split; compare probabilities, top-1 agreement and "
+            "accuracy against per-format tolerances, and each pipeline stage where the export "
+            "left stage probes. Exit 0: all pass; 1: a tolerance is broken; 2: usage or input error."
+        ),
+    )
+    parity.add_argument("model", type=Path, help="model.keras the artefacts were exported from")
+    parity.add_argument("artifacts", type=Path, help="directory written by 'cllnn-export convert'")
+    parity.add_argument("--data", default="embedded", metavar="SOURCE",
+                        help="data source, as for 'train' (default: embedded)")
+    parity.add_argument("--split", default="test", help="train, val or test (default: test)")
+    parity.add_argument("--limit", type=int, metavar="N", help="use the first N images of the split")
+    parity.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
+    parity.add_argument("--junit", type=Path, metavar="FILE",
+                        help="write JUnit XML: one test case per artefact and check")
+    parity.add_argument("--config", type=Path, metavar="FILE",
+                        help="TOML config; its [tolerances] override the defaults")
+    parity.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one tolerance, e.g. quantized_min_top1=0.98 (repeatable)")
+    parity.set_defaults(handler=run_parity_command)
     return parser
 
 
@@ -154,6 +180,61 @@ def format_convert_table(report: ConvertReport) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
         for row in rows
     )
+
+
+def run_parity_command(args: argparse.Namespace) -> int:
+    from cllnn_edge.errors import ConfigError
+    from export.parity import run_parity
+
+    cfg = load_config(args.config)
+    overrides = {}
+    for item in args.tolerance:
+        name, sep, value = item.partition("=")
+        try:
+            overrides[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--tolerance takes NAME=VALUE with a number, got {item!r}")
+    if overrides:
+        known = set(cfg.to_dict()["tolerances"])
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown tolerance(s) {unknown}; known: {sorted(known)}")
+        cfg = cfg.replace("tolerances", **overrides)
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    report = run_parity(
+        args.model, args.artifacts, data=args.data, split=args.split, tolerances=cfg.tolerances,
+        limit=args.limit, progress=lambda line: print(line, flush=True),
+    )
+    print()
+    print(format_parity_table(report))
+    if args.json:
+        report.save_json(args.json)
+    if args.junit:
+        report.save_junit(args.junit)
+    print(f"{report.images} {report.split} images, {report.seconds:.1f} s")
+    print("PASSED" if report else "FAILED")
+    return EXIT_OK if report else EXIT_CHECK_FAILED
+
+
+def format_parity_table(report: ParityReport) -> str:
+    """One row per artefact: key metrics, each check's verdict, the first stage past tolerance."""
+    rows = [("format", "max abs", "top-1", "acc delta", "checks", "first failing stage")]
+    for r in report.results:
+        checks = ", ".join(f"{c.name} {'ok' if c.passed else 'FAIL'}" for c in r.checks)
+        stage = r.first_failing_stage or ("-" if r.stages else "(no probe)")
+        rows.append((
+            r.format,
+            f"{r.metrics['max_abs']:.2e}",
+            f"{100 * r.metrics['top1_agreement']:.1f}%",
+            f"{100 * r.metrics['accuracy_delta']:+.2f} pt",
+            checks,
+            stage,
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def load_config(path: Path | None) -> Config:

@@ -5,7 +5,10 @@ on real images; export it once as a SavedModel into a private work directory;
 convert each format in its own worker process (a converter crash fails that
 format only); load every file through ``runtime`` (the code a device runs)
 and check it against the trained model; move the files into place and write
-the manifest last. Each file is renamed into place whole, so an interrupted
+the manifest last. Each format's worker also converts the *stage probe* (the
+same graph with one output per stage, ``export.unroll.STAGES``) with the same
+settings into ``probes/<file>``, recorded as ``details["probe"]`` of the
+artefact's manifest entry (``{"error": ...}`` if only the probe failed). Each file is renamed into place whole, so an interrupted
 run leaves no half-written artefact; the work directory is always removed.
 """
 
@@ -15,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,7 @@ from cllnn_edge.config import Config
 from cllnn_edge.data import load_splits
 from cllnn_edge.model import load_trained
 from cllnn_edge.versions import library_versions
-from export.describe import describe_artifact
+from export.describe import PROBES_DIR, describe_artifact, describe_probe
 from export.errors import ConversionError, ExportError
 from export.formats import Format, parse_formats
 from export.isolate import Job, run_isolated
@@ -102,17 +105,22 @@ def convert(
     if cfg.export.int8_bounded_ranges and any(f.precision == "int8" for f in formats):
         bounded = unroll(trained, int8_ranges=True)
         deviation = check_equivalence(trained, bounded, check_images, atol=INT8_VARIANT_ATOL)
-        int8_variant = {"graph": bounded.model, "max_abs_vs_trained": deviation}
+        int8_variant = {"graph": bounded.model, "probe": bounded.probe,
+                        "max_abs_vs_trained": deviation}
         progress(f"unroll: int8 graph with bounded ranges, max abs {deviation['output']:.1e} "
                  f"from the trained model")
 
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
     try:
-        saved_models = {"float": work / "saved_model"}
+        saved_models = {"float": work / "saved_model", "float_probe": work / "saved_model_probe"}
         result.model.export(str(saved_models["float"]), verbose=False)
+        result.probe.export(str(saved_models["float_probe"]), verbose=False)
         if int8_variant:
             saved_models["int8"] = work / "saved_model_int8"
+            saved_models["int8_probe"] = work / "saved_model_int8_probe"
             int8_variant.pop("graph").export(str(saved_models["int8"]), verbose=False)
+            int8_variant.pop("probe").export(str(saved_models["int8_probe"]), verbose=False)
+        (work / PROBES_DIR).mkdir()
         calibration_file = work / "calibration.npy"
         np.save(calibration_file, calibration)
         results = _convert_all(
@@ -121,6 +129,10 @@ def convert(
         entries = []
         for item in results:
             if item.entry is not None:
+                probe = item.entry.details.get("probe", {})
+                if "file" in probe:
+                    (out_dir / PROBES_DIR).mkdir(exist_ok=True)
+                    (work / probe["file"]).replace(out_dir / probe["file"])
                 (work / item.entry.file).replace(out_dir / item.entry.file)
                 entries.append(item.entry)
         manifest = Manifest(
@@ -158,16 +170,28 @@ def _convert_all(
     for index, fmt in enumerate(formats, start=1):
         started = time.perf_counter()
         target = work / fmt.file
-        bounded = fmt.precision == "int8" and "int8" in saved_models
-        saved_model = saved_models["int8" if bounded else "float"]
+        probe = work / PROBES_DIR / fmt.file
+        graph = "int8" if fmt.precision == "int8" and "int8" in saved_models else "float"
+        saved_model, probe_saved_model = saved_models[graph], saved_models[f"{graph}_probe"]
         try:
             if fmt.name == "onnx-int8":  # quantize a float ONNX of the bounded-range graph
                 float_onnx = work / "int8_graph_float.onnx"
-                run_isolated(_job("onnx-fp32", float_onnx, cfg, saved_model, calibration))
-                run_isolated(_job(fmt.name, target, cfg, saved_model, calibration, float_onnx))
+                float_probe = work / PROBES_DIR / "int8_graph_float.onnx"
+                first = run_isolated(_job("onnx-fp32", float_onnx, cfg, saved_model, calibration,
+                                          probe=(float_probe, probe_saved_model, None)))
+                done = run_isolated(_job(fmt.name, target, cfg, saved_model, calibration, float_onnx,
+                                         probe=None if first.probe_error else
+                                         (probe, None, float_probe)))
+                probe_error = first.probe_error or done.probe_error
             else:
-                run_isolated(_job(fmt.name, target, cfg, saved_model, calibration))
+                done = run_isolated(_job(fmt.name, target, cfg, saved_model, calibration,
+                                         probe=(probe, probe_saved_model, None)))
+                probe_error = done.probe_error
             entry = describe_artifact(fmt, target, check_images, reference)
+            probe_details = (
+                {"error": probe_error} if probe_error else describe_probe(probe, work, check_images)
+            )
+            entry = replace(entry, details={**entry.details, "probe": probe_details})
             item = FormatResult(fmt, entry, time.perf_counter() - started)
         except ConversionError as exc:
             item = FormatResult(fmt, None, time.perf_counter() - started, error=str(exc))
@@ -179,7 +203,10 @@ def _convert_all(
 def _job(
     name: str, out: Path, cfg: Config, saved_model: Path, calibration: Path,
     float_onnx: Path | None = None,
+    probe: tuple[Path, Path | None, Path | None] | None = None,
 ) -> Job:
+    """``probe``: (probe file, probe SavedModel, probe float ONNX), converted in the same worker."""
+    probe_out, probe_saved_model, probe_float_onnx = probe or (None, None, None)
     return Job(
         format=name,
         out=str(out),
@@ -188,6 +215,9 @@ def _job(
         float_onnx=None if float_onnx is None else str(float_onnx),
         opset=cfg.export.onnx_opset,
         per_channel=cfg.export.onnx_per_channel,
+        probe_out=None if probe_out is None else str(probe_out),
+        probe_saved_model=None if probe_saved_model is None else str(probe_saved_model),
+        probe_float_onnx=None if probe_float_onnx is None else str(probe_float_onnx),
     )
 
 

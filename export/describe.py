@@ -17,6 +17,7 @@ from export.errors import ConversionError
 from export.formats import Format
 from runtime.manifest import ArtifactEntry, sha256_file
 
+PROBES_DIR = "probes"  # stage probes, beside the artefacts: probes/<artefact file name>
 FLOAT_TYPES = ("float16", "float32", "float64")
 LOOP_OPS = ("Loop", "Scan", "If")
 FLEX_PREFIXES = ("Flex", "CUSTOM")
@@ -53,6 +54,33 @@ def describe_artifact(
             "reproducibility": fmt.reproducibility_note,
         },
     )
+
+
+def describe_probe(path: Path, root: Path, images: np.ndarray) -> dict[str, Any]:
+    """The manifest's record of a stage probe file, or ``{"error": ...}`` if the runtime cannot run it.
+
+    A probe is the artefact's graph converted with the same settings but with
+    one output per stage (``export.unroll.STAGES``, in that order); ``parity``
+    reads it with ``RuntimeModel.predict_outputs``. It is run once on a few
+    ``images`` here, so a recorded probe is known to load and run.
+    """
+    from export.unroll import STAGES
+
+    try:
+        with runtime.load(path) as model:
+            outputs = model.predict_outputs(images[:8])
+            specs = model.output_specs
+    except (ValueError, OSError, runtime.EdgeRuntimeError) as exc:
+        return {"error": f"the device runtime cannot run the probe: {exc}"}
+    if len(outputs) != len(STAGES):
+        return {"error": f"the probe has {len(outputs)} outputs, expected {len(STAGES)} ({STAGES})"}
+    return {
+        "file": path.relative_to(root).as_posix(),
+        "sha256": sha256_file(path),
+        "size": path.stat().st_size,
+        "stages": list(STAGES),
+        "outputs": [spec.to_dict() for spec in specs],
+    }
 
 
 def compare_probabilities(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:

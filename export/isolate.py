@@ -32,6 +32,17 @@ class Job:
     float_onnx: str | None = None
     opset: int = 18
     per_channel: bool = True
+    # The stage probe: the same conversion of the probe graph (``probe_saved_model``, or for
+    # onnx-int8 ``probe_float_onnx``) into ``probe_out``, in the same process, after ``out``.
+    # Its failure leaves ``out`` standing and is reported in ``JobResult.probe_error``.
+    probe_out: str | None = None
+    probe_saved_model: str | None = None
+    probe_float_onnx: str | None = None
+
+    @property
+    def probe_error_file(self) -> Path | None:
+        """Where the worker writes why the probe conversion failed."""
+        return None if self.probe_out is None else Path(self.probe_out + ".error")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -41,10 +52,21 @@ class Job:
         return cls(**json.loads(text))
 
 
+@dataclass(frozen=True)
+class JobResult:
+    """A job whose main file was written; ``probe_error`` says why its probe was not (if asked for)."""
+
+    probe_error: str | None = None
+
+
 def run_isolated(
     job: Job, *, timeout: float = DEFAULT_TIMEOUT_S, python: str = sys.executable
-) -> None:
-    """Run ``job`` in a fresh ``python`` process; raise ConversionError if it does not succeed."""
+) -> JobResult:
+    """Run ``job`` in a fresh ``python`` process; raise ConversionError if its main file fails.
+
+    The worker writes the main file whole (renamed into place) before it
+    starts the probe, so a crash during the probe costs the probe only.
+    """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     try:
         done = subprocess.run(
@@ -56,14 +78,20 @@ def run_isolated(
         )
     except subprocess.TimeoutExpired as exc:
         raise ConversionError(f"{job.format}: converter timed out after {timeout:.0f} s") from exc
-    if done.returncode == 0 and Path(job.out).exists():
-        return
     if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
-        cause = f"converter crashed ({name})"
+        cause = f"converter crashed ({signal.Signals(-done.returncode).name})"
     else:
         cause = _last_error_line(done.stderr) or f"worker exited with code {done.returncode}"
-    raise ConversionError(f"{job.format}: {cause}")
+    if not Path(job.out).exists() or (done.returncode != 0 and job.probe_out is None):
+        raise ConversionError(f"{job.format}: {cause}")
+    if job.probe_out is None or (done.returncode == 0 and Path(job.probe_out).exists()):
+        return JobResult()
+    error_file = job.probe_error_file
+    if done.returncode == 0 and error_file is not None and error_file.exists():
+        cause = error_file.read_text().strip() or "probe conversion failed"
+    elif done.returncode == 0:
+        cause = "the worker wrote no probe file"
+    return JobResult(probe_error=f"{job.format} probe: {cause}")
 
 
 def _last_error_line(stderr: str) -> str:

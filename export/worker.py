@@ -6,6 +6,7 @@ Exit 0 with the output file written, or print ``error: ...`` last and exit 1.
 from __future__ import annotations
 
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -22,22 +23,61 @@ TFLITE_PRECISION = {
 
 
 def run(job: Job) -> None:
+    """Convert the main graph into ``job.out``; then, if asked, the probe graph into ``job.probe_out``.
+
+    Each file is written beside its target and renamed into place, so a file
+    that exists is whole. A failed probe is written to ``job.probe_error_file``
+    and does not fail the job.
+    """
     calibration = np.load(job.calibration) if job.calibration else None
-    out = Path(job.out)
-    if job.format in TFLITE_PRECISION:
+    if job.probe_out is None:
+        _convert(job.format, job.saved_model, job.float_onnx, Path(job.out), job, calibration)
+        return
+
+    def probe() -> None:
+        try:
+            _convert(job.format, job.probe_saved_model, job.probe_float_onnx, Path(str(job.probe_out)),
+                     job, calibration)
+        except Exception as exc:  # the probe is a diagnostic: its failure is reported, not fatal
+            traceback.print_exc()
+            assert job.probe_error_file is not None
+            job.probe_error_file.write_text(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+    if job.format == "onnx-fp32":
+        # tf2onnx runs as its own process: convert the probe alongside rather than after.
+        alongside = threading.Thread(target=probe, name="probe")
+        alongside.start()
+        try:
+            _convert(job.format, job.saved_model, job.float_onnx, Path(job.out), job, calibration)
+        finally:
+            alongside.join()
+    else:
+        _convert(job.format, job.saved_model, job.float_onnx, Path(job.out), job, calibration)
+        probe()
+
+
+def _convert(
+    fmt: str, saved_model: str | None, float_onnx: str | None, out: Path, job: Job,
+    calibration: np.ndarray | None,
+) -> None:
+    partial = out.with_name(out.name + ".partial")
+    if fmt in TFLITE_PRECISION:
         from export.tflite import to_tflite
 
-        to_tflite(Path(job.saved_model), TFLITE_PRECISION[job.format], calibration, out)
-    elif job.format == "onnx-fp32":
+        to_tflite(Path(str(saved_model)), TFLITE_PRECISION[fmt], calibration, partial)
+    elif fmt == "onnx-fp32":
         from export.onnx import to_onnx_float
 
-        to_onnx_float(Path(job.saved_model), out, job.opset)
-    elif job.format == "onnx-int8":
+        to_onnx_float(Path(str(saved_model)), partial, job.opset)
+    elif fmt == "onnx-int8":
         from export.onnx import to_onnx_int8
 
-        to_onnx_int8(Path(job.float_onnx), calibration, out, per_channel=job.per_channel)
+        if calibration is None:
+            raise ValueError("onnx-int8 needs calibration images")
+        to_onnx_int8(Path(str(float_onnx)), calibration, partial, per_channel=job.per_channel)
     else:
-        raise ValueError(f"unknown format {job.format!r}")
+        raise ValueError(f"unknown format {fmt!r}")
+    partial.replace(out)
 
 
 def main(argv: list[str]) -> int:

@@ -4,6 +4,10 @@
     with runtime.load("cllnn_int8.tflite") as model:
         probabilities = model.predict(images)  # uint8 (N, 28, 28) -> float32 (N, 10)
 
+A file with several outputs (a stage probe written by ``export`` under
+``probes/``) loads too; ``model.predict_outputs(images)`` returns each output
+as float32, in ``model.output_specs`` order, and ``predict`` refuses it.
+
 Backends import ai-edge-litert / onnxruntime only when a file of their format
 is loaded, so this package imports with numpy and either one of them alone.
 """

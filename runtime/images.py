@@ -100,9 +100,17 @@ def decode(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """
     if np.issubdtype(raw.dtype, np.floating):
         return np.asarray(raw, dtype=np.float32)
-    scale = 1.0 if spec.scale is None else spec.scale
-    zero_point = 0 if spec.zero_point is None else spec.zero_point
-    real = (raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    real = dequantize(raw, spec)
     totals = real.sum(axis=-1, keepdims=True)
     normalised: np.ndarray = np.divide(real, totals, out=real.copy(), where=totals > 0)
     return normalised.astype(np.float32)
+
+
+def dequantize(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Any raw output tensor as float32, ``real = scale * (q - zero_point)``; no renormalising."""
+    if np.issubdtype(raw.dtype, np.floating):
+        return np.asarray(raw, dtype=np.float32)
+    scale = 1.0 if spec.scale is None else spec.scale
+    zero_point = 0 if spec.zero_point is None else spec.zero_point
+    real: np.ndarray = (raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    return real

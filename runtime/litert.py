@@ -10,6 +10,7 @@ same-size calls skip ``resize_tensor_input`` / ``allocate_tensors``.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -74,6 +75,40 @@ def _spec(details: dict[str, Any]) -> TensorSpec:
     )
 
 
+_SIGNATURE_OUTPUT = re.compile(r"output_(\d+)")
+
+
+def _output_order(interpreter: Any, outputs: list[int], name: str) -> tuple[int, ...]:
+    """Output tensor indices in the order the model declares its outputs.
+
+    The subgraph's own output list is NOT in that order: converting a Keras
+    model with outputs [a, b, c] through a SavedModel gave tensors named
+    ``StatefulPartitionedCall:1``, ``:0``, ``:2`` (measured, TF 2.19 / LiteRT
+    2.3; LiteRT's ``get_output_details`` documents that its order need not
+    match). The SignatureDef the converter writes maps the SavedModel's output
+    names ``output_0``, ``output_1``, ... (the Keras output positions) to
+    tensor indices, so a file with one signature over exactly the subgraph's
+    outputs, all named ``output_<k>``, is ordered by ``k``. Any other file
+    (no signature, other names) keeps the subgraph's order; for a
+    one-output file the two agree.
+    """
+    if len(outputs) == 1:
+        return (outputs[0],)
+    try:
+        signatures = interpreter._get_full_signature_list()
+    except (AttributeError, ValueError, RuntimeError):
+        return tuple(outputs)
+    if len(signatures) != 1:
+        return tuple(outputs)
+    (signature,) = signatures.values()
+    named = {str(key): int(index) for key, index in signature.get("outputs", {}).items()}
+    positions = {key: _SIGNATURE_OUTPUT.fullmatch(key) for key in named}
+    if sorted(named.values()) != sorted(outputs) or not all(positions.values()):
+        return tuple(outputs)
+    ordered = sorted(named, key=lambda key: int(positions[key].group(1)))  # type: ignore[union-attr]
+    return tuple(named[key] for key in ordered)
+
+
 @dataclass
 class _Slot:
     """One interpreter and the batch size its tensors are allocated for."""
@@ -98,16 +133,17 @@ class LiteRTModel(RuntimeModel):
         first = _new_interpreter(data, path.name, threads)
         check_interpreter(first, path.name)
         inputs = first._interpreter.InputIndices()
-        outputs = first._interpreter.OutputIndices()
-        if len(inputs) != 1 or len(outputs) != 1:
+        outputs = [int(i) for i in first._interpreter.OutputIndices()]
+        if len(inputs) != 1 or not outputs:
             raise ModelLoadError(
-                f"{path.name}: expected one input and one output, got {len(inputs)} and {len(outputs)}"
+                f"{path.name}: expected one input and at least one output, got {len(inputs)} and "
+                f"{len(outputs)}"
             )
         self._input_index = int(inputs[0])
-        self._output_index = int(outputs[0])
+        self._output_indices = _output_order(first, outputs, path.name)
         input_spec = _spec(tensor_details(first, self._input_index, path.name))
-        output_spec = _spec(tensor_details(first, self._output_index, path.name))
-        super().__init__(path, input_spec, output_spec, threads, entry)
+        output_specs = tuple(_spec(tensor_details(first, i, path.name)) for i in self._output_indices)
+        super().__init__(path, input_spec, output_specs, threads, entry)
         try:
             first.allocate_tensors()
         except _LOAD_ERRORS as exc:
@@ -161,15 +197,14 @@ class LiteRTModel(RuntimeModel):
         slot.batch = batch
 
     # -- hooks ---------------------------------------------------------------------------
-    def _run_impl(self, model_input: np.ndarray) -> np.ndarray:
+    def _run_impl(self, model_input: np.ndarray) -> list[np.ndarray]:
         slot = self._acquire()
         try:
             self._prepare(slot, len(model_input))
             interpreter = slot.interpreter
             interpreter.set_tensor(self._input_index, model_input)
             interpreter.invoke()
-            output: np.ndarray = interpreter.get_tensor(self._output_index)
-            return output
+            return [interpreter.get_tensor(index) for index in self._output_indices]
         except (ValueError, RuntimeError) as exc:
             if isinstance(exc, InferenceError):
                 raise

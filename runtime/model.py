@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from runtime.errors import InferenceError, ModelClosedError, ModelLoadError
-from runtime.images import as_image_batch, decode, encode
+from runtime.images import as_image_batch, decode, dequantize, encode
 from runtime.manifest import (
     MANIFEST_NAME,
     ArtifactEntry,
@@ -35,8 +35,13 @@ class RuntimeModel(ABC):
     """One loaded model file; safe to share between threads.
 
     Subclasses set ``format`` and ``backend`` and implement ``_run_impl``
-    (a batch in the model's input dtype -> the raw output tensor),
-    ``_close_impl`` and ``_ops_impl``.
+    (a batch in the model's input dtype -> the raw output tensors, in the
+    order of ``output_specs``), ``_close_impl`` and ``_ops_impl``.
+
+    A file usually has one output (class probabilities), which ``predict``
+    reads. A file with several outputs (e.g. the stage probes ``export``
+    writes under ``probes/``) loads too; read it with ``predict_outputs``.
+    ``predict`` refuses it, so a probe can never pass for a classifier.
     """
 
     format: ClassVar[str]  # "tflite" or "onnx"
@@ -46,19 +51,20 @@ class RuntimeModel(ABC):
         self,
         path: Path,
         input_spec: TensorSpec,
-        output_spec: TensorSpec,
+        output_specs: tuple[TensorSpec, ...],
         threads: int | None,
         manifest_entry: ArtifactEntry | None,
     ) -> None:
         self._path = path
         self._input_spec = input_spec
-        self._output_spec = output_spec
+        self._output_specs = tuple(output_specs)
+        self._output_spec = self._output_specs[-1]
         self._threads = threads
         self._manifest_entry = manifest_entry
         self._closed = False
         self._ops: dict[str, int] | None = None
         self._ops_lock = threading.Lock()
-        _check_image_classifier(path, input_spec, output_spec)
+        _check_image_model(path, input_spec, self._output_specs)
 
     # -- metadata ---------------------------------------------------------------
     @property
@@ -72,7 +78,13 @@ class RuntimeModel(ABC):
 
     @property
     def output_spec(self) -> TensorSpec:
+        """The class-probability output: the only output, or the last one of a multi-output file."""
         return self._output_spec
+
+    @property
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        """Every output, in the order the model declares them (see each backend)."""
+        return self._output_specs
 
     @property
     def threads(self) -> int | None:
@@ -110,18 +122,37 @@ class RuntimeModel(ABC):
 
         ``images``: uint8 (or float raw pixel values 0..255) shaped (H, W),
         (N, H, W) or (N, H, W, 1); anything else raises ``InputError``.
+        A file with several outputs raises ``InferenceError`` (use ``predict_outputs``).
         """
         self._check_open()
+        if len(self._output_specs) != 1:
+            raise InferenceError(
+                f"{self._path.name}: has {len(self._output_specs)} outputs, so it is not a classifier "
+                f"predict() can run (a stage probe?); read every output with predict_outputs()"
+            )
+        (raw,) = self._run_batch(images)
+        return decode(raw, self._output_spec)
+
+    def predict_outputs(self, images: object) -> list[np.ndarray]:
+        """Every output as float32, in ``output_specs`` order, for the same ``images`` as ``predict``.
+
+        Each integer output is dequantized with its own scale and zero point,
+        ``real = scale * (q - zero_point)``, and NOT renormalised (so for a
+        one-output file the result can differ from ``predict`` by rounding
+        of an int8 softmax). Meant for comparing intermediate tensors.
+        """
+        self._check_open()
+        return [dequantize(raw, spec) for raw, spec in zip(self._run_batch(images), self._output_specs)]
+
+    def _run_batch(self, images: object) -> list[np.ndarray]:
         batch = as_image_batch(images, *self.image_shape)
         model_input = encode(batch, self._input_spec)
         fixed = self._input_spec.shape[0]
         if fixed > 0 and len(model_input) != fixed:
-            raw = self._run_in_chunks(model_input, fixed)
-        else:
-            raw = self._run_checked(model_input)
-        return decode(raw, self._output_spec)
+            return self._run_in_chunks(model_input, fixed)
+        return self._run_checked(model_input)
 
-    def _run_in_chunks(self, model_input: np.ndarray, size: int) -> np.ndarray:
+    def _run_in_chunks(self, model_input: np.ndarray, size: int) -> list[np.ndarray]:
         """A file exported with a fixed batch still takes any N: run it ``size`` at a time."""
         parts = []
         for start in range(0, len(model_input), size):
@@ -130,17 +161,23 @@ class RuntimeModel(ABC):
             if n < size:
                 pad = np.zeros((size - n, *chunk.shape[1:]), dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            parts.append(self._run_checked(chunk)[:n])
-        return np.concatenate(parts)
+            parts.append([raw[:n] for raw in self._run_checked(chunk)])
+        return [np.concatenate(outputs) for outputs in zip(*parts)]
 
-    def _run_checked(self, model_input: np.ndarray) -> np.ndarray:
-        raw = self._run_impl(model_input)
-        expected = (len(model_input), self.num_classes)
-        if raw.shape != expected:
+    def _run_checked(self, model_input: np.ndarray) -> list[np.ndarray]:
+        raws = list(self._run_impl(model_input))
+        if len(raws) != len(self._output_specs):
             raise InferenceError(
-                f"{self._path.name}: expected an output of shape {expected}, got {raw.shape}"
+                f"{self._path.name}: expected {len(self._output_specs)} outputs, got {len(raws)}"
             )
-        return raw
+        for raw, spec in zip(raws, self._output_specs):
+            expected = (len(model_input), *spec.shape[1:])
+            if raw.shape != expected:
+                raise InferenceError(
+                    f"{self._path.name}: expected an output of shape {expected}, got {raw.shape}"
+                    + (f" (output {spec.name!r})" if len(raws) > 1 else "")
+                )
+        return raws
 
     # -- lifetime -----------------------------------------------------------------
     def close(self) -> None:
@@ -174,8 +211,8 @@ class RuntimeModel(ABC):
 
     # -- backend hooks --------------------------------------------------------------
     @abstractmethod
-    def _run_impl(self, model_input: np.ndarray) -> np.ndarray:
-        """Run one batch already in the input's dtype; return the raw output tensor."""
+    def _run_impl(self, model_input: np.ndarray) -> list[np.ndarray]:
+        """Run one batch already in the input's dtype; return the raw output tensors, in order."""
 
     @abstractmethod
     def _close_impl(self) -> None:
@@ -186,20 +223,31 @@ class RuntimeModel(ABC):
         """Count the model's ops by type."""
 
 
-def _check_image_classifier(path: Path, input_spec: TensorSpec, output_spec: TensorSpec) -> None:
-    """The runtime's contract: (batch, H, W, 1) images in, (batch, classes) out."""
+def _check_image_model(path: Path, input_spec: TensorSpec, output_specs: tuple[TensorSpec, ...]) -> None:
+    """The runtime's contract: (batch, H, W, 1) images in; one (batch, classes) output, or
+    several batch-first outputs (a probe file, read with ``predict_outputs``)."""
     shape = input_spec.shape
     if len(shape) != 4 or shape[3] != 1 or shape[1] <= 0 or shape[2] <= 0 or shape[0] == 0:
         raise ModelLoadError(
             f"{path.name}: expected one image input shaped (batch, H, W, 1), got {input_spec.name!r} "
             f"shaped {shape}"
         )
-    if len(output_spec.shape) != 2 or output_spec.shape[1] <= 0:
-        raise ModelLoadError(
-            f"{path.name}: expected one output shaped (batch, classes), got {output_spec.name!r} "
-            f"shaped {output_spec.shape}"
-        )
-    for role, spec in (("input", input_spec), ("output", output_spec)):
+    if not output_specs:
+        raise ModelLoadError(f"{path.name}: expected at least one output, got none")
+    if len(output_specs) == 1:
+        (output_spec,) = output_specs
+        if len(output_spec.shape) != 2 or output_spec.shape[1] <= 0:
+            raise ModelLoadError(
+                f"{path.name}: expected one output shaped (batch, classes), got {output_spec.name!r} "
+                f"shaped {output_spec.shape}"
+            )
+    for spec in output_specs:
+        if len(spec.shape) < 2 or any(d <= 0 for d in spec.shape[1:]) or spec.shape[0] == 0:
+            raise ModelLoadError(
+                f"{path.name}: expected every output shaped (batch, ...) with fixed feature axes, "
+                f"got {spec.name!r} shaped {spec.shape}"
+            )
+    for role, spec in (("input", input_spec), *(("output", s) for s in output_specs)):
         dtype = np.dtype(spec.dtype)
         if not (np.issubdtype(dtype, np.floating) or dtype in (np.uint8, np.int8, np.int16)):
             raise ModelLoadError(

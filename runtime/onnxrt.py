@@ -75,34 +75,39 @@ class OnnxRuntimeModel(RuntimeModel):
                 f"{path.name}: expected {expected}; ONNX Runtime cannot load it: {exc}"
             ) from exc
         inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
+        if len(inputs) != 1 or not outputs:
             raise ModelLoadError(
-                f"{path.name}: expected one input and one output, got {len(inputs)} and {len(outputs)}"
+                f"{path.name}: expected one input and at least one output, got {len(inputs)} and "
+                f"{len(outputs)}"
             )
-        input_spec, output_spec = _spec(inputs[0]), _spec(outputs[0])
-        for role, spec in (("input", input_spec), ("output", output_spec)):
+        # Graph output order; tf2onnx keeps the SavedModel signature's order (output_0, output_1, ...).
+        input_spec, output_specs = _spec(inputs[0]), tuple(_spec(o) for o in outputs)
+        for role, spec in (("input", input_spec), *(("output", s) for s in output_specs)):
             if spec.dtype not in _ONNX_DTYPES.values():
                 raise ModelLoadError(f"{path.name}: unsupported {role} type {spec.dtype}")
-        if output_spec.dtype in ("uint8", "int8", "int16"):
-            raise ModelLoadError(
-                f"{path.name}: expected a float output (an ONNX output carries no scale to dequantize "
-                f"with), got {output_spec.dtype}"
-            )
+        for spec in output_specs:
+            if spec.dtype in ("uint8", "int8", "int16"):
+                raise ModelLoadError(
+                    f"{path.name}: expected a float output (an ONNX output carries no scale to "
+                    f"dequantize with), got {spec.dtype}"
+                )
         self._session: Any = session
         self._ops_counts = onnx_op_counts(data)
-        super().__init__(path, input_spec, output_spec, threads, entry)
+        super().__init__(path, input_spec, output_specs, threads, entry)
 
-    def _run_impl(self, model_input: np.ndarray) -> np.ndarray:
+    def _run_impl(self, model_input: np.ndarray) -> list[np.ndarray]:
         session = self._session
         if session is None:  # closed by another thread since predict() checked
             self._check_open()
         try:
-            (output,) = session.run([self._output_spec.name], {self._input_spec.name: model_input})
+            outputs = session.run(
+                [spec.name for spec in self.output_specs], {self._input_spec.name: model_input}
+            )
         except self._errors as exc:
             raise InferenceError(
                 f"{self.path.name}: ONNX Runtime failed on input {model_input.shape}: {exc}"
             ) from exc
-        return np.asarray(output)
+        return [np.asarray(output) for output in outputs]
 
     def _close_impl(self) -> None:
         self._session = None

@@ -102,8 +102,15 @@ def test_manifest_describes_each_file(seed_run) -> None:
         if entry.runtime == "onnxruntime":
             assert not {"Loop", "Scan"} & set(entry.ops)
     assert sorted(p.name for p in artifacts.iterdir()) == sorted(
-        [a.file for a in manifest.artifacts] + ["manifest.json"]
-    ), "nothing but the artefacts and the manifest is left behind"
+        [a.file for a in manifest.artifacts] + ["manifest.json", "probes"]
+    ), "nothing but the artefacts, their stage probes and the manifest is left behind"
+    probes = [entry.details["probe"] for entry in manifest.artifacts]
+    assert all("file" in probe for probe in probes), probes
+    assert sorted(p.name for p in (artifacts / "probes").iterdir()) == sorted(
+        probe["file"].removeprefix("probes/") for probe in probes
+    )
+    for probe in probes:
+        assert probe["sha256"] == sha256_file(artifacts / probe["file"])
 
 
 def test_int8_tflite_has_no_float_kernel(seed_run) -> None:
@@ -147,3 +154,28 @@ def test_reproducible_formats_give_the_same_bytes_again(seed_run, tmp_path: Path
     assert {name: second[name] for name in claimed} == {name: first[name] for name in claimed}
     for entry in load_manifest(artifacts).artifacts:
         assert entry.details["reproducible"] == FORMATS[entry.format].reproducible
+
+
+def test_parity_gate_passes_with_default_tolerances(seed_run, tmp_path: Path) -> None:
+    """The gate of .github/workflows/parity.yml, on the seed model: every format passes."""
+    from export.parity import ParityReport
+
+    model_path, artifacts, _ = seed_run
+    report_json, report_xml = tmp_path / "parity.json", tmp_path / "parity.xml"
+    done = _run("parity", str(model_path), str(artifacts), "--data", "embedded", "--split", "test",
+                "--json", str(report_json), "--junit", str(report_xml))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    report = ParityReport.load_json(report_json)
+    assert report.images == 1000 and len(report.results) == 6 and bool(report)
+    for result in report.results:
+        assert [s.stage for s in result.stages] == ["cnn", "reservoir", "lstm", "output"]
+        assert result.first_failing_stage is None, (result.format, result.stages)
+
+
+def test_workflow_runs_the_commands_this_suite_checks() -> None:
+    workflow = (Path(__file__).parents[2] / ".github" / "workflows" / "parity.yml").read_text()
+    for command in ("cllnn-export train --data embedded --epochs 3",
+                    "cllnn-export convert runs/ci/model.keras --out runs/ci/artifacts",
+                    "cllnn-export parity runs/ci/model.keras runs/ci/artifacts"):
+        assert command in workflow
+    assert "--junit" in workflow and "upload-artifact" in workflow

@@ -166,3 +166,72 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
         images=images,
         reference=reference,
     )
+
+
+@dataclass(frozen=True)
+class MultiOutputModels:
+    """A three-output model (like a stage probe) converted as ``export`` converts: via a SavedModel."""
+
+    fp32_tflite: Path
+    int8_tflite: Path
+    fp32_onnx: Path
+    images: np.ndarray  # uint8 (N_IMAGES, 28, 28)
+    reference: tuple[np.ndarray, ...]  # Keras's outputs, in Keras's output order
+
+
+MULTI_OUTPUT_SHAPES = ((7,), (3,), (10,))  # distinct widths, so a mis-ordering shows
+
+
+def _multi_output_model(keras: ModuleType) -> Any:
+    """pixels -> hidden (7) -> bottleneck (3) -> probabilities (10); outputs in that order.
+
+    Layer names sort against the output order ("zz", "aa", "mm"), so an order
+    taken from names instead of positions fails the tests.
+    """
+    keras.utils.set_random_seed(SEED + 1)
+    inputs = keras.Input((28, 28, 1), name="pixels")
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1.0 / 255.0)(inputs))
+    hidden = keras.layers.Dense(7, activation="relu", name="zz_hidden")(x)
+    bottleneck = keras.layers.Dense(3, name="aa_bottleneck")(hidden)
+    probs = keras.layers.Dense(10, activation="softmax", name="mm_probs")(bottleneck)
+    return keras.Model(inputs, [hidden, bottleneck, probs])
+
+
+@pytest.fixture(scope="session")
+def multi_output(tmp_path_factory: pytest.TempPathFactory) -> MultiOutputModels:
+    tf = pytest.importorskip("tensorflow")
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tf2onnx")
+    out = tmp_path_factory.mktemp("multi_output_models")
+    model = _multi_output_model(keras)
+    model.export(str(out / "saved_model"), verbose=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(out / "saved_model"),
+         "--output", str(out / "fp32.onnx"), "--opset", "18"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, f"tf2onnx failed:\n{done.stderr[-3000:]}"
+    rng = np.random.default_rng(SEED + 1)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(out / "saved_model"), signature_keys=["serve"])
+    (out / "fp32.tflite").write_bytes(converter.convert())
+    calibration = _images(rng, 32).astype(np.float32)[..., None]
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(out / "saved_model"), signature_keys=["serve"])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.int8
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        (out / "int8.tflite").write_bytes(bytes(converter.convert()))
+    images = _images(rng, N_IMAGES)
+    reference = tuple(
+        np.asarray(o, dtype=np.float32) for o in model(images[..., None].astype(np.float32), training=False)
+    )
+    return MultiOutputModels(
+        fp32_tflite=out / "fp32.tflite",
+        int8_tflite=out / "int8.tflite",
+        fp32_onnx=out / "fp32.onnx",
+        images=images,
+        reference=reference,
+    )

@@ -1,0 +1,139 @@
+"""The parity gate: verdicts a CI job can act on, reports it can keep, clear refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cllnn_edge.config import Config, ModelConfig, TrainConfig
+from cllnn_edge.data import Split, Splits, load_splits
+from cllnn_edge.train import train
+from export.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, main
+from export.convert import convert
+from export.parity import ParityReport, run_parity
+from runtime.manifest import load_manifest
+
+SMALL = Config(
+    model=ModelConfig(conv_filters=(8, 16, 16), reservoir_dim=64, lstm_units=16),
+    train=TrainConfig(epochs=3),
+)
+FORMATS = ("tflite-fp32", "tflite-int8", "onnx-fp32")
+LIMIT = ["--limit", "300"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CLLNN trained briefly on embedded digits, converted to three formats."""
+    root = tmp_path_factory.mktemp("parity")
+    full = load_splits("embedded")
+    splits = Splits(Split(full.train.x[:1500], full.train.y[:1500]), full.val, full.test, "embedded")
+    train(SMALL, splits, root / "run", verbose=0)
+    convert(root / "run" / "model.keras", root / "run" / "artifacts",
+            SMALL.replace("export", formats=FORMATS), data="embedded")
+    return root / "run"
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(run, target)
+    return target
+
+
+def test_float_exports_pass_and_reports_validate(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_json, report_xml = tmp_path / "parity.json", tmp_path / "parity.xml"
+    code = main(["parity", str(exported / "model.keras"), str(exported / "artifacts"), *LIMIT,
+                 "--tolerance", "quantized_min_top1=0.9", "--tolerance", "quantized_max_accuracy_drop=0.05",
+                 "--json", str(report_json), "--junit", str(report_xml)])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK, out
+    assert out.rstrip().endswith("PASSED")
+    report = ParityReport.load_json(report_json)
+    assert bool(report) and report.images == 300 and report.split == "test"
+    assert report.tolerances["quantized_min_top1"] == 0.9  # overrides are echoed
+    assert {r.format for r in report.results} == set(FORMATS)
+    for result in report.results:
+        assert set(result.metrics) >= {"max_abs", "mean_abs", "cosine_mean", "top1_agreement",
+                                       "accuracy", "reference_accuracy", "accuracy_delta"}
+        assert [s.stage for s in result.stages] == ["cnn", "reservoir", "lstm", "output"]
+    fp32 = next(r for r in report.results if r.format == "tflite-fp32")
+    assert fp32.metrics["max_abs"] <= 1e-5 and fp32.first_failing_stage is None
+    suite = ET.parse(report_xml).getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    assert len(cases) == sum(len(r.checks) for r in report.results) == int(suite.get("tests"))
+    assert suite.findall("testcase/failure") == []
+    assert ParityReport.from_dict(json.loads(report_json.read_text())) == report
+
+
+def test_int8_calibrated_on_blank_images_fails_and_says_where(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blank = tmp_path / "blank.npz"
+    labels = np.arange(200) % 10
+    np.savez(blank, x_train=np.zeros((200, 28, 28), np.uint8), y_train=labels,
+             x_test=np.zeros((20, 28, 28), np.uint8), y_test=labels[:20])
+    run = _copy(exported, tmp_path)
+    broken = tmp_path / "broken"
+    convert(run / "model.keras", broken, SMALL.replace("export", formats=("tflite-int8",),
+                                                       calibration_size=8), data=str(blank))
+    report_xml = tmp_path / "parity.xml"
+    code = main(["parity", str(run / "model.keras"), str(broken), *LIMIT, "--junit", str(report_xml)])
+    out = capsys.readouterr().out
+    assert code == EXIT_CHECK_FAILED
+    assert out.rstrip().endswith("FAILED")
+    row = next(line for line in out.splitlines() if line.startswith("tflite-int8"))
+    assert "top1_agreement FAIL" in row
+    failures = ET.parse(report_xml).getroot().findall("testsuite/testcase/failure")
+    assert failures and all("tflite-int8" in f.get("message") for f in failures)
+    report = run_parity(run / "model.keras", broken, data="embedded", limit=300)
+    result = report.results[0]
+    assert not result.passed and result.first_failing_stage in ("cnn", "reservoir", "lstm", "output")
+    assert result.first_failing_stage in row
+
+
+@pytest.mark.parametrize("case", ["no_manifest", "missing_file", "checksum", "other_model", "split"])
+def test_bad_input_exits_2_with_what_to_fix(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    run = _copy(exported, tmp_path)
+    model, artifacts = run / "model.keras", run / "artifacts"
+    args = []
+    if case == "no_manifest":
+        (artifacts / "manifest.json").unlink()
+        expected = "manifest not found"
+    elif case == "missing_file":
+        (artifacts / "cllnn_fp32.onnx").unlink()
+        expected = "cllnn_fp32.onnx is listed in the manifest but missing"
+    elif case == "checksum":
+        path = artifacts / "cllnn_int8.tflite"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        expected = "does not match its manifest checksum"
+    elif case == "other_model":
+        other = load_manifest(artifacts)  # the manifest stays; the model is another training's
+        assert other.artifacts
+        train(SMALL.replace("train", epochs=1).replace("model", seed=9),
+              load_splits("embedded"), tmp_path / "other", verbose=0)
+        model = tmp_path / "other" / "model.keras"
+        expected = "is not the model these artefacts were exported from"
+    else:
+        args = ["--split", "holdout"]
+        expected = "unknown split 'holdout'"
+    code = main(["parity", str(model), str(artifacts), *LIMIT, *args])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert expected in err and "Traceback" not in err
+
+
+def test_unknown_tolerance_is_a_usage_error(exported: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["parity", str(exported / "model.keras"), str(exported / "artifacts"),
+                 "--tolerance", "float32_max_rel=1"])
+    assert code == EXIT_USAGE
+    assert "unknown tolerance(s) ['float32_max_rel']" in capsys.readouterr().err

@@ -1,0 +1,135 @@
+"""Stage probes: every artefact comes with the same graph exporting one output per stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runtime
+from cllnn_edge.config import Config, ModelConfig
+from cllnn_edge.model import build_model, load_trained
+from cllnn_edge.preprocessing import fit_standardizer
+from export.convert import ConvertReport, convert
+from export.unroll import STAGES, stage_probe
+from runtime.manifest import MANIFEST_NAME, sha256_file
+
+SMALL = dict(conv_filters=(4, 8, 16), reservoir_dim=48, lstm_units=12)
+FORMATS = ("tflite-fp32", "tflite-int8", "onnx-fp32")
+FLOAT_ATOL = 1e-4
+INT8_MAX_NRMSE = 0.5
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    from cllnn_edge.data import load_splits
+
+    return load_splits("embedded").test.x[:200]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory, images: np.ndarray) -> tuple[Path, ConvertReport]:
+    root = tmp_path_factory.mktemp("probes")
+    model = build_model(ModelConfig(**SMALL), fit_standardizer(images))
+    model.save(root / "model.keras")
+    cfg = Config().replace("export", formats=FORMATS)
+    report = convert(root / "model.keras", root / "artifacts", cfg, data="embedded")
+    return root, report
+
+
+@pytest.fixture(scope="module")
+def reference(converted: tuple[Path, ConvertReport], images: np.ndarray) -> list[np.ndarray]:
+    root, _ = converted
+    trained = load_trained(root / "model.keras")
+    x = images.astype(np.float32)[..., None]
+    return [np.asarray(a, np.float32) for a in stage_probe(trained).predict(x, verbose=0, batch_size=256)]
+
+
+def _probe(report: ConvertReport, name: str) -> dict:
+    (entry,) = [e for e in report.manifest.artifacts if e.format == name]
+    return entry.details["probe"]
+
+
+def test_every_artefact_has_a_probe_file_recorded_in_the_manifest(
+    converted: tuple[Path, ConvertReport],
+) -> None:
+    root, report = converted
+    out = root / "artifacts"
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert [a["format"] for a in manifest["artifacts"]] == list(FORMATS)
+    for artefact in manifest["artifacts"]:
+        probe = artefact["details"]["probe"]
+        assert "error" not in probe, probe
+        assert probe["file"] == f"probes/{artefact['file']}"
+        assert probe["sha256"] == sha256_file(out / probe["file"])
+        assert probe["size"] == (out / probe["file"]).stat().st_size
+        assert probe["stages"] == list(STAGES)
+    assert sorted(p.name for p in (out / "probes").iterdir()) == sorted(
+        a["file"] for a in manifest["artifacts"]
+    )
+    assert not [p for p in out.iterdir() if p.name.startswith(".work-")]
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_probe_stages_match_the_trained_model(
+    converted: tuple[Path, ConvertReport], reference: list[np.ndarray], images: np.ndarray, name: str
+) -> None:
+    root, report = converted
+    with runtime.load(root / "artifacts" / _probe(report, name)["file"]) as probe:
+        stages = probe.predict_outputs(images)
+    assert len(stages) == len(STAGES)
+    for stage, got, want in zip(STAGES, stages, reference):
+        assert got.shape == want.shape, (stage, got.shape, want.shape)
+        if name.endswith("int8"):
+            # RMSE relative to the reference's RMS (an untrained model's near-uniform
+            # probabilities have almost no spread, so std would over-weigh rounding)
+            nrmse = float(np.sqrt(np.mean((got - want) ** 2) / (np.mean(want**2) + 1e-12)))
+            assert nrmse < INT8_MAX_NRMSE, (stage, nrmse)
+        else:
+            np.testing.assert_allclose(got, want, atol=FLOAT_ATOL, err_msg=stage)
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_probe_is_the_artefacts_own_graph(
+    converted: tuple[Path, ConvertReport], images: np.ndarray, name: str
+) -> None:
+    """The probe's last output is what the artefact itself predicts."""
+    root, report = converted
+    out = root / "artifacts"
+    (entry,) = [e for e in report.manifest.artifacts if e.format == name]
+    with runtime.load(out / entry.file) as artefact:
+        probs = artefact.predict(images)
+    with runtime.load(out / _probe(report, name)["file"]) as probe:
+        last = probe.predict_outputs(images)[-1]
+        assert probe.input_spec == artefact.input_spec
+    if name.endswith("int8"):  # predict renormalises an int8 softmax; predict_outputs does not
+        last = last / last.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(last, probs, atol=1e-6)
+
+
+def test_a_failed_probe_conversion_does_not_fail_the_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker reports a probe failure; the artefact stands and the manifest says why."""
+    from export import isolate
+
+    real = isolate.run_isolated
+
+    def broken_probe(job: isolate.Job, **kwargs: object) -> isolate.JobResult:
+        if job.probe_saved_model is not None:
+            job = isolate.Job(**{**job.__dict__, "probe_saved_model": str(tmp_path / "missing")})
+        return real(job, **kwargs)
+
+    monkeypatch.setattr("export.convert.run_isolated", broken_probe)
+    images = np.zeros((4, 28, 28), np.uint8)
+    model = build_model(ModelConfig(**SMALL), fit_standardizer(images + 1))
+    model.save(tmp_path / "model.keras")
+    cfg = Config().replace("export", formats=("tflite-fp32",))
+    report = convert(tmp_path / "model.keras", tmp_path / "out", cfg, data="embedded")
+    (entry,) = report.manifest.artifacts
+    assert report.results[0].error is None
+    assert "tflite-fp32 probe:" in entry.details["probe"]["error"]
+    assert (tmp_path / "out" / entry.file).exists()
+    assert not (tmp_path / "out" / "probes" / entry.file).exists()
