@@ -142,7 +142,8 @@ def unroll(trained: keras.Model, *, int8_ranges: bool = False) -> UnrollResult:
     probs = head(lstm_h)
     head.set_weights(weights.head)
     model = keras.Model(pixels, probs, name="cllnn_unrolled")
-    probe = keras.Model(pixels, [features, states[-1], lstm_h, probs], name="cllnn_unrolled_probe")
+    reservoir_state = keras.layers.Rescaling(cfg.leak_rate, name="reservoir_state")(states[-1])
+    probe = keras.Model(pixels, [features, reservoir_state, lstm_h, probs], name="cllnn_unrolled_probe")
     return UnrollResult(
         model=model, probe=probe, config=cfg, removed=_removed(cfg), int8_ranges=int8_ranges
     )
@@ -164,14 +165,22 @@ def _cnn(pixels: Any, weights: _TrainedWeights, int8_ranges: bool) -> Any:
 def _reservoir(
     features: Any, cfg: ModelConfig, weights: _TrainedWeights, int8_ranges: bool
 ) -> list[Any]:
-    """The reservoir states h_1 .. h_T; the input projection is one matmul for all steps
-    (one copy of W_in in the file), the recurrence one matmul per step after the first."""
-    steps, size = cfg.sequence_length, cfg.reservoir_dim
+    """The reservoir states divided by the leak rate, u_t = h_t / a, for t = 1 .. T.
+
+    u_t = (1 - a) u_{t-1} + tanh(x_t @ W_in + u_{t-1} @ (a W_res)), u_1 = tanh(x_1 @ W_in):
+    the leak rate lives in the constants (here a W_res, in the LSTM a W), so each
+    weight enters the file once. Scaling h by a before each matmul made the
+    TFLite converter fold a into one use of W_res and keep a second copy for
+    the others. The input projection is one matmul for all steps.
+    """
+    steps, size, leak = cfg.sequence_length, cfg.reservoir_dim, cfg.leak_rate
     drive_scale = 1.0 / DRIVE_CLIP if int8_ranges else 1.0
     if steps > 1:
         features = keras.layers.Reshape((steps, cfg.step_features), name="to_sequence")(features)
     projected = _dense(size, weights.w_in * drive_scale, None, "reservoir_in")(features)
-    recurrent = _dense(size, weights.w_res * drive_scale, None, "reservoir_rec") if steps > 1 else None
+    recurrent = (
+        _dense(size, weights.w_res * (leak * drive_scale), None, "reservoir_rec") if steps > 1 else None
+    )
     states: list[Any] = []
     for t in range(1, steps + 1):
         drive = projected if steps == 1 else TakeStep(t - 1, name=f"reservoir_in{t}")(projected)
@@ -181,17 +190,16 @@ def _reservoir(
             drive = Clip(-1.0, 1.0, name=f"reservoir_clip{t}")(drive)
             drive = keras.layers.Rescaling(DRIVE_CLIP, name=f"reservoir_unscale{t}")(drive)
         fresh = keras.layers.Activation("tanh", name=f"reservoir_tanh{t}")(drive)
-        name = "reservoir_state" if t == steps else f"reservoir_state{t}"
-        leaked = keras.layers.Rescaling(cfg.leak_rate, name=name if not states else f"reservoir_leak{t}")(fresh)
         if states:  # (1 - a) * h0 is zero at the first step
-            kept = keras.layers.Rescaling(1.0 - cfg.leak_rate, name=f"reservoir_keep{t}")(states[-1])
-            leaked = keras.layers.Add(name=name)([kept, leaked])
-        states.append(leaked)
+            kept = keras.layers.Rescaling(1.0 - leak, name=f"reservoir_keep{t}")(states[-1])
+            fresh = keras.layers.Add(name=f"reservoir_u{t}")([kept, fresh])
+        states.append(fresh)
     return states
 
 
 def _lstm(states: list[Any], cfg: ModelConfig, weights: _TrainedWeights) -> Any:
-    """The LSTM over the reservoir states; input projections batched over all steps."""
+    """The LSTM over the reservoir states (given as u_t = h_t / a, so its input
+    kernels are scaled by a); input projections batched over all steps."""
     steps, units = cfg.sequence_length, cfg.lstm_units
     sequence = states[0]
     if steps > 1:
@@ -199,7 +207,8 @@ def _lstm(states: list[Any], cfg: ModelConfig, weights: _TrainedWeights) -> Any:
                 for t, h in enumerate(states, start=1)]
         sequence = keras.layers.Concatenate(axis=1, name="lstm_inputs")(rows)
     projected = {
-        gate: _dense(units, weights.lstm_kernel[gate], weights.lstm_bias[gate], f"lstm_{gate}_in")(sequence)
+        gate: _dense(units, weights.lstm_kernel[gate] * cfg.leak_rate, weights.lstm_bias[gate],
+                     f"lstm_{gate}_in")(sequence)
         for gate in GATES
         if steps > 1 or gate != "forget"  # f * c0 is zero at the only step
     }
