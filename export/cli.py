@@ -175,11 +175,7 @@ def format_convert_table(report: ConvertReport) -> str:
             f"{sum(entry.ops.values())} ({len(entry.ops)} kinds)",
             checks,
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
-        for row in rows
-    )
+    return render_table(rows)
 
 
 def run_parity_command(args: argparse.Namespace) -> int:
@@ -233,6 +229,11 @@ def format_parity_table(report: ParityReport) -> str:
             checks,
             stage,
         ))
+    return render_table(rows)
+
+
+def render_table(rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns two spaces apart; the first row is the header."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 

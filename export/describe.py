@@ -15,6 +15,7 @@ import numpy as np
 import runtime
 from export.errors import ConversionError
 from export.formats import Format
+from export.metrics import probability_metrics
 from runtime.manifest import ArtifactEntry, sha256_file
 
 PROBES_DIR = "probes"  # stage probes, beside the artefacts: probes/<artefact file name>
@@ -34,7 +35,7 @@ def describe_artifact(
     with model:
         probs = model.predict(images)
         inputs, outputs, ops = (model.input_spec,), (model.output_spec,), model.ops
-    metrics = compare_probabilities(reference, probs)
+    metrics = probability_metrics(reference, probs)
     checks = _checks(fmt, path, metrics, inputs, ops)
     return ArtifactEntry(
         file=path.name,
@@ -80,17 +81,6 @@ def describe_probe(path: Path, root: Path, images: np.ndarray) -> dict[str, Any]
         "size": path.stat().st_size,
         "stages": list(STAGES),
         "outputs": [spec.to_dict() for spec in specs],
-    }
-
-
-def compare_probabilities(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
-    """Max / mean absolute error and top-1 agreement of two (N, classes) probability arrays."""
-    diff = np.abs(np.asarray(reference, np.float64) - np.asarray(candidate, np.float64))
-    return {
-        "images": int(len(reference)),
-        "max_abs": float(diff.max()),
-        "mean_abs": float(diff.mean()),
-        "top1_agreement": float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1))),
     }
 
 

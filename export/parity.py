@@ -29,6 +29,7 @@ from cllnn_edge.config import ToleranceConfig
 from cllnn_edge.data import load_splits
 from cllnn_edge.errors import CllnnError
 from cllnn_edge.model import load_trained
+from export.metrics import accuracy_of, probability_metrics
 from export.unroll import STAGES, stage_probe
 from runtime.manifest import ArtifactEntry, ManifestError, load_manifest, sha256_file
 
@@ -220,7 +221,7 @@ def run_parity(
         split=split,
         images=len(images),
         tolerances=asdict(tolerances),
-        reference_accuracy=_accuracy(reference, labels),
+        reference_accuracy=accuracy_of(reference, labels),
         results=tuple(results),
         seconds=time.perf_counter() - started,
         versions=library_versions(),
@@ -283,29 +284,6 @@ def _compare(
         stages=stages,
         stage_note=note,
     )
-
-
-def probability_metrics(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Errors, agreement and accuracies of two (N, classes) probability arrays."""
-    ref, cand = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
-    diff = np.abs(ref - cand)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
-    cosine = np.sum(ref * cand, axis=1) / np.where(norms > 0, norms, 1.0)
-    reference_accuracy, accuracy = _accuracy(ref, labels), _accuracy(cand, labels)
-    return {
-        "max_abs": float(diff.max()),
-        "mean_abs": float(diff.mean()),
-        "cosine_min": float(cosine.min()),
-        "cosine_mean": float(cosine.mean()),
-        "top1_agreement": float(np.mean(ref.argmax(1) == cand.argmax(1))),
-        "reference_accuracy": reference_accuracy,
-        "accuracy": accuracy,
-        "accuracy_delta": accuracy - reference_accuracy,
-    }
-
-
-def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(np.asarray(probs).argmax(axis=1) == labels))
 
 
 def _checks(precision: str, metrics: dict[str, float], tol: ToleranceConfig) -> tuple[Check, ...]:

@@ -14,7 +14,6 @@ import pytest
 import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 import runtime
 from cllnn_edge.data import load_splits
-from cllnn_edge.train import as_model_input
 from export.describe import float_kernels
 from runtime.manifest import load_manifest, sha256_file
 
