@@ -108,6 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
                         help="override one tolerance, e.g. quantized_min_top1=0.98 (repeatable)")
     parity.set_defaults(handler=run_parity_command)
+
+    run = commands.add_parser(
+        "run",
+        help="train, convert, check parity, benchmark and write a report, resumably",
+        description=(
+            "Train -> convert -> parity -> benchmark (batch 1 and 64, through the device runtime) "
+            "-> report.json and report.md under DIR. Each stage is skipped when its inputs (config, "
+            "data, earlier stages) are unchanged since it last completed, so an interrupted run "
+            "resumes where it stopped. Exit 0: all formats pass parity; 1: a stage failed or a "
+            "tolerance is broken; 2: bad usage or input. (The HTML report is not built yet.)"
+        ),
+    )
+    run.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    run.add_argument("--data", default="embedded", metavar="SOURCE",
+                     help="data source, as for 'train' (default: embedded)")
+    run.add_argument("--out", type=Path, default=Path("runs/run"), metavar="DIR",
+                     help="output directory (default: runs/run)")
+    run.add_argument("--formats", metavar="LIST", help="as for 'convert' (default: all)")
+    run.add_argument("--epochs", type=int, help="override train.epochs from the config")
+    run.add_argument("--force", action="store_true", help="redo every stage")
+    run.set_defaults(handler=run_run)
     return parser
 
 
@@ -236,6 +257,29 @@ def render_table(rows: list[tuple[str, ...]]) -> str:
     """Left-aligned columns two spaces apart; the first row is the header."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    import json
+
+    from export.formats import parse_formats
+    from export.run import StageError, run_pipeline
+
+    cfg = load_config(args.config)
+    if args.formats is not None:
+        cfg = cfg.replace("export", formats=tuple(f.name for f in parse_formats(args.formats)))
+    if args.epochs is not None:
+        cfg = cfg.replace("train", epochs=args.epochs)
+    try:
+        state = run_pipeline(cfg, args.out, data=args.data, force=args.force,
+                             progress=lambda line: print(line, flush=True))
+    except StageError as exc:
+        print(f"cllnn-export run: FAILED: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    passed = json.loads((state.out / "parity.json").read_text())["passed"]
+    print(f"report: {state.out / 'report.md'}")
+    print("PASSED" if passed else "FAILED")
+    return EXIT_OK if passed else EXIT_CHECK_FAILED
 
 
 def load_config(path: Path | None) -> Config:

@@ -110,6 +110,8 @@ def convert(
         progress(f"unroll: int8 graph with bounded ranges, max abs {deviation['output']:.1e} "
                  f"from the trained model")
 
+    for stale in out_dir.glob(".work-*"):  # left by a run that was killed (one convert per dir)
+        shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
     try:
         saved_models = {"float": work / "saved_model", "float_probe": work / "saved_model_probe"}
