@@ -136,9 +136,7 @@ def run_train(args: argparse.Namespace) -> int:
     from cllnn_edge.data import load_splits
     from cllnn_edge.train import train
 
-    cfg = load_config(args.config)
-    if args.epochs is not None:
-        cfg = cfg.replace("train", epochs=args.epochs)
+    cfg = load_config(args)
     splits = load_splits(
         args.data,
         validation_fraction=cfg.train.validation_fraction,
@@ -162,13 +160,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     from export.convert import convert
-    from export.formats import parse_formats
 
-    cfg = load_config(args.config)
-    if args.formats is not None:
-        cfg = cfg.replace("export", formats=tuple(f.name for f in parse_formats(args.formats)))
-    if args.calibration_size is not None:
-        cfg = cfg.replace("export", calibration_size=args.calibration_size)
+    cfg = load_config(args)
     report = convert(
         args.model, args.out, cfg, data=args.data, progress=lambda line: print(line, flush=True)
     )
@@ -203,7 +196,7 @@ def run_parity_command(args: argparse.Namespace) -> int:
     from cllnn_edge.errors import ConfigError
     from export.parity import run_parity
 
-    cfg = load_config(args.config)
+    cfg = load_config(args)
     overrides = {}
     for item in args.tolerance:
         name, sep, value = item.partition("=")
@@ -262,14 +255,9 @@ def render_table(rows: list[tuple[str, ...]]) -> str:
 def run_run(args: argparse.Namespace) -> int:
     import json
 
-    from export.formats import parse_formats
     from export.run import StageError, run_pipeline
 
-    cfg = load_config(args.config)
-    if args.formats is not None:
-        cfg = cfg.replace("export", formats=tuple(f.name for f in parse_formats(args.formats)))
-    if args.epochs is not None:
-        cfg = cfg.replace("train", epochs=args.epochs)
+    cfg = load_config(args)
     try:
         state = run_pipeline(cfg, args.out, data=args.data, force=args.force,
                              progress=lambda line: print(line, flush=True))
@@ -282,10 +270,20 @@ def run_run(args: argparse.Namespace) -> int:
     return EXIT_OK if passed else EXIT_CHECK_FAILED
 
 
-def load_config(path: Path | None) -> Config:
+def load_config(args: argparse.Namespace) -> Config:
+    """The --config file (or the defaults) with the flags a subcommand has applied on top:
+    --epochs, --formats and --calibration-size, where the subcommand offers them."""
     from cllnn_edge.config import Config
+    from export.formats import parse_formats
 
-    return Config.from_toml(path) if path else Config()
+    cfg = Config.from_toml(args.config) if args.config else Config()
+    if getattr(args, "epochs", None) is not None:
+        cfg = cfg.replace("train", epochs=args.epochs)
+    if getattr(args, "formats", None) is not None:
+        cfg = cfg.replace("export", formats=tuple(f.name for f in parse_formats(args.formats)))
+    if getattr(args, "calibration_size", None) is not None:
+        cfg = cfg.replace("export", calibration_size=args.calibration_size)
+    return cfg
 
 
 def main(argv: Sequence[str] | None = None) -> int:
