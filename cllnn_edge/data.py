@@ -18,6 +18,7 @@ what was expected and what was found.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import numbers
 import struct
 import zipfile
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from cllnn_edge.config import IMAGE_SIDE
+from cllnn_edge.config import IMAGE_SIDE, Config
 from cllnn_edge.errors import DataError
 
 NUM_CLASSES = 10
@@ -90,6 +91,23 @@ class Splits:
             "val": len(self.val),
             "test": len(self.test),
         }
+
+    def fingerprint(self) -> str:
+        """SHA-256 of every split's pixels and labels: the data's identity, whatever path
+        or name it came from (a changed file at the same path gets a new fingerprint)."""
+        digest = hashlib.sha256()
+        for split in (self.train, self.val, self.test):
+            for array in (split.x, split.y):
+                digest.update(str(array.shape).encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+
+def splits_for(cfg: Config, source: str) -> Splits:
+    """``load_splits`` with the validation fraction and split seed of ``cfg.train``."""
+    return load_splits(
+        source, validation_fraction=cfg.train.validation_fraction, split_seed=cfg.train.split_seed
+    )
 
 
 def load_splits(

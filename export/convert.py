@@ -25,7 +25,7 @@ import numpy as np
 
 from cllnn_edge.atomic import write_json_atomic
 from cllnn_edge.config import Config
-from cllnn_edge.data import load_splits
+from cllnn_edge.data import splits_for
 from cllnn_edge.model import load_trained
 from cllnn_edge.versions import library_versions
 from export.describe import PROBES_DIR, describe_artifact, describe_probe
@@ -83,11 +83,7 @@ def convert(
     model_path = Path(model_path)
     trained = load_trained(model_path)
     source = data or _training_source(model_path)
-    splits = load_splits(
-        source,
-        validation_fraction=cfg.train.validation_fraction,
-        split_seed=cfg.train.split_seed,
-    )
+    splits = splits_for(cfg, source)
     calibration = splits.train.x[: cfg.export.calibration_size]
     check_images = splits.test.x[: cfg.export.check_size]
 
@@ -171,6 +167,9 @@ def _convert_all(
     results = []
     for index, fmt in enumerate(formats, start=1):
         started = time.perf_counter()
+        calibrating = (f" (calibrating on {cfg.export.calibration_size} training images)"
+                       if fmt.precision == "int8" else "")
+        progress(f"[{index}/{len(formats)}] {fmt.name:<15} converting{calibrating}")
         target = work / fmt.file
         probe = work / PROBES_DIR / fmt.file
         graph = "int8" if fmt.precision == "int8" and "int8" in saved_models else "float"

@@ -164,6 +164,20 @@ def test_npz_round_trip(tmp_path: Path) -> None:
         assert_valid(split)
 
 
+def test_fingerprint_follows_the_content_not_the_path(tmp_path: Path) -> None:
+    """cllnn-export run keys its stages on this: a file changed in place must change it."""
+    path = write_npz(tmp_path / "mnist.npz")
+    first = load_splits(str(path)).fingerprint()
+    assert load_splits(str(path)).fingerprint() == first
+    copy = write_npz(tmp_path / "elsewhere.npz")
+    assert load_splits(str(copy)).fingerprint() == first
+    changed = mnist_arrays()["x_test"].copy()
+    changed[0, 0, 0] ^= 1
+    write_npz(path, x_test=changed)
+    assert load_splits(str(path)).fingerprint() != first
+    assert load_splits(str(copy), split_seed=7).fingerprint() != first
+
+
 @pytest.mark.parametrize(
     "convert",
     [
