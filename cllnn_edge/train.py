@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,42 @@ class StepTimer(keras.callbacks.Callback):
         return float(np.median(steps) * 1e3) if steps else None
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch through ``progress``; on a terminal, a live step counter on stderr."""
+
+    def __init__(self, epochs: int, progress: Callable[[str], None], *, live: bool) -> None:
+        super().__init__()
+        self.epochs, self.progress, self.live = epochs, progress, live
+        self._started = 0.0
+        self._steps = 0
+        self._epoch = 0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._steps = self.params.get("steps") or 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.perf_counter()
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.live:
+            print(f"\repoch {self._epoch + 1}/{self.epochs}: step {batch + 1}/{self._steps}",
+                  end="", file=sys.stderr, flush=True)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        if self.live:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+        rate = float(logs.get("learning_rate",
+                              keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        self.progress(
+            f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', float('nan')):.4f}  "
+            f"accuracy {logs.get('accuracy', float('nan')):.4f}  "
+            f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f}  lr {rate:.0e}  "
+            f"{time.perf_counter() - self._started:.1f} s"
+        )
+
+
 def as_model_input(split: Split) -> np.ndarray:
     """Raw pixels as the model takes them: float32 (N, 28, 28, 1), values 0..255."""
     return split.x.astype(np.float32)[..., np.newaxis]
@@ -91,9 +128,18 @@ def compile_model(model: keras.Model, cfg: Config) -> None:
 
 
 def train(
-    cfg: Config, splits: Splits, out_dir: str | Path, *, verbose: int | str = "auto"
+    cfg: Config,
+    splits: Splits,
+    out_dir: str | Path,
+    *,
+    verbose: int | str = "auto",
+    progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train a CLLNN on ``splits`` and write model, statistics and history to ``out_dir``."""
+    """Train a CLLNN on ``splits`` and write model, statistics and history to ``out_dir``.
+
+    With ``progress``, each epoch reports one line through it (and a live step
+    counter on a terminal) instead of Keras' own output.
+    """
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(cfg.model.seed)
     stats = fit_standardizer(splits.train.x)
@@ -106,7 +152,11 @@ def train(
         patience=cfg.train.lr_reduce_patience,
         min_lr=cfg.train.min_learning_rate,
     )
-    if verbose == "auto":
+    callbacks: list[keras.callbacks.Callback] = [timer, reduce_lr]
+    if progress is not None:
+        callbacks.append(EpochProgress(cfg.train.epochs, progress, live=sys.stderr.isatty()))
+        verbose = 0
+    elif verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
     fit = model.fit(
@@ -115,7 +165,7 @@ def train(
         epochs=cfg.train.epochs,
         batch_size=cfg.train.batch_size,
         validation_data=(as_model_input(splits.val), splits.val.y),
-        callbacks=[timer, reduce_lr],
+        callbacks=callbacks,
         verbose=verbose,
     )
     train_seconds = time.perf_counter() - started

@@ -35,3 +35,11 @@ def probability_metrics(
 def accuracy_of(probs: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of rows whose most probable class is the label."""
     return float(np.mean(np.asarray(probs).argmax(axis=1) == labels))
+
+
+def confusion_matrix(probs: np.ndarray, labels: np.ndarray, classes: int) -> list[list[int]]:
+    """Counts[true label][predicted class], as nested lists (JSON-ready)."""
+    predicted = np.asarray(probs).argmax(axis=1)
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(labels, dtype=np.int64), predicted), 1)
+    return counts.tolist()

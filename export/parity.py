@@ -29,7 +29,7 @@ from cllnn_edge.config import ToleranceConfig
 from cllnn_edge.data import load_splits
 from cllnn_edge.errors import CllnnError
 from cllnn_edge.model import load_trained
-from export.metrics import accuracy_of, probability_metrics
+from export.metrics import accuracy_of, confusion_matrix, probability_metrics
 from export.unroll import STAGES, stage_probe
 from runtime.manifest import ArtifactEntry, ManifestError, load_manifest, sha256_file
 
@@ -72,6 +72,7 @@ class ArtifactParity:
     checks: tuple[Check, ...]
     stages: tuple[StageResult, ...] = ()
     stage_note: str = ""
+    confusion: tuple[tuple[int, ...], ...] = ()  # [true label][predicted class]
 
     @property
     def passed(self) -> bool:
@@ -98,6 +99,7 @@ class ArtifactParity:
             checks=tuple(Check(**c) for c in data["checks"]),
             stages=tuple(StageResult(**s) for s in data.get("stages", [])),
             stage_note=data.get("stage_note", ""),
+            confusion=_matrix(data.get("confusion", ())),
         )
 
 
@@ -115,6 +117,7 @@ class ParityReport:
     results: tuple[ArtifactParity, ...]
     seconds: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
+    reference_confusion: tuple[tuple[int, ...], ...] = ()  # the trained model's, [true][predicted]
 
     def __bool__(self) -> bool:
         return all(r.passed for r in self.results)
@@ -135,6 +138,7 @@ class ParityReport:
             results=tuple(ArtifactParity.from_dict(r) for r in data["results"]),
             seconds=float(data.get("seconds", 0.0)),
             versions=dict(data.get("versions", {})),
+            reference_confusion=_matrix(data.get("reference_confusion", ())),
         )
 
     def to_json(self) -> str:
@@ -208,10 +212,15 @@ def run_parity(
     reference = reference_stages[-1]
     results = []
     for index, entry in enumerate(entries, start=1):
+        began = time.perf_counter()
         result = _compare(entry, artifacts_dir, images, labels, reference_stages, tolerances)
         results.append(result)
         verdict = "ok" if result.passed else "FAILED"
-        progress(f"[{index}/{len(entries)}] {entry.format:<15} {verdict}")
+        progress(
+            f"[{index}/{len(entries)}] {entry.format:<15} {verdict:<6} "
+            f"top-1 {100 * result.metrics['top1_agreement']:5.1f}%  "
+            f"max abs {result.metrics['max_abs']:.1e}  {time.perf_counter() - began:4.1f} s"
+        )
     from cllnn_edge.versions import library_versions
 
     return ParityReport(
@@ -225,7 +234,12 @@ def run_parity(
         results=tuple(results),
         seconds=time.perf_counter() - started,
         versions=library_versions(),
+        reference_confusion=_matrix(confusion_matrix(reference, labels, reference.shape[1])),
     )
+
+
+def _matrix(rows: Any) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(v) for v in row) for row in rows)
 
 
 def _checked_entries(model_path: Path, artifacts_dir: Path) -> tuple[ArtifactEntry, ...]:
@@ -283,6 +297,7 @@ def _compare(
         checks=_checks(entry.precision, metrics, tolerances),
         stages=stages,
         stage_note=note,
+        confusion=_matrix(confusion_matrix(probs, labels, reference.shape[1])),
     )
 
 

@@ -67,6 +67,7 @@ class BenchResult:
     mean_us: float
     throughput_ips: float  # images per second at the mean latency
     peak_rss_mib: float  # of the whole benchmarking process, so far
+    samples_us: tuple[float, ...] = ()  # every timed call, in order (for distributions)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,6 +128,7 @@ def bench_model(
         mean_us=mean,
         throughput_ips=settings.batch / (mean / 1e6),
         peak_rss_mib=peak_rss_mib(),
+        samples_us=tuple(round(float(t), 2) for t in times),
     )
 
 
@@ -142,11 +144,23 @@ def environment() -> dict[str, Any]:
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
         },
         "versions": versions,
     }
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name where the OS says it (Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def regressions(
