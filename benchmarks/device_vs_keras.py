@@ -9,7 +9,7 @@ Keras model; each reports its own peak resident set size.
 
     python benchmarks/device_vs_keras.py runs/demo [--rounds 5] [--calls 40] [--json FILE]
 
-``runs/demo`` holds ``model.keras`` and ``artifacts/`` (``make demo`` writes both).
+``runs/demo`` holds ``train/model.keras`` and ``artifacts/`` (``make demo`` writes both).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def latency(run_dir: Path, rounds: int, calls: int) -> dict[str, float]:
     import runtime
 
     device = runtime.load(run_dir / "artifacts" / "cllnn_int8.tflite", threads=1)
-    trained = keras.saving.load_model(run_dir / "model.keras")
+    trained = keras.saving.load_model(run_dir / "train" / "model.keras")
     graph_call = tf.function(trained)
     image = np.random.default_rng(0).integers(0, 256, (1, 28, 28), dtype=np.uint8)
     as_float = image.astype(np.float32)[..., None]
@@ -88,7 +88,7 @@ def peak_memory(run_dir: Path) -> dict[str, dict[str, object]]:
     figures = {}
     for name, script, target in (
         ("runtime + tflite-int8", RUNTIME_PROCESS, run_dir / "artifacts" / "cllnn_int8.tflite"),
-        ("tensorflow + keras", KERAS_PROCESS, run_dir / "model.keras"),
+        ("tensorflow + keras", KERAS_PROCESS, run_dir / "train" / "model.keras"),
     ):
         done = subprocess.run([sys.executable, "-c", script, str(target)],
                               capture_output=True, text=True, check=True)

@@ -113,11 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="train, convert, check parity, benchmark and write a report, resumably",
         description=(
-            "Train -> convert -> parity -> benchmark (batch 1 and 64, through the device runtime) "
-            "-> report.json and report.md under DIR. Each stage is skipped when its inputs (config, "
-            "data, earlier stages) are unchanged since it last completed, so an interrupted run "
+            "Train -> convert -> parity -> benchmark (batch 1 and 64, one thread, through the device "
+            "runtime) -> DIR/report.html (tables and PNG plots, opens offline), report.md and "
+            "report.json. Each stage is skipped when its inputs (config, data content, library "
+            "versions, earlier stages) are unchanged since it last completed, so an interrupted run "
             "resumes where it stopped. Exit 0: all formats pass parity; 1: a stage failed or a "
-            "tolerance is broken; 2: bad usage or input. (The HTML report is not built yet.)"
+            "tolerance is broken; 2: bad usage or input."
         ),
     )
     run.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
@@ -133,21 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from cllnn_edge.data import load_splits
+    from cllnn_edge.data import splits_for
     from cllnn_edge.train import train
 
     cfg = load_config(args)
-    splits = load_splits(
-        args.data,
-        validation_fraction=cfg.train.validation_fraction,
-        split_seed=cfg.train.split_seed,
-    )
+    splits = splits_for(cfg, args.data)
     counts = splits.summary()
     print(
         f"data: {args.data}: train {counts['train']}, val {counts['val']}, test {counts['test']}",
         flush=True,
     )
-    result = train(cfg, splits, args.out)
+    result = train(cfg, splits, args.out, progress=lambda line: print(line, flush=True))
     final = result.history["final"]
     timing = result.history["timing"]
     print(
@@ -265,7 +262,7 @@ def run_run(args: argparse.Namespace) -> int:
         print(f"cllnn-export run: FAILED: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
     passed = json.loads((state.out / "parity.json").read_text())["passed"]
-    print(f"report: {state.out / 'report.md'}")
+    print(f"report: {state.out / 'report.html'} (also report.md, report.json)")
     print("PASSED" if passed else "FAILED")
     return EXIT_OK if passed else EXIT_CHECK_FAILED
 

@@ -14,10 +14,12 @@ Layout of ``out``::
     artifacts/   the exported files, probes/, manifest.json
     parity.json  parity.xml
     bench.json
-    report.json  report.md
+    report.json  report.md  report.html  plots/*.png
     .stages/     one key file per completed stage
 
-Not yet done (issue 6): the HTML report with plots.
+The data enters the keys by its content (``Splits.fingerprint``), not its
+name, and every key includes the library versions: a changed file at the same
+path, or an upgraded converter, redoes what it affects.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from cllnn_edge.errors import CllnnError
 Progress = Callable[[str], None]
 STAGE_NAMES = ("train", "convert", "parity", "bench")
 BENCH_BATCHES = (1, 64)
+BENCH_RUNS = {1: 200, 64: 20}  # timed calls per batch size
 
 
 class StageError(CllnnError):
@@ -68,21 +71,29 @@ def run_pipeline(
     force: bool = False,
     progress: Progress = lambda line: None,
 ) -> RunState:
-    """Run every stage that is not already done with the same inputs."""
+    """Run every stage that is not already done with the same inputs, then write the report."""
+    from cllnn_edge.data import splits_for
+    from cllnn_edge.versions import library_versions
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = RunState(out)
-    sections = cfg.to_dict()
+    splits = splits_for(cfg, data)
+    data_summary = {**splits.summary(), "fingerprint": splits.fingerprint()}
+    progress(f"data: {data}: train {data_summary['train']}, val {data_summary['val']}, "
+             f"test {data_summary['test']} (fingerprint {data_summary['fingerprint'][:12]})")
+    sections, versions = cfg.to_dict(), library_versions()
     keys: dict[str, str] = {}
-    keys["train"] = stage_key("train", sections["model"], sections["train"], data)
+    keys["train"] = stage_key("train", sections["model"], sections["train"],
+                              data_summary["fingerprint"], versions)
     keys["convert"] = stage_key("convert", keys["train"], sections["export"])
     keys["parity"] = stage_key("parity", keys["convert"], sections["tolerances"])
-    keys["bench"] = stage_key("bench", keys["convert"], BENCH_BATCHES)
-    actions = {
-        "train": lambda: _train(cfg, data, out),
+    keys["bench"] = stage_key("bench", keys["convert"], BENCH_BATCHES, BENCH_RUNS)
+    actions: dict[str, Callable[[], str]] = {
+        "train": lambda: _train(cfg, data, out, progress),
         "convert": lambda: _convert(cfg, data, out, progress),
         "parity": lambda: _parity(cfg, data, out, progress),
-        "bench": lambda: _bench(out),
+        "bench": lambda: _bench(out, progress),
     }
     outputs = {
         "train": [out / "train" / "model.keras"],
@@ -101,7 +112,7 @@ def run_pipeline(
         progress(f"{name}: running")
         started = time.perf_counter()
         try:
-            actions[name]()
+            summary = actions[name]()
         except StageError:
             raise
         except CllnnError as exc:
@@ -111,22 +122,25 @@ def run_pipeline(
         write_bytes_atomic(key_file, (keys[name] + "\n").encode())
         seconds = time.perf_counter() - started
         state.record(name, keys[name], True, seconds)
-        progress(f"{name}: done in {seconds:.1f} s")
-    write_report(state)
+        progress(f"{name}: done in {seconds:.1f} s: {summary}")
+    started = time.perf_counter()
+    from export.report import write_report
+
+    write_report(out, state.stages, data_summary)
+    progress(f"report: done in {time.perf_counter() - started:.1f} s: {out / 'report.html'}")
     return state
 
 
-def _train(cfg: Config, data: str, out: Path) -> None:
-    from cllnn_edge.data import load_splits
+def _train(cfg: Config, data: str, out: Path, progress: Progress) -> str:
+    from cllnn_edge.data import splits_for
     from cllnn_edge.train import train
 
-    splits = load_splits(
-        data, validation_fraction=cfg.train.validation_fraction, split_seed=cfg.train.split_seed
-    )
-    train(cfg, splits, out / "train")
+    result = train(cfg, splits_for(cfg, data), out / "train", progress=progress)
+    final = result.history["final"]
+    return f"val accuracy {final['val_accuracy']:.4f}, test accuracy {final['test_accuracy']:.4f}"
 
 
-def _convert(cfg: Config, data: str, out: Path, progress: Progress) -> None:
+def _convert(cfg: Config, data: str, out: Path, progress: Progress) -> str:
     from export.convert import convert
 
     report = convert(out / "train" / "model.keras", out / "artifacts", cfg, data=data,
@@ -137,72 +151,35 @@ def _convert(cfg: Config, data: str, out: Path, progress: Progress) -> None:
             f"stage 'convert' failed: formats failed to convert or failed their checks: {failed} "
             f"(see {out / 'artifacts' / 'manifest.json'}; the trained model is kept)"
         )
+    return f"{len(report.results)} formats exported and checked"
 
 
-def _parity(cfg: Config, data: str, out: Path, progress: Progress) -> None:
+def _parity(cfg: Config, data: str, out: Path, progress: Progress) -> str:
     from export.parity import run_parity
 
     report = run_parity(out / "train" / "model.keras", out / "artifacts", data=data,
                         tolerances=cfg.tolerances, progress=progress)
     report.save_json(out / "parity.json")
     report.save_junit(out / "parity.xml")
+    passed = sum(r.passed for r in report.results)
+    return f"{passed}/{len(report.results)} formats within tolerance on {report.images} images"
 
 
-def _bench(out: Path) -> None:
+def _bench(out: Path, progress: Progress) -> str:
     from runtime.bench import BenchSettings, bench_model, environment
     from runtime.manifest import load_manifest
 
     manifest = load_manifest(out / "artifacts")
+    jobs = [(batch, entry) for batch in BENCH_BATCHES for entry in manifest.artifacts]
     results = []
-    for batch in BENCH_BATCHES:
-        settings = BenchSettings(batch=batch, threads=1, warmup=10, runs=100 if batch == 1 else 20)
-        for entry in manifest.artifacts:
-            result = bench_model(out / "artifacts" / entry.file, settings)
-            results.append({**result.to_dict(), "export_format": entry.format})
-    write_json_atomic(out / "bench.json", {**environment(), "results": results})
-
-
-def write_report(state: RunState) -> None:
-    """report.json (everything) and report.md (the tables a person reads)."""
-    out = state.out
-    parity = json.loads((out / "parity.json").read_text())
-    bench = json.loads((out / "bench.json").read_text())
-    history = json.loads((out / "train" / "history.json").read_text())
-    manifest = json.loads((out / "artifacts" / "manifest.json").read_text())
-    report = {"stages": state.stages, "training": history, "manifest": manifest,
-              "parity": parity, "bench": bench}
-    write_json_atomic(out / "report.json", report)
-    write_bytes_atomic(out / "report.md", _markdown(report).encode())
-
-
-def _markdown(report: dict[str, Any]) -> str:
-    history, parity, bench = report["training"], report["parity"], report["bench"]
-    p50 = {(r["export_format"], r["batch"]): r for r in bench["results"]}
-    lines = [
-        "# CLLNN deployment report",
-        "",
-        f"Data: {history['data']['source']} (train {history['data']['train']}, "
-        f"val {history['data']['val']}, test {history['data']['test']}); "
-        f"test accuracy {history['final']['test_accuracy']:.4f}; "
-        f"parity {'PASSED' if parity['passed'] else 'FAILED'} on {parity['images']} images.",
-        "",
-        "| format | size KiB | accuracy | top-1 agreement | max abs | p50 us (batch 1) | "
-        "p99 us (batch 1) | images/s (batch 64) | parity |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    sizes = {a["format"]: a["size"] for a in report["manifest"]["artifacts"]}
-    for result in parity["results"]:
-        fmt, metrics = result["format"], result["metrics"]
-        one, many = p50.get((fmt, 1), {}), p50.get((fmt, 64), {})
-        lines.append(
-            f"| {fmt} | {sizes[fmt] / 1024:.1f} | {metrics['accuracy']:.4f} | "
-            f"{100 * metrics['top1_agreement']:.1f}% | {metrics['max_abs']:.2e} | "
-            f"{one.get('p50_us', float('nan')):.0f} | {one.get('p99_us', float('nan')):.0f} | "
-            f"{many.get('throughput_ips', float('nan')):.0f} | "
-            f"{'pass' if result['passed'] else 'FAIL: ' + str(result['first_failing_stage'])} |"
-        )
-    lines += ["", "| stage | ran | seconds |", "| --- | --- | --- |"]
-    lines += [f"| {name} | {'yes' if s['ran'] else 'reused'} | {s['seconds']} |"
-              for name, s in report["stages"].items()]
-    return "\n".join(lines) + "\n"
-
+    for index, (batch, entry) in enumerate(jobs, start=1):
+        settings = BenchSettings(batch=batch, threads=1, warmup=10, runs=BENCH_RUNS[batch])
+        result = bench_model(out / "artifacts" / entry.file, settings)
+        results.append({**result.to_dict(), "export_format": entry.format})
+        progress(f"[{index}/{len(jobs)}] {entry.format:<15} batch {batch:<3} {settings.runs} runs: "
+                 f"p50 {result.p50_us:,.0f} us, {result.throughput_ips:,.0f} images/s")
+    settings = {"threads": 1, "warmup": 10, "runs": {str(b): n for b, n in BENCH_RUNS.items()},
+                "images": "random uint8"}
+    write_json_atomic(out / "bench.json", {**environment(), "settings": settings, "results": results})
+    best = min((r for r in results if r["batch"] == 1), key=lambda r: r["p50_us"])
+    return f"fastest at batch 1: {best['export_format']} p50 {best['p50_us']:,.0f} us"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +57,59 @@ def test_run_writes_the_report(first_run: tuple[Path, str]) -> None:
     assert {r["batch"] for r in report["bench"]["results"]} == {1, 64}
     markdown = (out / "report.md").read_text()
     assert "| tflite-int8 |" in markdown and "nan" not in markdown
+    for line in ("epoch 1/1: loss", "train: done in", "[2/2] tflite-int8     converting (calibrating",
+                 "convert: done in", "parity: done in", "bench: done in", "report: done in"):
+        assert line in stdout, line
+
+
+def test_html_report_is_self_contained(first_run: tuple[Path, str]) -> None:
+    out, _ = first_run
+    page = (out / "report.html").read_text()
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["plots"]) == {"training", "confusion_trained", "confusion_int8", "latency",
+                                    "tradeoff"}
+    sources = re.findall(r"<img src='([^']+)'", page)
+    assert sorted(sources) == sorted(report["plots"].values())
+    for source in sources:
+        assert (out / source).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", source
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page), "the report must not fetch anything"
+    for section in ("All formats", "Training", "Confusion matrices", "Parity per format",
+                    "What the unroller removed", "Configuration", "Environment"):
+        assert f"<h2>{section}" in page
+    assert "tflite-int8: pass" in page and ">nan<" not in page
+
+
+def test_html_report_renders_in_headless_chromium(first_run: tuple[Path, str]) -> None:
+    """Every image loads with the network closed, and a screenshot is taken (kept beside the report)."""
+    out, _ = first_run
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: `make test` installs Debian's chromium package")
+        pytest.skip("chromium not installed (make test installs Debian's chromium where it can)")
+    url = (out / "report.html").resolve().as_uri()
+    dom = _chromium(browser, out, "--dump-dom", url)
+    check = re.search(r'id="image-check"[^>]*data-missing="(\d+)"[^>]*>([^<]*)<', dom)
+    assert check is not None, dom[-2000:]
+    assert check.group(1) == "0" and "all 5 loaded" in check.group(2), check.group(2)
+    shot = out / "report-screenshot.png"
+    _chromium(browser, out, f"--screenshot={shot}", "--window-size=1200,4000", url)
+    header = shot.read_bytes()[:24]
+    width, height = struct.unpack(">II", header[16:24])
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (1200, 4000)
+
+
+def _chromium(browser: str, out: Path, *args: str) -> str:
+    """Headless, no GPU, background networking off; a fresh profile each time."""
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=10000", *args],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 def test_rerun_reuses_every_stage_and_a_change_redoes_only_its_part(
@@ -81,7 +138,7 @@ def test_killed_during_export_resumes_without_retraining(tmp_path: Path, config:
                                start_new_session=True)
     try:
         for line in process.stdout:
-            if line.startswith("[1/2] tflite-fp32"):  # converting: one format done, one under way
+            if line.startswith("[2/2] tflite-int8"):  # one format done, the next under way
                 break
         os.killpg(process.pid, signal.SIGKILL)
     finally:

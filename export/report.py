@@ -1,0 +1,308 @@
+"""The run's report: ``report.json`` (everything), ``report.md`` (the tables) and
+``report.html`` (tables and plots, self-contained: no network, PNG files beside it).
+
+Everything is read from what the stages wrote (``train/history.json``,
+``artifacts/manifest.json``, ``parity.json``, ``bench.json``); nothing is
+measured here. The HTML carries a small inline script that checks every image
+loaded and says so on the page, so a headless browser can verify the report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from cllnn_edge.atomic import write_bytes_atomic, write_json_atomic
+
+PLOTS_DIR = "plots"
+INT8_PREFERENCE = ("tflite-int8", "onnx-int8")
+
+
+def write_report(out: Path, stages: dict[str, dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
+    """Assemble the report from the stages' files, draw the plots, write all three files."""
+    from export import plots
+
+    report = {
+        "stages": stages,
+        "data": data,
+        "training": _load(out / "train" / "history.json"),
+        "manifest": _load(out / "artifacts" / "manifest.json"),
+        "parity": _load(out / "parity.json"),
+        "bench": _load(out / "bench.json"),
+    }
+    report["formats"] = format_rows(report)
+    plot_dir = out / PLOTS_DIR
+    figures = {
+        "training": plots.training_curves(report["training"]["epochs"], plot_dir / "training.png"),
+        "confusion_trained": plots.confusion(report["parity"]["reference_confusion"],
+                                             "trained Keras model", plot_dir / "confusion_trained.png"),
+        "latency": plots.latency_distribution(_batch1_samples(report), plot_dir / "latency.png"),
+        "tradeoff": plots.tradeoff(report["formats"], plot_dir / "tradeoff.png"),
+    }
+    int8 = _int8_result(report["parity"])
+    if int8 is not None:
+        figures["confusion_int8"] = plots.confusion(int8["confusion"], f"{int8['format']} export",
+                                                    plot_dir / "confusion_int8.png")
+    report["plots"] = {key: f"{PLOTS_DIR}/{name}" for key, name in figures.items()}
+    write_json_atomic(out / "report.json", report)
+    write_bytes_atomic(out / "report.md", markdown(report).encode())
+    write_bytes_atomic(out / "report.html", html_page(report).encode())
+    return report
+
+
+def format_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per exported format: what the summary table, the markdown and the tradeoff plot show."""
+    sizes = {a["format"]: a["size"] for a in report["manifest"]["artifacts"]}
+    timings = {(r["export_format"], r["batch"]): r for r in report["bench"]["results"]}
+    large = max((r["batch"] for r in report["bench"]["results"]), default=1)
+    rows = []
+    for result in report["parity"]["results"]:
+        fmt, metrics = result["format"], result["metrics"]
+        one, many = timings.get((fmt, 1), {}), timings.get((fmt, large), {})
+        rows.append({
+            "format": fmt,
+            "precision": result["precision"],
+            "size_kib": sizes[fmt] / 1024,
+            "accuracy": metrics["accuracy"],
+            "top1_agreement": metrics["top1_agreement"],
+            "max_abs": metrics["max_abs"],
+            "p50_us": one.get("p50_us", math.nan),
+            "p99_us": one.get("p99_us", math.nan),
+            "throughput_batch": large,
+            "throughput_ips": many.get("throughput_ips", math.nan),
+            "passed": result["passed"],
+            "first_failing_stage": result["first_failing_stage"],
+        })
+    return rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    history, parity, data = report["training"], report["parity"], report["data"]
+    rows = report["formats"]
+    batch = rows[0]["throughput_batch"] if rows else 64
+    lines = [
+        "# CLLNN deployment report",
+        "",
+        f"Data: {data['source']} (train {data['train']}, val {data['val']}, test {data['test']}); "
+        f"test accuracy {history['final']['test_accuracy']:.4f}; "
+        f"parity {'PASSED' if parity['passed'] else 'FAILED'} on {parity['images']} images.",
+        "",
+        "| format | size KiB | accuracy | top-1 agreement | max abs | p50 us (batch 1) | "
+        f"p99 us (batch 1) | images/s (batch {batch}) | parity |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['format']} | {row['size_kib']:.1f} | {row['accuracy']:.4f} | "
+            f"{100 * row['top1_agreement']:.1f}% | {row['max_abs']:.2e} | {row['p50_us']:.0f} | "
+            f"{row['p99_us']:.0f} | {row['throughput_ips']:.0f} | {_verdict(row)} |"
+        )
+    lines += ["", "| stage | ran | seconds |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {'yes' if s['ran'] else 'reused'} | {s['seconds']} |"
+              for name, s in report["stages"].items()]
+    lines += ["", "Plots and the full report: report.html (report.json holds every figure)."]
+    return "\n".join(lines) + "\n"
+
+
+def html_page(report: dict[str, Any]) -> str:
+    """The whole report as one HTML page; images are the PNG files under plots/."""
+    parity, history, manifest = report["parity"], report["training"], report["manifest"]
+    plots = report["plots"]
+    passed = parity["passed"]
+    body = [
+        "<h1>CLLNN deployment report</h1>",
+        f"<p class='verdict {'pass' if passed else 'fail'}'>Parity {'PASSED' if passed else 'FAILED'}: "
+        f"{sum(r['passed'] for r in parity['results'])} of {len(parity['results'])} formats within "
+        f"tolerance on {parity['images']} {_e(parity['split'])} images.</p>",
+        _data_section(report),
+        "<h2>All formats</h2>",
+        _formats_table(report["formats"]),
+        _figure(plots["tradeoff"], "Accuracy against latency; marker area is the file size."),
+        _figure(plots["latency"],
+                "Every timed batch-1 call per format (box: quartiles; whiskers: p1 to p99)."),
+        "<h2>Training</h2>",
+        f"<p>Test accuracy of the trained model: <b>{history['final']['test_accuracy']:.4f}</b> "
+        f"(validation {history['final']['val_accuracy']:.4f}) after {len(history['epochs']['loss'])} "
+        f"epochs, {history['timing']['train_seconds']:.1f} s of training, median step "
+        f"{history['timing']['median_step_ms']:.1f} ms; {history['trainable_params']:,} trainable "
+        f"parameters.</p>",
+        _figure(plots["training"], "Loss and accuracy per epoch."),
+        "<h2>Confusion matrices</h2>",
+        "<div class='row'>",
+        _figure(plots["confusion_trained"], "Trained Keras model on the test split."),
+        _figure(plots["confusion_int8"], "The int8 export on the same images.")
+        if "confusion_int8" in plots else "<p>No int8 format was exported.</p>",
+        "</div>",
+        "<h2>Parity per format, stage by stage</h2>",
+        _parity_section(parity),
+        "<h2>What the unroller removed</h2>",
+        _unroll_section(manifest),
+        "<h2>Stages of this run</h2>",
+        _table(["stage", "ran", "seconds", "key"],
+               [[name, "yes" if s["ran"] else "reused (inputs unchanged)", f"{s['seconds']:.1f}",
+                 f"<code>{_e(s['key'])}</code>"] for name, s in report["stages"].items()],
+               escape=False),
+        "<h2>Configuration</h2>",
+        _config_section(history["config"]),
+        "<h2>Environment</h2>",
+        _environment_section(report),
+        "<p id='image-check' class='note'>Images: not checked (scripts disabled).</p>",
+    ]
+    return PAGE.format(style=STYLE, body="\n".join(body), script=IMAGE_CHECK)
+
+
+def _data_section(report: dict[str, Any]) -> str:
+    data = report["data"]
+    return (
+        f"<p>Data: <b>{_e(data['source'])}</b>: train {data['train']:,}, validation {data['val']:,}, "
+        f"test {data['test']:,} images (data fingerprint <code>{_e(data.get('fingerprint', '')[:16])}"
+        f"</code>). Calibration: {report['manifest']['data'].get('calibration_images', '-')} training "
+        f"images; export checks and parity on the test split.</p>"
+    )
+
+
+def _formats_table(rows: list[dict[str, Any]]) -> str:
+    batch = rows[0]["throughput_batch"] if rows else 64
+    header = ["format", "precision", "size (KiB)", "accuracy", "top-1 agreement", "max abs error",
+              "p50 µs (batch 1)", "p99 µs (batch 1)", f"images/s (batch {batch})", "parity"]
+    body = [[row["format"], row["precision"], f"{row['size_kib']:,.1f}", f"{row['accuracy']:.4f}",
+             f"{100 * row['top1_agreement']:.1f}%", f"{row['max_abs']:.2e}", f"{row['p50_us']:,.0f}",
+             f"{row['p99_us']:,.0f}", f"{row['throughput_ips']:,.0f}", _verdict(row)] for row in rows]
+    return _table(header, body)
+
+
+def _parity_section(parity: dict[str, Any]) -> str:
+    parts = []
+    for result in parity["results"]:
+        verdict = "pass" if result["passed"] else "FAIL"
+        checks = ", ".join(
+            f"{c['name']} {c['value']:.3g} {c['rule']} {c['limit']:.3g} ({'ok' if c['passed'] else 'FAIL'})"
+            for c in result["checks"]
+        )
+        parts.append(f"<h3>{_e(result['format'])}: {verdict}</h3><p class='note'>{_e(checks)}</p>")
+        if result["stages"]:
+            parts.append(_table(
+                ["stage", "max abs", "normalised RMSE", "limit", "verdict"],
+                [[s["stage"], f"{s['max_abs']:.2e}", f"{s['nrmse']:.2e}", f"{s['limit']:.2e}",
+                  "ok" if s["passed"] else "FAIL"] for s in result["stages"]],
+            ))
+        elif result.get("stage_note"):
+            parts.append(f"<p class='note'>{_e(result['stage_note'])}</p>")
+    return "\n".join(parts)
+
+
+def _unroll_section(manifest: dict[str, Any]) -> str:
+    unroll = manifest.get("unroll", {})
+    items = unroll.get("items", [])
+    total_bytes = sum(i["weight_bytes"] for i in items)
+    total_macs = sum(i["macs_per_image"] for i in items)
+    equivalence = ", ".join(f"{k} {v:.1e}" for k, v in unroll.get("equivalence_max_abs", {}).items())
+    return (
+        f"<p>The recurrent layers were written out as static ops; work that only multiplies the "
+        f"zero initial states was left out: <b>{total_bytes:,} weight bytes</b> and "
+        f"<b>{total_macs:,} multiply-accumulates per image</b>. Unrolled vs trained, max abs per "
+        f"stage: {_e(equivalence)}.</p>"
+        + _table(["left out", "why", "weight bytes", "MACs / image"],
+                 [[i["what"], i["why"], f"{i['weight_bytes']:,}", f"{i['macs_per_image']:,}"]
+                  for i in items])
+    )
+
+
+def _config_section(config: dict[str, Any]) -> str:
+    rows = [[section, key, json.dumps(value)] for section, values in config.items()
+            for key, value in values.items()]
+    return _table(["section", "key", "value"], rows)
+
+
+def _environment_section(report: dict[str, Any]) -> str:
+    bench = report["bench"]
+    machine = bench.get("machine", {})
+    versions = {**report["training"].get("versions", {}), **bench.get("versions", {})}
+    settings = bench.get("settings", {})
+    rows = [
+        ["CPU", machine.get("cpu", machine.get("processor", "?"))],
+        ["logical cores", str(machine.get("cpu_count", "?"))],
+        ["benchmark threads", str(settings.get("threads", 1))],
+        ["platform", machine.get("platform", "?")],
+    ] + [[name, version] for name, version in sorted(versions.items())]
+    return _table(["", ""], rows)
+
+
+def _figure(src: str, caption: str) -> str:
+    return f"<figure><img src='{_e(src)}' alt='{_e(caption)}'><figcaption>{_e(caption)}</figcaption></figure>"
+
+
+def _table(header: list[str], rows: list[list[str]], *, escape: bool = True) -> str:
+    cell = _e if escape else str
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    if row["passed"]:
+        return "pass"
+    return f"FAIL (first stage past tolerance: {row['first_failing_stage'] or '-'})"
+
+
+def _batch1_samples(report: dict[str, Any]) -> dict[str, list[float]]:
+    return {r["export_format"]: r["samples_us"] for r in report["bench"]["results"]
+            if r["batch"] == 1 and r.get("samples_us")}
+
+
+def _int8_result(parity: dict[str, Any]) -> dict[str, Any] | None:
+    results = {r["format"]: r for r in parity["results"] if r.get("confusion")}
+    return next((results[name] for name in INT8_PREFERENCE if name in results), None)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f3f3f3; }
+figure { margin: 0.8em 0; display: inline-block; } img { max-width: 100%; }
+figcaption, .note { color: #555; font-size: 0.85em; }
+.verdict { font-size: 1.2em; padding: 0.4em 0.8em; border-radius: 4px; display: inline-block; }
+.pass { background: #e3f4e3; } .fail { background: #f8dddd; }
+.row { display: flex; flex-wrap: wrap; gap: 1em; }
+code { font-size: 0.9em; }
+"""
+
+IMAGE_CHECK = """
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var missing = images.filter(function (img) { return !(img.complete && img.naturalWidth > 0); });
+  var line = document.getElementById("image-check");
+  line.textContent = missing.length === 0
+    ? "Images: all " + images.length + " loaded."
+    : "Images: MISSING " + missing.map(function (img) { return img.getAttribute("src"); }).join(", ");
+  line.setAttribute("data-missing", String(missing.length));
+});
+"""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>CLLNN deployment report</title>
+<style>{style}</style>
+</head>
+<body>
+{body}
+<script>{script}</script>
+</body>
+</html>
+"""
