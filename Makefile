@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: demo test bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	./scripts/ensure-chromium
 	$(BIN)/python -m pytest
+
+## bench: the benchmark suite (about 15 minutes on 2 cores): benchmarks/RESULTS.md and benchmarks/plots/
+bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) runs

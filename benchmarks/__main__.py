@@ -1,0 +1,150 @@
+"""The benchmark suite: ``python -m benchmarks`` (or ``make bench``).
+
+1. Makes sure the run directory holds a trained model and its exports
+   (``cllnn-export run``, which reuses whatever is already done).
+2. Runs each section in a process of its own, one after the other so they do
+   not disturb each other's timings: inference, floor, training, scaling, memory.
+3. Writes ``results.json``, ``RESULTS.md`` and the plots under ``--out``.
+
+``--quick`` is a smoke run of every code path (one training epoch, two
+formats, a few calls, one tiny scaling point), two processes at a time, the
+sections that need no run directory beside its preparation: it shows the
+suite still works, and its numbers mean nothing.
+
+    python -m benchmarks [--quick] [--out benchmarks] [--work runs/bench] [--sections a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import say
+from cllnn_edge.atomic import write_json_atomic
+
+SECTIONS = ("inference", "floor", "training", "scaling", "memory")
+QUICK_FORMATS = ("tflite-int8",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark the deployed CLLNN side by side against the seed's code, the "
+        "Keras paths and the compute floor; write RESULTS.md, results.json and plots.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run (tiny model, few calls): checks the suite runs, not the speed")
+    parser.add_argument("--out", type=Path,
+                        help="where RESULTS.md, results.json and plots/ go "
+                        "(default: benchmarks/, or runs/bench-quick/ with --quick)")
+    parser.add_argument("--work", type=Path,
+                        help="run directory holding the model and exports; made by 'cllnn-export run' "
+                        "if missing (default: runs/bench, or runs/bench-quick/work with --quick)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {', '.join(SECTIONS)} (default: all)")
+    return parser
+
+
+WORK_SECTIONS = {"inference", "floor", "memory"}  # need the prepared run directory
+
+
+@dataclass
+class Job:
+    name: str
+    command: list[str]
+    needs_work: bool
+    log: Path | None = None  # where stdout/stderr go (None: the terminal)
+    process: subprocess.Popen[str] | None = None
+    started: float = 0.0
+
+
+def prepare_command(work: Path, quick: bool) -> list[str]:
+    """``cllnn-export run`` on the embedded digits: the seed's config; one epoch and int8 only
+    when quick (int8 needs a model with some margin, so the seed's model, not a tiny one)."""
+    work.mkdir(parents=True, exist_ok=True)
+    command = [str(Path(sys.executable).parent / "cllnn-export"), "run", "--data", "embedded",
+               "--out", str(work)]
+    if quick:
+        config = work.parent / "quick.toml"
+        config.write_text(f"[train]\nepochs = 1\n[export]\nformats = {json.dumps(list(QUICK_FORMATS))}\n"
+                          "calibration_size = 100\ncheck_size = 300\n"
+                          "[tolerances]\nquantized_min_top1 = 0.9\nquantized_max_accuracy_drop = 0.05\n")
+        command += ["--config", str(config)]
+    return command
+
+
+def run_jobs(jobs: list[Job], parallel: int) -> dict[str, float]:
+    """Start jobs in order, ``parallel`` at a time; a job that needs the run directory waits
+    for 'prepare'. Any failure stops the suite. Returns each job's wall seconds."""
+    pending, running, seconds = list(jobs), [], {}
+    while pending or running:
+        prepared = "prepare" in seconds
+        for job in [j for j in pending if prepared or not j.needs_work]:
+            if len(running) >= parallel:
+                break
+            say(f"suite: {job.name}: started")
+            sink = open(job.log, "w") if job.log else None  # noqa: SIM115 (closed below)
+            job.process = subprocess.Popen(job.command, text=True, stdout=sink, stderr=sink)
+            if sink:
+                sink.close()
+            job.started = time.perf_counter()
+            pending.remove(job)
+            running.append(job)
+        time.sleep(0.2)
+        for job in [j for j in running if j.process.poll() is not None]:
+            running.remove(job)
+            if job.process.returncode != 0:
+                for other in running:
+                    other.process.kill()
+                where = f"; see {job.log}" if job.log else ""
+                raise SystemExit(f"suite: {job.name} failed (exit {job.process.returncode}){where}")
+            seconds[job.name] = time.perf_counter() - job.started
+            say(f"suite: {job.name}: done in {seconds[job.name]:.0f} s")
+    return seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    names = [n.strip() for n in args.sections.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown or not names:
+        build_parser().error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    out = args.out or (Path("runs/bench-quick") if args.quick else Path("benchmarks"))
+    work = args.work or (out / "work" if args.quick else Path("runs/bench"))
+    started = time.perf_counter()
+    raw = out / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    prepare = Job("prepare", prepare_command(work, args.quick), False, raw / "prepare.log")
+    jobs = [prepare]
+    for name in names:
+        command = [sys.executable, "-m", f"benchmarks.{name}", "--work", str(work),
+                   "--json", str(raw / f"{name}.json")] + (["--quick"] if args.quick else [])
+        jobs.append(Job(name, command, name in WORK_SECTIONS))
+    if args.quick:  # independent work first, beside the preparation
+        jobs.sort(key=lambda job: job.needs_work)
+    seconds = run_jobs(jobs, parallel=2 if args.quick else 1)
+    results = {}
+    for name in names:
+        results[name] = json.loads((raw / f"{name}.json").read_text())
+        results[name]["seconds"] = seconds[name]
+    from benchmarks.results import machine, write_results
+
+    suite = {"quick": args.quick, "command": " ".join(["python -m benchmarks", *(argv or sys.argv[1:])]),
+             "work": str(work),
+             "prepare": {"command": " ".join(prepare.command), "seconds": seconds["prepare"]},
+             "model": json.loads((work / "report.json").read_text()), "sections": results,
+             "machine": machine(), "seconds": time.perf_counter() - started}
+    write_json_atomic(out / "results.json", suite)
+    write_results(suite, out)
+    say(f"suite: done in {suite['seconds']:.0f} s: {out / 'RESULTS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

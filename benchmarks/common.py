@@ -1,0 +1,101 @@
+"""What every benchmark section shares: timing side by side, the trained model they
+measure, and a JSON result file per section.
+
+Each section is a module with ``main(argv)`` that runs in a process of its own
+(``python -m benchmarks.<section> --work DIR --json FILE``): thread settings,
+memory and imported libraries of one section cannot leak into another's
+figures, and each section's command reproduces its figures alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cllnn_edge.atomic import write_json_atomic
+
+DEFAULT_WORK = Path("runs/bench")
+QUICK_MODEL = {"conv_filters": [4, 8, 16], "reservoir_dim": 64, "lstm_units": 16}
+
+
+@dataclass(frozen=True)
+class SectionArgs:
+    work: Path  # the trained model and its exports: WORK/train/model.keras, WORK/artifacts/
+    json: Path  # where the section writes its results
+    quick: bool
+
+
+def section_args(argv: Sequence[str] | None, description: str) -> SectionArgs:
+    """The command line every section takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
+                        help=f"run directory of 'cllnn-export run' (default {DEFAULT_WORK})")
+    parser.add_argument("--json", type=Path, required=True, help="write the results here")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few calls, tiny work")
+    args = parser.parse_args(argv)
+    return SectionArgs(args.work, args.json, args.quick)
+
+
+def save(args: SectionArgs, results: Mapping[str, Any]) -> None:
+    write_json_atomic(args.json, dict(results))
+
+
+def say(line: str) -> None:
+    """Progress on stderr, so a section's stdout stays free."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def time_calls(call: Callable[[], object], count: int) -> list[float]:
+    """Wall time of ``count`` calls, microseconds each."""
+    times = []
+    for _ in range(count):
+        begin = time.perf_counter_ns()
+        call()
+        times.append((time.perf_counter_ns() - begin) / 1e3)
+    return times
+
+
+def interleaved(
+    contenders: Mapping[str, Callable[[], object]],
+    calls: Mapping[str, int],
+    rounds: int,
+    *,
+    warmup: int = 3,
+) -> dict[str, list[float]]:
+    """Every contender in turn, ``rounds`` times, so machine noise hits all of them alike."""
+    for call in contenders.values():
+        time_calls(call, warmup)
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for index in range(rounds):
+        for name, call in contenders.items():
+            samples[name].extend(time_calls(call, calls[name]))
+        if rounds > 1:
+            say(f"  round {index + 1}/{rounds}")
+    return samples
+
+
+def summary(samples: Sequence[float]) -> dict[str, float]:
+    """p50 / p99 / mean of microsecond samples."""
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {"p50_us": statistics.median(ordered), "p99_us": p99,
+            "mean_us": statistics.fmean(ordered), "calls": len(ordered)}
+
+
+def one_thread_tensorflow() -> None:
+    """TensorFlow on one intra-op and one inter-op thread; call before TensorFlow runs anything."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
