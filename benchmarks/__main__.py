@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", type=Path,
                         help="run directory holding the model and exports; made by 'cllnn-export run' "
                         "if missing (default: runs/bench, or runs/bench-quick/work with --quick)")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: write RESULTS.md and plots again from OUT/results.json")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {', '.join(SECTIONS)} (default: all)")
     return parser
@@ -116,6 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or not names:
         build_parser().error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
     out = args.out or (Path("runs/bench-quick") if args.quick else Path("benchmarks"))
+    if args.render:
+        from benchmarks.results import write_results
+
+        write_results(json.loads((out / "results.json").read_text()), out)
+        say(f"suite: rendered {out / 'RESULTS.md'} from {out / 'results.json'}")
+        return 0
     work = args.work or (out / "work" if args.quick else Path("runs/bench"))
     started = time.perf_counter()
     raw = out / "raw"
