@@ -1,4 +1,5 @@
-"""Train -> convert, as a user runs it: every format loads in its device runtime and matches."""
+"""Train -> convert, as a user runs it (`cllnn-export run`, and train then convert for T > 1):
+every format loads in its device runtime and matches."""
 
 from __future__ import annotations
 
@@ -33,12 +34,6 @@ def _train_and_convert(tmp: Path, config_text: str) -> tuple[Path, Path, subproc
     converted = _run("convert", str(tmp / "run" / "model.keras"), "--out", str(artifacts),
                      "--config", str(config))
     return tmp / "run" / "model.keras", artifacts, converted
-
-
-@pytest.fixture(scope="module")
-def seed_run(tmp_path_factory: pytest.TempPathFactory):
-    """The seed's model at T = 1, trained 3 epochs on the embedded digits, all formats."""
-    return _train_and_convert(tmp_path_factory.mktemp("seed"), "[train]\nepochs = 3\n")
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +124,11 @@ def test_longer_sequences_export_and_match(tmp_path: Path, test_split, length: i
 
 def test_runtime_process_needs_a_fraction_of_the_memory(seed_run) -> None:
     """A device process (runtime + int8 TFLite) against one running the Keras model."""
-    from benchmarks.device_vs_keras import peak_memory
+    from benchmarks.memory import KERAS_PROCESS, RUNTIME_PROCESS, peak_of
 
-    model_path, _, _ = seed_run
-    figures = peak_memory(model_path.parent)
-    device, keras_process = figures["runtime + tflite-int8"], figures["tensorflow + keras"]
+    model_path, artifacts, _ = seed_run
+    device = peak_of(RUNTIME_PROCESS, artifacts / "cllnn_int8.tflite", 100)
+    keras_process = peak_of(KERAS_PROCESS, model_path, 100)
     assert not device["imported_tensorflow"] and keras_process["imported_tensorflow"]
     assert device["peak_rss_mib"] < 0.2 * keras_process["peak_rss_mib"]
 

@@ -1,0 +1,22 @@
+"""The README's main job, run once for the end-to-end tests that inspect its results."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = str(Path(sys.executable).parent / "cllnn-export")
+
+
+@pytest.fixture(scope="session")
+def seed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """`cllnn-export run --data embedded` as `make demo` runs it, at 3 epochs instead of the
+    seed's 10 to keep CI short: the seed's model at T = 1, every format, parity, bench, report.
+    Returns (model.keras, artifacts directory, the finished command)."""
+    out = tmp_path_factory.mktemp("seed") / "run"
+    done = subprocess.run([CLI, "run", "--data", "embedded", "--epochs", "3", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1800)
+    return out / "train" / "model.keras", out / "artifacts", done
