@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,10 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:  # independent work first, beside the preparation
         jobs.sort(key=lambda job: job.needs_work)
     seconds = run_jobs(jobs, parallel=2 if args.quick else 1)
+    measured = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     results = {}
+    previous = out / "results.json"
+    if not args.quick and set(names) != set(SECTIONS) and previous.is_file():
+        results = json.loads(previous.read_text())["sections"]  # a subset updates only its sections
     for name in names:
         results[name] = json.loads((raw / f"{name}.json").read_text())
-        results[name]["seconds"] = seconds[name]
+        results[name].update(seconds=seconds[name], measured=measured)
     from benchmarks.results import machine, write_results
 
     suite = {"quick": args.quick, "command": " ".join(["python -m benchmarks", *(argv or sys.argv[1:])]),

@@ -283,10 +283,15 @@ def _header(suite: dict[str, Any]) -> str:
     quick = ("\n\n**Quick mode (`--quick`): a smoke run (one training epoch, a few calls, a tiny "
              "scaling point, two processes at a time); these numbers mean nothing.**"
              if suite["quick"] else "")
+    when = "; ".join(
+        f"{name} {section.get('measured', '?')} ({section.get('seconds', 0):.0f} s)"
+        for name, section in suite["sections"].items() if not name.startswith("_")
+    )
     return (
         "# Benchmark results\n\n"
-        f"Written by `{suite['command']}` on {datetime.now(timezone.utc):%Y-%m-%d} in "
-        f"{suite['seconds'] / 60:.1f} min. Machine: {m.get('cpu', m.get('processor'))}, "
+        f"Written by `{suite['command']}` on {datetime.now(timezone.utc):%Y-%m-%d}; that command took "
+        f"{suite['seconds'] / 60:.1f} min. Sections measured: {when}. "
+        f"Machine: {m.get('cpu', m.get('processor'))}, "
         f"{m['cpu_count']} logical cores, {m['platform']}; {versions}. Shared and noisy: "
         "absolute times drift between runs; the ratios, measured side by side within one section, "
         "much less." + quick

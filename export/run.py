@@ -1,10 +1,12 @@
 """``cllnn-export run``: data -> train -> convert -> parity -> benchmark -> report, resumable.
 
 Each stage writes under one output directory and records a key: a hash of
-everything its result depends on (its config sections, the data source, the
-keys of the stages before it). A re-run skips a stage whose recorded key
-matches and whose outputs are present, so an interrupted run resumes where it
-stopped and a change redoes only what it affects; ``force`` redoes all. A
+everything its result depends on (its config sections, the data, the library
+versions, the keys of the stages before it). A re-run skips a stage whose
+recorded key matches, whose outputs are present and whose input stage did not
+run again, so an interrupted run resumes where it stopped and a change redoes
+only what it affects; ``force`` redoes all. The toolkit's own code enters the
+keys only as its version: after editing it, use ``force``. A
 stage's key is recorded only after its outputs are complete, and every output
 is written atomically, so a failing stage leaves the earlier ones intact.
 
@@ -38,6 +40,7 @@ from cllnn_edge.errors import CllnnError
 
 Progress = Callable[[str], None]
 STAGE_NAMES = ("train", "convert", "parity", "bench")
+STAGE_INPUT = {"convert": "train", "parity": "convert", "bench": "convert"}  # whose outputs each reads
 BENCH_BATCHES = (1, 64)
 BENCH_RUNS = {1: 200, 64: 20}  # timed calls per batch size
 
@@ -104,7 +107,8 @@ def run_pipeline(
     for name in STAGE_NAMES:
         key_file = out / ".stages" / f"{name}.key"
         done = key_file.is_file() and key_file.read_text().strip() == keys[name]
-        if done and not force and all(p.exists() for p in outputs[name]):
+        upstream_ran = name in STAGE_INPUT and state.stages[STAGE_INPUT[name]]["ran"]
+        if done and not force and not upstream_ran and all(p.exists() for p in outputs[name]):
             progress(f"{name}: reused (inputs unchanged, key {keys[name]})")
             state.record(name, keys[name], False, 0.0)
             continue

@@ -129,6 +129,12 @@ def test_rerun_reuses_every_stage_and_a_change_redoes_only_its_part(
     for stage in ("train", "convert", "bench"):
         assert f"{stage}: reused" in partial.stdout
     assert json.loads((out / "parity.json").read_text())["tolerances"]["quantized_min_top1"] == 0.91
+    (out / ".stages" / "convert.key").unlink()  # as after an interrupted export
+    redone = _run(out, changed)
+    assert redone.returncode == 0, redone.stderr[-3000:]
+    assert "train: reused" in redone.stdout
+    for stage in ("convert", "parity", "bench"):  # what reads the new files runs again
+        assert f"{stage}: running" in redone.stdout, stage
 
 
 def test_killed_during_export_resumes_without_retraining(tmp_path: Path, config: Path) -> None:
