@@ -34,9 +34,9 @@ from export.formats import Format, parse_formats
 from export.isolate import Job, run_isolated
 from export.unroll import check_equivalence, unroll
 
-INT8_VARIANT_ATOL = 1e-3  # the bounded-range graph int8 formats are calibrated on
 from runtime.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, sha256_file
 
+INT8_VARIANT_ATOL = 1e-3  # the bounded-range graph int8 formats are calibrated on
 Progress = Callable[[str], None]
 
 
