@@ -123,8 +123,19 @@ def _inference(sections: dict[str, Any], plots: dict[str, str]) -> str:
         "Throughput through `runtime` (images per second, random uint8 images):",
         _table(["format", "batch 1, 1 thread", "batch 1, 2 threads", "batch 64, 1 thread",
                 "batch 64, 2 threads", "2 threads / 1 at batch 64"], rate_rows),
+        "Time per image (p50 of the call / batch size), one thread, against batch size:",
+        _batch_table(inference["batch_scaling"].values()),
         _image(plots, "batch", "Time per image against batch size, one thread."),
     ])
+
+
+def _batch_table(rows: Any) -> str:
+    rows = list(rows)
+    batches = sorted({r["batch"] for r in rows})
+    per_image = {(r["format"], r["batch"]): r["us_per_image"] for r in rows}
+    formats = sorted({r["format"] for r in rows})
+    return _table(["format"] + [f"batch {b}" for b in batches],
+                  [[fmt] + [_us(per_image.get((fmt, b))) for b in batches] for fmt in formats])
 
 
 def _floor(sections: dict[str, Any], plots: dict[str, str]) -> str:
@@ -253,7 +264,8 @@ def _scaling(sections: dict[str, Any], plots: dict[str, str]) -> str:
     return "\n\n".join([
         "## 4. Scaling with the reservoir and the sequence",
         f"Each point trained {scaling['epochs']} epoch(s) on the embedded digits, exported and "
-        "checked by `cllnn-export run`; latency at batch 1, one thread.",
+        "checked by `cllnn-export run`; latency at batch 1, one thread. (Batch size: the per-image "
+        "table and plot of section 1.)",
         _table(["reservoir_dim", "sequence_length", "format", "size", "p50", "max abs error",
                 "top-1 agreement", "worst stage nRMSE", "parity", "test accuracy"], rows),
         _image(plots, "reservoir", "Against reservoir_dim (sequence length 1)."),
