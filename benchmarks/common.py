@@ -62,6 +62,12 @@ def time_calls(call: Callable[[], object], count: int) -> list[float]:
     return times
 
 
+def measure(call: Callable[[], object], count: int, *, warmup: int = 3) -> dict[str, float]:
+    """``summary`` of ``count`` timed calls of one contender, after ``warmup`` untimed ones."""
+    time_calls(call, warmup)
+    return summary(time_calls(call, count))
+
+
 def interleaved(
     contenders: Mapping[str, Callable[[], object]],
     calls: Mapping[str, int],

@@ -25,6 +25,7 @@ from typing import Any
 
 from benchmarks.common import (
     interleaved,
+    measure,
     one_thread_tensorflow,
     quiet_tensorflow,
     save,
@@ -101,8 +102,8 @@ def throughput(work: Path, quick: bool) -> dict[str, Any]:
             with runtime.load(path, threads=threads) as model:
                 for batch in (1, 64):
                     images = rng.integers(0, 256, (batch, 28, 28), dtype=np.uint8)
-                    calls = {"x": 3 if quick else (300 if batch == 1 else 30)}
-                    stats = summary(interleaved({"x": lambda x=images: model.predict(x)}, calls, 1)["x"])
+                    stats = measure(lambda x=images: model.predict(x),
+                                    3 if quick else (300 if batch == 1 else 30))
                     stats["images_per_s"] = batch / (stats["mean_us"] / 1e6)
                     results[f"{fmt}|{threads}|{batch}"] = {
                         "format": fmt, "threads": threads, "batch": batch, **stats}
@@ -123,7 +124,7 @@ def batch_scaling(work: Path, quick: bool) -> dict[str, Any]:
             for batch in BATCHES[:2] if quick else BATCHES:
                 images = rng.integers(0, 256, (batch, 28, 28), dtype=np.uint8)
                 count = 3 if quick else max(10, 2000 // batch)
-                stats = summary(interleaved({"x": lambda x=images: model.predict(x)}, {"x": count}, 1)["x"])
+                stats = measure(lambda x=images: model.predict(x), count)
                 results[f"{fmt}|{batch}"] = {"format": fmt, "batch": batch,
                                              "us_per_image": stats["p50_us"] / batch, **stats}
     return results

@@ -324,19 +324,12 @@ def _commands(suite: dict[str, Any]) -> str:
 
 def draw_plots(sections: dict[str, Any], directory: Path) -> dict[str, str]:
     """PNG files for the sections that ran; name -> path relative to RESULTS.md."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from export.plots import save_png  # selects the headless backend
+
     def save(figure: Any, name: str) -> str:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-        plt.close(figure)
-        write_bytes_atomic(directory / name, buffer.getvalue())
-        return f"{directory.name}/{name}"
+        return f"{directory.name}/{save_png(figure, directory / name, dpi=100)}"
 
     plots = {}
     if "inference" in sections:

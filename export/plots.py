@@ -24,9 +24,10 @@ from cllnn_edge.atomic import write_bytes_atomic  # noqa: E402
 DPI = 110
 
 
-def _save(figure: plt.Figure, path: Path) -> str:
+def save_png(figure: plt.Figure, path: Path, dpi: int = DPI) -> str:
+    """Render ``figure`` to PNG bytes, close it, write the file atomically; returns its name."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(figure)
     write_bytes_atomic(path, buffer.getvalue())
     return path.name
@@ -47,7 +48,7 @@ def training_curves(epochs: dict[str, Sequence[float]], path: Path) -> str:
         axis.legend()
     loss_axis.set_title("loss")
     accuracy_axis.set_title("accuracy")
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def confusion(matrix: Sequence[Sequence[int]], title: str, path: Path) -> str:
@@ -67,7 +68,7 @@ def confusion(matrix: Sequence[Sequence[int]], title: str, path: Path) -> str:
         if value:
             axis.text(col, row, str(value), ha="center", va="center", fontsize=7,
                       color="white" if value > threshold else "black")
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def latency_distribution(samples: dict[str, Sequence[float]], path: Path) -> str:
@@ -84,7 +85,7 @@ def latency_distribution(samples: dict[str, Sequence[float]], path: Path) -> str
     axis.set_xlabel("latency per call, batch 1, one thread (microseconds, log scale)")
     axis.grid(axis="x", alpha=0.3, which="both")
     axis.set_title("latency distribution through runtime")
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def tradeoff(rows: Sequence[dict[str, Any]], path: Path) -> str:
@@ -102,4 +103,4 @@ def tradeoff(rows: Sequence[dict[str, Any]], path: Path) -> str:
     axis.grid(alpha=0.3, which="both")
     axis.set_title("accuracy vs latency (marker area: file size)")
     axis.margins(x=0.25, y=0.3)
-    return _save(figure, path)
+    return save_png(figure, path)
