@@ -32,11 +32,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cllnn_edge.atomic import write_bytes_atomic, write_json_atomic
 from cllnn_edge.config import Config
 from cllnn_edge.errors import CllnnError
+
+if TYPE_CHECKING:
+    from cllnn_edge.data import Splits
 
 Progress = Callable[[str], None]
 STAGE_NAMES = ("train", "convert", "parity", "bench")
@@ -93,7 +96,7 @@ def run_pipeline(
     keys["parity"] = stage_key("parity", keys["convert"], sections["tolerances"])
     keys["bench"] = stage_key("bench", keys["convert"], BENCH_BATCHES, BENCH_RUNS)
     actions: dict[str, Callable[[], str]] = {
-        "train": lambda: _train(cfg, data, out, progress),
+        "train": lambda: _train(cfg, splits, out, progress),
         "convert": lambda: _convert(cfg, data, out, progress),
         "parity": lambda: _parity(cfg, data, out, progress),
         "bench": lambda: _bench(out, progress),
@@ -135,11 +138,10 @@ def run_pipeline(
     return state
 
 
-def _train(cfg: Config, data: str, out: Path, progress: Progress) -> str:
-    from cllnn_edge.data import splits_for
+def _train(cfg: Config, splits: Splits, out: Path, progress: Progress) -> str:
     from cllnn_edge.train import train
 
-    result = train(cfg, splits_for(cfg, data), out / "train", progress=progress)
+    result = train(cfg, splits, out / "train", progress=progress)
     final = result.history["final"]
     return f"val accuracy {final['val_accuracy']:.4f}, test accuracy {final['test_accuracy']:.4f}"
 
