@@ -40,9 +40,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from runtime.errors import ModelLoadError
-from runtime.litert import _new_interpreter  # the runtime's own verified loader
-from runtime.model import looks_like_tflite
-from runtime.tflite_check import check_interpreter, op_details, tensor_details
+from runtime.litert import new_interpreter  # the runtime's own verified loader
+from runtime.tflite_check import check_interpreter, looks_like_tflite, op_details, tensor_details
 
 PROBE_KINDS = ("float32", "int8")
 PROBE_CACHE = Path(tempfile.gettempdir()) / "cllnn-floor-probes"
@@ -133,7 +132,7 @@ def _fmt(shape: Iterable[int]) -> str:
 
 def _tflite_layers(data: bytes, name: str) -> tuple[list[Layer], Counter[str], set[str]]:
     """Walk subgraph 0 with XNNPACK off, so the builtin ops (not a DELEGATE node) are listed."""
-    interpreter = _new_interpreter(data, name, None, delegates=False)
+    interpreter = new_interpreter(data, name, None, delegates=False)
     check_interpreter(interpreter, name)
 
     def shape(index: int) -> list[int]:
@@ -325,7 +324,7 @@ def floor_us(macs: int, peak_macs_per_s: float) -> float:
 def _time_probe(kind: str, layer: str, seconds: float) -> dict[str, Any]:
     path, built_s = _probe_model(kind, layer)
     counted = graph_macs(path)
-    interpreter = _new_interpreter(path.read_bytes(), path.name, 1)
+    interpreter = new_interpreter(path.read_bytes(), path.name, 1)
     interpreter.allocate_tensors()
     _fill_inputs(interpreter, np.random.default_rng(0))
     times = _time_calls(interpreter.invoke, seconds=seconds, warmup=WARMUP_RUNS)
@@ -579,7 +578,7 @@ def _tflite_profile(data: bytes, name: str, runs: int) -> dict[str, Any]:
     """
     from ai_edge_litert.tools import flatbuffer_utils
 
-    graph = _new_interpreter(data, name, None, delegates=False)
+    graph = new_interpreter(data, name, None, delegates=False)
     check_interpreter(graph, name)
     ops = [str(op["op_name"]) for op in op_details(graph, name)]
     model = flatbuffer_utils.convert_bytearray_to_object(data)
@@ -664,7 +663,7 @@ def _cut_interpreter(model: Any, k: int, name: str) -> Any:
         data = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     finally:
         subgraph.operators, subgraph.outputs, model.signatureDefs = all_ops, all_outputs, signatures
-    interpreter = _new_interpreter(data, f"{name} (first {k} ops)", 1)
+    interpreter = new_interpreter(data, f"{name} (first {k} ops)", 1)
     try:
         interpreter.allocate_tensors()
         _fill_inputs(interpreter, np.random.default_rng(0))

@@ -14,8 +14,9 @@ is loaded, so this package imports with numpy and either one of them alone.
 
 from runtime.errors import EdgeRuntimeError, InferenceError, InputError, ModelClosedError, ModelLoadError
 from runtime.litert import LiteRTModel, OpDtypes, tflite_op_dtypes
+from runtime.loader import load
 from runtime.manifest import ManifestError, TensorSpec
-from runtime.model import RuntimeModel, load
+from runtime.model import RuntimeModel
 from runtime.onnxrt import OnnxRuntimeModel
 
 __all__ = [

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import EdgeRuntimeError
+from runtime.loader import load
 from runtime.manifest import ManifestError
-from runtime.model import load
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 IMAGE_SIDE = 28

@@ -22,8 +22,14 @@ import numpy as np
 
 from runtime.errors import InferenceError, ModelLoadError
 from runtime.manifest import ArtifactEntry, TensorSpec
-from runtime.model import RuntimeModel, looks_like_tflite
-from runtime.tflite_check import check_header, check_interpreter, op_details, tensor_details
+from runtime.model import RuntimeModel
+from runtime.tflite_check import (
+    check_header,
+    check_interpreter,
+    looks_like_tflite,
+    op_details,
+    tensor_details,
+)
 
 _LOAD_ERRORS = (ValueError, RuntimeError, UnicodeDecodeError)
 
@@ -47,8 +53,10 @@ def _litert() -> ModuleType:
     return module
 
 
-def _new_interpreter(data: bytes, name: str, threads: int | None, delegates: bool = True) -> Any:
-    """Build an unallocated interpreter; LiteRT's own flatbuffer verifier runs here."""
+def new_interpreter(data: bytes, name: str, threads: int | None, delegates: bool = True) -> Any:
+    """An unallocated interpreter for ``data``, after ``check_header`` (LiteRT's own flatbuffer
+    verifier runs in its constructor); the checked way to build one, for tools beside the runtime.
+    ``delegates=False`` lists builtin ops instead of a DELEGATE node (XNNPACK off)."""
     check_header(data, name)
     module = _litert()
     resolver = (
@@ -130,7 +138,7 @@ class LiteRTModel(RuntimeModel):
             )
         self._data = data
         self._name = path.name
-        first = _new_interpreter(data, path.name, threads)
+        first = new_interpreter(data, path.name, threads)
         check_interpreter(first, path.name)
         inputs = first._interpreter.InputIndices()
         outputs = [int(i) for i in first._interpreter.OutputIndices()]
@@ -166,7 +174,7 @@ class LiteRTModel(RuntimeModel):
                     break
                 self._pool.wait()
         try:
-            return _Slot(_new_interpreter(self._data, self._name, self._threads), batch=None)
+            return _Slot(new_interpreter(self._data, self._name, self._threads), batch=None)
         except BaseException:
             with self._pool:
                 self._live -= 1
@@ -223,7 +231,7 @@ class LiteRTModel(RuntimeModel):
 
     def op_dtypes(self) -> list[OpDtypes]:
         """Each op with its operand and result dtypes, in execution order (see ``tflite_op_dtypes``)."""
-        return _op_dtypes(_new_interpreter(self._data, self._name, None, delegates=False), self._name)
+        return _op_dtypes(new_interpreter(self._data, self._name, None, delegates=False), self._name)
 
 
 def _op_dtypes(interpreter: Any, name: str) -> list[OpDtypes]:
@@ -255,6 +263,6 @@ def tflite_op_dtypes(path: str | Path) -> list[OpDtypes]:
         raise ModelLoadError(
             f"{path.name}: expected a TFLite flatbuffer ('TFL3' at bytes 4..8), got {data[4:8]!r}"
         )
-    interpreter = _new_interpreter(data, path.name, None, delegates=False)
+    interpreter = new_interpreter(data, path.name, None, delegates=False)
     check_interpreter(interpreter, path.name)
     return _op_dtypes(interpreter, path.name)

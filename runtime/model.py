@@ -1,14 +1,12 @@
-"""Load an exported model and run it: ``load(path).predict(images)``.
+"""``RuntimeModel``: one loaded model file behind the public API every backend shares.
 
-``RuntimeModel`` owns the public API and every check (Polygraphy's runner
-pattern); a backend overrides only the small ``_*_impl`` hooks. The backend is
-chosen by the file's content, not trusted from its suffix, and the file is
-checked against a ``manifest.json`` beside it before any parser sees it.
+The base class owns the public methods and every check (Polygraphy's runner
+pattern); a backend overrides only the small ``_*_impl`` hooks. Which backend
+loads a file is ``runtime.loader``'s choice.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -19,16 +17,7 @@ import numpy as np
 
 from runtime.errors import InferenceError, ModelClosedError, ModelLoadError
 from runtime.images import as_image_batch, decode, dequantize, encode
-from runtime.manifest import (
-    MANIFEST_NAME,
-    ArtifactEntry,
-    ManifestError,
-    TensorSpec,
-    load_manifest,
-    verify_file,
-)
-
-TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
+from runtime.manifest import ArtifactEntry, TensorSpec
 
 
 class RuntimeModel(ABC):
@@ -253,53 +242,3 @@ def _check_image_model(path: Path, input_spec: TensorSpec, output_specs: tuple[T
             raise ModelLoadError(
                 f"{path.name}: expected a float, uint8, int8 or int16 {role}, got {spec.dtype}"
             )
-
-
-def load(
-    path: str | Path,
-    threads: int | None = None,
-    manifest: str | Path | None = None,
-) -> RuntimeModel:
-    """Load a ``.tflite`` (LiteRT) or ``.onnx`` (ONNX Runtime) model for inference.
-
-    The backend is chosen by content: a TFLite flatbuffer carries ``TFL3`` at
-    bytes 4..8, anything else is tried as ONNX. If ``manifest`` is given, or a
-    ``manifest.json`` lies beside the file, the file's SHA-256 must match its
-    entry, else ``ManifestError``. The bytes that were hashed are the bytes
-    loaded, so a file swapped after the check is never run. ``threads`` sets
-    the backend's intra-op threads (default: the backend's own choice, which
-    is one thread for LiteRT and one per core for ONNX Runtime).
-    """
-    path = Path(path)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
-    entry = _verify_against_manifest(path, manifest)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
-    if entry is not None and hashlib.sha256(data).hexdigest() != entry.sha256:
-        raise ManifestError(f"{path} changed while it was being loaded; refusing to load")
-    if looks_like_tflite(data):
-        from runtime.litert import LiteRTModel
-
-        return LiteRTModel(path, data, threads, entry)
-    from runtime.onnxrt import OnnxRuntimeModel
-
-    return OnnxRuntimeModel(path, data, threads, entry)
-
-
-def looks_like_tflite(data: bytes) -> bool:
-    """True if ``data`` carries the TFLite flatbuffer file identifier."""
-    return len(data) >= 8 and data[4:8] == TFLITE_IDENTIFIER
-
-
-def _verify_against_manifest(path: Path, manifest: str | Path | None) -> ArtifactEntry | None:
-    if manifest is None:
-        beside = path.parent / MANIFEST_NAME
-        if not beside.is_file():
-            return None
-        manifest = beside
-    return verify_file(path, load_manifest(manifest))

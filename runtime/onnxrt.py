@@ -16,7 +16,7 @@ import numpy as np
 
 from runtime.errors import InferenceError, ModelLoadError
 from runtime.manifest import ArtifactEntry, TensorSpec
-from runtime.model import TFLITE_IDENTIFIER, RuntimeModel
+from runtime.model import RuntimeModel
 from runtime.onnx_ops import onnx_op_counts
 
 _ONNX_DTYPES = {
@@ -29,14 +29,16 @@ _ONNX_DTYPES = {
 }
 
 
-def _onnxruntime(path: Path, data: bytes) -> ModuleType:
+class NotOnnxError(ModelLoadError):
+    """The file cannot be loaded as ONNX: onnxruntime is missing, or it cannot parse the file.
+    The loader adds what the file is not (``runtime.loader``); the message says why not."""
+
+
+def _onnxruntime() -> ModuleType:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ModelLoadError(
-            f"{path.name} is not a TFLite flatbuffer ({TFLITE_IDENTIFIER!r} at bytes 4..8, got "
-            f"{data[4:8]!r}) and onnxruntime is not installed to load it as ONNX: pip install onnxruntime"
-        ) from exc
+        raise NotOnnxError("onnxruntime is not installed to load it as ONNX: pip install onnxruntime") from exc
     module: ModuleType = onnxruntime
     return module
 
@@ -61,7 +63,7 @@ class OnnxRuntimeModel(RuntimeModel):
     backend = "onnxruntime"
 
     def __init__(self, path: Path, data: bytes, threads: int | None, entry: ArtifactEntry | None) -> None:
-        ort = _onnxruntime(path, data)
+        ort = _onnxruntime()
         self._errors = _ort_errors(ort)
         options = ort.SessionOptions()
         if threads is not None:
@@ -70,10 +72,7 @@ class OnnxRuntimeModel(RuntimeModel):
         try:
             session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
         except self._errors as exc:
-            expected = f"a TFLite flatbuffer ({TFLITE_IDENTIFIER!r} at bytes 4..8) or an ONNX model"
-            raise ModelLoadError(
-                f"{path.name}: expected {expected}; ONNX Runtime cannot load it: {exc}"
-            ) from exc
+            raise NotOnnxError(f"ONNX Runtime cannot load it: {exc}") from exc
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or not outputs:
             raise ModelLoadError(

@@ -33,6 +33,7 @@ import numpy as np
 
 from runtime.errors import ModelLoadError
 
+TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
 MAX_TENSOR_BYTES = 2**31 - 1  # kernels index with int32; anything larger is corrupt on a device
 MIN_SCALE = float(np.finfo(np.float32).tiny)  # smallest normal float32
 MAX_SCALE = 1e30
@@ -69,6 +70,11 @@ _INPUT_COUNTS: dict[str, tuple[int, int]] = {
     "PAD": (2, 3),
     "STRIDED_SLICE": (4, 4),
 }
+
+
+def looks_like_tflite(data: bytes) -> bool:
+    """True if ``data`` carries the TFLite flatbuffer file identifier."""
+    return len(data) >= 8 and data[4:8] == TFLITE_IDENTIFIER
 
 
 def check_header(data: bytes, name: str) -> None:
