@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks import floor
+from benchmarks import floor, macs, peak, profiling
 from runtime.errors import ModelLoadError
 
 # The int8 conversions warn that an int8 input has no float statistics; that is intended.
@@ -85,7 +85,7 @@ def _int8(tf: Any, model: Any) -> bytes:
 
 
 def test_tflite_macs_match_the_layer_shapes(tiny: Tiny) -> None:
-    counted = floor.graph_macs(tiny.fp32_tflite)
+    counted = macs.graph_macs(tiny.fp32_tflite)
     assert counted["total"] == TOTAL_MACS
     assert counted["by_op"] == {
         "CONV_2D": CONV_MACS,
@@ -100,14 +100,14 @@ def test_tflite_macs_match_the_layer_shapes(tiny: Tiny) -> None:
 
 
 def test_quantized_tflite_counts_float_equivalent_macs(tiny: Tiny) -> None:
-    assert floor.graph_macs(tiny.int8_tflite)["total"] == TOTAL_MACS
-    assert floor.graph_macs(tiny.fp16_tflite)["total"] == TOTAL_MACS
+    assert macs.graph_macs(tiny.int8_tflite)["total"] == TOTAL_MACS
+    assert macs.graph_macs(tiny.fp16_tflite)["total"] == TOTAL_MACS
 
 
 def test_onnx_agrees_with_tflite(tiny: Tiny) -> None:
-    onnx_count = floor.graph_macs(tiny.fp32_onnx)
+    onnx_count = macs.graph_macs(tiny.fp32_onnx)
     assert onnx_count["format"] == "onnx"
-    assert onnx_count["total"] == floor.graph_macs(tiny.fp32_tflite)["total"] == TOTAL_MACS
+    assert onnx_count["total"] == macs.graph_macs(tiny.fp32_tflite)["total"] == TOTAL_MACS
     assert onnx_count["by_op"] == {"Conv": DEPTHWISE_MACS + CONV_MACS, "MatMul": DENSE_MACS}
 
 
@@ -134,7 +134,7 @@ def test_onnx_rules_on_a_hand_built_graph(tmp_path: Path) -> None:
     )
     path = tmp_path / "hand.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
-    counted = floor.graph_macs(path)
+    counted = macs.graph_macs(path)
     assert counted["by_op"] == {"Gemm": 3 * 6 * 4, "MatMul": 1 * 3 * 5 * 4}
     assert counted["elementwise"]["by_op"] == {"Tanh": 15}
     assert counted["uncounted"] == ["LSTM"]
@@ -144,25 +144,25 @@ def test_a_file_that_is_no_model_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "garbage.onnx"
     path.write_bytes(b"not a model at all")
     with pytest.raises(ModelLoadError, match="garbage.onnx"):
-        floor.graph_macs(path)
+        macs.graph_macs(path)
 
 
 # --- peak_probe and floor_us ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", floor.PROBE_KINDS)
+@pytest.mark.parametrize("kind", peak.PROBE_KINDS)
 def test_peak_probe_measures_its_own_probe_layers(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("tensorflow")
-    monkeypatch.setattr(floor, "PROBE_CACHE", tmp_path)  # build the probes afresh, away from the shared cache
-    result = floor.peak_probe(kind, seconds=0.2)
+    monkeypatch.setattr(peak, "PROBE_CACHE", tmp_path)  # build the probes afresh, away from the shared cache
+    result = peak.peak_probe(kind, seconds=0.2)
     assert result["kind"] == kind
     assert math.isfinite(result["macs_per_s"]) and result["macs_per_s"] > 0
     fc, conv = result["probes"]
-    rows, depth, units = floor.FC_PROBE
+    rows, depth, units = peak.FC_PROBE
     assert fc["macs"] == rows * depth * units  # the graph count of the built file matches its design
-    height, width, channels, kernel, filters = floor.CONV_PROBE
+    height, width, channels, kernel, filters = peak.CONV_PROBE
     assert conv["macs"] == height * width * filters * kernel * kernel * channels
     assert result["macs_per_s"] == max(fc["macs_per_s"], conv["macs_per_s"])
     assert all(probe["runs"] >= 3 and probe["best_us"] <= probe["median_us"] for probe in (fc, conv))
@@ -173,7 +173,7 @@ def test_peak_probe_measures_its_own_probe_layers(
 
 def test_peak_probe_rejects_an_unknown_kind() -> None:
     with pytest.raises(ValueError, match="'int4'"):
-        floor.peak_probe("int4")
+        peak.peak_probe("int4")
 
 
 def test_floor_us() -> None:
@@ -186,7 +186,7 @@ def test_floor_us() -> None:
 
 
 def test_onnx_profile_shares_sum_to_one(tiny: Tiny) -> None:
-    profile = floor.op_profile(tiny.fp32_onnx, runs=20)
+    profile = profiling.op_profile(tiny.fp32_onnx, runs=20)
     assert profile["method"].startswith("onnxruntime profiler")
     assert sum(op["share"] for op in profile["ops"]) == pytest.approx(1.0)
     assert all(op["us"] >= 0 for op in profile["ops"])
@@ -195,8 +195,8 @@ def test_onnx_profile_shares_sum_to_one(tiny: Tiny) -> None:
 
 
 def test_tflite_profile_times_every_op(tiny: Tiny) -> None:
-    profile = floor.op_profile(tiny.fp32_tflite, runs=20)
-    counted = floor.graph_macs(tiny.fp32_tflite)
+    profile = profiling.op_profile(tiny.fp32_tflite, runs=20)
+    counted = macs.graph_macs(tiny.fp32_tflite)
     assert profile["method"].startswith("prefix difference")
     assert [node["op"] for node in profile["nodes"]][:2] == ["DEPTHWISE_CONV_2D", "CONV_2D"]
     assert sum(op["share"] for op in profile["ops"]) == pytest.approx(1.0)
@@ -208,7 +208,7 @@ def test_tflite_profile_times_every_op(tiny: Tiny) -> None:
 
 def test_tflite_profile_keeps_weight_dequantization_out_of_cut_outputs(tiny: Tiny) -> None:
     """A DEQUANTIZE of float16 weights made a graph output stopped XNNPACK from setting up."""
-    profile = floor.op_profile(tiny.fp16_tflite, runs=10)
+    profile = profiling.op_profile(tiny.fp16_tflite, runs=10)
     ops = [node["op"] for node in profile["nodes"]]
     assert "DEQUANTIZE" in ops and "CONV_2D" in ops
     assert sum(op["share"] for op in profile["ops"]) == pytest.approx(1.0)
