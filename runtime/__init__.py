@@ -6,7 +6,7 @@
 
 A file with several outputs (a stage probe written by ``export`` under
 ``probes/``) loads too; ``model.predict_outputs(images)`` returns each output
-as float32, in ``model.output_specs`` order, and ``predict`` refuses it.
+as float32, keyed by output name (``model.output_specs``), and ``predict`` refuses it.
 
 Backends import ai-edge-litert / onnxruntime only when a file of their format
 is loaded, so this package imports with numpy and either one of them alone.

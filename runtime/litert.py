@@ -10,7 +10,6 @@ same-size calls skip ``resize_tensor_input`` / ``allocate_tensors``.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -70,12 +69,12 @@ def new_interpreter(data: bytes, name: str, threads: int | None, delegates: bool
         raise ModelLoadError(f"{name}: LiteRT cannot load it: {exc}") from exc
 
 
-def _spec(details: dict[str, Any]) -> TensorSpec:
+def _spec(details: dict[str, Any], name: str | None = None) -> TensorSpec:
     shape = tuple(int(d) for d in details["shape_signature"]) or tuple(int(d) for d in details["shape"])
     scale, zero_point = details["quantization"]
     quantized = float(scale) != 0.0
     return TensorSpec(
-        name=str(details["name"]),
+        name=name or str(details["name"]),
         shape=shape,
         dtype=np.dtype(details["dtype"]).name,
         scale=float(scale) if quantized else None,
@@ -83,38 +82,24 @@ def _spec(details: dict[str, Any]) -> TensorSpec:
     )
 
 
-_SIGNATURE_OUTPUT = re.compile(r"output_(\d+)")
+def _output_names(interpreter: Any, outputs: list[int]) -> dict[int, str]:
+    """Output tensor index -> the name the exporting model gave that output.
 
-
-def _output_order(interpreter: Any, outputs: list[int], name: str) -> tuple[int, ...]:
-    """Output tensor indices in the order the model declares its outputs.
-
-    The subgraph's own output list is NOT in that order: converting a Keras
-    model with outputs [a, b, c] through a SavedModel gave tensors named
-    ``StatefulPartitionedCall:1``, ``:0``, ``:2`` (measured, TF 2.19 / LiteRT
-    2.3; LiteRT's ``get_output_details`` documents that its order need not
-    match). The SignatureDef the converter writes maps the SavedModel's output
-    names ``output_0``, ``output_1``, ... (the Keras output positions) to
-    tensor indices, so a file with one signature over exactly the subgraph's
-    outputs, all named ``output_<k>``, is ordered by ``k``. Any other file
-    (no signature, other names) keeps the subgraph's order; for a
-    one-output file the two agree.
+    A converted file keeps the SavedModel's SignatureDef, whose output names
+    are the model's own (a Keras model's dict keys, or ``output_0``,
+    ``output_1``, ... for a list), while its tensors carry generated names
+    (``StatefulPartitionedCall:1``). A file with one signature over exactly
+    its outputs is named from it; any other file keeps its tensor names.
     """
-    if len(outputs) == 1:
-        return (outputs[0],)
     try:
-        signatures = interpreter._get_full_signature_list()
-    except (AttributeError, ValueError, RuntimeError):
-        return tuple(outputs)
-    if len(signatures) != 1:
-        return tuple(outputs)
-    (signature,) = signatures.values()
-    named = {str(key): int(index) for key, index in signature.get("outputs", {}).items()}
-    positions = {key: _SIGNATURE_OUTPUT.fullmatch(key) for key in named}
-    if sorted(named.values()) != sorted(outputs) or not all(positions.values()):
-        return tuple(outputs)
-    ordered = sorted(named, key=lambda key: int(positions[key].group(1)))  # type: ignore[union-attr]
-    return tuple(named[key] for key in ordered)
+        signatures = interpreter.get_signature_list()
+        if len(signatures) != 1:
+            return {}
+        details = interpreter.get_signature_runner(next(iter(signatures))).get_output_details()
+    except (ValueError, RuntimeError, KeyError):
+        return {}
+    named = {int(d["index"]): str(name) for name, d in details.items()}
+    return named if sorted(named) == sorted(outputs) else {}
 
 
 @dataclass
@@ -148,9 +133,10 @@ class LiteRTModel(RuntimeModel):
                 f"{len(outputs)}"
             )
         self._input_index = int(inputs[0])
-        self._output_indices = _output_order(first, outputs, path.name)
+        self._output_indices = tuple(outputs)
+        names = _output_names(first, outputs)
         input_spec = _spec(tensor_details(first, self._input_index, path.name))
-        output_specs = tuple(_spec(tensor_details(first, i, path.name)) for i in self._output_indices)
+        output_specs = tuple(_spec(tensor_details(first, i, path.name), names.get(i)) for i in outputs)
         super().__init__(path, input_spec, output_specs, threads, entry)
         try:
             first.allocate_tensors()

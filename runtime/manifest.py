@@ -48,11 +48,91 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class CheckRecord:
+    """One export-time check of a file: its verdict, what was measured, what was expected."""
+
+    passed: bool
+    value: Any
+    expected: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckRecord:
+        return cls(passed=bool(data["passed"]), value=data.get("value"), expected=str(data.get("expected", "")))
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    """An artefact's stage probe: the same graph with one named output per stage, or why there is none."""
+
+    file: str | None = None  # relative to the manifest's directory (probes/<artefact file>)
+    sha256: str | None = None
+    size: int | None = None
+    stages: tuple[str, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.file is None:
+            return {"error": self.error or "no probe"}
+        return {"file": self.file, "sha256": self.sha256, "size": self.size, "stages": list(self.stages),
+                "outputs": [spec.to_dict() for spec in self.outputs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProbeRecord:
+        if "file" not in data:
+            return cls(error=str(data.get("error", "no probe")))
+        return cls(file=str(data["file"]), sha256=str(data["sha256"]), size=int(data["size"]),
+                   stages=tuple(str(s) for s in data.get("stages", ())),
+                   outputs=tuple(TensorSpec.from_dict(t) for t in data.get("outputs", ())))
+
+
+@dataclass(frozen=True)
+class ArtifactDetails:
+    """What the export measured and checked about one file (``manifest.json``: ``details``)."""
+
+    description: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)  # against the trained model
+    checks: dict[str, CheckRecord] = field(default_factory=dict)  # the export-time gate
+    reproducible: bool | None = None  # same inputs give the same bytes?
+    reproducibility: str = ""
+    probe: ProbeRecord | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "description": self.description,
+            "metrics": dict(self.metrics),
+            "checks": {name: asdict(check) for name, check in self.checks.items()},
+            "reproducible": self.reproducible,
+            "reproducibility": self.reproducibility,
+        }
+        if self.probe is not None:
+            data["probe"] = self.probe.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArtifactDetails:
+        probe = data.get("probe")
+        reproducible = data.get("reproducible")
+        return cls(
+            description=str(data.get("description", "")),
+            metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
+            checks={str(k): CheckRecord.from_dict(v) for k, v in data.get("checks", {}).items()},
+            reproducible=None if reproducible is None else bool(reproducible),
+            reproducibility=str(data.get("reproducibility", "")),
+            probe=None if probe is None else ProbeRecord.from_dict(probe),
+        )
+
+
+@dataclass(frozen=True)
 class ArtifactEntry:
     """One exported file as the manifest records it."""
 
     file: str  # relative to the manifest's directory
-    format: str  # e.g. "tflite-int8"
+    format: str  # a name of the format registry (export.formats)
     runtime: str  # "litert" or "onnxruntime"
     precision: str  # "float32", "float16", "dynamic-int8", "int8"
     sha256: str
@@ -60,13 +140,14 @@ class ArtifactEntry:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     ops: dict[str, int] = field(default_factory=dict)  # op type -> count
-    details: dict[str, Any] = field(default_factory=dict)  # checks, quantization, notes
+    details: ArtifactDetails = field(default_factory=ArtifactDetails)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
+            "details": self.details.to_dict(),
         }
 
     @classmethod
@@ -81,7 +162,7 @@ class ArtifactEntry:
             inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
             outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
             ops={str(k): int(v) for k, v in data.get("ops", {}).items()},
-            details=dict(data.get("details", {})),
+            details=ArtifactDetails.from_dict(data.get("details", {})),
         )
 
 

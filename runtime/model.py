@@ -72,7 +72,7 @@ class RuntimeModel(ABC):
 
     @property
     def output_specs(self) -> tuple[TensorSpec, ...]:
-        """Every output, in the order the model declares them (see each backend)."""
+        """Every output; its name is the key ``predict_outputs`` returns it under (see each backend)."""
         return self._output_specs
 
     @property
@@ -122,8 +122,9 @@ class RuntimeModel(ABC):
         (raw,) = self._run_batch(images)
         return decode(raw, self._output_spec)
 
-    def predict_outputs(self, images: object) -> list[np.ndarray]:
-        """Every output as float32, in ``output_specs`` order, for the same ``images`` as ``predict``.
+    def predict_outputs(self, images: object) -> dict[str, np.ndarray]:
+        """Every output as float32, by name (``output_specs``' names), for the same ``images`` as
+        ``predict``.
 
         Each integer output is dequantized with its own scale and zero point,
         ``real = scale * (q - zero_point)``, and NOT renormalised (so for a
@@ -131,7 +132,8 @@ class RuntimeModel(ABC):
         of an int8 softmax). Meant for comparing intermediate tensors.
         """
         self._check_open()
-        return [dequantize(raw, spec) for raw, spec in zip(self._run_batch(images), self._output_specs)]
+        raws = self._run_batch(images)
+        return {spec.name: dequantize(raw, spec) for raw, spec in zip(raws, self._output_specs)}
 
     def _run_batch(self, images: object) -> list[np.ndarray]:
         batch = as_image_batch(images, *self.image_shape)
@@ -223,6 +225,9 @@ def _check_image_model(path: Path, input_spec: TensorSpec, output_specs: tuple[T
         )
     if not output_specs:
         raise ModelLoadError(f"{path.name}: expected at least one output, got none")
+    names = [spec.name for spec in output_specs]
+    if len(set(names)) != len(names):
+        raise ModelLoadError(f"{path.name}: expected outputs with distinct names, got {names}")
     if len(output_specs) == 1:
         (output_spec,) = output_specs
         if len(output_spec.shape) != 2 or output_spec.shape[1] <= 0:

@@ -79,7 +79,7 @@ class OnnxRuntimeModel(RuntimeModel):
                 f"{path.name}: expected one input and at least one output, got {len(inputs)} and "
                 f"{len(outputs)}"
             )
-        # Graph output order; tf2onnx keeps the SavedModel signature's order (output_0, output_1, ...).
+        # Output names: tf2onnx names them after the SavedModel signature (a Keras model's dict keys).
         input_spec, output_specs = _spec(inputs[0]), tuple(_spec(o) for o in outputs)
         for role, spec in (("input", input_spec), *(("output", s) for s in output_specs)):
             if spec.dtype not in _ONNX_DTYPES.values():

@@ -95,7 +95,12 @@ def _int8_onnx(source: Path, target: Path, rng: np.random.Generator) -> None:
     ~2e-2; computed in float from int8 logits it sums to 1 exactly.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     batches = [{"pixels": image[None, ..., None].astype(np.float32)} for image in _images(rng, 32)]
 
@@ -176,25 +181,26 @@ class MultiOutputModels:
     int8_tflite: Path
     fp32_onnx: Path
     images: np.ndarray  # uint8 (N_IMAGES, 28, 28)
-    reference: tuple[np.ndarray, ...]  # Keras's outputs, in Keras's output order
+    reference: dict[str, np.ndarray]  # Keras's outputs, by name
 
 
-MULTI_OUTPUT_SHAPES = ((7,), (3,), (10,))  # distinct widths, so a mis-ordering shows
+MULTI_OUTPUT_SHAPES = {"zz_hidden": (7,), "aa_bottleneck": (3,), "mm_probs": (10,)}  # distinct widths
 
 
 def _multi_output_model(keras: ModuleType) -> Any:
-    """pixels -> hidden (7) -> bottleneck (3) -> probabilities (10); outputs in that order.
+    """pixels -> hidden (7) -> bottleneck (3) -> probabilities (10), as named outputs.
 
-    Layer names sort against the output order ("zz", "aa", "mm"), so an order
-    taken from names instead of positions fails the tests.
+    The names sort against the data flow ("zz", "aa", "mm"), and the converted
+    files' own tensor names are generated, so only a name read from the file's
+    signature finds each output.
     """
     keras.utils.set_random_seed(SEED + 1)
     inputs = keras.Input((28, 28, 1), name="pixels")
     x = keras.layers.Flatten()(keras.layers.Rescaling(1.0 / 255.0)(inputs))
-    hidden = keras.layers.Dense(7, activation="relu", name="zz_hidden")(x)
-    bottleneck = keras.layers.Dense(3, name="aa_bottleneck")(hidden)
-    probs = keras.layers.Dense(10, activation="softmax", name="mm_probs")(bottleneck)
-    return keras.Model(inputs, [hidden, bottleneck, probs])
+    hidden = keras.layers.Dense(7, activation="relu", name="hidden")(x)
+    bottleneck = keras.layers.Dense(3, name="bottleneck")(hidden)
+    probs = keras.layers.Dense(10, activation="softmax", name="probs")(bottleneck)
+    return keras.Model(inputs, {"zz_hidden": hidden, "aa_bottleneck": bottleneck, "mm_probs": probs})
 
 
 @pytest.fixture(scope="session")
@@ -225,9 +231,8 @@ def multi_output(tmp_path_factory: pytest.TempPathFactory) -> MultiOutputModels:
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         (out / "int8.tflite").write_bytes(bytes(converter.convert()))
     images = _images(rng, N_IMAGES)
-    reference = tuple(
-        np.asarray(o, dtype=np.float32) for o in model(images[..., None].astype(np.float32), training=False)
-    )
+    outputs = model(images[..., None].astype(np.float32), training=False)
+    reference = {name: np.asarray(o, dtype=np.float32) for name, o in outputs.items()}
     return MultiOutputModels(
         fp32_tflite=out / "fp32.tflite",
         int8_tflite=out / "int8.tflite",

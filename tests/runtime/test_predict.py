@@ -30,8 +30,10 @@ def test_int8_models_return_dequantized_probabilities(tiny: TinyModels, name: st
     assert probabilities.shape == (len(tiny.images), 10)
     assert np.all(probabilities >= 0.0) and np.all(probabilities <= 1.0)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-2)
-    agreement = np.mean(probabilities.argmax(axis=1) == tiny.reference.argmax(axis=1))
-    assert agreement >= 0.9, f"top-1 agreement with Keras {agreement:.2f}"
+    # Of the 64 images, int8 agrees with Keras on 62 (TFLite) and 63 (ONNX) on x86 AVX-512 VNNI
+    # (2026-11-29); the suite passed on AMD EPYC AVX2 too (issue 17). 58 leaves 4 images of slack.
+    agreeing = int(np.sum(probabilities.argmax(axis=1) == tiny.reference.argmax(axis=1)))
+    assert agreeing >= 58, f"top-1 agreement with Keras on {agreeing} of {len(probabilities)} images"
     assert np.abs(probabilities - tiny.reference).max() < 0.1
 
 
