@@ -28,9 +28,10 @@ from pathlib import Path
 
 from benchmarks.common import say
 from cllnn_edge.atomic import write_json_atomic
+from export.formats import TFLITE_INT8
 
 SECTIONS = ("inference", "floor", "training", "scaling", "memory")
-QUICK_FORMATS = ("tflite-int8",)
+QUICK_FORMATS = (TFLITE_INT8.name,)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +78,7 @@ def prepare_command(work: Path, quick: bool) -> list[str]:
         config = work.parent / "quick.toml"
         config.write_text(f"[train]\nepochs = 1\n[export]\nformats = {json.dumps(list(QUICK_FORMATS))}\n"
                           "calibration_size = 100\ncheck_size = 300\n"
-                          "[tolerances]\nquantized_min_top1 = 0.9\nquantized_max_accuracy_drop = 0.05\n")
+                          "[tolerances.int8]\nmin_top1 = 0.9\nmax_accuracy_drop = 0.05\n")
         command += ["--config", str(config)]
     return command
 

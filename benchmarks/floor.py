@@ -44,14 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.floor --work DIR --json FILE [--quick]``: MACs, peaks and op
     profiles of every exported file; the suite divides section 1's latencies by the floors."""
     from benchmarks.common import save, say, section_args  # imports cllnn_edge, and so Keras
+    from export.layout import RunLayout
     from runtime.manifest import load_manifest
 
     args = section_args(argv, "compute floor: MACs per image, single-core peaks, op profiles")
     say("floor: peak probes (float32, int8)")
     peaks = {kind: peak_probe(kind, seconds=0.4 if args.quick else 2.0) for kind in PROBE_KINDS}
     formats, profiles = {}, {}
-    for entry in load_manifest(args.work / "artifacts").artifacts:
-        path = args.work / "artifacts" / entry.file
+    layout = RunLayout(args.work)
+    for entry in load_manifest(layout.manifest).artifacts:
+        path = layout.artifacts / entry.file
         say(f"floor: {entry.format}: MACs and op profile")
         macs = graph_macs(path)
         kind = "int8" if "int8" in entry.precision else "float32"  # fp16 kernels compute in float32

@@ -33,6 +33,7 @@ from benchmarks.common import (
     section_args,
     summary,
 )
+from export.layout import RunLayout
 
 BATCHES = (1, 4, 16, 64, 256)
 
@@ -48,7 +49,7 @@ def keras_contenders(work: Path, image: Any) -> dict[str, Any]:
 
     seed = seed_model()
     seed_call = tf.function(seed)
-    trained = keras.saving.load_model(work / "train" / "model.keras")
+    trained = keras.saving.load_model(RunLayout(work).model)
     trained_call = tf.function(trained)
     raw = image.astype(np.float32)[..., None]
     standardised = seed_inputs(image)
@@ -63,8 +64,9 @@ def keras_contenders(work: Path, image: Any) -> dict[str, Any]:
 def artifacts(work: Path) -> list[tuple[str, Path]]:
     from runtime.manifest import load_manifest
 
-    manifest = load_manifest(work / "artifacts")
-    return [(entry.format, work / "artifacts" / entry.file) for entry in manifest.artifacts]
+    layout = RunLayout(work)
+    manifest = load_manifest(layout.manifest)
+    return [(entry.format, layout.artifacts / entry.file) for entry in manifest.artifacts]
 
 
 def batch_one(work: Path, quick: bool) -> dict[str, Any]:

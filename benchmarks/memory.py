@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import save, say, section_args
+from export.layout import RunLayout
 
 RUNTIME_PROCESS = """
 import sys, numpy as np, runtime
@@ -54,14 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runtime.manifest import load_manifest
 
     calls = 5 if args.quick else 100
-    manifest = load_manifest(args.work / "artifacts")
-    keras_file = args.work / "train" / "model.keras"
+    layout = RunLayout(args.work)
+    manifest = load_manifest(layout.manifest)
+    keras_file = layout.model
     say("memory: tensorflow + keras process")
     tensorflow = {"file_size": keras_file.stat().st_size, **peak_of(KERAS_PROCESS, keras_file, calls)}
     formats = {}
     for entry in manifest.artifacts:
         say(f"memory: runtime + {entry.format}")
-        figures = peak_of(RUNTIME_PROCESS, args.work / "artifacts" / entry.file, calls)
+        figures = peak_of(RUNTIME_PROCESS, layout.artifacts / entry.file, calls)
         formats[entry.format] = {"file_size": entry.size, **figures,
                                  "vs_tensorflow": figures["peak_rss_mib"] / tensorflow["peak_rss_mib"]}
     save(args, {"calls": calls, "tensorflow": tensorflow, "formats": formats})

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from cllnn_edge.atomic import write_bytes_atomic
+from export.formats import TFLITE_FP32, TFLITE_INT8
+from export.tables import markdown_table
 
 SEED_PREDICT = "seed-form Keras, model.predict"
 SEED_FUNCTION = "seed-form Keras, tf.function"
-INT8 = "tflite-int8"
+INT8 = TFLITE_INT8.name  # the format the targets are stated for
 COMMANDS = {
     "inference": "python -m benchmarks.inference --work runs/bench --json inference.json",
     "floor": "python -m benchmarks.floor --work runs/bench --json floor.json",
@@ -96,7 +98,7 @@ def _accuracy_noise(accuracy: dict[str, Any]) -> float:
 
 def _targets(sections: dict[str, Any]) -> str:
     rows = [[target, value, "met" if ok else "**not met**"] for target, value, ok in targets(sections)]
-    return "## Targets (issue 7), as measured\n\n" + _table(["target", "measured", "status"], rows)
+    return "## Targets (issue 7), as measured\n\n" + markdown_table(["target", "measured", "status"], rows)
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -105,7 +107,7 @@ def _targets(sections: dict[str, Any]) -> str:
 def _inference(sections: dict[str, Any], plots: dict[str, str]) -> str:
     inference = sections["inference"]
     rows = sorted(inference["batch1"]["rows"].items(), key=lambda item: item[1]["p50_us"])
-    table = _table(["path (batch 1, one thread)", "p50", "p99", "calls", "x the fastest"],
+    table = markdown_table(["path (batch 1, one thread)", "p50", "p99", "calls", "x the fastest"],
                    [[name, _us(r["p50_us"]), _us(r["p99_us"]), str(r["calls"]), f"{r['vs_best']:,.1f}x"]
                     for name, r in rows])
     throughput = inference["throughput"].values()
@@ -121,7 +123,7 @@ def _inference(sections: dict[str, Any], plots: dict[str, str]) -> str:
         "the seed-form model gets inputs already standardised (its scaler runs outside, in its favour).",
         table,
         "Throughput through `runtime` (images per second, random uint8 images):",
-        _table(["format", "batch 1, 1 thread", "batch 1, 2 threads", "batch 64, 1 thread",
+        markdown_table(["format", "batch 1, 1 thread", "batch 1, 2 threads", "batch 64, 1 thread",
                 "batch 64, 2 threads", "2 threads / 1 at batch 64"], rate_rows),
         "Time per image (p50 of the call / batch size), one thread, against batch size:",
         _batch_table(inference["batch_scaling"].values()),
@@ -134,7 +136,7 @@ def _batch_table(rows: Any) -> str:
     batches = sorted({r["batch"] for r in rows})
     per_image = {(r["format"], r["batch"]): r["us_per_image"] for r in rows}
     formats = sorted({r["format"] for r in rows})
-    return _table(["format"] + [f"batch {b}" for b in batches],
+    return markdown_table(["format"] + [f"batch {b}" for b in batches],
                   [[fmt] + [_us(per_image.get((fmt, b))) for b in batches] for fmt in formats])
 
 
@@ -156,27 +158,27 @@ def _floor(sections: dict[str, Any], plots: dict[str, str]) -> str:
         "MACs per image counted from each exported graph (ops and tensor shapes), this machine's "
         "single-core peak measured by a probe through the same runtime, and each format's p50 "
         "(section 1) as a multiple of MACs / peak.",
-        _table(["probe", "MACs / s", "how"], peak_rows),
-        _table(["format", "MACs / image", "peak used", "floor", "p50", "p50 / floor"], rows),
+        markdown_table(["probe", "MACs / s", "how"], peak_rows),
+        markdown_table(["format", "MACs / image", "peak used", "floor", "p50", "p50 / floor"], rows),
     ]
     reference = next(iter(floor["formats"].values()), None)
     if reference:
         total = max(1, reference["macs"])
         parts.append("Where the MACs are (" + next(iter(floor["formats"])) + "):")
-        parts.append(_table(["op", "MACs", "share"],
+        parts.append(markdown_table(["op", "MACs", "share"],
                             [[op, f"{m:,}", f"{100 * m / total:.1f}%"]
                              for op, m in sorted(reference["by_op"].items(), key=lambda kv: -kv[1])]))
     for fmt, profile in floor.get("profiles", {}).items():
         ops = sorted(profile["ops"], key=lambda o: -o["share"])[:8]
         parts.append(f"### Where the time goes: {fmt}")
         parts.append(f"Method: {profile['method']}.")
-        parts.append(_table(["op type", "us per run", "share of time", "share of MACs"],
+        parts.append(markdown_table(["op type", "us per run", "share of time", "share of MACs"],
                             [[o["op"], "-" if o.get("us") is None else f"{o['us']:.1f}",
                               f"{100 * o['share']:.1f}%",
                               f"{100 * o['mac_share']:.1f}%" if "mac_share" in o else "-"] for o in ops]))
         nodes = sorted(profile.get("nodes", []), key=lambda n: -(n.get("us") or 0))[:5]
         if nodes:
-            parts.append(_table(["slowest nodes", "us per run", "MACs", "GMAC/s"],
+            parts.append(markdown_table(["slowest nodes", "us per run", "MACs", "GMAC/s"],
                                 [[f"{n['op']} {n.get('node', '#' + str(n.get('index', '')))}",
                                   f"{n['us']:.1f}", f"{n['macs']:,}" if n.get("macs") else "-",
                                   _gmacs(n)]
@@ -221,10 +223,10 @@ def _training(sections: dict[str, Any], plots: dict[str, str], model: dict[str, 
         "## 3. Training: cllnn_edge against the seed's code",
         f"Batch {settings['batch']}, {settings['rounds']} alternating rounds of a "
         f"{settings['steps']}-step epoch per model, same batches; TensorFlow's default threads.",
-        _table(["model", "median step", "epoch wall time per step", "seconds per embedded epoch"], rows),
+        markdown_table(["model", "median step", "epoch wall time per step", "seconds per embedded epoch"], rows),
         f"Test accuracy ({accuracy['test_images']} embedded test images) after {accuracy['epochs']} "
         "epochs from the same seed, each trained its own way:",
-        _table(["seed", "cllnn_edge", "seed's code"], accuracy_rows),
+        markdown_table(["seed", "cllnn_edge", "seed's code"], accuracy_rows),
         _training_reading(sections, model),
     ])
 
@@ -232,7 +234,7 @@ def _training(sections: dict[str, Any], plots: dict[str, str], model: dict[str, 
 def _training_reading(sections: dict[str, Any], model: dict[str, Any]) -> str:
     """How close a training step runs to the machine's float32 peak, by the usual estimate of
     3x the forward MACs per image (forward, gradient to inputs, gradient to weights)."""
-    floor = sections.get("floor", {}).get("formats", {}).get("tflite-fp32")
+    floor = sections.get("floor", {}).get("formats", {}).get(TFLITE_FP32.name)
     if not floor:
         return ""
     removed = sum(i["macs_per_image"] for i in model["manifest"].get("unroll", {}).get("items", []))
@@ -266,7 +268,7 @@ def _scaling(sections: dict[str, Any], plots: dict[str, str]) -> str:
         f"Each point trained {scaling['epochs']} epoch(s) on the embedded digits, exported and "
         "checked by `cllnn-export run`; latency at batch 1, one thread. (Batch size: the per-image "
         "table and plot of section 1.)",
-        _table(["reservoir_dim", "sequence_length", "format", "size", "p50", "max abs error",
+        markdown_table(["reservoir_dim", "sequence_length", "format", "size", "p50", "max abs error",
                 "top-1 agreement", "worst stage nRMSE", "parity", "test accuracy"], rows),
         _image(plots, "reservoir", "Against reservoir_dim (sequence length 1)."),
         _image(plots, "sequence", "Against sequence_length (reservoir 512)."),
@@ -285,7 +287,7 @@ def _memory(sections: dict[str, Any], plots: dict[str, str]) -> str:
         "## 5. Size and memory",
         f"Peak resident memory (VmHWM) of a fresh process that loads one file and predicts "
         f"{memory['calls']} times, through `runtime` or through TensorFlow.",
-        _table(["format", "file size", "peak RSS", "of TensorFlow's", "imported TensorFlow"], rows),
+        markdown_table(["format", "file size", "peak RSS", "of TensorFlow's", "imported TensorFlow"], rows),
     ])
 
 
@@ -370,12 +372,6 @@ def draw_plots(sections: dict[str, Any], directory: Path) -> dict[str, str]:
 
 
 # --- formatting -----------------------------------------------------------------------------
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _us(value: float | None) -> str:

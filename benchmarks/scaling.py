@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import QUICK_MODEL, save, say, section_args
+from export.formats import TFLITE_FP32, TFLITE_INT8
 
 RESERVOIR_DIMS = (128, 256, 512, 1024, 2048)
 SEQUENCE_LENGTHS = (1, 2, 3, 4, 6, 9)
-FORMATS = ("tflite-fp32", "tflite-int8")
+FORMATS = (TFLITE_FP32.name, TFLITE_INT8.name)
 EPOCHS = 2
 
 

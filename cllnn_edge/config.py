@@ -22,6 +22,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from cllnn_edge.errors import ConfigError
+from cllnn_edge.tolerances import ToleranceConfig
 
 IMAGE_SIDE = 28
 
@@ -136,14 +137,8 @@ class TrainConfig:
 class ExportConfig:
     """How ``cllnn-export convert`` builds and checks the deployable files."""
 
-    formats: tuple[str, ...] = (
-        "tflite-fp32",
-        "tflite-fp16",
-        "tflite-dynamic",
-        "tflite-int8",
-        "onnx-fp32",
-        "onnx-int8",
-    )
+    # Names from the format registry (export.formats), or ["all"]; checked where they are used.
+    formats: tuple[str, ...] = ("all",)
     # Training images for int8 calibration. Calibration keeps each tensor's min / max,
     # so more images widen ranges with rare outliers: 200 gave the best top-1
     # agreement of 100 .. 3000 tried (T = 1 and T = 3, see export.unroll).
@@ -154,6 +149,9 @@ class ExportConfig:
     # int8 formats from the bounded-range graph (export.unroll): better top-1
     # agreement, a few more int8 ops; false trades accuracy for latency.
     int8_bounded_ranges: bool = True
+    # Formats converted at once, each in its own process (a converter is mostly
+    # single-threaded); 0: one per usable CPU core. Does not change the files.
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.formats, list):
@@ -164,38 +162,15 @@ class ExportConfig:
             raise ConfigError(f"export.formats must be a non-empty list of names, got {self.formats!r}")
         for name in ("calibration_size", "check_size"):
             _require_positive_int(self, name)
+        _require_int(self, "workers")
+        if self.workers < 0:
+            raise ConfigError(f"export.workers must be >= 0 (0: one per CPU core), got {self.workers}")
         _require_int(self, "onnx_opset")
         if not 13 <= self.onnx_opset <= 18:
             raise ConfigError(f"export.onnx_opset must be in 13..18 (tf2onnx 1.17), got {self.onnx_opset}")
         for name in ("onnx_per_channel", "int8_bounded_ranges"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"export.{name} must be true or false, got {getattr(self, name)!r}")
-
-
-@dataclass(frozen=True)
-class ToleranceConfig:
-    """What ``cllnn-export parity`` lets an export differ from the trained model by.
-
-    Outputs are probabilities. Stage limits are normalised RMSE (RMSE over the
-    reference's standard deviation) of each stage's output, so one number
-    fits CNN features (0..80) and probabilities (0..1) alike; they locate
-    where an error enters, the output checks decide pass or fail.
-    """
-
-    float32_max_abs: float = 1e-5
-    float16_max_abs: float = 1e-2
-    quantized_min_top1: float = 0.99  # int8 and dynamic-range: top-1 agreement
-    quantized_max_accuracy_drop: float = 0.005  # 0.5 percentage points
-    float32_stage_nrmse: float = 1e-4
-    float16_stage_nrmse: float = 1e-2
-    quantized_stage_nrmse: float = 0.35
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            _require_number(self, f.name)
-            value = getattr(self, f.name)
-            if value < 0 or (f.name == "quantized_min_top1" and value > 1):
-                raise ConfigError(f"tolerances.{f.name} must be >= 0 (and a top-1 rate <= 1), got {value}")
 
 
 @dataclass(frozen=True)
@@ -209,13 +184,8 @@ class Config:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain JSON-ready dict (tuples become lists)."""
-        return {
-            section.name: {
-                key: list(value) if isinstance(value, tuple) else value
-                for key, value in dataclasses.asdict(getattr(self, section.name)).items()
-            }
-            for section in dataclasses.fields(self)
-        }
+        return {section.name: _section_to_dict(getattr(self, section.name))
+                for section in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Config:
@@ -267,9 +237,18 @@ def _section_types() -> dict[str, type]:
     }
 
 
+def _section_to_dict(section: Any) -> dict[str, Any]:
+    if isinstance(section, ToleranceConfig):
+        return section.to_dict()
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(section).items()}
+
+
 def _section_from_dict(section_type: type[_T], name: str, values: Any) -> _T:
     if not isinstance(values, Mapping):
         raise ConfigError(f"[{name}] must be a table, got {type(values).__name__}")
+    if section_type is ToleranceConfig:
+        return ToleranceConfig.from_dict(values)  # type: ignore[return-value]
     known = {f.name for f in dataclasses.fields(section_type)}
     unknown = sorted(set(values) - known)
     if unknown:

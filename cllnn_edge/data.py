@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from cllnn_edge.config import IMAGE_SIDE, Config
+from cllnn_edge.config import IMAGE_SIDE, Config, TrainConfig
 from cllnn_edge.errors import DataError
 
 NUM_CLASSES = 10
+_TRAIN_DEFAULTS = TrainConfig()  # the split settings a bare load_splits(source) uses
 EMBEDDED_TEST_SIZE = 1000
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IDX_IMAGES_MAGIC = 0x00000803  # 2051: unsigned bytes, 3 dimensions
@@ -111,7 +112,10 @@ def splits_for(cfg: Config, source: str) -> Splits:
 
 
 def load_splits(
-    source: str, *, validation_fraction: float = 0.1, split_seed: int = 42
+    source: str,
+    *,
+    validation_fraction: float = _TRAIN_DEFAULTS.validation_fraction,
+    split_seed: int = _TRAIN_DEFAULTS.split_seed,
 ) -> Splits:
     """Load MNIST from ``source`` and split it into train / val / test.
 

@@ -21,20 +21,21 @@ import numpy as np
 INPUT_WEIGHT_SCALE = 0.1
 
 
-def init_reservoir(
-    input_dim: int, reservoir_dim: int, spectral_radius: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(w_res, w_in)`` in the seed's orientation: (R, R) and (R, D), float64."""
-    res_rng, in_rng = np.random.default_rng(seed).spawn(2)
-    w_res = res_rng.standard_normal((reservoir_dim, reservoir_dim))
-    w_res *= spectral_radius / np.max(np.abs(np.linalg.eigvals(w_res)))
-    w_in = in_rng.standard_normal((reservoir_dim, input_dim)) * INPUT_WEIGHT_SCALE
-    return w_res, w_in
-
-
 def spectral_radius(matrix: np.ndarray) -> float:
     """Largest absolute eigenvalue, computed in float64."""
     return float(np.max(np.abs(np.linalg.eigvals(np.asarray(matrix, dtype=np.float64)))))
+
+
+def init_reservoir(
+    input_dim: int, reservoir_dim: int, radius: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(w_res, w_in)`` in the seed's orientation: (R, R) and (R, D), float64;
+    W_res scaled to spectral radius ``radius``."""
+    res_rng, in_rng = np.random.default_rng(seed).spawn(2)
+    w_res = res_rng.standard_normal((reservoir_dim, reservoir_dim))
+    w_res *= radius / spectral_radius(w_res)
+    w_in = in_rng.standard_normal((reservoir_dim, input_dim)) * INPUT_WEIGHT_SCALE
+    return w_res, w_in
 
 
 @keras.saving.register_keras_serializable(package="cllnn_edge")

@@ -30,11 +30,8 @@ from cllnn_edge.config import Config
 from cllnn_edge.data import Split, Splits
 from cllnn_edge.model import build_model, trainable_params
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
+from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE, PREPROCESSING_FILE
 from cllnn_edge.versions import library_versions
-
-MODEL_FILE = "model.keras"
-HISTORY_FILE = "history.json"
-PREPROCESSING_FILE = "preprocessing.json"
 
 
 @dataclass(frozen=True)

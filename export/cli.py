@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from export.tables import text_table
+
 if TYPE_CHECKING:
     from cllnn_edge.config import Config
     from export.convert import ConvertReport
@@ -26,6 +28,8 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from export.formats import formats_help
+
     parser = argparse.ArgumentParser(
         prog="cllnn-export",
         description="Train the CLLNN and turn it into verified, deployable files.",
@@ -70,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--formats",
         metavar="LIST",
-        help="comma-separated subset of tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, "
-        "onnx-fp32, onnx-int8 (default: all)",
+        help=f"comma-separated subset of {formats_help()} (default: all)",
     )
     convert.add_argument("--calibration-size", type=int, metavar="N",
                          help="training images used to calibrate int8 (default 200)")
@@ -105,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write JUnit XML: one test case per artefact and check")
     parity.add_argument("--config", type=Path, metavar="FILE",
                         help="TOML config; its [tolerances] override the defaults")
-    parity.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
-                        help="override one tolerance, e.g. quantized_min_top1=0.98 (repeatable)")
+    parity.add_argument("--tolerance", action="append", default=[], metavar="PRECISION.LIMIT=VALUE",
+                        help="override one limit of the tolerance table, e.g. int8.min_top1=0.98 "
+                        "(repeatable)")
     parity.set_defaults(handler=run_parity_command)
 
     run = commands.add_parser(
@@ -171,14 +175,14 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def format_convert_table(report: ConvertReport) -> str:
     """One row per format: size, op count, and each check's verdict."""
-    rows = [("format", "size", "ops", "checks")]
+    rows = []
     for item in report.results:
         if item.entry is None:
             rows.append((item.format.name, "-", "-", f"conversion failed: {item.error}"))
             continue
         entry = item.entry
         checks = ", ".join(
-            f"{name} {'ok' if c['passed'] else 'FAIL'}" for name, c in entry.details["checks"].items()
+            f"{name} {'ok' if c.passed else 'FAIL'}" for name, c in entry.details.checks.items()
         )
         rows.append((
             entry.format,
@@ -186,7 +190,7 @@ def format_convert_table(report: ConvertReport) -> str:
             f"{sum(entry.ops.values())} ({len(entry.ops)} kinds)",
             checks,
         ))
-    return render_table(rows)
+    return text_table(("format", "size", "ops", "checks"), rows)
 
 
 def run_parity_command(args: argparse.Namespace) -> int:
@@ -194,21 +198,10 @@ def run_parity_command(args: argparse.Namespace) -> int:
     from export.parity import run_parity
 
     cfg = load_config(args)
-    overrides = {}
-    for item in args.tolerance:
-        name, sep, value = item.partition("=")
-        try:
-            overrides[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ConfigError(f"--tolerance takes NAME=VALUE with a number, got {item!r}")
-    if overrides:
-        known = set(cfg.to_dict()["tolerances"])
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown tolerance(s) {unknown}; known: {sorted(known)}")
-        cfg = cfg.replace("tolerances", **overrides)
+    tolerances = cfg.tolerances
+    for assignment in args.tolerance:
+        tolerances = tolerances.override(assignment)
+    cfg = cfg.replace("tolerances", rows=tolerances.rows)
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     report = run_parity(
@@ -228,7 +221,7 @@ def run_parity_command(args: argparse.Namespace) -> int:
 
 def format_parity_table(report: ParityReport) -> str:
     """One row per artefact: key metrics, each check's verdict, the first stage past tolerance."""
-    rows = [("format", "max abs", "top-1", "acc delta", "checks", "first failing stage")]
+    rows = []
     for r in report.results:
         checks = ", ".join(f"{c.name} {'ok' if c.passed else 'FAIL'}" for c in r.checks)
         stage = r.first_failing_stage or ("-" if r.stages else "(no probe)")
@@ -240,18 +233,11 @@ def format_parity_table(report: ParityReport) -> str:
             checks,
             stage,
         ))
-    return render_table(rows)
-
-
-def render_table(rows: list[tuple[str, ...]]) -> str:
-    """Left-aligned columns two spaces apart; the first row is the header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+    return text_table(("format", "max abs", "top-1", "acc delta", "checks", "first failing stage"), rows)
 
 
 def run_run(args: argparse.Namespace) -> int:
-    import json
-
+    from export.parity import ParityReport
     from export.run import StageError, run_pipeline
 
     cfg = load_config(args)
@@ -261,23 +247,24 @@ def run_run(args: argparse.Namespace) -> int:
     except StageError as exc:
         print(f"cllnn-export run: FAILED: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    passed = json.loads((state.out / "parity.json").read_text())["passed"]
-    print(f"report: {state.out / 'report.html'} (also report.md, report.json)")
+    passed = bool(ParityReport.load_json(state.layout.parity_json))
+    print(f"report: {state.layout.report_html} (also report.md, report.json)")
     print("PASSED" if passed else "FAILED")
     return EXIT_OK if passed else EXIT_CHECK_FAILED
 
 
 def load_config(args: argparse.Namespace) -> Config:
     """The --config file (or the defaults) with the flags a subcommand has applied on top:
-    --epochs, --formats and --calibration-size, where the subcommand offers them."""
+    --epochs, --formats and --calibration-size, where the subcommand offers them. The format
+    list is checked against the registry and spelled out ("all" becomes every name)."""
     from cllnn_edge.config import Config
     from export.formats import parse_formats
 
     cfg = Config.from_toml(args.config) if args.config else Config()
     if getattr(args, "epochs", None) is not None:
         cfg = cfg.replace("train", epochs=args.epochs)
-    if getattr(args, "formats", None) is not None:
-        cfg = cfg.replace("export", formats=tuple(f.name for f in parse_formats(args.formats)))
+    chosen = getattr(args, "formats", None) or cfg.export.formats  # "all" becomes the names
+    cfg = cfg.replace("export", formats=tuple(f.name for f in parse_formats(chosen)))
     if getattr(args, "calibration_size", None) is not None:
         cfg = cfg.replace("export", calibration_size=args.calibration_size)
     return cfg

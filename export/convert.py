@@ -3,40 +3,53 @@
 Steps: load and unroll the trained model; prove the unrolled graph equivalent
 on real images; export it once as a SavedModel into a private work directory;
 convert each format in its own worker process (a converter crash fails that
-format only); load every file through ``runtime`` (the code a device runs)
-and check it against the trained model; move the files into place and write
-the manifest last. Each format's worker also converts the *stage probe* (the
-same graph with one output per stage, ``export.unroll.STAGES``) with the same
-settings into ``probes/<file>``, recorded as ``details["probe"]`` of the
-artefact's manifest entry (``{"error": ...}`` if only the probe failed). Each file is renamed into place whole, so an interrupted
-run leaves no half-written artefact; the work directory is always removed.
+format only), several at once on a machine with several cores; load every
+file through ``runtime`` (the code a device runs) and check it against the
+trained model; move the files into place and write the manifest last. Each
+format's worker also converts the *stage probe* (the same graph with one
+named output per stage, ``export.reference.STAGES``) with the same settings
+into ``probes/<file>``, recorded as the ``probe`` of the artefact's manifest
+details (with an error instead if only the probe failed). Each file is
+renamed into place whole, so an interrupted run leaves no half-written
+artefact; the work directory is always removed.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cllnn_edge.atomic import write_json_atomic
 from cllnn_edge.config import Config
-from cllnn_edge.data import splits_for
+from cllnn_edge.data import Splits, splits_for
 from cllnn_edge.model import load_trained
+from cllnn_edge.train_files import HISTORY_FILE
 from cllnn_edge.versions import library_versions
+from export.compare import Comparison
 from export.describe import PROBES_DIR, describe_artifact, describe_probe
 from export.errors import ConversionError, ExportError
 from export.formats import Format, parse_formats
 from export.isolate import Job, run_isolated
-from export.unroll import check_equivalence, unroll
+from export.reference import KerasRunner, trained_reference
+from export.unroll import UnrollResult, prove_equivalent, unroll
+from runtime.manifest import (
+    MANIFEST_NAME,
+    ArtifactEntry,
+    Manifest,
+    ProbeRecord,
+    sha256_file,
+)
 
-from runtime.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, sha256_file
-
-INT8_VARIANT_ATOL = 1e-3  # the bounded-range graph int8 formats are calibrated on
 Progress = Callable[[str], None]
 
 
@@ -51,9 +64,7 @@ class FormatResult:
 
     @property
     def passed(self) -> bool:
-        return self.entry is not None and all(
-            check["passed"] for check in self.entry.details.get("checks", {}).values()
-        )
+        return self.entry is not None and self.entry.details.passed
 
 
 @dataclass(frozen=True)
@@ -63,10 +74,20 @@ class ConvertReport:
     out_dir: Path
     results: tuple[FormatResult, ...]
     manifest: Manifest
-    equivalence: dict[str, float] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return all(r.passed for r in self.results)
+
+
+@dataclass(frozen=True)
+class _Graphs:
+    """The SavedModels in the work directory: graph kind ("float" / "int8") -> (main, probe)."""
+
+    saved: dict[str, tuple[Path, Path]]
+
+    def for_format(self, fmt: Format) -> tuple[Path, Path]:
+        """Calibrated formats use the bounded-range graph where one was built."""
+        return self.saved["int8" if fmt.calibrated and "int8" in self.saved else "float"]
 
 
 def convert(
@@ -75,64 +96,59 @@ def convert(
     cfg: Config,
     *,
     data: str | None = None,
+    splits: Splits | None = None,
+    reference: KerasRunner | None = None,
     progress: Progress = lambda line: None,
 ) -> ConvertReport:
-    """Export ``model_path`` to every format in ``cfg.export.formats`` under ``out_dir``."""
-    formats = parse_formats(",".join(cfg.export.formats))
+    """Export ``model_path`` to every format in ``cfg.export.formats`` under ``out_dir``.
+
+    ``splits`` (else loaded from ``data``, else from the source the model was
+    trained on) give the calibration and check images; ``reference`` (else
+    built from the model file) is the trained model's runner, whose outputs
+    on the check images are computed once for every comparison.
+    """
+    formats = parse_formats(cfg.export.formats)
     out_dir = _writable_dir(Path(out_dir))
     model_path = Path(model_path)
-    trained = load_trained(model_path)
-    source = data or _training_source(model_path)
-    splits = splits_for(cfg, source)
+    if reference is None:
+        reference = trained_reference(load_trained(model_path))
+    if splits is None:
+        splits = splits_for(cfg, data or _training_source(model_path))
     calibration = splits.train.x[: cfg.export.calibration_size]
     check_images = splits.test.x[: cfg.export.check_size]
+    tolerances = cfg.tolerances
 
-    progress(f"unroll: {trained.name} -> static graph")
-    result = unroll(trained)
-    equivalence = check_equivalence(trained, result, check_images)
+    progress(f"unroll: {reference.source.name} -> static graph")
+    result = unroll(reference.source)
+    equivalence = prove_equivalent(reference, result, check_images, tolerances["float32"])
     removed = result.removed_summary()
     progress(
         f"unroll: equivalent on {len(check_images)} test images (max abs "
-        f"{equivalence['output']:.1e}); left out {removed['weight_bytes']:,} weight bytes, "
+        f"{equivalence.metrics['max_abs']:.1e}); left out {removed['weight_bytes']:,} weight bytes, "
         f"{removed['macs_per_image']:,} MACs per image"
     )
-    reference = trained.predict(check_images.astype(np.float32)[..., None], verbose=0, batch_size=256)
-    int8_variant: dict[str, object] = {}
-    if cfg.export.int8_bounded_ranges and any(f.precision == "int8" for f in formats):
-        bounded = unroll(trained, int8_ranges=True)
-        deviation = check_equivalence(trained, bounded, check_images, atol=INT8_VARIANT_ATOL)
-        int8_variant = {"graph": bounded.model, "probe": bounded.probe,
-                        "max_abs_vs_trained": deviation}
-        progress(f"unroll: int8 graph with bounded ranges, max abs {deviation['output']:.1e} "
+    bounded: UnrollResult | None = None
+    int8_graph: dict[str, Any] = {}
+    calibrated = [f for f in formats if f.calibrated]
+    if cfg.export.int8_bounded_ranges and calibrated:
+        bounded = unroll(reference.source, int8_ranges=True)
+        deviation = prove_equivalent(reference, bounded, check_images,
+                                     tolerances[calibrated[0].precision].of_bounded_graph())
+        int8_graph = {"max_abs_vs_trained": _stage_max_abs(deviation)}
+        progress(f"unroll: int8 graph with bounded ranges, max abs {deviation.metrics['max_abs']:.1e} "
                  f"from the trained model")
 
     for stale in out_dir.glob(".work-*"):  # left by a run that was killed (one convert per dir)
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
     try:
-        saved_models = {"float": work / "saved_model", "float_probe": work / "saved_model_probe"}
-        result.model.export(str(saved_models["float"]), verbose=False)
-        result.probe.export(str(saved_models["float_probe"]), verbose=False)
-        if int8_variant:
-            saved_models["int8"] = work / "saved_model_int8"
-            saved_models["int8_probe"] = work / "saved_model_int8_probe"
-            int8_variant.pop("graph").export(str(saved_models["int8"]), verbose=False)
-            int8_variant.pop("probe").export(str(saved_models["int8_probe"]), verbose=False)
+        graphs = _export_graphs(work, result, bounded)
         (work / PROBES_DIR).mkdir()
         calibration_file = work / "calibration.npy"
         np.save(calibration_file, calibration)
-        results = _convert_all(
-            formats, cfg, work, saved_models, calibration_file, check_images, reference, progress
-        )
-        entries = []
-        for item in results:
-            if item.entry is not None:
-                probe = item.entry.details.get("probe", {})
-                if "file" in probe:
-                    (out_dir / PROBES_DIR).mkdir(exist_ok=True)
-                    (work / probe["file"]).replace(out_dir / probe["file"])
-                (work / item.entry.file).replace(out_dir / item.entry.file)
-                entries.append(item.entry)
+        checker = _Checker(cfg, work, check_images, reference.predict_outputs(check_images), progress)
+        results = _convert_all(formats, cfg, graphs, calibration_file, checker)
+        entries = [_move_into_place(item.entry, work, out_dir) for item in results if item.entry]
         manifest = Manifest(
             artifacts=tuple(entries),
             metadata={
@@ -140,8 +156,8 @@ def convert(
                 "config": cfg.to_dict(),
                 "data": {**splits.summary(), "calibration_images": len(calibration),
                          "check_images": len(check_images)},
-                "unroll": {**removed, "equivalence_max_abs": equivalence},
-                "int8_graph": int8_variant,
+                "unroll": {**removed, "equivalence_max_abs": _stage_max_abs(equivalence)},
+                "int8_graph": int8_graph,
                 "failed": {r.format.name: r.error for r in results if r.error},
                 "versions": library_versions(),
             },
@@ -149,81 +165,98 @@ def convert(
         write_json_atomic(out_dir / MANIFEST_NAME, manifest.to_dict())
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ConvertReport(out_dir=out_dir, results=tuple(results), manifest=manifest,
-                         equivalence=equivalence)
+    return ConvertReport(out_dir=out_dir, results=tuple(results), manifest=manifest)
+
+
+def _stage_max_abs(comparison: Comparison) -> dict[str, float]:
+    return {stage.stage: stage.max_abs for stage in comparison.stages}
+
+
+def _export_graphs(work: Path, result: UnrollResult, bounded: UnrollResult | None) -> _Graphs:
+    saved = {}
+    for kind, graph in (("float", result), ("int8", bounded)):
+        if graph is None:
+            continue
+        main, probe = work / f"saved_model_{kind}", work / f"saved_model_{kind}_probe"
+        graph.model.export(str(main), verbose=False)
+        graph.probe.export(str(probe), verbose=False)
+        saved[kind] = (main, probe)
+    return _Graphs(saved)
+
+
+def _move_into_place(entry: ArtifactEntry, work: Path, out_dir: Path) -> ArtifactEntry:
+    probe = entry.details.probe
+    if probe is not None and probe.file is not None:
+        (out_dir / PROBES_DIR).mkdir(exist_ok=True)
+        (work / probe.file).replace(out_dir / probe.file)
+    (work / entry.file).replace(out_dir / entry.file)
+    return entry
+
+
+@dataclass(frozen=True)
+class _Checker:
+    """What each format's conversion is checked against, once it is written."""
+
+    cfg: Config
+    work: Path
+    images: np.ndarray
+    reference: dict[str, np.ndarray]  # the trained model's outputs on ``images``
+    progress: Progress
 
 
 def _convert_all(
-    formats: tuple[Format, ...],
-    cfg: Config,
-    work: Path,
-    saved_models: dict[str, Path],
-    calibration: Path,
-    check_images: np.ndarray,
-    reference: np.ndarray,
-    progress: Progress,
+    formats: tuple[Format, ...], cfg: Config, graphs: _Graphs, calibration: Path, checker: _Checker
 ) -> list[FormatResult]:
-    """Convert each format in its own process; int8 ones from the bounded-range graph."""
-    results = []
-    for index, fmt in enumerate(formats, start=1):
-        started = time.perf_counter()
-        calibrating = (f" (calibrating on {cfg.export.calibration_size} training images)"
-                       if fmt.precision == "int8" else "")
-        progress(f"[{index}/{len(formats)}] {fmt.name:<15} converting{calibrating}")
-        target = work / fmt.file
-        probe = work / PROBES_DIR / fmt.file
-        graph = "int8" if fmt.precision == "int8" and "int8" in saved_models else "float"
-        saved_model, probe_saved_model = saved_models[graph], saved_models[f"{graph}_probe"]
-        try:
-            if fmt.name == "onnx-int8":  # quantize a float ONNX of the bounded-range graph
-                float_onnx = work / "int8_graph_float.onnx"
-                float_probe = work / PROBES_DIR / "int8_graph_float.onnx"
-                first = run_isolated(_job("onnx-fp32", float_onnx, cfg, saved_model, calibration,
-                                          probe=(float_probe, probe_saved_model, None)))
-                done = run_isolated(_job(fmt.name, target, cfg, saved_model, calibration, float_onnx,
-                                         probe=None if first.probe_error else
-                                         (probe, None, float_probe)))
-                probe_error = first.probe_error or done.probe_error
-            else:
-                done = run_isolated(_job(fmt.name, target, cfg, saved_model, calibration,
-                                         probe=(probe, probe_saved_model, None)))
-                probe_error = done.probe_error
-            entry = describe_artifact(fmt, target, check_images, reference)
-            probe_details = (
-                {"error": probe_error} if probe_error else describe_probe(probe, work, check_images)
-            )
-            entry = replace(entry, details={**entry.details, "probe": probe_details})
-            item = FormatResult(fmt, entry, time.perf_counter() - started)
-        except ConversionError as exc:
-            item = FormatResult(fmt, None, time.perf_counter() - started, error=str(exc))
-        results.append(item)
-        progress(_progress_line(index, len(formats), item))
-    return results
+    """Convert each format in its own process, ``conversion_workers(cfg)`` at a time; results
+    in the order of ``formats``. A converter is mostly single-threaded, so on a machine with
+    several cores the formats convert side by side."""
+
+    def one(index: int, fmt: Format) -> FormatResult:
+        item = _convert_one(fmt, f"[{index}/{len(formats)}] {fmt.name:<15}", cfg, graphs, calibration,
+                            checker)
+        checker.progress(_progress_line(f"[{index}/{len(formats)}] {fmt.name:<15}", item))
+        return item
+
+    with ThreadPoolExecutor(max_workers=conversion_workers(cfg)) as pool:
+        futures = [pool.submit(one, index, fmt) for index, fmt in enumerate(formats, start=1)]
+        return [future.result() for future in futures]
 
 
-def _job(
-    name: str, out: Path, cfg: Config, saved_model: Path, calibration: Path,
-    float_onnx: Path | None = None,
-    probe: tuple[Path, Path | None, Path | None] | None = None,
-) -> Job:
-    """``probe``: (probe file, probe SavedModel, probe float ONNX), converted in the same worker."""
-    probe_out, probe_saved_model, probe_float_onnx = probe or (None, None, None)
-    return Job(
-        format=name,
-        out=str(out),
-        saved_model=str(saved_model),
-        calibration=str(calibration),
-        float_onnx=None if float_onnx is None else str(float_onnx),
-        opset=cfg.export.onnx_opset,
-        per_channel=cfg.export.onnx_per_channel,
-        probe_out=None if probe_out is None else str(probe_out),
-        probe_saved_model=None if probe_saved_model is None else str(probe_saved_model),
-        probe_float_onnx=None if probe_float_onnx is None else str(probe_float_onnx),
-    )
+def conversion_workers(cfg: Config) -> int:
+    """How many formats convert at once: ``export.workers``, or one per usable CPU core."""
+    if cfg.export.workers:
+        return cfg.export.workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
-def _progress_line(index: int, total: int, item: FormatResult) -> str:
-    head = f"[{index}/{total}] {item.format.name:<15}"
+def _convert_one(
+    fmt: Format, head: str, cfg: Config, graphs: _Graphs, calibration: Path, checker: _Checker
+) -> FormatResult:
+    started = time.perf_counter()
+    calibrating = (f" (calibrating on {cfg.export.calibration_size} training images)"
+                   if fmt.calibrated else "")
+    checker.progress(f"{head} converting{calibrating}")
+    target, probe = checker.work / fmt.file, checker.work / PROBES_DIR / fmt.file
+    source, probe_source = graphs.for_format(fmt)
+    job = Job(format=fmt.name, source=str(source), out=str(target), calibration=str(calibration),
+              opset=cfg.export.onnx_opset, per_channel=cfg.export.onnx_per_channel,
+              probe_source=str(probe_source), probe_out=str(probe))
+    try:
+        done = run_isolated(job)
+        entry = describe_artifact(fmt, target, checker.images, checker.reference,
+                                  cfg.tolerances[fmt.precision])
+    except ConversionError as exc:
+        return FormatResult(fmt, None, time.perf_counter() - started, error=str(exc))
+    probe_record = (ProbeRecord(error=done.probe_error) if done.probe_error
+                    else describe_probe(probe, checker.work, checker.images))
+    entry = replace(entry, details=replace(entry.details, probe=probe_record))
+    return FormatResult(fmt, entry, time.perf_counter() - started)
+
+
+def _progress_line(head: str, item: FormatResult) -> str:
     if item.entry is None:
         return f"{head} FAILED ({item.seconds:.1f} s): {item.error}"
     verdict = "ok" if item.passed else "CHECK FAILED"
@@ -243,11 +276,8 @@ def _writable_dir(path: Path) -> Path:
 
 def _training_source(model_path: Path) -> str:
     """The data source the model was trained on (from history.json beside it), else embedded."""
-    import json
-
-    history = model_path.with_name("history.json")
+    history = model_path.with_name(HISTORY_FILE)
     try:
         return str(json.loads(history.read_text())["data"]["source"])
     except (OSError, ValueError, KeyError, TypeError):
         return "embedded"
-

@@ -16,33 +16,46 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from export.errors import ConversionError
 
 DEFAULT_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
+class Conversion:
+    """The settings a converter reads (``export.formats.Format.convert``), inside the worker."""
+
+    calibration: np.ndarray | None  # uint8 images (N, 28, 28) for formats that calibrate
+    opset: int
+    per_channel: bool
+
+
+@dataclass(frozen=True)
 class Job:
     """What a worker needs; plain paths and values so it crosses a process boundary."""
 
-    format: str
+    format: str  # a name of the format registry
+    source: str  # the SavedModel to convert
     out: str
-    saved_model: str | None = None
     calibration: str | None = None  # .npy of uint8 images (N, 28, 28)
-    float_onnx: str | None = None
     opset: int = 18
     per_channel: bool = True
-    # The stage probe: the same conversion of the probe graph (``probe_saved_model``, or for
-    # onnx-int8 ``probe_float_onnx``) into ``probe_out``, in the same process, after ``out``.
-    # Its failure leaves ``out`` standing and is reported in ``JobResult.probe_error``.
+    # The stage probe: the same conversion of the probe graph (``probe_source``) into
+    # ``probe_out``, in the same process. Its failure leaves ``out`` standing and is
+    # reported in ``JobResult.probe_error``.
+    probe_source: str | None = None
     probe_out: str | None = None
-    probe_saved_model: str | None = None
-    probe_float_onnx: str | None = None
 
     @property
     def probe_error_file(self) -> Path | None:
         """Where the worker writes why the probe conversion failed."""
         return None if self.probe_out is None else Path(self.probe_out + ".error")
+
+    def conversion(self) -> Conversion:
+        calibration = None if self.calibration is None else np.load(self.calibration)
+        return Conversion(calibration=calibration, opset=self.opset, per_channel=self.per_channel)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

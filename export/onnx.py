@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ConversionError
+from export.isolate import Conversion
 
-DEFAULT_OPSET = 18  # the newest opset tf2onnx 1.17 emits
 INPUT_NAME = "pixels"
 
 
-def to_onnx_float(saved_model: Path, out: Path, opset: int = DEFAULT_OPSET) -> None:
+def to_onnx_float(saved_model: Path, out: Path, conversion: Conversion) -> None:
     """tf2onnx's converter on the SavedModel, then onnx.checker with full shape inference."""
     import onnx
 
@@ -25,7 +25,7 @@ def to_onnx_float(saved_model: Path, out: Path, opset: int = DEFAULT_OPSET) -> N
         sys.executable, "-m", "tf2onnx.convert",
         "--saved-model", str(saved_model),
         "--output", str(out),
-        "--opset", str(opset),
+        "--opset", str(conversion.opset),
     ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not out.exists():
@@ -40,9 +40,19 @@ def to_onnx_float(saved_model: Path, out: Path, opset: int = DEFAULT_OPSET) -> N
     onnx.save(model, str(out))
 
 
-def to_onnx_int8(
-    float_model: Path, calibration: np.ndarray, out: Path, *, per_channel: bool = True
-) -> None:
+def to_onnx_int8(saved_model: Path, out: Path, conversion: Conversion) -> None:
+    """The SavedModel to float ONNX (``to_onnx_float``), then to int8 QDQ (``quantize_onnx``)."""
+    if conversion.calibration is None or len(conversion.calibration) == 0:
+        raise ConversionError("int8 ONNX needs calibration images")
+    float_model = out.with_name(out.name + ".float.onnx")
+    try:
+        to_onnx_float(saved_model, float_model, conversion)
+        quantize_onnx(float_model, conversion.calibration, out, per_channel=conversion.per_channel)
+    finally:
+        float_model.unlink(missing_ok=True)
+
+
+def quantize_onnx(float_model: Path, calibration: np.ndarray, out: Path, *, per_channel: bool = True) -> None:
     """Static QDQ int8 quantization of the float ONNX model, calibrated on ``calibration``.
 
     The final Softmax stays float: quantized, its ten outputs miss a sum of 1

@@ -25,62 +25,39 @@ import numpy as np
 
 import runtime
 from cllnn_edge.atomic import json_text, write_bytes_atomic, write_json_atomic
-from cllnn_edge.config import ToleranceConfig
-from cllnn_edge.data import load_splits
+from cllnn_edge.config import Config
+from cllnn_edge.data import Splits, splits_for
 from cllnn_edge.errors import CllnnError
 from cllnn_edge.model import load_trained
-from export.metrics import accuracy_of, confusion_matrix, probability_metrics
-from export.unroll import STAGES, stage_probe
-from runtime.manifest import ArtifactEntry, ManifestError, load_manifest, sha256_file
+from cllnn_edge.tolerances import Tolerance, ToleranceConfig
+from cllnn_edge.versions import library_versions
+from export.compare import Check, Comparison, StageResult, compare
+from export.metrics import accuracy_of, confusion_matrix
+from export.reference import KerasRunner, trained_reference
+from runtime.manifest import (
+    ArtifactEntry,
+    Manifest,
+    ManifestError,
+    load_manifest,
+    sha256_file,
+)
 
 SPLITS = ("train", "val", "test")
-QUANTIZED = ("int8", "dynamic-int8")
 
 
 class ParityInputError(CllnnError, ValueError):
     """Parity cannot run: missing or inconsistent inputs (the message says what to fix)."""
 
 
-@dataclass(frozen=True)
-class Check:
-    """One tolerance: the measured value, the limit and the verdict."""
-
-    name: str
-    value: float
-    limit: float
-    rule: str  # "<=" or ">="
-    passed: bool
-
-
-@dataclass(frozen=True)
-class StageResult:
-    stage: str
-    max_abs: float
-    nrmse: float  # RMSE / standard deviation of the reference stage
-    limit: float
-    passed: bool
-
-
-@dataclass(frozen=True)
-class ArtifactParity:
-    """One artefact's comparison with the trained model."""
+@dataclass(frozen=True, kw_only=True)
+class ArtifactParity(Comparison):
+    """One artefact's comparison with the trained model: which file, and how it compared."""
 
     format: str
     file: str
     precision: str
-    metrics: dict[str, float]
-    checks: tuple[Check, ...]
-    stages: tuple[StageResult, ...] = ()
     stage_note: str = ""
     confusion: tuple[tuple[int, ...], ...] = ()  # [true label][predicted class]
-
-    @property
-    def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
-
-    @property
-    def first_failing_stage(self) -> str | None:
-        return next((s.stage for s in self.stages if not s.passed), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,7 +89,7 @@ class ParityReport:
     data: str
     split: str
     images: int
-    tolerances: dict[str, float]
+    tolerances: dict[str, dict[str, float]]  # the table, per precision
     reference_accuracy: float
     results: tuple[ArtifactParity, ...]
     seconds: float = 0.0
@@ -186,55 +163,54 @@ def run_parity(
     split: str = "test",
     tolerances: ToleranceConfig = ToleranceConfig(),
     limit: int | None = None,
+    splits: Splits | None = None,
+    reference: KerasRunner | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> ParityReport:
-    """Compare every artefact listed in ``artifacts_dir/manifest.json`` with the trained model."""
+    """Compare every artefact listed in ``artifacts_dir/manifest.json`` with the trained model.
+
+    ``splits`` (else loaded from ``data`` with the split settings the
+    manifest's config records) and ``reference`` (else built from the model
+    file) let a caller that holds them already pass them in.
+    """
     started = time.perf_counter()
     model_path, artifacts_dir = Path(model_path), Path(artifacts_dir)
     if split not in SPLITS:
         raise ParityInputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    entries = _checked_entries(model_path, artifacts_dir)
-    trained = load_trained(model_path)
-    manifest_config = load_manifest(artifacts_dir).metadata.get("config", {})
-    train_cfg = manifest_config.get("train", {})
-    splits = load_splits(
-        data,
-        validation_fraction=train_cfg.get("validation_fraction", 0.1),
-        split_seed=train_cfg.get("split_seed", 42),
-    )
+    manifest = _checked_manifest(model_path, artifacts_dir)
+    if reference is None:
+        reference = trained_reference(load_trained(model_path))
+    if splits is None:
+        exported_with = Config.from_dict({"train": manifest.metadata.get("config", {}).get("train", {})})
+        splits = splits_for(exported_with, data)
     chosen = getattr(splits, split)
     images, labels = chosen.x[:limit], chosen.y[:limit]
-    progress(f"reference: Keras on {len(images)} {split} images")
-    reference_stages = [
-        np.asarray(s) for s in stage_probe(trained).predict(
-            images.astype(np.float32)[..., None], verbose=0, batch_size=256)
-    ]
-    reference = reference_stages[-1]
+    progress(f"reference: {reference.name} on {len(images)} {split} images")
+    expected = reference.predict_outputs(images)
     results = []
-    for index, entry in enumerate(entries, start=1):
+    for index, entry in enumerate(manifest.artifacts, start=1):
         began = time.perf_counter()
-        result = _compare(entry, artifacts_dir, images, labels, reference_stages, tolerances)
+        result = _compare(entry, artifacts_dir, images, labels, expected, tolerances[entry.precision])
         results.append(result)
         verdict = "ok" if result.passed else "FAILED"
         progress(
-            f"[{index}/{len(entries)}] {entry.format:<15} {verdict:<6} "
+            f"[{index}/{len(manifest.artifacts)}] {entry.format:<15} {verdict:<6} "
             f"top-1 {100 * result.metrics['top1_agreement']:5.1f}%  "
             f"max abs {result.metrics['max_abs']:.1e}  {time.perf_counter() - began:4.1f} s"
         )
-    from cllnn_edge.versions import library_versions
-
+    probabilities = expected["output"]
     return ParityReport(
         model=str(model_path),
         artifacts_dir=str(artifacts_dir),
         data=data,
         split=split,
         images=len(images),
-        tolerances=asdict(tolerances),
-        reference_accuracy=accuracy_of(reference, labels),
+        tolerances=tolerances.to_dict(),
+        reference_accuracy=accuracy_of(probabilities, labels),
         results=tuple(results),
         seconds=time.perf_counter() - started,
         versions=library_versions(),
-        reference_confusion=_matrix(confusion_matrix(reference, labels, reference.shape[1])),
+        reference_confusion=_matrix(confusion_matrix(probabilities, labels, probabilities.shape[1])),
     )
 
 
@@ -242,8 +218,8 @@ def _matrix(rows: Any) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(int(v) for v in row) for row in rows)
 
 
-def _checked_entries(model_path: Path, artifacts_dir: Path) -> tuple[ArtifactEntry, ...]:
-    """The manifest's entries, after checking that everything it promises is there and ours."""
+def _checked_manifest(model_path: Path, artifacts_dir: Path) -> Manifest:
+    """The manifest, after checking that everything it promises is there and ours."""
     if not model_path.is_file():
         raise ParityInputError(f"model file not found: {model_path}")
     try:
@@ -273,7 +249,7 @@ def _checked_entries(model_path: Path, artifacts_dir: Path) -> tuple[ArtifactEnt
                 f"{path} does not match its manifest checksum (modified after export); "
                 f"re-run cllnn-export convert"
             )
-    return manifest.artifacts
+    return manifest
 
 
 def _compare(
@@ -281,72 +257,35 @@ def _compare(
     artifacts_dir: Path,
     images: np.ndarray,
     labels: np.ndarray,
-    reference_stages: list[np.ndarray],
-    tolerances: ToleranceConfig,
+    expected: dict[str, np.ndarray],
+    tolerance: Tolerance,
 ) -> ArtifactParity:
-    reference = reference_stages[-1]
     with runtime.load(artifacts_dir / entry.file) as model:
-        probs = model.predict(images)
-    metrics = probability_metrics(reference, probs, labels)
-    stages, note = _stages(entry, artifacts_dir, images, reference_stages, tolerances)
+        probabilities = model.predict(images)
+    stages, note = _probe_outputs(entry, artifacts_dir, images)
+    comparison = compare(expected, probabilities, tolerance, labels=labels, stages=stages)
     return ArtifactParity(
+        **vars(comparison),
         format=entry.format,
         file=entry.file,
         precision=entry.precision,
-        metrics=metrics,
-        checks=_checks(entry.precision, metrics, tolerances),
-        stages=stages,
         stage_note=note,
-        confusion=_matrix(confusion_matrix(probs, labels, reference.shape[1])),
+        confusion=_matrix(confusion_matrix(probabilities, labels, probabilities.shape[1])),
     )
 
 
-def _checks(precision: str, metrics: dict[str, float], tol: ToleranceConfig) -> tuple[Check, ...]:
-    def at_most(name: str, value: float, limit: float) -> Check:
-        return Check(name, value, limit, "<=", value <= limit)
-
-    if precision == "float32":
-        return (at_most("max_abs", metrics["max_abs"], tol.float32_max_abs),)
-    if precision == "float16":
-        return (at_most("max_abs", metrics["max_abs"], tol.float16_max_abs),)
-    top1 = metrics["top1_agreement"]
-    return (
-        Check("top1_agreement", top1, tol.quantized_min_top1, ">=", top1 >= tol.quantized_min_top1),
-        at_most("accuracy_drop", -metrics["accuracy_delta"], tol.quantized_max_accuracy_drop),
-    )
-
-
-def _stage_limit(precision: str, tol: ToleranceConfig) -> float:
-    return {"float32": tol.float32_stage_nrmse, "float16": tol.float16_stage_nrmse}.get(
-        precision, tol.quantized_stage_nrmse
-    )
-
-
-def _stages(
-    entry: ArtifactEntry,
-    artifacts_dir: Path,
-    images: np.ndarray,
-    reference_stages: list[np.ndarray],
-    tol: ToleranceConfig,
-) -> tuple[tuple[StageResult, ...], str]:
-    """Per-stage errors from the artefact's probe file, if the export left one."""
-    probe = entry.details.get("probe") or {}
-    if "file" not in probe:
-        return (), probe.get("error", "no stage probe in the manifest (exported without probes)")
-    path = artifacts_dir / probe["file"]
-    if not path.is_file() or sha256_file(path) != probe.get("sha256"):
+def _probe_outputs(
+    entry: ArtifactEntry, artifacts_dir: Path, images: np.ndarray
+) -> tuple[dict[str, np.ndarray] | None, str]:
+    """Every stage's output from the artefact's probe file, if the export left one."""
+    probe = entry.details.probe
+    if probe is None or probe.file is None:
+        return None, (probe.error if probe else None) or "no stage probe in the manifest (exported without probes)"
+    path = artifacts_dir / probe.file
+    if not path.is_file() or sha256_file(path) != probe.sha256:
         raise ParityInputError(
             f"stage probe {path} is missing or does not match its manifest checksum; "
             f"re-run cllnn-export convert"
         )
     with runtime.load(path, manifest=None) as model:
-        outputs = model.predict_outputs(images)
-    limit = _stage_limit(entry.precision, tol)
-    results = []
-    for stage, ref, got in zip(STAGES, reference_stages, outputs):
-        ref64, got64 = np.asarray(ref, np.float64), np.asarray(got, np.float64).reshape(ref.shape)
-        error = ref64 - got64
-        spread = float(ref64.std()) or 1.0
-        nrmse = float(np.sqrt(np.mean(error**2)) / spread)
-        results.append(StageResult(stage, float(np.abs(error).max()), nrmse, limit, nrmse <= limit))
-    return tuple(results), ""
+        return model.predict_outputs(images), ""

@@ -75,7 +75,7 @@ def latency_distribution(samples: dict[str, Sequence[float]], path: Path) -> str
     """Per format, every timed batch-1 call: box (quartiles, whiskers to p1 / p99) on a log axis."""
     names = list(samples)
     figure, axis = plt.subplots(figsize=(8, 0.55 * len(names) + 1.4))
-    axis.boxplot([samples[name] for name in names], vert=False, whis=(1, 99),
+    axis.boxplot([samples[name] for name in names], orientation="horizontal", whis=(1, 99),
                  showfliers=False, tick_labels=names)
     for row, name in enumerate(names, start=1):
         values = np.asarray(samples[name])

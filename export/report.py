@@ -1,10 +1,12 @@
 """The run's report: ``report.json`` (everything), ``report.md`` (the tables) and
 ``report.html`` (tables and plots, self-contained: no network, PNG files beside it).
 
-Everything is read from what the stages wrote (``train/history.json``,
-``artifacts/manifest.json``, ``parity.json``, ``bench.json``); nothing is
-measured here. The HTML carries a small inline script that checks every image
-loaded and says so on the page, so a headless browser can verify the report.
+Everything is read from what the stages wrote (the files of ``RunLayout``:
+history, manifest, parity and bench); nothing is measured here. The manifest
+and the parity report load through their typed readers, so a file of the
+wrong shape fails here with its own error, not as a missing key. The HTML
+carries a small inline script that checks every image loaded and says so on
+the page, so a headless browser can verify the report.
 """
 
 from __future__ import annotations
@@ -12,59 +14,62 @@ from __future__ import annotations
 import html
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from cllnn_edge.atomic import write_bytes_atomic, write_json_atomic
+from export.layout import RunLayout
+from export.parity import ParityReport
+from export.tables import html_table, markdown_table
+from runtime.manifest import Manifest, load_manifest
 
-PLOTS_DIR = "plots"
-INT8_PREFERENCE = ("tflite-int8", "onnx-int8")
 
-
-def write_report(out: Path, stages: dict[str, dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
+def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
     """Assemble the report from the stages' files, draw the plots, write all three files."""
     from export import plots
 
+    parity = ParityReport.load_json(layout.parity_json)
+    manifest = load_manifest(layout.manifest)
     report = {
         "stages": stages,
         "data": data,
-        "training": _load(out / "train" / "history.json"),
-        "manifest": _load(out / "artifacts" / "manifest.json"),
-        "parity": _load(out / "parity.json"),
-        "bench": _load(out / "bench.json"),
+        "training": json.loads(layout.history.read_text()),
+        "manifest": manifest.to_dict(),
+        "parity": parity.to_dict(),
+        "bench": json.loads(layout.bench.read_text()),
     }
-    report["formats"] = format_rows(report)
-    plot_dir = out / PLOTS_DIR
+    report["formats"] = format_rows(parity, manifest, report["bench"])
+    plot_dir = layout.plots
     figures = {
         "training": plots.training_curves(report["training"]["epochs"], plot_dir / "training.png"),
-        "confusion_trained": plots.confusion(report["parity"]["reference_confusion"],
-                                             "trained Keras model", plot_dir / "confusion_trained.png"),
+        "confusion_trained": plots.confusion(parity.reference_confusion, "trained Keras model",
+                                             plot_dir / "confusion_trained.png"),
         "latency": plots.latency_distribution(_batch1_samples(report), plot_dir / "latency.png"),
         "tradeoff": plots.tradeoff(report["formats"], plot_dir / "tradeoff.png"),
     }
-    int8 = _int8_result(report["parity"])
+    int8 = next((r for r in parity.results if r.precision == "int8" and r.confusion), None)
     if int8 is not None:
-        figures["confusion_int8"] = plots.confusion(int8["confusion"], f"{int8['format']} export",
+        figures["confusion_int8"] = plots.confusion(int8.confusion, f"{int8.format} export",
                                                     plot_dir / "confusion_int8.png")
-    report["plots"] = {key: f"{PLOTS_DIR}/{name}" for key, name in figures.items()}
-    write_json_atomic(out / "report.json", report)
-    write_bytes_atomic(out / "report.md", markdown(report).encode())
-    write_bytes_atomic(out / "report.html", html_page(report).encode())
+    report["plots"] = {key: path.relative_to(layout.root).as_posix() for key, path in
+                       ((key, plot_dir / name) for key, name in figures.items())}
+    write_json_atomic(layout.report_json, report)
+    write_bytes_atomic(layout.report_markdown, markdown(report).encode())
+    write_bytes_atomic(layout.report_html, html_page(report).encode())
     return report
 
 
-def format_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+def format_rows(parity: ParityReport, manifest: Manifest, bench: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per exported format: what the summary table, the markdown and the tradeoff plot show."""
-    sizes = {a["format"]: a["size"] for a in report["manifest"]["artifacts"]}
-    timings = {(r["export_format"], r["batch"]): r for r in report["bench"]["results"]}
-    large = max((r["batch"] for r in report["bench"]["results"]), default=1)
+    sizes = {a.format: a.size for a in manifest.artifacts}
+    timings = {(r["export_format"], r["batch"]): r for r in bench["results"]}
+    large = max((r["batch"] for r in bench["results"]), default=1)
     rows = []
-    for result in report["parity"]["results"]:
-        fmt, metrics = result["format"], result["metrics"]
+    for result in parity.results:
+        fmt, metrics = result.format, result.metrics
         one, many = timings.get((fmt, 1), {}), timings.get((fmt, large), {})
         rows.append({
             "format": fmt,
-            "precision": result["precision"],
+            "precision": result.precision,
             "size_kib": sizes[fmt] / 1024,
             "accuracy": metrics["accuracy"],
             "top1_agreement": metrics["top1_agreement"],
@@ -73,8 +78,8 @@ def format_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             "p99_us": one.get("p99_us", math.nan),
             "throughput_batch": large,
             "throughput_ips": many.get("throughput_ips", math.nan),
-            "passed": result["passed"],
-            "first_failing_stage": result["first_failing_stage"],
+            "passed": result.passed,
+            "first_failing_stage": result.first_failing_stage,
         })
     return rows
 
@@ -90,19 +95,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"test accuracy {history['final']['test_accuracy']:.4f}; "
         f"parity {'PASSED' if parity['passed'] else 'FAILED'} on {parity['images']} images.",
         "",
-        "| format | size KiB | accuracy | top-1 agreement | max abs | p50 us (batch 1) | "
-        f"p99 us (batch 1) | images/s (batch {batch}) | parity |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        markdown_table(
+            ["format", "size KiB", "accuracy", "top-1 agreement", "max abs", "p50 us (batch 1)",
+             "p99 us (batch 1)", f"images/s (batch {batch})", "parity"],
+            [[row["format"], f"{row['size_kib']:.1f}", f"{row['accuracy']:.4f}",
+              f"{100 * row['top1_agreement']:.1f}%", f"{row['max_abs']:.2e}", f"{row['p50_us']:.0f}",
+              f"{row['p99_us']:.0f}", f"{row['throughput_ips']:.0f}", _verdict(row)] for row in rows],
+        ),
+        "",
+        markdown_table(["stage", "ran", "seconds"],
+                       [[name, "yes" if s["ran"] else "reused", str(s["seconds"])]
+                        for name, s in report["stages"].items()]),
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['format']} | {row['size_kib']:.1f} | {row['accuracy']:.4f} | "
-            f"{100 * row['top1_agreement']:.1f}% | {row['max_abs']:.2e} | {row['p50_us']:.0f} | "
-            f"{row['p99_us']:.0f} | {row['throughput_ips']:.0f} | {_verdict(row)} |"
-        )
-    lines += ["", "| stage | ran | seconds |", "| --- | --- | --- |"]
-    lines += [f"| {name} | {'yes' if s['ran'] else 'reused'} | {s['seconds']} |"
-              for name, s in report["stages"].items()]
     lines += ["", "Plots and the full report: report.html (report.json holds every figure)."]
     return "\n".join(lines) + "\n"
 
@@ -141,7 +145,7 @@ def html_page(report: dict[str, Any]) -> str:
         "<h2>What the unroller removed</h2>",
         _unroll_section(manifest),
         "<h2>Stages of this run</h2>",
-        _table(["stage", "ran", "seconds", "key"],
+        html_table(["stage", "ran", "seconds", "key"],
                [[name, "yes" if s["ran"] else "reused (inputs unchanged)", f"{s['seconds']:.1f}",
                  f"<code>{_e(s['key'])}</code>"] for name, s in report["stages"].items()],
                escape=False),
@@ -171,7 +175,7 @@ def _formats_table(rows: list[dict[str, Any]]) -> str:
     body = [[row["format"], row["precision"], f"{row['size_kib']:,.1f}", f"{row['accuracy']:.4f}",
              f"{100 * row['top1_agreement']:.1f}%", f"{row['max_abs']:.2e}", f"{row['p50_us']:,.0f}",
              f"{row['p99_us']:,.0f}", f"{row['throughput_ips']:,.0f}", _verdict(row)] for row in rows]
-    return _table(header, body)
+    return html_table(header, body)
 
 
 def _parity_section(parity: dict[str, Any]) -> str:
@@ -184,7 +188,7 @@ def _parity_section(parity: dict[str, Any]) -> str:
         )
         parts.append(f"<h3>{_e(result['format'])}: {verdict}</h3><p class='note'>{_e(checks)}</p>")
         if result["stages"]:
-            parts.append(_table(
+            parts.append(html_table(
                 ["stage", "max abs", "normalised RMSE", "limit", "verdict"],
                 [[s["stage"], f"{s['max_abs']:.2e}", f"{s['nrmse']:.2e}", f"{s['limit']:.2e}",
                   "ok" if s["passed"] else "FAIL"] for s in result["stages"]],
@@ -205,7 +209,7 @@ def _unroll_section(manifest: dict[str, Any]) -> str:
         f"zero initial states was left out: <b>{total_bytes:,} weight bytes</b> and "
         f"<b>{total_macs:,} multiply-accumulates per image</b>. Unrolled vs trained, max abs per "
         f"stage: {_e(equivalence)}.</p>"
-        + _table(["left out", "why", "weight bytes", "MACs / image"],
+        + html_table(["left out", "why", "weight bytes", "MACs / image"],
                  [[i["what"], i["why"], f"{i['weight_bytes']:,}", f"{i['macs_per_image']:,}"]
                   for i in items])
     )
@@ -214,7 +218,7 @@ def _unroll_section(manifest: dict[str, Any]) -> str:
 def _config_section(config: dict[str, Any]) -> str:
     rows = [[section, key, json.dumps(value)] for section, values in config.items()
             for key, value in values.items()]
-    return _table(["section", "key", "value"], rows)
+    return html_table(["section", "key", "value"], rows)
 
 
 def _environment_section(report: dict[str, Any]) -> str:
@@ -228,18 +232,11 @@ def _environment_section(report: dict[str, Any]) -> str:
         ["benchmark threads", str(settings.get("threads", 1))],
         ["platform", machine.get("platform", "?")],
     ] + [[name, version] for name, version in sorted(versions.items())]
-    return _table(["", ""], rows)
+    return html_table(["", ""], rows)
 
 
 def _figure(src: str, caption: str) -> str:
     return f"<figure><img src='{_e(src)}' alt='{_e(caption)}'><figcaption>{_e(caption)}</figcaption></figure>"
-
-
-def _table(header: list[str], rows: list[list[str]], *, escape: bool = True) -> str:
-    cell = _e if escape else str
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _verdict(row: dict[str, Any]) -> str:
@@ -251,15 +248,6 @@ def _verdict(row: dict[str, Any]) -> str:
 def _batch1_samples(report: dict[str, Any]) -> dict[str, list[float]]:
     return {r["export_format"]: r["samples_us"] for r in report["bench"]["results"]
             if r["batch"] == 1 and r.get("samples_us")}
-
-
-def _int8_result(parity: dict[str, Any]) -> dict[str, Any] | None:
-    results = {r["format"]: r for r in parity["results"] if r.get("confusion")}
-    return next((results[name] for name in INT8_PREFERENCE if name in results), None)
-
-
-def _load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
 
 
 def _e(text: Any) -> str:

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ConversionError
+from export.isolate import Conversion
 
 SIGNATURE = "serve"
 
 
-def to_tflite(saved_model: Path, precision: str, calibration: np.ndarray | None, out: Path) -> None:
+def to_tflite(saved_model: Path, out: Path, conversion: Conversion, *, precision: str) -> None:
     """Convert with builtin ops only (no Flex / SELECT_TF_OPS) and write ``out``.
 
     ``precision``: "float32", "float16", "dynamic-int8" or "int8". Full int8
@@ -25,6 +26,8 @@ def to_tflite(saved_model: Path, precision: str, calibration: np.ndarray | None,
     exactly 1 and every pixel value maps into the input tensor without loss.
     """
     import tensorflow as tf
+
+    calibration = conversion.calibration
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[SIGNATURE])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

@@ -46,12 +46,14 @@ from cllnn_edge.model import (
     config_from_model,
 )
 from cllnn_edge.preprocessing import Standardize
+from cllnn_edge.tolerances import Tolerance
+from export.compare import Comparison, compare
 from export.errors import EquivalenceError, ExportError
+from export.layers import Clip, TakeStep
+from export.reference import STAGES, KerasRunner
 
 FLOAT_BYTES = 4
 GATES = ("input", "forget", "cell", "output")  # Keras' LSTM weight order: i, f, c, o
-STAGES = ("cnn", "reservoir", "lstm", "output")
-EQUIVALENCE_ATOL = 1e-5
 INNER_SIGMAS = 8.0  # int8 variant: the inner part of the image spans mean +- 8 std per column
 DRIVE_CLIP = 4.0  # int8 variant: reservoir tanh input clipped to +-4
 
@@ -74,10 +76,14 @@ class UnrollResult:
     """The static model, a probe of its stage outputs, and what was left out."""
 
     model: keras.Model
-    probe: keras.Model  # same graph, outputs = one tensor per stage in STAGES
+    probe: keras.Model  # same graph, outputs = {stage: tensor} for each of STAGES
     config: ModelConfig
     removed: tuple[Removed, ...]
     int8_ranges: bool = False  # the bounded variant int8 formats are calibrated on
+
+    def runner(self) -> KerasRunner:
+        """The probe behind the runtime's interface, as the reference is."""
+        return KerasRunner(self.probe, "bounded-range graph" if self.int8_ranges else "unrolled graph")
 
     def removed_summary(self) -> dict[str, Any]:
         return {
@@ -85,45 +91,6 @@ class UnrollResult:
             "weight_bytes": sum(r.weight_bytes for r in self.removed),
             "macs_per_image": sum(r.macs_per_image for r in self.removed),
         }
-
-
-@keras.saving.register_keras_serializable(package="cllnn_edge")
-class Clip(keras.layers.Layer):
-    """Elementwise clip to [low, high]; bounds are scalars or arrays broadcast to the input."""
-
-    def __init__(self, low: float | list, high: float | list, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.low = low
-        self.high = high
-
-    def call(self, inputs: Any) -> Any:
-        low = keras.ops.convert_to_tensor(np.asarray(self.low, np.float32))
-        high = keras.ops.convert_to_tensor(np.asarray(self.high, np.float32))
-        return keras.ops.minimum(keras.ops.maximum(inputs, low), high)
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return input_shape
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "low": self.low, "high": self.high}
-
-
-@keras.saving.register_keras_serializable(package="cllnn_edge")
-class TakeStep(keras.layers.Layer):
-    """Time step ``index`` of a (N, T, F) tensor, as (N, F)."""
-
-    def __init__(self, index: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.index = index
-
-    def call(self, inputs: Any) -> Any:
-        return inputs[:, self.index]
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (input_shape[0], *input_shape[2:])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "index": self.index}
 
 
 def unroll(trained: keras.Model, *, int8_ranges: bool = False) -> UnrollResult:
@@ -143,7 +110,9 @@ def unroll(trained: keras.Model, *, int8_ranges: bool = False) -> UnrollResult:
     head.set_weights(weights.head)
     model = keras.Model(pixels, probs, name="cllnn_unrolled")
     reservoir_state = keras.layers.Rescaling(cfg.leak_rate, name="reservoir_state")(states[-1])
-    probe = keras.Model(pixels, [features, reservoir_state, lstm_h, probs], name="cllnn_unrolled_probe")
+    probe = keras.Model(
+        pixels, dict(zip(STAGES, (features, reservoir_state, lstm_h, probs))), name="cllnn_unrolled_probe"
+    )
     return UnrollResult(
         model=model, probe=probe, config=cfg, removed=_removed(cfg), int8_ranges=int8_ranges
     )
@@ -227,53 +196,26 @@ def _lstm(states: list[Any], cfg: ModelConfig, weights: _TrainedWeights) -> Any:
     return h
 
 
-def stage_probe(trained: keras.Model) -> keras.Model:
-    """The trained model with one output per stage (reservoir and LSTM at the last step)."""
-    sequence = trained.get_layer(RESERVOIR).output
-    last_state = keras.layers.Lambda(lambda s: s[:, -1], name="reservoir_last")(sequence)
-    return keras.Model(
-        trained.input,
-        [
-            trained.get_layer("flatten").output,
-            last_state,
-            trained.get_layer(LSTM).output,
-            trained.get_layer(HEAD).output,
-        ],
-        name="cllnn_probe",
-    )
+def prove_equivalent(
+    reference: KerasRunner, result: UnrollResult, images: np.ndarray, tolerance: Tolerance
+) -> Comparison:
+    """Compare the static graph with the trained model on ``images``; raise if it fails ``tolerance``.
 
-
-def check_equivalence(
-    trained: keras.Model,
-    result: UnrollResult,
-    images: np.ndarray,
-    *,
-    atol: float = EQUIVALENCE_ATOL,
-) -> dict[str, float]:
-    """Max abs difference per stage on ``images``; raise if the output differs by > atol.
-
-    The error names the first stage past ``atol`` so a broken unroll points at
-    its own bug (the CNN, the reservoir recurrence, the LSTM gates, the head).
+    The error names the first stage past its limit, so a broken unroll points
+    at its own bug (the CNN, the reservoir recurrence, the LSTM gates, the head).
     """
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 3:
-        x = x[..., np.newaxis]
-    reference = stage_probe(trained).predict(x, verbose=0, batch_size=256)
-    unrolled = result.probe.predict(x, verbose=0, batch_size=256)
-    diffs = {
-        stage: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-        for stage, a, b in zip(STAGES, reference, unrolled)
-    }
-    if diffs["output"] > atol:
-        first = next(stage for stage in STAGES if diffs[stage] > atol)
+    outputs = result.runner().predict_outputs(images)
+    comparison = compare(reference.predict_outputs(images), outputs["output"], tolerance, stages=outputs)
+    if not comparison:
+        (check,) = [c for c in comparison.checks if not c.passed]
+        per_stage = ", ".join(f"{s.stage} {s.max_abs:.3g}" for s in comparison.stages)
         raise EquivalenceError(
-            f"unrolled model differs from the trained model by {diffs['output']:.3g} "
-            f"(max abs, tolerance {atol:g}) on {len(x)} images; the difference first "
-            f"exceeds the tolerance after the {first!r} stage (per stage: "
-            + ", ".join(f"{s} {d:.3g}" for s, d in diffs.items())
-            + ")"
+            f"the {'bounded-range' if result.int8_ranges else 'unrolled'} graph differs from the trained "
+            f"model by {check.value:.3g} ({check.name}, tolerance {check.rule} {check.limit:g}) on "
+            f"{len(images)} images; the difference first exceeds its stage limit after the "
+            f"{comparison.first_failing_stage!r} stage (max abs per stage: {per_stage})"
         )
-    return diffs
+    return comparison
 
 
 def _standardize(x: Any, stats: list[np.ndarray], name: str) -> Any:

@@ -10,16 +10,8 @@ import threading
 import traceback
 from pathlib import Path
 
-import numpy as np
-
-from export.isolate import Job
-
-TFLITE_PRECISION = {
-    "tflite-fp32": "float32",
-    "tflite-fp16": "float16",
-    "tflite-dynamic": "dynamic-int8",
-    "tflite-int8": "int8",
-}
+from export.formats import FORMATS, Format
+from export.isolate import Conversion, Job
 
 
 def run(job: Job) -> None:
@@ -27,56 +19,38 @@ def run(job: Job) -> None:
 
     Each file is written beside its target and renamed into place, so a file
     that exists is whole. A failed probe is written to ``job.probe_error_file``
-    and does not fail the job.
+    and does not fail the job. A format whose converter runs in a process of
+    its own converts the probe alongside the main file rather than after it.
     """
-    calibration = np.load(job.calibration) if job.calibration else None
-    if job.probe_out is None:
-        _convert(job.format, job.saved_model, job.float_onnx, Path(job.out), job, calibration)
+    fmt, conversion = FORMATS[job.format], job.conversion()
+    if job.probe_out is None or job.probe_source is None:
+        _write(fmt, Path(job.source), Path(job.out), conversion)
         return
+    probe_source, probe_out = Path(job.probe_source), Path(job.probe_out)
 
     def probe() -> None:
         try:
-            _convert(job.format, job.probe_saved_model, job.probe_float_onnx, Path(str(job.probe_out)),
-                     job, calibration)
+            _write(fmt, probe_source, probe_out, conversion)
         except Exception as exc:  # the probe is a diagnostic: its failure is reported, not fatal
             traceback.print_exc()
             assert job.probe_error_file is not None
             job.probe_error_file.write_text(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
-    if job.format == "onnx-fp32":
-        # tf2onnx runs as its own process: convert the probe alongside rather than after.
-        alongside = threading.Thread(target=probe, name="probe")
-        alongside.start()
-        try:
-            _convert(job.format, job.saved_model, job.float_onnx, Path(job.out), job, calibration)
-        finally:
-            alongside.join()
-    else:
-        _convert(job.format, job.saved_model, job.float_onnx, Path(job.out), job, calibration)
+    if not fmt.out_of_process:
+        _write(fmt, Path(job.source), Path(job.out), conversion)
         probe()
+        return
+    alongside = threading.Thread(target=probe, name="probe")
+    alongside.start()
+    try:
+        _write(fmt, Path(job.source), Path(job.out), conversion)
+    finally:
+        alongside.join()
 
 
-def _convert(
-    fmt: str, saved_model: str | None, float_onnx: str | None, out: Path, job: Job,
-    calibration: np.ndarray | None,
-) -> None:
+def _write(fmt: Format, source: Path, out: Path, conversion: Conversion) -> None:
     partial = out.with_name(out.name + ".partial")
-    if fmt in TFLITE_PRECISION:
-        from export.tflite import to_tflite
-
-        to_tflite(Path(str(saved_model)), TFLITE_PRECISION[fmt], calibration, partial)
-    elif fmt == "onnx-fp32":
-        from export.onnx import to_onnx_float
-
-        to_onnx_float(Path(str(saved_model)), partial, job.opset)
-    elif fmt == "onnx-int8":
-        from export.onnx import to_onnx_int8
-
-        if calibration is None:
-            raise ValueError("onnx-int8 needs calibration images")
-        to_onnx_int8(Path(str(float_onnx)), calibration, partial, per_channel=job.per_channel)
-    else:
-        raise ValueError(f"unknown format {fmt!r}")
+    fmt.convert(source, partial, conversion)
     partial.replace(out)
 
 

@@ -18,12 +18,14 @@ import pytest
 
 from cllnn_edge.data import load_splits
 
+pytestmark = pytest.mark.slow  # trains and converts through the CLI
+
 CLI = str(Path(sys.executable).parent / "cllnn-export")
 CONFIG = (
     "[train]\nepochs = 1\n"
     '[export]\nformats = ["tflite-fp32", "tflite-int8"]\n'
     # one epoch: a weaker model, so the int8 gate is relaxed; the defaults are tested in test_train_convert
-    "[tolerances]\nquantized_min_top1 = 0.9\nquantized_max_accuracy_drop = 0.05\n"
+    "[tolerances.int8]\nmin_top1 = 0.9\nmax_accuracy_drop = 0.05\n"
 )
 
 
@@ -122,13 +124,13 @@ def test_rerun_reuses_every_stage_and_a_change_redoes_only_its_part(
     assert again.returncode == 0
     assert again.stdout.count("reused") == 4 and model.stat().st_mtime_ns == mtime
     changed = tmp_path / "changed.toml"
-    changed.write_text(CONFIG.replace("quantized_min_top1 = 0.9", "quantized_min_top1 = 0.91"))
+    changed.write_text(CONFIG.replace("min_top1 = 0.9", "min_top1 = 0.91"))
     partial = _run(out, changed)
     assert partial.returncode == 0
     assert "parity: running" in partial.stdout
     for stage in ("train", "convert", "bench"):
         assert f"{stage}: reused" in partial.stdout
-    assert json.loads((out / "parity.json").read_text())["tolerances"]["quantized_min_top1"] == 0.91
+    assert json.loads((out / "parity.json").read_text())["tolerances"]["int8"]["min_top1"] == 0.91
     (out / ".stages" / "convert.key").unlink()  # as after an interrupted export
     redone = _run(out, changed)
     assert redone.returncode == 0, redone.stderr[-3000:]
@@ -143,8 +145,8 @@ def test_killed_during_export_resumes_without_retraining(tmp_path: Path, config:
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                start_new_session=True)
     try:
-        for line in process.stdout:
-            if line.startswith("[2/2] tflite-int8"):  # one format done, the next under way
+        for line in process.stdout:  # formats convert side by side: one done, the other under way
+            if re.match(r"\[\d/2\] \S+\s+ok ", line):
                 break
         os.killpg(process.pid, signal.SIGKILL)
     finally:

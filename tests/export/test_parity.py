@@ -18,12 +18,19 @@ from export.convert import convert
 from export.parity import ParityReport, run_parity
 from runtime.manifest import load_manifest
 
+pytestmark = pytest.mark.slow  # trains a small model and converts it to three formats
+
 SMALL = Config(
     model=ModelConfig(conv_filters=(8, 16, 16), reservoir_dim=64, lstm_units=16),
     train=TrainConfig(epochs=3),
 )
 FORMATS = ("tflite-fp32", "tflite-int8", "onnx-fp32")
 LIMIT = ["--limit", "300"]
+# SMALL, 3 epochs on 1,500 images, is barely trained (probabilities near uniform), so int8 flips
+# many top-1 classes: 262-276 of the 300 images agreed over model seeds 0-4 (x86 AVX-512 VNNI,
+# 2026-11-29), accuracy 1-5 images lower. These limits (240 and 15 images) stay clear of that
+# spread; this test is about the report, the default gate's verdicts are tested on the seed model.
+INT8_GATE = ["--tolerance", "int8.min_top1=0.8", "--tolerance", "int8.max_accuracy_drop=0.05"]
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +56,15 @@ def test_float_exports_pass_and_reports_validate(
 ) -> None:
     report_json, report_xml = tmp_path / "parity.json", tmp_path / "parity.xml"
     code = main(["parity", str(exported / "model.keras"), str(exported / "artifacts"), *LIMIT,
-                 "--tolerance", "quantized_min_top1=0.9", "--tolerance", "quantized_max_accuracy_drop=0.05",
+                 *INT8_GATE,
                  "--json", str(report_json), "--junit", str(report_xml)])
     out = capsys.readouterr().out
     assert code == EXIT_OK, out
     assert out.rstrip().endswith("PASSED")
     report = ParityReport.load_json(report_json)
     assert bool(report) and report.images == 300 and report.split == "test"
-    assert report.tolerances["quantized_min_top1"] == 0.9  # overrides are echoed
+    assert report.tolerances["int8"]["min_top1"] == 0.8  # overrides are echoed
+    assert report.tolerances["dynamic-int8"]["min_top1"] == 0.99  # ... in their own row only
     assert {r.format for r in report.results} == set(FORMATS)
     for result in report.results:
         assert set(result.metrics) >= {"max_abs", "mean_abs", "cosine_mean", "top1_agreement",
@@ -132,8 +140,17 @@ def test_bad_input_exits_2_with_what_to_fix(
     assert expected in err and "Traceback" not in err
 
 
-def test_unknown_tolerance_is_a_usage_error(exported: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("assignment", "expected"), [
+    ("float32.max_rel=1", "unknown tolerance(s) ['max_rel'] for float32"),
+    ("int4.min_top1=0.9", "no tolerances for precision 'int4'"),
+    ("quantized_min_top1=0.9", "--tolerance takes PRECISION.LIMIT=NUMBER"),
+    ("int8.min_top1=high", "--tolerance takes PRECISION.LIMIT=NUMBER"),
+    ("int8.min_top1=1.5", "min_top1 must be >= 0 and <= 1"),
+])
+def test_unknown_tolerance_is_a_usage_error(
+    exported: Path, capsys: pytest.CaptureFixture[str], assignment: str, expected: str
+) -> None:
     code = main(["parity", str(exported / "model.keras"), str(exported / "artifacts"),
-                 "--tolerance", "float32_max_rel=1"])
+                 "--tolerance", assignment])
     assert code == EXIT_USAGE
-    assert "unknown tolerance(s) ['float32_max_rel']" in capsys.readouterr().err
+    assert expected in capsys.readouterr().err

@@ -16,12 +16,14 @@ import pytest
 
 from cllnn_edge.config import ModelConfig
 from cllnn_edge.model import build_model
+from export.isolate import Conversion
 from export.onnx import to_onnx_float
 from export.tflite import to_tflite
 from export.unroll import unroll
 
 SMALL = ModelConfig(conv_filters=(4, 8, 16), reservoir_dim=32, lstm_units=8)
 
+FLOAT = Conversion(calibration=None, opset=18, per_channel=True)  # float formats calibrate nothing
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -37,7 +39,7 @@ def test_seed_form_fails_builtins_only_tflite(exported: dict[str, Path]) -> None
     import tensorflow as tf
 
     with pytest.raises(Exception, match="TensorList") as failure:
-        to_tflite(exported["seed_form"], "float32", None, exported["root"] / "seed.tflite")
+        to_tflite(exported["seed_form"], exported["root"] / "seed.tflite", FLOAT, precision="float32")
     assert type(failure.value).__name__ == "ConverterError"
     assert tf.lite.OpsSet.TFLITE_BUILTINS  # the converter ran with builtins only
 
@@ -48,15 +50,16 @@ def test_unrolled_form_converts_with_builtins(exported: dict[str, Path], precisi
     calibration = np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8)
     calibration[0] = 255  # the calibration range must reach 255 for a lossless uint8 input
     calibration[1] = 0
-    to_tflite(exported["unrolled"], precision, calibration, out)
+    to_tflite(exported["unrolled"], out, Conversion(calibration, opset=18, per_channel=True),
+              precision=precision)
     assert out.stat().st_size > 10_000
 
 
 def test_seed_form_gives_a_loop_in_onnx_and_unrolled_does_not(exported: dict[str, Path]) -> None:
     seed_onnx = exported["root"] / "seed.onnx"
     unrolled_onnx = exported["root"] / "unrolled.onnx"
-    to_onnx_float(exported["seed_form"], seed_onnx)
-    to_onnx_float(exported["unrolled"], unrolled_onnx)
+    to_onnx_float(exported["seed_form"], seed_onnx, FLOAT)
+    to_onnx_float(exported["unrolled"], unrolled_onnx, FLOAT)
     seed_ops = {node.op_type for node in onnx.load(str(seed_onnx)).graph.node}
     unrolled_ops = {node.op_type for node in onnx.load(str(unrolled_onnx)).graph.node}
     assert "Loop" in seed_ops
@@ -82,7 +85,7 @@ def test_a_failing_converter_process_becomes_a_conversion_error(
     worker = tmp_path / "python"
     worker.write_text(f"#!/bin/sh\n{script}\n")
     worker.chmod(0o755)
-    job = Job(format="tflite-int8", out=str(tmp_path / "x.tflite"))
+    job = Job(format="tflite-int8", source=str(tmp_path / "saved_model"), out=str(tmp_path / "x.tflite"))
     with pytest.raises(ConversionError, match=message):
         run_isolated(job, python=str(worker))
     assert not (tmp_path / "x.tflite").exists()

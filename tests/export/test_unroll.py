@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 
 from cllnn_edge.config import ModelConfig
+from cllnn_edge.errors import ModelError
 from cllnn_edge.model import build_model
 from cllnn_edge.preprocessing import fit_standardizer
-from cllnn_edge.errors import ModelError
+from cllnn_edge.tolerances import ToleranceConfig
 from export.errors import EquivalenceError
-from export.unroll import check_equivalence, unroll
+from export.reference import STAGES, trained_reference
+from export.unroll import prove_equivalent, unroll
 
 SMALL = dict(conv_filters=(4, 8, 16), reservoir_dim=48, lstm_units=12)
+FLOAT32 = ToleranceConfig()["float32"]
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +35,10 @@ def _model(images: np.ndarray, **overrides) -> keras.Model:
 def test_unrolled_model_matches_the_trained_one(images: np.ndarray, length: int) -> None:
     trained = _model(images, sequence_length=length, seed=length)
     result = unroll(trained)
-    diffs = check_equivalence(trained, result, images)
-    assert diffs["output"] <= 1e-5
-    assert set(diffs) == {"cnn", "reservoir", "lstm", "output"}
+    comparison = prove_equivalent(trained_reference(trained), result, images, FLOAT32)
+    assert comparison.metrics["max_abs"] <= 1e-5 and comparison.passed
+    assert [stage.stage for stage in comparison.stages] == list(STAGES)
+    assert comparison.first_failing_stage is None
     kinds = {type(layer).__name__ for layer in result.model.layers}
     assert not kinds & {"RNN", "LSTM", "GRU", "SimpleRNN"}, kinds
 
@@ -74,8 +78,8 @@ def test_a_wrong_weight_is_caught_and_located(images: np.ndarray) -> None:
     layer = result.model.get_layer("lstm_cell_in")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel, bias + 0.5])
-    with pytest.raises(EquivalenceError, match=r"first exceeds the tolerance after the 'lstm' stage"):
-        check_equivalence(trained, result, images)
+    with pytest.raises(EquivalenceError, match=r"first exceeds its stage limit after the 'lstm' stage"):
+        prove_equivalent(trained_reference(trained), result, images, FLOAT32)
 
 
 def test_a_model_that_is_not_a_cllnn_is_refused() -> None:

@@ -1,0 +1,76 @@
+"""Where everything of a ``cllnn-export run`` lives, in one place::
+
+    train/       model.keras, history.json, preprocessing.json
+    artifacts/   the exported files, probes/, manifest.json
+    parity.json  parity.xml
+    bench.json
+    report.json  report.md  report.html  plots/*.png
+    .stages/     one key file per completed stage
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE
+from runtime.manifest import MANIFEST_NAME
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run directory."""
+
+    root: Path
+
+    @property
+    def train_dir(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def model(self) -> Path:
+        return self.train_dir / MODEL_FILE
+
+    @property
+    def history(self) -> Path:
+        return self.train_dir / HISTORY_FILE
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def manifest(self) -> Path:
+        return self.artifacts / MANIFEST_NAME
+
+    @property
+    def parity_json(self) -> Path:
+        return self.root / "parity.json"
+
+    @property
+    def parity_junit(self) -> Path:
+        return self.root / "parity.xml"
+
+    @property
+    def bench(self) -> Path:
+        return self.root / "bench.json"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def report_markdown(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    def stage_key(self, stage: str) -> Path:
+        """Where a completed stage records the key of its inputs."""
+        return self.root / ".stages" / f"{stage}.key"
