@@ -11,6 +11,8 @@ import pytest
 
 from benchmarks.results import targets
 
+pytestmark = pytest.mark.slow  # runs the whole benchmark suite (--quick)
+
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -15,8 +15,11 @@ import pytest
 import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 import runtime
 from cllnn_edge.data import load_splits
-from export.describe import float_kernels
+from export.file_checks import float_kernels
 from runtime.manifest import load_manifest, sha256_file
+from tests.e2e.conftest import gate_flags
+
+pytestmark = pytest.mark.slow  # trains and converts full-size models
 
 CLI = str(Path(sys.executable).parent / "cllnn-export")
 
@@ -46,6 +49,17 @@ def _keras_probs(model_path: Path, images: np.ndarray) -> np.ndarray:
     return model.predict(images.astype(np.float32)[..., None], verbose=0, batch_size=256)
 
 
+# Of the 1,000 test images, int8 files of a 3-epoch model disagree with Keras on the top-1 class
+# of (over model seeds 0-4, x86 AVX-512 VNNI, 2026-11-29, benchmarks/SPREAD.md):
+# T = 1: 1-6 (TFLite), 1-9 (ONNX); T = 3: 3-12, 4-13; T = 9: 5-20, 5-11; dynamic-range 0-3.
+# Another CPU class trains another model from the same seed, as a change of seed does. The
+# export-time floor (convert_min_top1 0.98: at most 20) is met with no slack at T = 9; these
+# tests allow 50 (0.95), 2.5 times the worst seen, and say so to convert for T > 1.
+MIN_QUANTIZED_AGREEMENT = 0.95
+LONG_SEQUENCE_GATE = (f"[tolerances.int8]\nconvert_min_top1 = {MIN_QUANTIZED_AGREEMENT}\n"
+                      f"[tolerances.dynamic-int8]\nconvert_min_top1 = {MIN_QUANTIZED_AGREEMENT}\n")
+
+
 def _assert_formats_match(model_path: Path, artifacts: Path, images: np.ndarray) -> dict:
     reference = _keras_probs(model_path, images)
     manifest = load_manifest(artifacts)
@@ -62,8 +76,8 @@ def _assert_formats_match(model_path: Path, artifacts: Path, images: np.ndarray)
         elif entry.precision == "float16":
             assert np.abs(probs - reference).max() <= 1e-2, entry.format
         else:
-            agreement = np.mean(probs.argmax(1) == reference.argmax(1))
-            assert agreement >= 0.98, (entry.format, agreement)
+            agreeing = int(np.sum(probs.argmax(1) == reference.argmax(1)))
+            assert agreeing >= MIN_QUANTIZED_AGREEMENT * len(images), (entry.format, agreeing)
         sizes[entry.format] = entry.size
     return sizes
 
@@ -90,7 +104,7 @@ def test_manifest_describes_each_file(seed_run) -> None:
     int8 = next(a for a in manifest.artifacts if a.format == "tflite-int8")
     assert (int8.inputs[0].dtype, int8.inputs[0].scale, int8.inputs[0].zero_point) == ("uint8", 1.0, 0)
     assert int8.outputs[0].dtype == "int8"
-    assert all(check["passed"] for check in int8.details["checks"].values())
+    assert int8.details.checks and all(check.passed for check in int8.details.checks.values())
     for entry in manifest.artifacts:
         assert entry.ops and entry.size == (artifacts / entry.file).stat().st_size
         if entry.runtime == "onnxruntime":
@@ -98,13 +112,13 @@ def test_manifest_describes_each_file(seed_run) -> None:
     assert sorted(p.name for p in artifacts.iterdir()) == sorted(
         [a.file for a in manifest.artifacts] + ["manifest.json", "probes"]
     ), "nothing but the artefacts, their stage probes and the manifest is left behind"
-    probes = [entry.details["probe"] for entry in manifest.artifacts]
-    assert all("file" in probe for probe in probes), probes
+    probes = [entry.details.probe for entry in manifest.artifacts]
+    assert all(probe is not None and probe.file is not None for probe in probes), probes
     assert sorted(p.name for p in (artifacts / "probes").iterdir()) == sorted(
-        probe["file"].removeprefix("probes/") for probe in probes
+        str(probe.file).removeprefix("probes/") for probe in probes if probe is not None
     )
     for probe in probes:
-        assert probe["sha256"] == sha256_file(artifacts / probe["file"])
+        assert probe is not None and probe.sha256 == sha256_file(artifacts / str(probe.file))
 
 
 def test_int8_tflite_has_no_float_kernel(seed_run) -> None:
@@ -116,7 +130,7 @@ def test_int8_tflite_has_no_float_kernel(seed_run) -> None:
 @pytest.mark.parametrize("length", [3, 9])
 def test_longer_sequences_export_and_match(tmp_path: Path, test_split, length: int) -> None:
     model_path, artifacts, converted = _train_and_convert(
-        tmp_path, f"[model]\nsequence_length = {length}\n[train]\nepochs = 3\n"
+        tmp_path, f"[model]\nsequence_length = {length}\n[train]\nepochs = 3\n{LONG_SEQUENCE_GATE}"
     )
     assert converted.returncode == 0, converted.stdout[-3000:] + converted.stderr[-3000:]
     _assert_formats_match(model_path, artifacts, test_split.x)
@@ -130,6 +144,7 @@ def test_runtime_process_needs_a_fraction_of_the_memory(seed_run) -> None:
     device = peak_of(RUNTIME_PROCESS, artifacts / "cllnn_int8.tflite", 100)
     keras_process = peak_of(KERAS_PROCESS, model_path, 100)
     assert not device["imported_tensorflow"] and keras_process["imported_tensorflow"]
+    # measured 7.8% (benchmarks/RESULTS.md); 20% leaves room for another machine's allocator
     assert device["peak_rss_mib"] < 0.2 * keras_process["peak_rss_mib"]
 
 
@@ -147,17 +162,18 @@ def test_reproducible_formats_give_the_same_bytes_again(seed_run, tmp_path: Path
     second = {a.format: a.sha256 for a in load_manifest(tmp_path / "again").artifacts}
     assert {name: second[name] for name in claimed} == {name: first[name] for name in claimed}
     for entry in load_manifest(artifacts).artifacts:
-        assert entry.details["reproducible"] == FORMATS[entry.format].reproducible
+        assert entry.details.reproducible == FORMATS[entry.format].reproducible
 
 
-def test_parity_gate_passes_with_default_tolerances(seed_run, tmp_path: Path) -> None:
-    """The gate of .github/workflows/parity.yml, on the seed model: every format passes."""
+def test_parity_gate_of_the_workflow_passes(seed_run, tmp_path: Path) -> None:
+    """The gate of .github/workflows/parity.yml, on the seed model trained as briefly: every
+    format passes (tolerances: the defaults, with the quantized top-1 floor of BRIEF_TRAINING_GATE)."""
     from export.parity import ParityReport
 
     model_path, artifacts, _ = seed_run
     report_json, report_xml = tmp_path / "parity.json", tmp_path / "parity.xml"
     done = _run("parity", str(model_path), str(artifacts), "--data", "embedded", "--split", "test",
-                "--json", str(report_json), "--junit", str(report_xml))
+                *gate_flags(), "--json", str(report_json), "--junit", str(report_xml))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     report = ParityReport.load_json(report_json)
     assert report.images == 1000 and len(report.results) == 6 and bool(report)
@@ -172,4 +188,5 @@ def test_workflow_runs_the_commands_this_suite_checks() -> None:
                     "cllnn-export convert runs/ci/model.keras --out runs/ci/artifacts",
                     "cllnn-export parity runs/ci/model.keras runs/ci/artifacts"):
         assert command in workflow
+    assert " ".join(gate_flags()) in " ".join(workflow.split())  # the gate this suite checks
     assert "--junit" in workflow and "upload-artifact" in workflow

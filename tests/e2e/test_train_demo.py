@@ -7,25 +7,37 @@ import json
 
 import keras
 import numpy as np
+import pytest
 
 import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 from cllnn_edge.data import load_splits
 from cllnn_edge.train import as_model_input
 
+pytestmark = pytest.mark.slow  # the README's main job, trained and converted
 
-def test_main_job_trains_to_94_percent_and_the_model_reloads(seed_run) -> None:
+
+# Validation images the 3-epoch model gets right, of 400. Measured: 377-382 over model seeds
+# 0-4 on x86 AVX-512 VNNI (seed 0: 380, the same in a repeat run; benchmarks/SPREAD.md
+# case t1, 2026-11-29) and 376 for seed 0 on AMD EPYC AVX2 (issue 17). 368 (92%) stays 8
+# images below the lowest seen, and far above a model that fails to learn.
+MIN_VAL_CORRECT = 368
+
+
+def test_main_job_trains_to_the_seed_accuracy_and_the_model_reloads(seed_run) -> None:
     model_path, _, done = seed_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     history = json.loads((model_path.parent / "history.json").read_text())
-    assert history["final"]["val_accuracy"] >= 0.94
+    val_images = history["data"]["val"]
+    assert val_images == 400
+    assert round(history["final"]["val_accuracy"] * val_images) >= MIN_VAL_CORRECT
     assert history["trainable_params"] == 422_154
     assert "epoch 3/3: loss" in done.stdout and "val accuracy" in done.stdout
 
     model = keras.saving.load_model(model_path)
     test = load_splits("embedded").test
     probs = model.predict(as_model_input(test), verbose=0)
-    accuracy = float(np.mean(probs.argmax(axis=1) == test.y))
-    assert abs(accuracy - history["final"]["test_accuracy"]) < 1e-6
+    correct = int(np.sum(probs.argmax(axis=1) == test.y))
+    assert correct == round(history["final"]["test_accuracy"] * len(test))  # the same model, reloaded
 
 
 def test_main_job_passes_parity_on_every_format_and_writes_the_report(seed_run) -> None:
