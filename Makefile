@@ -20,7 +20,7 @@ demo: $(BIN)/.installed
 ## Debian's chromium is installed first where possible, for the report-rendering test.
 test: $(BIN)/.installed
 	./scripts/ensure-chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 ## bench: the benchmark suite (about 15 minutes on 2 cores): benchmarks/RESULTS.md and benchmarks/plots/
 bench: $(BIN)/.installed

@@ -49,7 +49,7 @@ class Case:
 
 
 CASES = {
-    "t1": Case(3, 1, "all", "tests/e2e/test_train_demo.py, test_train_convert.py (seed_run)"),
+    "t1": Case(3, 1, "all", "tests/e2e/test_main_job.py (the session's seed_run)"),
     "t3": Case(3, 3, "all", "tests/e2e/test_train_convert.py::test_longer_sequences_export_and_match[3]"),
     "t9": Case(3, 9, "all", "tests/e2e/test_train_convert.py::test_longer_sequences_export_and_match[9]"),
     "e1": Case(1, 1, f"{TFLITE_FP32.name},{TFLITE_INT8.name}", "tests/e2e/test_run.py (one epoch)"),

@@ -5,3 +5,4 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # test-run setting, before TF loads
+

@@ -1,0 +1,82 @@
+"""What the end-to-end tests share: the CLI, the gates they apply and how they compare a run's files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
+import runtime
+from runtime.manifest import load_manifest, sha256_file
+
+CLI = str(Path(sys.executable).parent / "cllnn-export")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=1800)
+
+
+def keras_probs(model_path: Path, images: np.ndarray) -> np.ndarray:
+    model = keras.saving.load_model(model_path)
+    return model.predict(images.astype(np.float32)[..., None], verbose=0, batch_size=256)
+
+
+# The quantized rows of the gate for a model trained 3 epochs, as .github/workflows/parity.yml
+# gates one. Such a model has many test images near a class boundary, and int8 rounding flips
+# some of them: over model seeds 0-4 (benchmarks/SPREAD.md, case t1, x86 AVX-512 VNNI,
+# 2026-11-29) int8 TFLite disagreed with Keras on 1-6 of the 1,000 test images, int8 ONNX on
+# 1-9, dynamic-range on 0-1; the default limit (min_top1 0.99: at most 10) has one image of
+# slack at the worst seed, and another CPU class trains another model from the same seed (as
+# a change of seed does). 0.98 allows 20: twice the worst seen. A fully trained model is gated
+# at the default 0.99 (README: 99.8% agreement after the seed's 10 epochs).
+BRIEF_TRAINING_GATE = {"int8": 0.98, "dynamic-int8": 0.98}  # min_top1 per quantized precision
+
+
+def gate_flags() -> list[str]:
+    """``BRIEF_TRAINING_GATE`` as ``cllnn-export parity`` flags (as the workflow passes them)."""
+    return [flag for precision, limit in BRIEF_TRAINING_GATE.items()
+            for flag in ("--tolerance", f"{precision}.min_top1={limit}")]
+
+
+def gate_config(path: Path) -> Path:
+    """``BRIEF_TRAINING_GATE`` as a TOML file, for commands that take --config."""
+    path.write_text("".join(f"[tolerances.{precision}]\nmin_top1 = {limit}\n"
+                            for precision, limit in BRIEF_TRAINING_GATE.items()))
+    return path
+
+
+# Of the 1,000 test images, int8 files of a 3-epoch model disagree with Keras on the top-1 class
+# of (over model seeds 0-4, x86 AVX-512 VNNI, 2026-11-29, benchmarks/SPREAD.md):
+# T = 1: 1-6 (TFLite), 1-9 (ONNX); T = 3: 3-12, 4-13; T = 9: 5-20, 5-11; dynamic-range 0-3.
+# Another CPU class trains another model from the same seed, as a change of seed does. The
+# export-time floor (convert_min_top1 0.98: at most 20) is met with no slack at T = 9; these
+# tests allow 50 (0.95), 2.5 times the worst seen, and say so to convert for T > 1.
+MIN_QUANTIZED_AGREEMENT = 0.95
+LONG_SEQUENCE_GATE = (f"[tolerances.int8]\nconvert_min_top1 = {MIN_QUANTIZED_AGREEMENT}\n"
+                      f"[tolerances.dynamic-int8]\nconvert_min_top1 = {MIN_QUANTIZED_AGREEMENT}\n")
+
+
+def assert_formats_match(model_path: Path, artifacts: Path, images: np.ndarray) -> dict:
+    reference = keras_probs(model_path, images)
+    manifest = load_manifest(artifacts)
+    sizes = {}
+    for entry in manifest.artifacts:
+        path = artifacts / entry.file
+        assert sha256_file(path) == entry.sha256
+        with runtime.load(path) as model:
+            probs = model.predict(images)
+        assert probs.shape == (len(images), 10) and probs.dtype == np.float32
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-2)
+        if entry.precision == "float32":
+            assert np.abs(probs - reference).max() <= 1e-5, entry.format
+        elif entry.precision == "float16":
+            assert np.abs(probs - reference).max() <= 1e-2, entry.format
+        else:
+            agreeing = int(np.sum(probs.argmax(1) == reference.argmax(1)))
+            assert agreeing >= MIN_QUANTIZED_AGREEMENT * len(images), (entry.format, agreeing)
+        sizes[entry.format] = entry.size
+    return sizes
