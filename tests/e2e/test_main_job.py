@@ -61,7 +61,6 @@ def test_main_job_passes_parity_on_every_format_and_writes_the_report(seed_run) 
         assert (out / image).stat().st_size > 1000
 
 
-
 def test_every_format_exports_loads_and_matches_keras(seed_run, test_split) -> None:
     model_path, artifacts, converted = seed_run
     assert converted.returncode == 0, converted.stdout[-3000:] + converted.stderr[-3000:]
