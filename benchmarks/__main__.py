@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.common import say
-from cllnn_edge.atomic import write_json_atomic
 from export.formats import TFLITE_INT8
+from runtime.atomic import write_json_atomic
 
 SECTIONS = ("inference", "floor", "training", "scaling", "memory")
 QUICK_FORMATS = (TFLITE_INT8.name,)

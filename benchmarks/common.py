@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cllnn_edge.atomic import write_json_atomic
+from runtime.atomic import write_json_atomic
 
 DEFAULT_WORK = Path("runs/bench")
 QUICK_MODEL = {"conv_filters": [4, 8, 16], "reservoir_dim": 64, "lstm_units": 16}

@@ -133,7 +133,7 @@ def _probe_model(kind: str, layer: str) -> tuple[Path, float | None]:
         return path, None
     begin = time.perf_counter()
     data = _convert_probe(kind, layer, shape)
-    from cllnn_edge.atomic import write_bytes_atomic  # a concurrent run never reads half a file
+    from runtime.atomic import write_bytes_atomic  # a concurrent run never reads half a file
 
     write_bytes_atomic(path, data)
     return path, round(time.perf_counter() - begin, 2)

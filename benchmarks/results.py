@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cllnn_edge.atomic import write_bytes_atomic
 from export.formats import TFLITE_FP32, TFLITE_INT8
 from export.tables import markdown_table
+from runtime.atomic import write_bytes_atomic
 
 SEED_PREDICT = "seed-form Keras, model.predict"
 SEED_FUNCTION = "seed-form Keras, tf.function"

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import say
-from cllnn_edge.atomic import write_bytes_atomic, write_json_atomic
 from export.formats import TFLITE_FP32, TFLITE_INT8
 from export.tables import markdown_table
+from runtime.atomic import write_bytes_atomic, write_json_atomic
 
 CLI = str(Path(sys.executable).parent / "cllnn-export")
 

@@ -25,13 +25,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from cllnn_edge.atomic import atomic_path, json_text
 from cllnn_edge.config import Config
 from cllnn_edge.data import Split, Splits
 from cllnn_edge.model import build_model, trainable_params
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
 from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE, PREPROCESSING_FILE
 from cllnn_edge.versions import library_versions
+from runtime.atomic import atomic_path, json_text
 
 
 @dataclass(frozen=True)

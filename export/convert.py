@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from cllnn_edge.atomic import write_json_atomic
 from cllnn_edge.config import Config
 from cllnn_edge.data import Splits, splits_for
 from cllnn_edge.model import load_trained
@@ -42,6 +41,7 @@ from export.formats import Format, parse_formats
 from export.isolate import Job, run_isolated
 from export.reference import KerasRunner, trained_reference
 from export.unroll import UnrollResult, prove_equivalent, unroll
+from runtime.atomic import write_json_atomic
 from runtime.manifest import (
     MANIFEST_NAME,
     ArtifactEntry,

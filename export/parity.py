@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 import runtime
-from cllnn_edge.atomic import json_text, write_bytes_atomic, write_json_atomic
 from cllnn_edge.config import Config
 from cllnn_edge.data import Splits, splits_for
 from cllnn_edge.errors import CllnnError
@@ -34,6 +33,7 @@ from cllnn_edge.versions import library_versions
 from export.compare import Check, Comparison, StageResult, compare
 from export.metrics import accuracy_of, confusion_matrix
 from export.reference import KerasRunner, trained_reference
+from runtime.atomic import json_text, write_bytes_atomic, write_json_atomic
 from runtime.manifest import (
     ArtifactEntry,
     Manifest,

@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # before pyplot: never look for a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cllnn_edge.atomic import write_bytes_atomic  # noqa: E402
+from runtime.atomic import write_bytes_atomic  # noqa: E402
 
 DPI = 110
 

@@ -16,10 +16,10 @@ import json
 import math
 from typing import Any
 
-from cllnn_edge.atomic import write_bytes_atomic, write_json_atomic
 from export.layout import RunLayout
 from export.parity import ParityReport
 from export.tables import html_table, markdown_table
+from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.manifest import Manifest, load_manifest
 
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cllnn_edge.atomic import write_bytes_atomic, write_json_atomic
 from cllnn_edge.config import Config
 from cllnn_edge.errors import CllnnError
 from export.layout import RunLayout
+from runtime.atomic import write_bytes_atomic, write_json_atomic
 
 if TYPE_CHECKING:
     from cllnn_edge.data import Splits

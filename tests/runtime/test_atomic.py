@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cllnn_edge.atomic import atomic_path, write_json_atomic
+from runtime.atomic import atomic_path, write_json_atomic
 from runtime.manifest import sha256_file
 
 
