@@ -22,7 +22,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from cllnn_edge.errors import ConfigError
-from cllnn_edge.tolerances import ToleranceConfig
+from runtime.errors import ToleranceError
+from runtime.tolerances import ToleranceConfig
 
 IMAGE_SIDE = 28
 
@@ -248,7 +249,10 @@ def _section_from_dict(section_type: type[_T], name: str, values: Any) -> _T:
     if not isinstance(values, Mapping):
         raise ConfigError(f"[{name}] must be a table, got {type(values).__name__}")
     if section_type is ToleranceConfig:
-        return ToleranceConfig.from_dict(values)  # type: ignore[return-value]
+        try:
+            return ToleranceConfig.from_dict(values)  # type: ignore[return-value]
+        except ToleranceError as exc:  # the table lives in runtime, which has its own errors
+            raise ConfigError(str(exc)) from exc
     known = {f.name for f in dataclasses.fields(section_type)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -15,5 +15,5 @@ owns lives there and nowhere else):
   path of a run directory), ``report``, ``plots``, ``tables``;
 - ``cli`` on top; ``errors`` beside everything.
 
-The limits every check applies are the tolerance table, ``cllnn_edge.tolerances``.
+The limits every check applies are the tolerance table, ``runtime.tolerances``.
 """

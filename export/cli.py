@@ -277,13 +277,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cllnn_edge.errors import CllnnError
     from export.errors import EquivalenceError
+    from runtime.errors import ToleranceError
 
     try:
         return int(args.handler(args))
     except EquivalenceError as exc:
         print(f"cllnn-export {args.command}: FAILED: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    except CllnnError as exc:
+    except (CllnnError, ToleranceError) as exc:  # ToleranceError: a bad --tolerance
         print(f"cllnn-export {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

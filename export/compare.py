@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cllnn_edge.tolerances import Tolerance
 from export.metrics import probability_metrics
 from runtime.manifest import CheckRecord
+from runtime.tolerances import Tolerance
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 
 import runtime
-from cllnn_edge.tolerances import Tolerance
 from export.compare import compare
 from export.errors import ConversionError
 from export.formats import Format
 from export.reference import STAGES
 from runtime.manifest import ArtifactDetails, ArtifactEntry, ProbeRecord, sha256_file
+from runtime.tolerances import Tolerance
 
 PROBES_DIR = "probes"  # stage probes, beside the artefacts: probes/<artefact file name>
 

@@ -1,7 +1,7 @@
 """The format registry: one declaration per export format holds all that differs between formats.
 
 A format names its file, the runtime that runs it, its precision (its row of
-the tolerance table, ``cllnn_edge.tolerances``), the converter a worker
+the tolerance table, ``runtime.tolerances``), the converter a worker
 process calls, and the checks on the file beyond its outputs. The worker,
 ``convert``, ``describe``, ``parity``, config checks and CLI help read this
 table; none of them branches on a format's name. Adding a format is one

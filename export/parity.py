@@ -28,7 +28,6 @@ from cllnn_edge.config import Config
 from cllnn_edge.data import Splits, splits_for
 from cllnn_edge.errors import CllnnError
 from cllnn_edge.model import load_trained
-from cllnn_edge.tolerances import Tolerance, ToleranceConfig
 from cllnn_edge.versions import library_versions
 from export.compare import Check, Comparison, StageResult, compare
 from export.metrics import accuracy_of, confusion_matrix
@@ -41,6 +40,7 @@ from runtime.manifest import (
     load_manifest,
     sha256_file,
 )
+from runtime.tolerances import Tolerance, ToleranceConfig
 
 SPLITS = ("train", "val", "test")
 

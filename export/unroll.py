@@ -46,11 +46,11 @@ from cllnn_edge.model import (
     config_from_model,
 )
 from cllnn_edge.preprocessing import Standardize
-from cllnn_edge.tolerances import Tolerance
 from export.compare import Comparison, compare
 from export.errors import EquivalenceError, ExportError
 from export.layers import Clip, TakeStep
 from export.reference import STAGES, KerasRunner
+from runtime.tolerances import Tolerance
 
 FLOAT_BYTES = 4
 GATES = ("input", "forget", "cell", "output")  # Keras' LSTM weight order: i, f, c, o

@@ -27,3 +27,7 @@ class ModelClosedError(EdgeRuntimeError, ValueError):
 
 class InferenceError(EdgeRuntimeError, RuntimeError):
     """The backend failed while running a model that loaded fine."""
+
+
+class ToleranceError(EdgeRuntimeError, ValueError):
+    """A tolerance table, row or limit is invalid; the message says what to write."""

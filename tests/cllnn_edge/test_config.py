@@ -8,6 +8,7 @@ import pytest
 
 from cllnn_edge.config import Config, ModelConfig, TrainConfig
 from cllnn_edge.errors import ConfigError
+from runtime.tolerances import DEFAULT_TOLERANCES, ToleranceConfig
 
 
 def test_defaults_are_the_seeds_hyperparameters() -> None:
@@ -112,3 +113,36 @@ def test_replace_validates_again() -> None:
     assert cfg.train.epochs == 3 and cfg.model == ModelConfig()
     with pytest.raises(ConfigError, match="train.epochs"):
         Config().replace("train", epochs=0)
+
+
+# -- the tolerance table as a config section (the table itself: tests/runtime/test_tolerances.py) --
+def test_a_toml_tolerance_row_changes_only_the_limits_it_names(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text("[tolerances.int8]\nmin_top1 = 0.9\n")
+    table = Config.from_toml(path).tolerances
+    assert table["int8"].min_top1 == 0.9
+    assert table["int8"].max_accuracy_drop == DEFAULT_TOLERANCES["int8"].max_accuracy_drop
+    assert table["dynamic-int8"] == DEFAULT_TOLERANCES["dynamic-int8"]
+
+
+def test_the_tolerance_table_round_trips_through_the_config_dict() -> None:
+    table = ToleranceConfig().with_limits("float16", max_abs=0.02)
+    again = Config.from_dict(Config().replace("tolerances", rows=table.rows).to_dict()).tolerances
+    assert again == table and again["float16"].max_abs == 0.02
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[tolerances]\nquantized_min_top1 = 0.99\n", r"one table per precision .*\[tolerances\.int8\]"),
+        ("[tolerances.int4]\nmin_top1 = 0.9\n", r"unknown key 'int4' in \[tolerances\]"),
+        ("[tolerances.int8]\nmin_top_1 = 0.9\n", r"unknown tolerance\(s\) \['min_top_1'\] for int8"),
+        ("[tolerances.int8]\nmin_top1 = 1.2\n", r"cfg\.toml: \[tolerances\.int8\]: .*min_top1 must be >= 0"),
+        ("[tolerances.float32]\nmax_abs = 'small'\n", r"max_abs must be a finite number"),
+    ],
+)
+def test_bad_tolerance_rows_are_config_errors_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        Config.from_toml(path)

@@ -121,3 +121,11 @@ def test_convert_refuses_an_unwritable_output_directory(
 def test_convert_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _convert(tmp_path, tmp_path / "absent.keras") == EXIT_USAGE
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_a_bad_tolerance_override_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The table lives in runtime and raises its own error; the CLI still calls it a usage error."""
+    code = main(["parity", str(tmp_path / "model.keras"), str(tmp_path), "--tolerance", "int8.min_top1=1.5"])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "min_top1 must be >= 0 and <= 1" in err and "Traceback" not in err

@@ -10,6 +10,11 @@ Outputs are probabilities. Stage limits are normalised RMSE (RMSE over the
 reference's standard deviation) of each stage's output, so one number fits
 CNN features (0..80) and probabilities (0..1) alike; they locate where an
 error enters, while the output checks decide pass or fail.
+
+The table lives in ``runtime`` (numpy-free, stdlib only) so a device checks
+its files with the same limits (``cllnn-bench verify``). A bad row raises
+``runtime.errors.ToleranceError``; ``cllnn_edge.config`` reports it as a
+``ConfigError`` naming the file.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cllnn_edge.errors import ConfigError
+from runtime.errors import ToleranceError
 
 RATES = ("min_top1", "convert_min_top1")  # shares of images: at most 1
 
@@ -53,10 +58,10 @@ class Tolerance:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"tolerance {f.name} must be a finite number, got {value!r}")
+                raise ToleranceError(f"tolerance {f.name} must be a finite number, got {value!r}")
             if value < 0 or (f.name in RATES and value > 1):
                 limit = " and <= 1 (a share of images)" if f.name in RATES else ""
-                raise ConfigError(f"tolerance {f.name} must be >= 0{limit}, got {value}")
+                raise ToleranceError(f"tolerance {f.name} must be >= 0{limit}, got {value}")
 
     def at_export(self) -> Tolerance:
         """The limits ``convert`` checks each file against (its top-1 floor is ``convert_min_top1``)."""
@@ -91,7 +96,7 @@ class ToleranceConfig:
         try:
             return self.rows[precision]
         except KeyError:
-            raise ConfigError(
+            raise ToleranceError(
                 f"no tolerances for precision {precision!r}; the table has {', '.join(self.rows)}"
             ) from None
 
@@ -101,7 +106,7 @@ class ToleranceConfig:
         known = {f.name for f in dataclasses.fields(Tolerance)}
         unknown = sorted(set(limits) - known)
         if unknown:
-            raise ConfigError(f"unknown tolerance(s) {unknown} for {precision}; known: {sorted(known)}")
+            raise ToleranceError(f"unknown tolerance(s) {unknown} for {precision}; known: {sorted(known)}")
         return ToleranceConfig({**self.rows, precision: dataclasses.replace(row, **limits)})
 
     def to_dict(self) -> dict[str, dict[str, float]]:
@@ -113,16 +118,16 @@ class ToleranceConfig:
         table = cls()
         for precision, limits in data.items():
             if precision not in table.rows:
-                raise ConfigError(
+                raise ToleranceError(
                     f"unknown key {precision!r} in [tolerances]: it holds one table per precision "
                     f"({', '.join(table.rows)}), e.g. [tolerances.int8] min_top1 = 0.99"
                 )
             if not isinstance(limits, Mapping):
-                raise ConfigError(f"[tolerances.{precision}] must be a table, got {limits!r}")
+                raise ToleranceError(f"[tolerances.{precision}] must be a table, got {limits!r}")
             try:
                 table = table.with_limits(precision, **limits)
-            except ConfigError as exc:
-                raise ConfigError(f"[tolerances.{precision}]: {exc}") from exc
+            except ToleranceError as exc:
+                raise ToleranceError(f"[tolerances.{precision}]: {exc}") from exc
         return table
 
     def override(self, assignment: str) -> ToleranceConfig:
@@ -134,7 +139,7 @@ class ToleranceConfig:
         except ValueError:
             sep = ""
         if not sep or not dot:
-            raise ConfigError(
+            raise ToleranceError(
                 f"--tolerance takes PRECISION.LIMIT=NUMBER (e.g. int8.min_top1=0.98), got {assignment!r}"
             )
         return self.with_limits(precision, **{limit: value})
