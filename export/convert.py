@@ -34,7 +34,6 @@ from cllnn_edge.data import Splits, splits_for
 from cllnn_edge.model import load_trained
 from cllnn_edge.train_files import HISTORY_FILE
 from cllnn_edge.versions import library_versions
-from export.compare import Comparison
 from export.describe import PROBES_DIR, describe_artifact, describe_probe
 from export.errors import ConversionError, ExportError
 from export.formats import Format, parse_formats
@@ -42,6 +41,7 @@ from export.isolate import Job, run_isolated
 from export.reference import KerasRunner, trained_reference
 from export.unroll import UnrollResult, prove_equivalent, unroll
 from runtime.atomic import write_json_atomic
+from runtime.compare import Comparison
 from runtime.manifest import (
     MANIFEST_NAME,
     ArtifactEntry,

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 import runtime
-from export.compare import compare
 from export.errors import ConversionError
 from export.formats import Format
 from export.reference import STAGES
+from runtime.compare import compare
 from runtime.manifest import ArtifactDetails, ArtifactEntry, ProbeRecord, sha256_file
 from runtime.tolerances import Tolerance
 

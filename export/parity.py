@@ -29,10 +29,9 @@ from cllnn_edge.data import Splits, splits_for
 from cllnn_edge.errors import CllnnError
 from cllnn_edge.model import load_trained
 from cllnn_edge.versions import library_versions
-from export.compare import Check, Comparison, StageResult, compare
-from export.metrics import accuracy_of, confusion_matrix
 from export.reference import KerasRunner, trained_reference
 from runtime.atomic import json_text, write_bytes_atomic, write_json_atomic
+from runtime.compare import Check, Comparison, StageResult, compare
 from runtime.manifest import (
     ArtifactEntry,
     Manifest,
@@ -40,6 +39,7 @@ from runtime.manifest import (
     load_manifest,
     sha256_file,
 )
+from runtime.metrics import accuracy_of, confusion_matrix
 from runtime.tolerances import Tolerance, ToleranceConfig
 
 SPLITS = ("train", "val", "test")

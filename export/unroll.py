@@ -46,10 +46,10 @@ from cllnn_edge.model import (
     config_from_model,
 )
 from cllnn_edge.preprocessing import Standardize
-from export.compare import Comparison, compare
 from export.errors import EquivalenceError, ExportError
 from export.layers import Clip, TakeStep
 from export.reference import STAGES, KerasRunner
+from runtime.compare import Comparison, compare
 from runtime.tolerances import Tolerance
 
 FLOAT_BYTES = 4

@@ -1,5 +1,6 @@
 """How far an export's probabilities are from the trained model's: one definition for
-the export-time checks (``describe``) and the parity gate (``parity``)."""
+the export-time checks (``export.describe``), the parity gate (``export.parity``) and a
+device's check (``runtime.verify``). numpy only."""
 
 from __future__ import annotations
 

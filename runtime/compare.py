@@ -1,8 +1,10 @@
 """One comparator: reference outputs against a candidate's, under one row of the tolerance table.
 
-The unroller's equivalence proof, ``convert``'s export-time checks and the
-``parity`` gate all call ``compare``: outputs are probabilities, stages are
-matched by name (``export.stages.STAGES``), and the result is data.
+The unroller's equivalence proof, ``convert``'s export-time checks, the
+``parity`` gate and a device's ``cllnn-bench verify`` all call ``compare``:
+outputs are probabilities, stages are matched by name (the export names them,
+``export.reference.STAGES``), and the result is data. numpy only, so it lives
+in ``runtime`` where a device can run it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from export.metrics import probability_metrics
 from runtime.manifest import CheckRecord
+from runtime.metrics import probability_metrics
 from runtime.tolerances import Tolerance
 
 
