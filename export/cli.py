@@ -19,7 +19,7 @@ from export.tables import text_table
 if TYPE_CHECKING:
     from cllnn_edge.config import Config
     from export.convert import ConvertReport
-    from export.parity import ParityReport
+    from runtime.parity import ParityReport
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -237,8 +237,8 @@ def format_parity_table(report: ParityReport) -> str:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from export.parity import ParityReport
     from export.run import StageError, run_pipeline
+    from runtime.parity import ParityReport
 
     cfg = load_config(args)
     try:

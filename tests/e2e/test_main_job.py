@@ -138,7 +138,7 @@ def test_reproducible_formats_give_the_same_bytes_again(seed_run, tmp_path: Path
 def test_parity_gate_of_the_workflow_passes(seed_run, tmp_path: Path) -> None:
     """The gate of .github/workflows/parity.yml, on the seed model trained as briefly: every
     format passes (tolerances: the defaults, with the quantized top-1 floor of BRIEF_TRAINING_GATE)."""
-    from export.parity import ParityReport
+    from runtime.parity import ParityReport
 
     model_path, artifacts, _ = seed_run
     report_json, report_xml = tmp_path / "parity.json", tmp_path / "parity.xml"

@@ -15,8 +15,9 @@ from cllnn_edge.data import Split, Splits, load_splits
 from cllnn_edge.train import train
 from export.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, main
 from export.convert import convert
-from export.parity import ParityReport, run_parity
+from export.parity import run_parity
 from runtime.manifest import load_manifest
+from runtime.parity import ParityReport
 
 pytestmark = pytest.mark.slow  # trains a small model and converts it to three formats
 
