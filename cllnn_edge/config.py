@@ -145,6 +145,11 @@ class ExportConfig:
     # agreement of 100 .. 3000 tried (T = 1 and T = 3, see export.unroll).
     calibration_size: int = 200
     check_size: int = 1000  # test images for the export-time checks
+    # Test images (the split parity uses) kept beside the artefacts with their labels and
+    # the trained model's outputs, so a device checks its files without TensorFlow
+    # (check_set.npz, ``cllnn-bench verify``). 300 keep the file small (~1 MB at the
+    # seed's size) while a top-1 floor of 0.99 still allows 3 disagreements.
+    check_set_size: int = 300
     onnx_opset: int = 18
     onnx_per_channel: bool = True
     # int8 formats from the bounded-range graph (export.unroll): better top-1
@@ -161,7 +166,7 @@ class ExportConfig:
             isinstance(f, str) and f for f in self.formats
         ):
             raise ConfigError(f"export.formats must be a non-empty list of names, got {self.formats!r}")
-        for name in ("calibration_size", "check_size"):
+        for name in ("calibration_size", "check_size", "check_set_size"):
             _require_positive_int(self, name)
         _require_int(self, "workers")
         if self.workers < 0:

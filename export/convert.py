@@ -9,7 +9,11 @@ trained model; move the files into place and write the manifest last. Each
 format's worker also converts the *stage probe* (the same graph with one
 named output per stage, ``export.reference.STAGES``) with the same settings
 into ``probes/<file>``, recorded as the ``probe`` of the artefact's manifest
-details (with an error instead if only the probe failed). Each file is
+details (with an error instead if only the probe failed). Beside the files,
+``check_set.npz`` keeps ``export.check_set_size`` test images, their labels
+and the trained model's stage outputs on them (``runtime.checkset``), listed
+in the manifest's ``check_set`` with its SHA-256, so a device can verify the
+files without TensorFlow (``cllnn-bench verify``). Each file is
 renamed into place whole, so an interrupted run leaves no half-written
 artefact; the work directory is always removed.
 """
@@ -41,10 +45,12 @@ from export.isolate import Job, run_isolated
 from export.reference import KerasRunner, trained_reference
 from export.unroll import UnrollResult, prove_equivalent, unroll
 from runtime.atomic import write_json_atomic
+from runtime.checkset import CHECK_SET_NAME, CheckSet, write_check_set
 from runtime.compare import Comparison
 from runtime.manifest import (
     MANIFEST_NAME,
     ArtifactEntry,
+    CheckSetRecord,
     Manifest,
     ProbeRecord,
     sha256_file,
@@ -149,8 +155,10 @@ def convert(
         checker = _Checker(cfg, work, check_images, reference.predict_outputs(check_images), progress)
         results = _convert_all(formats, cfg, graphs, calibration_file, checker)
         entries = [_move_into_place(item.entry, work, out_dir) for item in results if item.entry]
+        check_set = _write_check_set(out_dir, splits, cfg.export.check_set_size, reference)
         manifest = Manifest(
             artifacts=tuple(entries),
+            check_set=check_set,
             metadata={
                 "source_model": {"file": str(model_path), "sha256": sha256_file(model_path)},
                 "config": cfg.to_dict(),
@@ -166,6 +174,14 @@ def convert(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ConvertReport(out_dir=out_dir, results=tuple(results), manifest=manifest)
+
+
+def _write_check_set(out_dir: Path, splits: Splits, size: int, reference: KerasRunner) -> CheckSetRecord:
+    """The first ``size`` test images (the split parity uses), their labels and the trained
+    model's stage outputs on them, for a device's ``cllnn-bench verify``."""
+    images, labels = splits.test.x[:size], splits.test.y[:size]
+    check_set = CheckSet(images=images, labels=labels, reference=reference.predict_outputs(images))
+    return write_check_set(out_dir / CHECK_SET_NAME, check_set, source=splits.source, split="test")
 
 
 def _stage_max_abs(comparison: Comparison) -> dict[str, float]:

@@ -1,5 +1,7 @@
 """Latency benchmark through the device runtime: ``cllnn-bench MODEL...``.
 
+``cllnn-bench verify ARTIFACTS_DIR`` checks the files instead (``runtime.verify``).
+
 Times ``model.predict(images)`` end to end, as an application calls it (input
 checks, quantization, inference, dequantization), after a warm-up. Reports per
 model: load time, p50 / p90 / p99 / mean latency in microseconds, throughput,
@@ -210,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cllnn-bench",
         description="Time exported CLLNN models (.tflite / .onnx) through the device runtime: "
         "predict() on random uint8 images, after a warm-up.",
+        epilog="cllnn-bench verify ARTIFACTS_DIR checks exported files against the check set stored "
+        "beside them (see cllnn-bench verify --help).",
     )
     parser.add_argument("models", nargs="+", type=Path, metavar="MODEL")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
@@ -225,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["verify"]:  # cllnn-bench verify ARTIFACTS_DIR (a model file named verify: ./verify)
+        from runtime.verify import main as verify_main
+
+        return verify_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = BenchSettings(batch=args.batch, threads=args.threads,

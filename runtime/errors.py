@@ -31,3 +31,7 @@ class InferenceError(EdgeRuntimeError, RuntimeError):
 
 class ToleranceError(EdgeRuntimeError, ValueError):
     """A tolerance table, row or limit is invalid; the message says what to write."""
+
+
+class CheckSetError(EdgeRuntimeError, ValueError):
+    """The check set beside the artefacts is missing, altered or malformed (the message says which)."""

@@ -3,7 +3,8 @@
 Written by ``export`` (which has TensorFlow), read here (which must not), so
 the schema lives in the bottom layer. ``manifest.json`` holds one entry per
 artefact with its SHA-256, size, format, precision and input/output spec,
-plus the configuration and library versions that produced it.
+plus the configuration and library versions that produced it, and the
+check set (``check_set``: file, SHA-256, size) a device verifies them with.
 """
 
 from __future__ import annotations
@@ -128,6 +129,33 @@ class ArtifactDetails:
 
 
 @dataclass(frozen=True)
+class CheckSetRecord:
+    """The check set beside the artefacts (``manifest.json``: ``check_set``).
+
+    A few hundred labelled images and the trained model's outputs on them,
+    kept at export time so a device can check its files without TensorFlow
+    (``runtime.checkset``, ``cllnn-bench verify``).
+    """
+
+    file: str  # relative to the manifest's directory
+    sha256: str
+    size: int
+    images: int
+    source: str  # the data source the images come from ("embedded", a path, ...)
+    split: str  # the split they come from: the first ``images`` of it
+    stages: tuple[str, ...]  # the reference outputs it holds, in the model's order; "output" = probabilities
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stages": list(self.stages)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckSetRecord:
+        return cls(file=str(data["file"]), sha256=str(data["sha256"]), size=int(data["size"]),
+                   images=int(data["images"]), source=str(data["source"]), split=str(data["split"]),
+                   stages=tuple(str(s) for s in data["stages"]))
+
+
+@dataclass(frozen=True)
 class ArtifactEntry:
     """One exported file as the manifest records it."""
 
@@ -172,13 +200,17 @@ class Manifest:
 
     artifacts: tuple[ArtifactEntry, ...]
     metadata: dict[str, Any] = field(default_factory=dict)  # config, versions, unroll report
+    check_set: CheckSetRecord | None = None  # None: exported without one (or before it existed)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "schema_version": SCHEMA_VERSION,
             "artifacts": [a.to_dict() for a in self.artifacts],
             **self.metadata,
         }
+        if self.check_set is not None:
+            data["check_set"] = self.check_set.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
@@ -186,10 +218,12 @@ class Manifest:
             raise ManifestError(
                 f"manifest schema_version must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}"
             )
-        metadata = {k: v for k, v in data.items() if k not in ("schema_version", "artifacts")}
+        metadata = {k: v for k, v in data.items() if k not in ("schema_version", "artifacts", "check_set")}
+        check_set = data.get("check_set")
         return cls(
             artifacts=tuple(ArtifactEntry.from_dict(a) for a in data["artifacts"]),
             metadata=metadata,
+            check_set=None if check_set is None else CheckSetRecord.from_dict(check_set),
         )
 
     def entry_for(self, file_name: str) -> ArtifactEntry | None:
