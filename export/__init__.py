@@ -9,11 +9,15 @@ owns lives there and nowhere else):
   ``tflite`` and ``onnx`` (the converters), ``isolate`` and ``worker`` (a
   conversion in its own process), ``file_checks`` (what a file must be);
 - verification: ``reference`` (the trained model's stage outputs behind the
-  runtime's interface), ``compare`` (the one comparator), ``metrics``,
-  ``describe`` (the export-time gate of one file), ``parity`` (the CI gate);
+  runtime's interface), ``describe`` (the export-time gate of one file),
+  ``parity`` (the CI gate, with the trained model as reference);
 - pipeline: ``convert``, ``run`` (the resumable stages), ``layout`` (every
   path of a run directory), ``report``, ``plots``, ``tables``;
 - ``cli`` on top; ``errors`` beside everything.
 
-The limits every check applies are the tolerance table, ``runtime.tolerances``.
+The limits every check applies are the tolerance table, ``runtime.tolerances``;
+the comparator (``runtime.compare``, ``runtime.metrics``), the parity report
+and per-file loop (``runtime.parity``) and the check set ``convert`` keeps
+(``runtime.checkset``) live in ``runtime`` too, so a device's ``cllnn-bench
+verify`` runs the same code without TensorFlow.
 """

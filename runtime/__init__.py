@@ -10,6 +10,13 @@ as float32, keyed by output name (``model.output_specs``), and ``predict`` refus
 
 Backends import ai-edge-litert / onnxruntime only when a file of their format
 is loaded, so this package imports with numpy and either one of them alone.
+
+Also here, because a device needs them and they need only numpy: the
+tolerance table (``runtime.tolerances``), the comparator (``runtime.compare``,
+``runtime.metrics``), the parity report and per-file loop (``runtime.parity``),
+the check set kept beside exported files (``runtime.checkset``) and the
+command that checks files against it (``runtime.verify``, ``cllnn-bench
+verify``). ``cllnn_edge`` and ``export`` import these; nothing here imports them.
 """
 
 from runtime.errors import EdgeRuntimeError, InferenceError, InputError, ModelClosedError, ModelLoadError

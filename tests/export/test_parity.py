@@ -1,10 +1,18 @@
-"""The parity gate: verdicts a CI job can act on, reports it can keep, clear refusals."""
+"""The parity gate: verdicts a CI job can act on, reports it can keep, clear refusals.
+
+And the same gate on a device (``cllnn-bench verify``), against the check set convert kept:
+the same verdicts on the same images, and failures when a stored output or a file is swapped.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +24,12 @@ from cllnn_edge.train import train
 from export.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, main
 from export.convert import convert
 from export.parity import run_parity
-from runtime.manifest import load_manifest
+from export.reference import STAGES
+from runtime.atomic import write_json_atomic
+from runtime.checkset import CHECK_SET_NAME, load_check_set, write_check_set
+from runtime.manifest import MANIFEST_NAME, load_manifest, sha256_file
 from runtime.parity import ParityReport
+from runtime.tolerances import ToleranceConfig
 
 pytestmark = pytest.mark.slow  # trains a small model and converts it to three formats
 
@@ -155,3 +167,92 @@ def test_unknown_tolerance_is_a_usage_error(
                  "--tolerance", assignment])
     assert code == EXIT_USAGE
     assert expected in capsys.readouterr().err
+
+
+# -- the same gate on a device: cllnn-bench verify, against the check set convert kept -----------
+def _verify(artifacts: Path, *args: str) -> int:
+    from runtime.verify import main as verify_main
+
+    return verify_main([str(artifacts), *INT8_GATE, *args])
+
+
+def test_verify_on_the_device_gives_parity_s_verdicts(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The check set holds the first 300 test images: verify's numbers are parity's with --limit 300."""
+    artifacts = exported / "artifacts"
+    manifest = load_manifest(artifacts)
+    record = manifest.check_set
+    assert record is not None and record.file == CHECK_SET_NAME and record.images == SMALL.export.check_set_size
+    assert record.stages == STAGES and sha256_file(artifacts / record.file) == record.sha256
+    report_json, report_xml = tmp_path / "verify.json", tmp_path / "verify.xml"
+    code = _verify(artifacts, "--json", str(report_json), "--junit", str(report_xml))
+    out = capsys.readouterr().out
+    assert code == EXIT_OK, out
+    verified = ParityReport.load_json(report_json)
+    parity = run_parity(exported / "model.keras", artifacts, data="embedded", limit=record.images,
+                        tolerances=verified_tolerances(verified))
+    assert bool(verified) and bool(parity)
+    for mine, theirs in zip(verified.results, parity.results, strict=True):
+        assert mine.file == theirs.file and [c.passed for c in mine.checks] == [c.passed for c in theirs.checks]
+        assert mine.metrics == pytest.approx(theirs.metrics, abs=1e-6)
+        assert [s.stage for s in mine.stages] == list(STAGES)
+    assert verified.reference_confusion == parity.reference_confusion
+    assert ET.parse(report_xml).getroot().find("testsuite").get("name") == "cllnn-verify"
+
+
+def verified_tolerances(report: ParityReport) -> ToleranceConfig:
+    return ToleranceConfig.from_dict(report.tolerances)
+
+
+def test_verify_fails_when_a_stored_output_is_altered(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The manifest's checksum is updated to match, so it is the comparison that catches it."""
+    artifacts = _copy(exported, tmp_path) / "artifacts"
+    manifest = load_manifest(artifacts)
+    stored = load_check_set(artifacts, manifest)
+    reference = dict(stored.reference)
+    reference["output"] = reference["output"][:, ::-1].copy()  # each image's classes reversed
+    record = write_check_set(artifacts / CHECK_SET_NAME, replace(stored, reference=reference),
+                             source=manifest.check_set.source, split=manifest.check_set.split)
+    write_json_atomic(artifacts / MANIFEST_NAME, replace(manifest, check_set=record).to_dict())
+    assert _verify(artifacts) == EXIT_CHECK_FAILED
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("FAILED") and "FAILED tflite-fp32 (cllnn_fp32.tflite): max_abs" in out
+
+
+def test_verify_fails_on_a_file_from_another_training(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another model's float32 file slipped in, its manifest entry's checksum and size rewritten."""
+    artifacts = _copy(exported, tmp_path) / "artifacts"
+    full = load_splits("embedded")
+    other_cfg = SMALL.replace("train", epochs=1).replace("model", seed=9)
+    train(other_cfg, Splits(Split(full.train.x[:500], full.train.y[:500]), full.val, full.test, "embedded"),
+          tmp_path / "other", verbose=0)
+    convert(tmp_path / "other" / "model.keras", tmp_path / "other" / "artifacts",
+            other_cfg.replace("export", formats=("tflite-fp32",)), data="embedded")
+    shutil.copy(tmp_path / "other" / "artifacts" / "cllnn_fp32.tflite", artifacts / "cllnn_fp32.tflite")
+    manifest = load_manifest(artifacts)
+    path = artifacts / "cllnn_fp32.tflite"
+    entries = tuple(replace(e, sha256=sha256_file(path), size=path.stat().st_size)
+                    if e.file == path.name else e for e in manifest.artifacts)
+    write_json_atomic(artifacts / MANIFEST_NAME, replace(manifest, artifacts=entries).to_dict())
+    report_json = tmp_path / "verify.json"
+    assert _verify(artifacts, "--json", str(report_json)) == EXIT_CHECK_FAILED, capsys.readouterr().out
+    report = ParityReport.load_json(report_json)
+    assert [r.file for r in report.results if not r.passed] == ["cllnn_fp32.tflite"]
+
+
+def test_verify_without_tensorflow_on_converted_files(exported: Path) -> None:
+    """python -m runtime.verify in a fresh process: the stage probes too, and no TensorFlow imported."""
+    script = ("import runpy, sys\nsys.argv = ['runtime.verify', *sys.argv[1:]]\n"
+              "try:\n    runpy.run_module('runtime.verify', run_name='__main__', alter_sys=True)\n"
+              "except SystemExit as exc:\n    print('exit:', exc.code)\n"
+              "heavy = ('tensorflow', 'keras', 'cllnn_edge', 'export')\n"
+              "print('heavy:', sorted(m for m in heavy if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(exported / "artifacts"), *INT8_GATE],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert "exit: 0" in done.stdout and "heavy: []" in done.stdout, done.stdout + done.stderr[-2000:]

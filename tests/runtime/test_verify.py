@@ -2,8 +2,8 @@
 
 The files are the session's tiny models (tests/runtime/conftest.py), listed in a
 manifest written here with a check set holding Keras's own outputs on the test
-images. The same command on a trained and converted CLLNN, with stage probes:
-tests/e2e/test_verify.py.
+images. The same command on a trained and converted CLLNN, with stage probes and
+a file from another training: tests/export/test_parity.py.
 """
 
 from __future__ import annotations
