@@ -147,8 +147,9 @@ class ExportConfig:
     check_size: int = 1000  # test images for the export-time checks
     # Test images (the split parity uses) kept beside the artefacts with their labels and
     # the trained model's outputs, so a device checks its files without TensorFlow
-    # (check_set.npz, ``cllnn-bench verify``). 300 keep the file small (~1 MB at the
-    # seed's size) while a top-1 floor of 0.99 still allows 3 disagreements.
+    # (check_set.npz, ``cllnn-bench verify``). 300 keep the file small (1.8 MB at the
+    # seed's size, mostly the CNN features) while a top-1 floor of 0.99 still allows
+    # 3 disagreements.
     check_set_size: int = 300
     onnx_opset: int = 18
     onnx_per_channel: bool = True
