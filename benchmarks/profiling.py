@@ -27,6 +27,7 @@ from benchmarks.macs import read_model, tflite_ops
 from benchmarks.peak import WARMUP_RUNS, fill_inputs
 from runtime.errors import ModelLoadError
 from runtime.litert import new_interpreter  # the runtime's own verified loader
+from runtime.onnxrt import DISABLED_OPTIMIZERS
 from runtime.tflite_check import looks_like_tflite
 
 _ONNX_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
@@ -112,7 +113,9 @@ def _onnx_profile_events(data: bytes, runs: int) -> list[dict[str, Any]]:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        # The graph the runtime runs: the same optimizers off.
+        session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=list(DISABLED_OPTIMIZERS))
         feed = {spec.name: _onnx_input(spec) for spec in session.get_inputs()}
         for _ in range(WARMUP_RUNS + runs):
             session.run(None, feed)

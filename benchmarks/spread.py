@@ -56,7 +56,7 @@ CASES = {
 }
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=3600)
     if done.returncode not in (0, 1):  # 1: a check failed, which is an outcome to record
         raise RuntimeError(f"cllnn-export {args[0]} exited {done.returncode}: {done.stderr[-2000:]}")
@@ -68,13 +68,13 @@ def run_case(case: Case, seed: int, work: Path) -> dict[str, Any]:
     config = work / "config.toml"
     config.write_text(f"[model]\nseed = {seed}\nsequence_length = {case.sequence_length}\n"
                       f"[train]\nepochs = {case.epochs}\n")
-    _cli("train", "--data", "embedded", "--out", str(work / "train"), "--config", str(config))
+    run_cli("train", "--data", "embedded", "--out", str(work / "train"), "--config", str(config))
     history = json.loads((work / "train" / "history.json").read_text())
     data = history["data"]
-    converted = _cli("convert", str(work / "train" / "model.keras"), "--out", str(work / "artifacts"),
+    converted = run_cli("convert", str(work / "train" / "model.keras"), "--out", str(work / "artifacts"),
                      "--config", str(config), "--formats", case.formats)
     manifest = json.loads((work / "artifacts" / "manifest.json").read_text())
-    _cli("parity", str(work / "train" / "model.keras"), str(work / "artifacts"), "--data", "embedded",
+    run_cli("parity", str(work / "train" / "model.keras"), str(work / "artifacts"), "--data", "embedded",
          "--json", str(work / "parity.json"), "--config", str(config))
     parity = json.loads((work / "parity.json").read_text())
     images = parity["images"]

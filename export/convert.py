@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cllnn_edge.config import Config
+from cllnn_edge.config import PLAIN, Config
 from cllnn_edge.data import Splits, splits_for
 from cllnn_edge.model import load_trained
 from cllnn_edge.train_files import HISTORY_FILE
@@ -90,10 +90,13 @@ class _Graphs:
     """The SavedModels in the work directory: graph kind ("float" / "int8") -> (main, probe)."""
 
     saved: dict[str, tuple[Path, Path]]
+    float_layers: tuple[str, ...] = ()  # of the int8 graph: layers its converters keep in float32
 
-    def for_format(self, fmt: Format) -> tuple[Path, Path]:
-        """Calibrated formats use the bounded-range graph where one was built."""
-        return self.saved["int8" if fmt.calibrated and "int8" in self.saved else "float"]
+    def for_format(self, fmt: Format) -> tuple[Path, Path, tuple[str, ...]]:
+        """Calibrated formats use the int8 variant of the graph where one was built."""
+        if fmt.calibrated and "int8" in self.saved:
+            return (*self.saved["int8"], self.float_layers)
+        return (*self.saved["float"], ())
 
 
 def convert(
@@ -133,22 +136,23 @@ def convert(
         f"{equivalence.metrics['max_abs']:.1e}); left out {removed['weight_bytes']:,} weight bytes, "
         f"{removed['macs_per_image']:,} MACs per image"
     )
-    bounded: UnrollResult | None = None
-    int8_graph: dict[str, Any] = {}
+    int8: UnrollResult | None = None
     calibrated = [f for f in formats if f.calibrated]
-    if cfg.export.int8_bounded_ranges and calibrated:
-        bounded = unroll(reference.source, int8_ranges=True)
-        deviation = prove_equivalent(reference, bounded, check_images,
+    int8_graph: dict[str, Any] = {"variant": cfg.export.int8_graph} if calibrated else {}
+    if calibrated and cfg.export.int8_graph != PLAIN:
+        int8 = unroll(reference.source, int8_graph=cfg.export.int8_graph)
+        deviation = prove_equivalent(reference, int8, check_images,
                                      tolerances[calibrated[0].precision].of_bounded_graph())
-        int8_graph = {"max_abs_vs_trained": _stage_max_abs(deviation)}
-        progress(f"unroll: int8 graph with bounded ranges, max abs {deviation.metrics['max_abs']:.1e} "
-                 f"from the trained model")
+        int8_graph.update(float_layers=list(int8.float_layers),
+                          max_abs_vs_trained=_stage_max_abs(deviation))
+        progress(f"unroll: {int8.name}, max abs {deviation.metrics['max_abs']:.1e} from the trained model"
+                 + (f"; {', '.join(int8.float_layers)} stay float32" if int8.float_layers else ""))
 
     for stale in out_dir.glob(".work-*"):  # left by a run that was killed (one convert per dir)
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
     try:
-        graphs = _export_graphs(work, result, bounded)
+        graphs = _export_graphs(work, result, int8)
         (work / PROBES_DIR).mkdir()
         calibration_file = work / "calibration.npy"
         np.save(calibration_file, calibration)
@@ -197,16 +201,16 @@ def _stage_max_abs(comparison: Comparison) -> dict[str, float]:
     return {stage.stage: stage.max_abs for stage in comparison.stages}
 
 
-def _export_graphs(work: Path, result: UnrollResult, bounded: UnrollResult | None) -> _Graphs:
+def _export_graphs(work: Path, result: UnrollResult, int8: UnrollResult | None) -> _Graphs:
     saved = {}
-    for kind, graph in (("float", result), ("int8", bounded)):
+    for kind, graph in (("float", result), ("int8", int8)):
         if graph is None:
             continue
         main, probe = work / f"saved_model_{kind}", work / f"saved_model_{kind}_probe"
         graph.model.export(str(main), verbose=False)
         graph.probe.export(str(probe), verbose=False)
         saved[kind] = (main, probe)
-    return _Graphs(saved)
+    return _Graphs(saved, float_layers=int8.float_layers if int8 else ())
 
 
 def _move_into_place(entry: ArtifactEntry, work: Path, out_dir: Path) -> ArtifactEntry:
@@ -265,9 +269,10 @@ def _convert_one(
                    if fmt.calibrated else "")
     checker.progress(f"{head} converting{calibrating}")
     target, probe = checker.work / fmt.file, checker.work / PROBES_DIR / fmt.file
-    source, probe_source = graphs.for_format(fmt)
+    source, probe_source, float_layers = graphs.for_format(fmt)
     job = Job(format=fmt.name, source=str(source), out=str(target), calibration=str(calibration),
               opset=cfg.export.onnx_opset, per_channel=cfg.export.onnx_per_channel,
+              float_layers=float_layers,
               probe_source=str(probe_source), probe_out=str(probe))
     try:
         done = run_isolated(job)

@@ -1,5 +1,6 @@
 """Checks on what an exported file is, beyond how close its outputs are: builtin kernels only,
-no loops, raw uint8 pixels in, no float kernel inside. The format registry says which apply."""
+no loops, raw uint8 pixels in, int8 kernels after the first stage. The format registry says
+which apply."""
 
 from __future__ import annotations
 
@@ -29,15 +30,24 @@ class FileCheck:
         return CheckRecord(passed=bool(passed), value=value, expected=self.expected)
 
 
+def _reads_float(in_types: tuple[str, ...], out_types: tuple[str, ...]) -> bool:
+    return any(t in FLOAT_TYPES for t in (*in_types, *out_types))
+
+
 def float_kernels(path: Path) -> list[str]:
     """Ops of a TFLite file that read or write a float tensor."""
-    return sorted(
-        {
-            op
-            for op, in_types, out_types in runtime.tflite_op_dtypes(path)
-            if any(t in FLOAT_TYPES for t in (*in_types, *out_types))
-        }
-    )
+    return sorted({op for op, in_types, out_types in runtime.tflite_op_dtypes(path)
+                   if _reads_float(in_types, out_types)})
+
+
+def float_front(path: Path) -> tuple[list[str], list[str]]:
+    """The float ops of a TFLite file before its first QUANTIZE of a float tensor (its float
+    front), and those after it but for QUANTIZE, which an int8 file must not have."""
+    ops = runtime.tflite_op_dtypes(path)
+    end = next((k for k, (op, ins, _) in enumerate(ops)
+                if op == "QUANTIZE" and any(t in FLOAT_TYPES for t in ins)), 0)
+    return ([op for op, ins, outs in ops[:end] if _reads_float(ins, outs)],
+            [op for op, ins, outs in ops[end:] if _reads_float(ins, outs) and op != "QUANTIZE"])
 
 
 def _builtins_only(path: Path, model: runtime.RuntimeModel) -> tuple[bool, Any]:
@@ -56,12 +66,18 @@ def _raw_uint8_input(path: Path, model: runtime.RuntimeModel) -> tuple[bool, Any
     return lossless, {"dtype": spec.dtype, "scale": spec.scale, "zero_point": spec.zero_point}
 
 
-def _integer_only(path: Path, model: runtime.RuntimeModel) -> tuple[bool, Any]:
-    found = float_kernels(path)
-    return not found, found
+def _int8_after_front(path: Path, model: runtime.RuntimeModel) -> tuple[bool, Any]:
+    front, after = float_front(path)
+    passed = not after and front.count("CONV_2D") <= MAX_FRONT_CONVS and "FULLY_CONNECTED" not in front
+    return passed, {"float_front": sorted(set(front)), "float_after_front": sorted(set(after))}
 
 
 BUILTINS_ONLY = FileCheck("builtins_only", "builtin TFLite kernels only", _builtins_only)
 NO_LOOP = FileCheck("no_loop", "no Loop / Scan / If nodes", _no_loop)
 RAW_UINT8_INPUT = FileCheck("raw_uint8_input", "uint8 input, scale 1, zero point 0", _raw_uint8_input)
-INTEGER_ONLY = FileCheck("integer_only", "no float kernel inside", _integer_only)
+MAX_FRONT_CONVS = 1  # the float front is the image's first stage (export.unroll.FRONT_LAYERS) at most
+INT8_AFTER_FRONT = FileCheck(
+    "int8_after_front",
+    "int8 kernels only, but for a float32 first stage (one convolution at most, no matmul) before them",
+    _int8_after_front,
+)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export.file_checks import BUILTINS_ONLY, INTEGER_ONLY, NO_LOOP, RAW_UINT8_INPUT, FileCheck
+from export.file_checks import BUILTINS_ONLY, INT8_AFTER_FRONT, NO_LOOP, RAW_UINT8_INPUT, FileCheck
 
 if TYPE_CHECKING:
     from export.isolate import Conversion
@@ -58,8 +58,8 @@ class Format:
     description: str
     convert: Converter  # runs inside a worker process (export.worker)
     checks: tuple[FileCheck, ...]  # on the file itself, beyond its outputs
-    # Needs calibration images; converted from the bounded-range graph when
-    # ``export.int8_bounded_ranges`` is on (see export.unroll).
+    # Needs calibration images; converted from the int8 variant of the graph that
+    # ``export.int8_graph`` names (see export.unroll).
     calibrated: bool = False
     # Its converter runs in a process of its own (tf2onnx): the worker converts
     # the stage probe alongside instead of after.
@@ -85,8 +85,9 @@ TFLITE_DYNAMIC = Format("tflite-dynamic", "cllnn_dynamic.tflite", "litert", "dyn
                         "int8 weights, activations quantized on the fly",
                         _tflite("dynamic-int8"), (BUILTINS_ONLY,))
 TFLITE_INT8 = Format("tflite-int8", "cllnn_int8.tflite", "litert", "int8",
-                     "full integer: uint8 pixels in, int8 kernels, int8 probabilities out",
-                     _tflite("int8"), (BUILTINS_ONLY, RAW_UINT8_INPUT, INTEGER_ONLY),
+                     "uint8 pixels in, int8 kernels (the first conv stage float32 by default), "
+                     "int8 probabilities out",
+                     _tflite("int8"), (BUILTINS_ONLY, RAW_UINT8_INPUT, INT8_AFTER_FRONT),
                      calibrated=True)
 ONNX_FP32 = Format("onnx-fp32", "cllnn_fp32.onnx", "onnxruntime", "float32", "float32, via tf2onnx",
                    _onnx_float, (NO_LOOP,), out_of_process=True,

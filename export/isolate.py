@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +31,21 @@ class Conversion:
     calibration: np.ndarray | None  # uint8 images (N, 28, 28) for formats that calibrate
     opset: int
     per_channel: bool
+    # Layers of the graph the int8 converters leave in float32 (export.unroll's float front).
+    float_layers: tuple[str, ...] = ()
+
+    def keeps_float(self, node: str) -> bool:
+        """Whether a converted op or node belongs to one of ``float_layers``.
+
+        Converters name nodes by their Keras scope, segments joined by "/" (and
+        fused ops' names by ";"), with a "_<n>" suffix on each:
+        "cllnn_unrolled_1/conv1_1/Relu;cllnn_unrolled_1/conv1_1/BiasAdd" (TFLite),
+        "StatefulPartitionedCall/cllnn_unrolled_1/conv1_1/BiasAdd" (tf2onnx).
+        "conv1_outliers_1" is not "conv1".
+        """
+        segments = {part for name in node.split(";") for part in name.split("/")}
+        return any(re.fullmatch(rf"{re.escape(layer)}(_\d+)?", part)
+                   for layer in self.float_layers for part in segments)
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,7 @@ class Job:
     calibration: str | None = None  # .npy of uint8 images (N, 28, 28)
     opset: int = 18
     per_channel: bool = True
+    float_layers: tuple[str, ...] = ()
     # The stage probe: the same conversion of the probe graph (``probe_source``) into
     # ``probe_out``, in the same process. Its failure leaves ``out`` standing and is
     # reported in ``JobResult.probe_error``.
@@ -55,7 +72,8 @@ class Job:
 
     def conversion(self) -> Conversion:
         calibration = None if self.calibration is None else np.load(self.calibration)
-        return Conversion(calibration=calibration, opset=self.opset, per_channel=self.per_channel)
+        return Conversion(calibration=calibration, opset=self.opset, per_channel=self.per_channel,
+                          float_layers=tuple(self.float_layers))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

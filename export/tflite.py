@@ -44,9 +44,61 @@ def to_tflite(saved_model: Path, out: Path, conversion: Conversion, *, precision
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.int8
+        if conversion.float_layers:
+            out.write_bytes(_int8_with_float_layers(converter, conversion))
+            return
     elif precision != "float32":
         raise ConversionError(f"unknown TFLite precision {precision!r}")
     out.write_bytes(converter.convert())
+
+
+def _int8_with_float_layers(converter: object, conversion: Conversion) -> bytes:
+    """Full int8 but for the ops of ``conversion.float_layers``, which stay float32.
+
+    The converter calibrates only; TFLite's MLIR quantizer then quantizes every
+    op but those it is told to deny (as ``tf.lite.experimental.QuantizationDebugger``
+    does for selective quantization). Its model takes int8 pixels (scale 1, zero
+    point -128) into a DEQUANTIZE; that input is turned into raw uint8 pixels
+    (scale 1, zero point 0), which DEQUANTIZE reads as they are.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+    from tensorflow.lite.python import convert as tflite_convert
+
+    converter._experimental_calibrate_only = True  # type: ignore[attr-defined]
+    calibrated = converter.convert()  # type: ignore[attr-defined]
+    model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
+    graph = model.subgraphs[0]
+    names = [graph.tensors[op.outputs[0]].name.decode() for op in graph.operators]
+    denied = {name for name in names if conversion.keeps_float(name)}
+    if not denied:
+        raise ConversionError(f"no op of the layers {list(conversion.float_layers)} found to keep in float32")
+    quantized = tflite_convert.mlir_quantize(calibrated, fully_quantize=True, denylisted_nodes=denied)
+    return _raw_uint8_input(quantized)
+
+
+def _raw_uint8_input(data: bytes) -> bytes:
+    """The model with its int8 input (scale 1, zero point -128) read as uint8 pixels (zero point 0).
+
+    Only where every consumer of the input is a DEQUANTIZE: it maps either to
+    the same float pixel values.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(data)
+    graph = model.subgraphs[0]
+    (index,) = graph.inputs
+    tensor = graph.tensors[index]
+    codes = {i: flatbuffer_utils.get_builtin_code_from_operator_code(c) for i, c in enumerate(model.operatorCodes)}
+    consumers = {codes[op.opcodeIndex] for op in graph.operators if index in op.inputs}
+    quantization = tensor.quantization
+    if (tensor.type != schema.TensorType.INT8 or consumers != {schema.BuiltinOperator.DEQUANTIZE}
+            or list(quantization.scale) != [1.0] or list(quantization.zeroPoint) != [-128]):
+        raise ConversionError("the int8 model's input is not int8 pixels (scale 1, zero point -128) "
+                              "read by DEQUANTIZE only; cannot make it take raw uint8 pixels")
+    tensor.type = schema.TensorType.UINT8
+    quantization.zeroPoint = [0]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _representative(images: np.ndarray) -> Iterator[list[np.ndarray]]:

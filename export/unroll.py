@@ -13,19 +13,30 @@ vanish. At T = 1 their weights never enter the graph at all (1.25 MiB of
 float32 at the defaults). Each omission is recorded in ``UnrollResult.removed``
 with the bytes and multiply-accumulates it saves.
 
-``unroll(model, int8_ranges=True)`` builds the variant that int8 formats are
-calibrated on. Full-integer kernels give each tensor one range, taken from
-calibration, and two tensors of this model have ranges set by outliers, so
-ordinary values would get only a few int8 levels:
+``unroll(model, int8_graph=...)`` builds the variant that int8 formats are
+calibrated on (``INT8_GRAPHS``). Full-integer kernels give each tensor one
+range, taken from calibration, and two tensors of this model have ranges set
+by outliers, so ordinary values would get only a few int8 levels:
 
 - the standardised image: edge columns have tiny variance, so a stroke there
-  standardises to ~300 while most values lie within +-3. The variant splits
-  the image, exactly, into an inner part (pixels clipped to mean +- 8 std of
-  their column, then standardised: range +-8) and the outlier remainder, and
-  runs conv1 on each (conv1 is linear before its ReLU, so the sum is the same);
-- the reservoir's tanh input (range ~+-30, saturated beyond +-4): clipped to
-  +-4, computed as a clip to +-1 of a matmul with weights / 4 so the converter
-  fuses the clip into the matmul. tanh(4) = 0.9993, so outputs move by < 1e-3.
+  standardises to ~300 while most values lie within +-3;
+- the reservoir's tanh input (range ~+-30, saturated beyond +-4).
+
+Every variant but ``plain`` clips the reservoir's tanh input to +-4, computed
+as a clip to +-1 of a matmul with weights / 4 so the converter fuses the clip
+into the matmul (tanh(4) = 0.9993, so outputs move by < 1e-3). For the image:
+
+- ``float-front`` (the default) keeps the standardiser, conv1 and pool1 in
+  float32 inside the int8 file (``UnrollResult.float_layers``; the converters
+  leave those layers unquantized): exact, and fast on every CPU. conv1 has a
+  single input channel, a GEMM too shallow for int8 kernels: without VNNI
+  (AVX2) it ran at ~3 G MAC/s in int8 against ~13 in float32, and it is 3% of
+  the model's MACs.
+- ``bounded`` stays integer-only (for integer-only targets: microcontrollers,
+  NPUs): it splits the image, exactly, into an inner part (pixels clipped to
+  mean +- 8 std of their column, then standardised as a 1x1 depthwise
+  convolution: range +-8) and the outlier remainder, and runs conv1 on each
+  (conv1 is linear before its ReLU, so the sum is the same).
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from cllnn_edge.config import ModelConfig
+from cllnn_edge.config import BOUNDED, FLOAT_FRONT, INT8_GRAPHS, ModelConfig
 from cllnn_edge.model import (
     HEAD,
     INPUT_NAME,
@@ -54,8 +65,9 @@ from runtime.tolerances import Tolerance
 
 FLOAT_BYTES = 4
 GATES = ("input", "forget", "cell", "output")  # Keras' LSTM weight order: i, f, c, o
-INNER_SIGMAS = 8.0  # int8 variant: the inner part of the image spans mean +- 8 std per column
-DRIVE_CLIP = 4.0  # int8 variant: reservoir tanh input clipped to +-4
+INNER_SIGMAS = 8.0  # bounded variant: the inner part of the image spans mean +- 8 std per column
+DRIVE_CLIP = 4.0  # int8 variants: reservoir tanh input clipped to +-4
+FRONT_LAYERS = (STANDARDIZE, "conv1", "pool1")  # kept float32 in the float-front variant
 
 
 @dataclass(frozen=True)
@@ -79,11 +91,16 @@ class UnrollResult:
     probe: keras.Model  # same graph, outputs = {stage: tensor} for each of STAGES
     config: ModelConfig
     removed: tuple[Removed, ...]
-    int8_ranges: bool = False  # the bounded variant int8 formats are calibrated on
+    int8_graph: str | None = None  # the int8 variant this is (INT8_GRAPHS), None: the float graph
+    float_layers: tuple[str, ...] = ()  # layers the int8 converters must leave in float32
+
+    @property
+    def name(self) -> str:
+        return "unrolled graph" if self.int8_graph is None else f"{self.int8_graph} int8 graph"
 
     def runner(self) -> KerasRunner:
         """The probe behind the runtime's interface, as the reference is."""
-        return KerasRunner(self.probe, "bounded-range graph" if self.int8_ranges else "unrolled graph")
+        return KerasRunner(self.probe, self.name)
 
     def removed_summary(self) -> dict[str, Any]:
         return {
@@ -93,17 +110,20 @@ class UnrollResult:
         }
 
 
-def unroll(trained: keras.Model, *, int8_ranges: bool = False) -> UnrollResult:
+def unroll(trained: keras.Model, *, int8_graph: str | None = None) -> UnrollResult:
     """Build the static equivalent of ``trained`` (any sequence length).
 
-    ``int8_ranges=True``: the variant with bounded ranges for int8 calibration
-    (see the module docstring); not equivalent to 1e-5, only close.
+    ``int8_graph``: one of ``INT8_GRAPHS``, the variant int8 formats are
+    calibrated on (see the module docstring); the ``bounded`` and
+    ``float-front`` variants are not equivalent to 1e-5, only close.
     """
+    if int8_graph is not None and int8_graph not in INT8_GRAPHS:
+        raise ExportError(f"unknown int8 graph {int8_graph!r}; choose one of {', '.join(INT8_GRAPHS)}")
     cfg = config_from_model(trained)
     weights = _TrainedWeights.read(trained, cfg)
     pixels = keras.Input((28, 28, 1), name=INPUT_NAME)
-    features = _cnn(pixels, weights, int8_ranges)
-    states = _reservoir(features, cfg, weights, int8_ranges)
+    features = _cnn(pixels, weights, split_first_conv=int8_graph == BOUNDED)
+    states = _reservoir(features, cfg, weights, clip_drive=int8_graph in (BOUNDED, FLOAT_FRONT))
     lstm_h = _lstm(states, cfg, weights)
     head = keras.layers.Dense(cfg.output_dim, activation="softmax", name=HEAD)
     probs = head(lstm_h)
@@ -114,13 +134,14 @@ def unroll(trained: keras.Model, *, int8_ranges: bool = False) -> UnrollResult:
         pixels, dict(zip(STAGES, (features, reservoir_state, lstm_h, probs))), name="cllnn_unrolled_probe"
     )
     return UnrollResult(
-        model=model, probe=probe, config=cfg, removed=_removed(cfg), int8_ranges=int8_ranges
+        model=model, probe=probe, config=cfg, removed=_removed(cfg), int8_graph=int8_graph,
+        float_layers=FRONT_LAYERS if int8_graph == FLOAT_FRONT else (),
     )
 
 
-def _cnn(pixels: Any, weights: _TrainedWeights, int8_ranges: bool) -> Any:
+def _cnn(pixels: Any, weights: _TrainedWeights, *, split_first_conv: bool) -> Any:
     """Standardise, conv/pool stages, flatten."""
-    if int8_ranges:
+    if split_first_conv:
         x = _split_first_conv(pixels, weights)
     else:
         x = _conv(_standardize(pixels, weights.standardize, STANDARDIZE), *weights.convs[0], "conv1")
@@ -132,7 +153,7 @@ def _cnn(pixels: Any, weights: _TrainedWeights, int8_ranges: bool) -> Any:
 
 
 def _reservoir(
-    features: Any, cfg: ModelConfig, weights: _TrainedWeights, int8_ranges: bool
+    features: Any, cfg: ModelConfig, weights: _TrainedWeights, *, clip_drive: bool
 ) -> list[Any]:
     """The reservoir states divided by the leak rate, u_t = h_t / a, for t = 1 .. T.
 
@@ -143,7 +164,7 @@ def _reservoir(
     the others. The input projection is one matmul for all steps.
     """
     steps, size, leak = cfg.sequence_length, cfg.reservoir_dim, cfg.leak_rate
-    drive_scale = 1.0 / DRIVE_CLIP if int8_ranges else 1.0
+    drive_scale = 1.0 / DRIVE_CLIP if clip_drive else 1.0
     if steps > 1:
         features = keras.layers.Reshape((steps, cfg.step_features), name="to_sequence")(features)
     projected = _dense(size, weights.w_in * drive_scale, None, "reservoir_in")(features)
@@ -155,7 +176,7 @@ def _reservoir(
         drive = projected if steps == 1 else TakeStep(t - 1, name=f"reservoir_in{t}")(projected)
         if states:
             drive = keras.layers.Add(name=f"reservoir_drive{t}")([drive, recurrent(states[-1])])
-        if int8_ranges:
+        if clip_drive:
             drive = Clip(-1.0, 1.0, name=f"reservoir_clip{t}")(drive)
             drive = keras.layers.Rescaling(DRIVE_CLIP, name=f"reservoir_unscale{t}")(drive)
         fresh = keras.layers.Activation("tanh", name=f"reservoir_tanh{t}")(drive)
@@ -210,7 +231,7 @@ def prove_equivalent(
         (check,) = [c for c in comparison.checks if not c.passed]
         per_stage = ", ".join(f"{s.stage} {s.max_abs:.3g}" for s in comparison.stages)
         raise EquivalenceError(
-            f"the {'bounded-range' if result.int8_ranges else 'unrolled'} graph differs from the trained "
+            f"the {result.name} differs from the trained "
             f"model by {check.value:.3g} ({check.name}, tolerance {check.rule} {check.limit:g}) on "
             f"{len(images)} images; the difference first exceeds its stage limit after the "
             f"{comparison.first_failing_stage!r} stage (max abs per stage: {per_stage})"
@@ -236,7 +257,7 @@ def _conv(x: Any, kernel: np.ndarray, bias: np.ndarray | None, name: str, activa
 
 
 def _standardize_per_channel(x: Any, mean: np.ndarray, scale: np.ndarray, name: str) -> Any:
-    """Standardise columns as a 1x1 depthwise conv over columns-as-channels (int8 variant).
+    """Standardise columns as a 1x1 depthwise conv over columns-as-channels (bounded variant).
 
     As a broadcast multiply, the 28 per-column factors (0.01 .. 1.6) would share
     one int8 scale and the small ones would round to nothing; as depthwise
@@ -251,7 +272,7 @@ def _standardize_per_channel(x: Any, mean: np.ndarray, scale: np.ndarray, name: 
 
 
 def _split_first_conv(pixels: Any, weights: _TrainedWeights) -> Any:
-    """conv1(standardise(x)) as conv1(inner) + conv1(outliers), exactly (int8 variant)."""
+    """conv1(standardise(x)) as conv1(inner) + conv1(outliers), exactly (bounded variant)."""
     mean, scale = weights.standardize
     low = (mean - INNER_SIGMAS * scale).reshape(1, 1, -1, 1)
     high = (mean + INNER_SIGMAS * scale).reshape(1, 1, -1, 1)

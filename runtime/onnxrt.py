@@ -29,6 +29,14 @@ _ONNX_DTYPES = {
 }
 
 
+# ONNX Runtime graph optimizers this runtime turns off. QDQPropagationTransformer moves a
+# QuantizeLinear backward over a MaxPool; after a float32 front (export.unroll) that turned
+# pool1 into a uint8 MaxPool in NCHW layout, a slow generic kernel: the int8 file ran at
+# 0.67x the float32 file's time instead of 0.33x (x86 with AVX-512 VNNI, benchmarks/RESULTS.md).
+# Float32 files and all-int8 graphs ran at the same speed with it off.
+DISABLED_OPTIMIZERS = ("QDQPropagationTransformer",)
+
+
 class NotOnnxError(ModelLoadError):
     """The file cannot be loaded as ONNX: onnxruntime is missing, or it cannot parse the file.
     The loader adds what the file is not (``runtime.loader``); the message says why not."""
@@ -70,7 +78,8 @@ class OnnxRuntimeModel(RuntimeModel):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"],
+                                           disabled_optimizers=list(DISABLED_OPTIMIZERS))
         except self._errors as exc:
             raise NotOnnxError(f"ONNX Runtime cannot load it: {exc}") from exc
         inputs, outputs = session.get_inputs(), session.get_outputs()

@@ -16,7 +16,7 @@ import pytest
 import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 from cllnn_edge.data import load_splits
 from cllnn_edge.train import as_model_input
-from export.file_checks import float_kernels
+from export.file_checks import float_front, float_kernels
 from runtime.manifest import load_manifest, sha256_file
 from tests.e2e.helpers import assert_formats_match, gate_flags, run_cli
 
@@ -100,10 +100,24 @@ def test_manifest_describes_each_file(seed_run) -> None:
         assert probe is not None and probe.sha256 == sha256_file(artifacts / str(probe.file))
 
 
-def test_int8_tflite_has_no_float_kernel(seed_run) -> None:
+def test_int8_tflite_is_int8_after_its_float_front(seed_run) -> None:
+    """Standardiser, conv1 and pool1 stay float32 (export.unroll's float front); nothing after."""
     _, artifacts, _ = seed_run
-    assert float_kernels(artifacts / "cllnn_int8.tflite") == []
-    assert float_kernels(artifacts / "cllnn_fp32.tflite") != []  # the check can fail
+    front, after = float_front(artifacts / "cllnn_int8.tflite")
+    assert set(front) == {"DEQUANTIZE", "SUB", "MUL", "CONV_2D", "MAX_POOL_2D"} and front.count("CONV_2D") == 1
+    assert after == []
+    assert float_front(artifacts / "cllnn_fp32.tflite")[1] != []  # the check can fail
+
+
+def test_bounded_int8_graph_is_integer_only(seed_run, tmp_path: Path) -> None:
+    """For integer-only targets, ``int8_graph = "bounded"`` keeps no float kernel at all."""
+    model_path, _, _ = seed_run
+    config = tmp_path / "bounded.toml"
+    config.write_text('[export]\nint8_graph = "bounded"\nformats = ["tflite-int8"]\n')
+    done = run_cli("convert", str(model_path), "--out", str(tmp_path / "out"), "--config", str(config))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "unroll: bounded int8 graph" in done.stdout
+    assert float_kernels(tmp_path / "out" / "cllnn_int8.tflite") == []
 
 
 def test_runtime_process_needs_a_fraction_of_the_memory(seed_run) -> None:

@@ -53,4 +53,4 @@ def test_run_loads_the_data_once_and_runs_the_trained_model_once_per_image_set(
     # convert checks on the first check_size test images, parity on the whole test split: with the
     # embedded data both are the same 1,000 images, so one set, computed once for both stages
     assert list(image_sets.values()) == [1], image_sets
-    assert "unroll: int8 graph with bounded ranges" in "\n".join(lines)  # both proofs ran on it
+    assert "unroll: float-front int8 graph" in "\n".join(lines)  # both proofs ran on it

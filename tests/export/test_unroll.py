@@ -10,7 +10,7 @@ from cllnn_edge.config import ModelConfig
 from cllnn_edge.errors import ModelError
 from cllnn_edge.model import build_model
 from cllnn_edge.preprocessing import fit_standardizer
-from export.errors import EquivalenceError
+from export.errors import EquivalenceError, ExportError
 from export.reference import STAGES, trained_reference
 from export.unroll import prove_equivalent, unroll
 from runtime.tolerances import ToleranceConfig
@@ -87,3 +87,26 @@ def test_a_model_that_is_not_a_cllnn_is_refused() -> None:
     other = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
     with pytest.raises(ModelError, match="not a CLLNN model"):
         unroll(other)
+
+
+@pytest.mark.parametrize("variant", ["float-front", "bounded"])
+@pytest.mark.parametrize("length", [1, 3])
+def test_int8_graph_variants_stay_within_their_bound(images: np.ndarray, variant: str, length: int) -> None:
+    """The graphs int8 files are calibrated on move the outputs by the reservoir clip only (< 1e-3)."""
+    trained = _model(images, sequence_length=length, seed=length)
+    int8_row = ToleranceConfig()["int8"]
+    result = unroll(trained, int8_graph=variant)
+    comparison = prove_equivalent(trained_reference(trained), result, images, int8_row.of_bounded_graph())
+    assert comparison.passed and comparison.metrics["max_abs"] <= 1e-3
+    assert result.name == f"{variant} int8 graph"
+    names = {layer.name for layer in result.model.layers}
+    if variant == "float-front":
+        assert result.float_layers == ("standardize", "conv1", "pool1")
+        assert set(result.float_layers) <= names and "conv1_outliers" not in names
+    else:
+        assert result.float_layers == () and {"conv1", "conv1_outliers", "clip_pixels"} <= names
+
+
+def test_an_unknown_int8_graph_is_refused(images: np.ndarray) -> None:
+    with pytest.raises(ExportError, match="unknown int8 graph 'tiny'.*float-front, bounded, plain"):
+        unroll(_model(images), int8_graph="tiny")
