@@ -142,7 +142,7 @@ def convert(
     if calibrated and cfg.export.int8_graph != PLAIN:
         int8 = unroll(reference.source, int8_graph=cfg.export.int8_graph)
         deviation = prove_equivalent(reference, int8, check_images,
-                                     tolerances[calibrated[0].precision].of_bounded_graph())
+                                     tolerances[calibrated[0].precision].of_int8_graph())
         int8_graph.update(float_layers=list(int8.float_layers),
                           max_abs_vs_trained=_stage_max_abs(deviation))
         progress(f"unroll: {int8.name}, max abs {deviation.metrics['max_abs']:.1e} from the trained model"

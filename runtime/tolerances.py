@@ -40,9 +40,9 @@ class Tolerance:
     deliberately differ from the release gate (``parity``):
     ``convert_min_top1`` is a lower top-1 floor that catches a broken
     conversion without failing an export over the last percent (parity, on
-    the labelled split, decides the release), and ``bounded_graph_max_abs``
-    bounds how far the bounded-range float graph that int8 files are
-    calibrated on may move from the trained model.
+    the labelled split, decides the release), and ``int8_graph_max_abs``
+    bounds how far the float graph that int8 files are calibrated on (its
+    int8 variant, ``[export] int8_graph``) may move from the trained model.
     """
 
     max_abs: float | None = None
@@ -50,7 +50,7 @@ class Tolerance:
     max_accuracy_drop: float | None = None
     stage_nrmse: float | None = None
     convert_min_top1: float | None = None
-    bounded_graph_max_abs: float | None = None
+    int8_graph_max_abs: float | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -68,9 +68,9 @@ class Tolerance:
         return Tolerance(max_abs=self.max_abs, min_top1=self.convert_min_top1,
                          stage_nrmse=self.stage_nrmse)
 
-    def of_bounded_graph(self) -> Tolerance:
-        """The limits of the bounded-range float graph against the trained model."""
-        return Tolerance(max_abs=self.bounded_graph_max_abs, stage_nrmse=self.stage_nrmse)
+    def of_int8_graph(self) -> Tolerance:
+        """The limits of the int8 variant of the float graph against the trained model."""
+        return Tolerance(max_abs=self.int8_graph_max_abs, stage_nrmse=self.stage_nrmse)
 
     def to_dict(self) -> dict[str, float]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -81,7 +81,7 @@ DEFAULT_TOLERANCES: Mapping[str, Tolerance] = {
     "float32": Tolerance(max_abs=1e-5, stage_nrmse=1e-4),
     "float16": Tolerance(max_abs=1e-2, stage_nrmse=1e-2),
     "dynamic-int8": _QUANTIZED,
-    "int8": dataclasses.replace(_QUANTIZED, bounded_graph_max_abs=1e-3),
+    "int8": dataclasses.replace(_QUANTIZED, int8_graph_max_abs=1e-3),
 }
 
 

@@ -96,7 +96,7 @@ def test_int8_graph_variants_stay_within_their_bound(images: np.ndarray, variant
     trained = _model(images, sequence_length=length, seed=length)
     int8_row = ToleranceConfig()["int8"]
     result = unroll(trained, int8_graph=variant)
-    comparison = prove_equivalent(trained_reference(trained), result, images, int8_row.of_bounded_graph())
+    comparison = prove_equivalent(trained_reference(trained), result, images, int8_row.of_int8_graph())
     assert comparison.passed and comparison.metrics["max_abs"] <= 1e-3
     assert result.name == f"{variant} int8 graph"
     names = {layer.name for layer in result.model.layers}

@@ -25,9 +25,9 @@ def test_the_table_round_trips_through_its_dict() -> None:
 
 
 def test_the_export_gate_is_a_named_field_of_the_same_row() -> None:
-    int8 = ToleranceConfig().with_limits("int8", convert_min_top1=0.5, bounded_graph_max_abs=0.1)["int8"]
+    int8 = ToleranceConfig().with_limits("int8", convert_min_top1=0.5, int8_graph_max_abs=0.1)["int8"]
     assert int8.at_export() == Tolerance(min_top1=0.5, stage_nrmse=int8.stage_nrmse)
-    assert int8.of_bounded_graph() == Tolerance(max_abs=0.1, stage_nrmse=int8.stage_nrmse)
+    assert int8.of_int8_graph() == Tolerance(max_abs=0.1, stage_nrmse=int8.stage_nrmse)
 
 
 @pytest.mark.parametrize(
