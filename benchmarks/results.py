@@ -1,7 +1,9 @@
 """RESULTS.md and the plots, from the suite's results (``results.json``): nothing is measured here.
 
+One top-level section per CPU class in results.json (benchmarks/store.py).
 Every ratio is computed from figures measured side by side in the same
-section of the same run; the targets of issue 7 are reported as they stand.
+section of the same run, so never across classes; the targets of issue 7 are
+reported as they stand, per class.
 """
 
 from __future__ import annotations
