@@ -4,7 +4,10 @@
    (``cllnn-export run``, which reuses whatever is already done).
 2. Runs each section in a process of its own, one after the other so they do
    not disturb each other's timings: inference, floor, training, scaling, memory.
-3. Writes ``results.json``, ``RESULTS.md`` and the plots under ``--out``.
+3. Files the sections under this machine's CPU class in ``results.json``
+   (benchmarks/store.py: other classes stay as they are; a subset of
+   sections replaces only those of this class) and writes ``RESULTS.md``, one
+   section per class, and the plots under ``--out``.
 
 ``--quick`` is a smoke run of every code path (one training epoch, two
 formats, a few calls, one tiny scaling point), two processes at a time, the
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks import store
 from benchmarks.common import say
 from export.formats import TFLITE_INT8
 from runtime.atomic import write_json_atomic
@@ -123,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render:
         from benchmarks.results import write_results
 
-        write_results(json.loads((out / "results.json").read_text()), out)
+        write_results(store.load(out / "results.json"), out)
         say(f"suite: rendered {out / 'RESULTS.md'} from {out / 'results.json'}")
         return 0
     work = args.work or (out / "work" if args.quick else Path("runs/bench"))
@@ -140,23 +144,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs.sort(key=lambda job: job.needs_work)
     seconds = run_jobs(jobs, parallel=2 if args.quick else 1)
     measured = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    results = {}
-    previous = out / "results.json"
-    if not args.quick and set(names) != set(SECTIONS) and previous.is_file():
-        results = json.loads(previous.read_text())["sections"]  # a subset updates only its sections
+    sections = {}
     for name in names:
-        results[name] = json.loads((raw / f"{name}.json").read_text())
-        results[name].update(seconds=seconds[name], measured=measured)
+        sections[name] = json.loads((raw / f"{name}.json").read_text())
+        sections[name].update(seconds=seconds[name], measured=measured)
     from benchmarks.results import machine, write_results
 
-    suite = {"quick": args.quick, "command": " ".join(["python -m benchmarks", *(argv or sys.argv[1:])]),
-             "work": str(work),
-             "prepare": {"command": " ".join(prepare.command), "seconds": seconds["prepare"]},
-             "model": json.loads((work / "report.json").read_text()), "sections": results,
-             "machine": machine(), "seconds": time.perf_counter() - started}
-    write_json_atomic(out / "results.json", suite)
-    write_results(suite, out)
-    say(f"suite: done in {suite['seconds']:.0f} s: {out / 'RESULTS.md'}")
+    run = {"quick": args.quick, "command": " ".join(["python -m benchmarks", *(argv or sys.argv[1:])]),
+           "work": str(work),
+           "prepare": {"command": " ".join(prepare.command), "seconds": seconds["prepare"]},
+           "model": json.loads((work / "report.json").read_text()), "sections": sections,
+           "machine": machine(), "seconds": time.perf_counter() - started}
+    previous = out / "results.json"  # other CPU classes stay; a quick run starts a file of its own
+    results = store.load(previous) if previous.is_file() and not args.quick else store.empty()
+    results = store.add_run(results, run, SECTIONS)
+    write_json_atomic(out / "results.json", results)
+    write_results(results, out)
+    say(f"suite: done in {run['seconds']:.0f} s: {out / 'RESULTS.md'} ({store.cpu_class(run)})")
     return 0
 
 

@@ -1,19 +1,23 @@
 """RESULTS.md and the plots, from the suite's results (``results.json``): nothing is measured here.
 
+One top-level section per CPU class in results.json (benchmarks/store.py).
 Every ratio is computed from figures measured side by side in the same
-section of the same run; the targets of issue 7 are reported as they stand.
+section of the same run, so never across classes; the targets of issue 7 are
+reported as they stand, per class.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+import re
 from pathlib import Path
 from typing import Any
 
+from benchmarks import store
 from export.formats import TFLITE_FP32, TFLITE_INT8
 from export.tables import markdown_table
 from runtime.atomic import write_bytes_atomic
+from runtime.machine import CpuInfo
 
 SEED_PREDICT = "seed-form Keras, model.predict"
 SEED_FUNCTION = "seed-form Keras, tf.function"
@@ -35,21 +39,33 @@ def machine() -> dict[str, Any]:
     return {**env["machine"], "versions": library_versions()}
 
 
-def write_results(suite: dict[str, Any], out: Path) -> None:
-    sections = {**suite["sections"], "_cpu_count": suite["machine"].get("cpu_count")}
-    plots = draw_plots(sections, out / "plots")
-    parts = [_header(suite), _targets(sections)]
-    renderers = {"inference": _inference, "floor": _floor,
-                 "training": lambda secs, plots: _training(secs, plots, suite["model"]),
-                 "scaling": _scaling, "memory": _memory}
-    for name, render in renderers.items():
-        if name in sections:
-            parts.append(render(sections, plots))
-    parts.append(_commands(suite))
+def write_results(results: dict[str, Any], out: Path) -> None:
+    """RESULTS.md: one top-level section per CPU class in ``results`` (benchmarks/store.py's
+    layout, or the first one), each with its own tables, targets and plots."""
+    results = store.migrate(results)
+    classes = sorted(results["classes"].items(),  # by name; classes of unrecorded ISA last
+                     key=lambda item: (item[1]["machine"].get("cpu_isa") is None, item[0]))
+    parts = [_title(classes)]
+    for name, run in classes:
+        parts.append(_cpu_class(name, run, out / "plots" / _slug(name)))
+    parts.append(_commands())
     text = "\n\n".join(parts)
     while "\n\n\n" in text:  # sections leave out plots that were not drawn
         text = text.replace("\n\n\n", "\n\n")
     write_bytes_atomic(out / "RESULTS.md", (text.rstrip() + "\n").encode())
+
+
+def _cpu_class(name: str, run: dict[str, Any], plot_dir: Path) -> str:
+    sections = {**run["sections"], "_cpu_count": run["machine"].get("cpu_count")}
+    plots = draw_plots(sections, plot_dir)
+    parts = [_class_header(name, run), _targets(sections)]
+    renderers = {"inference": _inference, "floor": _floor,
+                 "training": lambda secs, plots: _training(secs, plots, run["model"]),
+                 "scaling": _scaling, "memory": _memory}
+    for section, render in renderers.items():
+        if section in sections:
+            parts.append(render(sections, plots))
+    return "\n\n".join(parts)
 
 
 # --- the headline: issue 7's targets --------------------------------------------------------
@@ -98,7 +114,7 @@ def _accuracy_noise(accuracy: dict[str, Any]) -> float:
 
 def _targets(sections: dict[str, Any]) -> str:
     rows = [[target, value, "met" if ok else "**not met**"] for target, value, ok in targets(sections)]
-    return "## Targets (issue 7), as measured\n\n" + markdown_table(["target", "measured", "status"], rows)
+    return "### Targets (issue 7), as measured\n\n" + markdown_table(["target", "measured", "status"], rows)
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -117,7 +133,7 @@ def _inference(sections: dict[str, Any], plots: dict[str, str]) -> str:
                  + [f"{by_key[(fmt, 2, 64)]['images_per_s'] / by_key[(fmt, 1, 64)]['images_per_s']:.2f}x"]
                  for fmt in formats]
     return "\n\n".join([
-        "## 1. Inference: every format against the Keras paths",
+        "### 1. Inference: every format against the Keras paths",
         "Interleaved rounds in one process; `runtime` calls include input checks, "
         "quantization and dequantization; TensorFlow on one intra-op and one inter-op thread; "
         "the seed-form model gets inputs already standardised (its scaler runs outside, in its favour).",
@@ -154,7 +170,7 @@ def _floor(sections: dict[str, Any], plots: dict[str, str]) -> str:
         rows.append([fmt, f"{figures['macs']:,}", figures["peak_kind"], _us(figures["floor_us"]),
                      _us(p50) if p50 else "-", f"{p50 / figures['floor_us']:.1f}x" if p50 else "-"])
     parts = [
-        "## 2. The compute floor",
+        "### 2. The compute floor",
         "MACs per image counted from each exported graph (ops and tensor shapes), this machine's "
         "single-core peak measured by a probe through the same runtime, and each format's p50 "
         "(section 1) as a multiple of MACs / peak.",
@@ -170,7 +186,7 @@ def _floor(sections: dict[str, Any], plots: dict[str, str]) -> str:
                              for op, m in sorted(reference["by_op"].items(), key=lambda kv: -kv[1])]))
     for fmt, profile in floor.get("profiles", {}).items():
         ops = sorted(profile["ops"], key=lambda o: -o["share"])[:8]
-        parts.append(f"### Where the time goes: {fmt}")
+        parts.append(f"#### Where the time goes: {fmt}")
         parts.append(f"Method: {profile['method']}.")
         parts.append(markdown_table(["op type", "us per run", "share of time", "share of MACs"],
                             [[o["op"], "-" if o.get("us") is None else f"{o['us']:.1f}",
@@ -220,7 +236,7 @@ def _training(sections: dict[str, Any], plots: dict[str, str], model: dict[str, 
     accuracy_rows = [[str(r["seed"]), f"{r['cllnn_edge']:.4f}", f"{r['seed_code']:.4f}"]
                      for r in accuracy["runs"]]
     return "\n\n".join([
-        "## 3. Training: cllnn_edge against the seed's code",
+        "### 3. Training: cllnn_edge against the seed's code",
         f"Batch {settings['batch']}, {settings['rounds']} alternating rounds of a "
         f"{settings['steps']}-step epoch per model, same batches; TensorFlow's default threads.",
         markdown_table(["model", "median step", "epoch wall time per step", "seconds per embedded epoch"], rows),
@@ -264,7 +280,7 @@ def _scaling(sections: dict[str, Any], plots: dict[str, str]) -> str:
                          "-" if f["worst_stage_nrmse"] is None else f"{f['worst_stage_nrmse']:.2e}",
                          "pass" if f["passed"] else "FAIL", f"{row['test_accuracy']:.3f}"])
     return "\n\n".join([
-        "## 4. Scaling with the reservoir and the sequence",
+        "### 4. Scaling with the reservoir and the sequence",
         f"Each point trained {scaling['epochs']} epoch(s) on the embedded digits, exported and "
         "checked by `cllnn-export run`; latency at batch 1, one thread. (Batch size: the per-image "
         "table and plot of section 1.)",
@@ -284,41 +300,57 @@ def _memory(sections: dict[str, Any], plots: dict[str, str]) -> str:
     rows.append(["Keras model (TensorFlow)", f"{tf['file_size'] / 1024:,.1f} KiB",
                  f"{tf['peak_rss_mib']:.1f} MiB", "100%", "yes"])
     return "\n\n".join([
-        "## 5. Size and memory",
+        "### 5. Size and memory",
         f"Peak resident memory (VmHWM) of a fresh process that loads one file and predicts "
         f"{memory['calls']} times, through `runtime` or through TensorFlow.",
         markdown_table(["format", "file size", "peak RSS", "of TensorFlow's", "imported TensorFlow"], rows),
     ])
 
 
-def _header(suite: dict[str, Any]) -> str:
-    m = suite["machine"]
+def _title(classes: list[tuple[str, dict[str, Any]]]) -> str:
+    listing = "\n".join(f"- {name}: {run['machine'].get('cpu', '?')} (sections "
+                         f"{', '.join(sorted(k for k in run['sections'] if not k.startswith('_')))})"
+                         for name, run in classes)
+    return (
+        "# Benchmark results\n\n"
+        "One section per CPU class measured. An int8 kernel's speed against float32 depends on the "
+        "CPU's instruction sets (VNNI on x86, the dot-product instructions on ARM), so every ratio "
+        "and target below is computed within one class, from figures measured side by side in one "
+        "section of one run; no figure is compared across classes. Classes measured:\n\n" + listing
+    )
+
+
+def _class_header(name: str, run: dict[str, Any]) -> str:
+    m = run["machine"]
+    cpu = CpuInfo.from_record(m)
     versions = ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items()))
     quick = ("\n\n**Quick mode (`--quick`): a smoke run (one training epoch, a few calls, a tiny "
              "scaling point, two processes at a time); these numbers mean nothing.**"
-             if suite["quick"] else "")
+             if run["quick"] else "")
+    cpus = {section.get("cpu") for section in run["sections"].values()}
     when = "; ".join(
-        f"{name} {section.get('measured', '?')} ({section.get('seconds', 0):.0f} s)"
-        for name, section in suite["sections"].items() if not name.startswith("_")
+        f"{section_name} {section.get('measured', '?')} ({section.get('seconds', 0):.0f} s"
+        + (f", {section.get('cpu', '?')}" if len(cpus) > 1 else "") + ")"
+        for section_name, section in run["sections"].items() if not section_name.startswith("_")
     )
+    isa = (f"{cpu.isa_line}: {run['migrated']}" if run.get("migrated") else cpu.isa_line)
     return (
-        "# Benchmark results\n\n"
-        f"Written by `{suite['command']}` on {datetime.now(timezone.utc):%Y-%m-%d}; that command took "
-        f"{suite['seconds'] / 60:.1f} min. Sections measured: {when}. "
-        f"Machine: {m.get('cpu', m.get('processor'))}, "
-        f"{m['cpu_count']} logical cores, {m['platform']}; {versions}. Shared and noisy: "
-        "absolute times drift between runs; the ratios, measured side by side within one section, "
-        "much less." + quick
+        f"## CPU class: {name}\n\n"
+        f"**{isa}.** Machine: {cpu.model}, {m['cpu_count']} logical cores, {m['platform']}; {versions}. "
+        f"Written by `{run['command']}`, which took {run['seconds'] / 60:.1f} min. "
+        f"Sections measured: {when}. Shared and noisy: absolute times drift between runs; the ratios, "
+        "measured side by side within one section, much less." + quick
     )
 
 
-def _commands(suite: dict[str, Any]) -> str:
+def _commands() -> str:
     lines = ["make bench  # = .venv/bin/python -m benchmarks: the whole suite, this file",
              "            # (it first runs cllnn-export run --data embedded --out runs/bench: reused "
              "when unchanged)"]
     lines += [f".venv/bin/{command}" for command in COMMANDS.values()]
     return ("## Reproducing\n\nThe suite, or one section alone (each writes JSON; "
-            "the suite renders it):\n\n```bash\n" + "\n".join(lines) + "\n```")
+            "the suite renders it under this machine's CPU class, leaving other classes as they "
+            "are):\n\n```bash\n" + "\n".join(lines) + "\n```")
 
 
 # --- plots ----------------------------------------------------------------------------------
@@ -331,7 +363,7 @@ def draw_plots(sections: dict[str, Any], directory: Path) -> dict[str, str]:
     from export.plots import save_png  # selects the headless backend
 
     def save(figure: Any, name: str) -> str:
-        return f"{directory.name}/{save_png(figure, directory / name, dpi=100)}"
+        return f"{directory.parent.name}/{directory.name}/{save_png(figure, directory / name, dpi=100)}"
 
     plots = {}
     if "inference" in sections:
@@ -383,6 +415,11 @@ def _us(value: float | None) -> str:
 def _gmacs(node: dict[str, Any]) -> str:
     """A profiled node's achieved GMAC/s (MACs / microseconds / 1e3)."""
     return f"{node['macs'] / node['us'] / 1e3:.1f}" if node.get("macs") and node["us"] > 0 else "-"
+
+
+def _slug(name: str) -> str:
+    """A CPU class as a directory name: "x86-64 AVX-512 VNNI" -> "x86-64-avx-512-vnni"."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def _image(plots: dict[str, str], key: str, caption: str) -> str:

@@ -180,17 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def machine_line() -> str:
-    """The CPU and the instruction sets that change int8 and float kernels."""
-    from runtime.bench import cpu_model
+    """The CPU, its class and the instruction sets that change int8 and float kernels."""
+    from runtime.machine import cpu_info
 
-    flags = set()
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return f"{cpu_model()}, {os.cpu_count()} logical cores, ISA {' '.join(isa) or 'unknown'}"
-
+    cpu = cpu_info()
+    return f"{cpu.model}, {os.cpu_count()} logical cores, {cpu.cpu_class}, {cpu.isa_line}"
 
 if __name__ == "__main__":
     sys.exit(main())

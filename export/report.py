@@ -103,12 +103,20 @@ def markdown(report: dict[str, Any]) -> str:
               f"{row['p99_us']:.0f}", f"{row['throughput_ips']:.0f}", _verdict(row)] for row in rows],
         ),
         "",
+        _measured_on(report["bench"].get("machine", {})),
+        "",
         markdown_table(["stage", "ran", "seconds"],
                        [[name, "yes" if s["ran"] else "reused", str(s["seconds"])]
                         for name, s in report["stages"].items()]),
     ]
     lines += ["", "Plots and the full report: report.html (report.json holds every figure)."]
     return "\n".join(lines) + "\n"
+
+
+def _measured_on(machine: dict[str, Any]) -> str:
+    """Which CPU class the timings came from: they compare only with figures of the same class."""
+    return (f"Timings measured on {machine.get('cpu', machine.get('processor', '?'))}, CPU class "
+            f"{machine.get('cpu_class', '? (not recorded)')}.")
 
 
 def html_page(report: dict[str, Any]) -> str:
@@ -228,6 +236,8 @@ def _environment_section(report: dict[str, Any]) -> str:
     settings = bench.get("settings", {})
     rows = [
         ["CPU", machine.get("cpu", machine.get("processor", "?"))],
+        ["CPU class", machine.get("cpu_class", "?")],
+        ["ISA", " ".join(machine["cpu_isa"]) if machine.get("cpu_isa") is not None else "not recorded"],
         ["logical cores", str(machine.get("cpu_count", "?"))],
         ["benchmark threads", str(settings.get("threads", 1))],
         ["platform", machine.get("platform", "?")],

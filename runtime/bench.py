@@ -5,9 +5,10 @@
 Times ``model.predict(images)`` end to end, as an application calls it (input
 checks, quantization, inference, dequantization), after a warm-up. Reports per
 model: load time, p50 / p90 / p99 / mean latency in microseconds, throughput,
-file size and the process's peak resident memory; writes JSON with the
-machine, library versions and settings; with a baseline, fails when p50
-regresses by more than a given percentage. Imports only numpy and the runtime.
+file size and the process's peak resident memory, under the CPU's int8 class;
+writes JSON with the machine (CPU model, ISA features, class), library
+versions and settings; with a baseline, fails when p50 regresses by more than
+a given percentage. Imports only numpy and the runtime.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 
 from runtime.errors import EdgeRuntimeError
 from runtime.loader import load
+from runtime.machine import CpuInfo, cpu_info
 from runtime.manifest import ManifestError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
@@ -135,7 +137,7 @@ def bench_model(
 
 
 def environment() -> dict[str, Any]:
-    """Machine and library versions, for the JSON report."""
+    """Machine (with the CPU's model, ISA and int8 class) and library versions, for the JSON report."""
     versions = {}
     for name in ("numpy", "ai-edge-litert", "onnxruntime"):
         try:
@@ -146,23 +148,12 @@ def environment() -> dict[str, Any]:
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
-            "cpu": cpu_model(),
+            **cpu_info().record(),  # cpu (the model), cpu_arch, cpu_isa, cpu_class
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
         },
         "versions": versions,
     }
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name where the OS says it (Linux), else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def regressions(
@@ -184,7 +175,10 @@ def regressions(
     return failures
 
 
-def format_table(results: Sequence[BenchResult]) -> str:
+def format_table(results: Sequence[BenchResult], cpu: CpuInfo | None = None) -> str:
+    """The figures, one row per model, and under them the CPU they were measured on
+    (``cpu``, default this machine's) with its class: figures compare within one class."""
+    cpu = cpu or cpu_info()
     header = ("model", "size KiB", "load ms", "p50 us", "p90 us", "p99 us", "mean us", "img/s", "peak MiB")
     rows = [header] + [
         (
@@ -201,10 +195,9 @@ def format_table(results: Sequence[BenchResult]) -> str:
         for r in results
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-        for row in rows
-    )
+    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    return "\n".join([*lines, f"CPU class {cpu.cpu_class}: {cpu.model} ({cpu.isa_line})"])
 
 
 def build_parser() -> argparse.ArgumentParser:

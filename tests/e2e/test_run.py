@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from cllnn_edge.data import load_splits
+from runtime.machine import CpuInfo, cpu_info
 
 pytestmark = pytest.mark.slow  # trains and converts through the CLI
 
@@ -59,6 +60,9 @@ def test_run_writes_the_report(first_run: tuple[Path, str]) -> None:
     assert {r["batch"] for r in report["bench"]["results"]} == {1, 64}
     markdown = (out / "report.md").read_text()
     assert "| tflite-int8 |" in markdown and "nan" not in markdown
+    cpu = cpu_info()  # bench.json names the CPU class its figures came from
+    assert CpuInfo.from_record(report["bench"]["machine"]) == cpu
+    assert f"CPU class {cpu.cpu_class}." in markdown
     for line in ("epoch 1/1: loss", "train: done in", "[2/2] tflite-int8     converting (calibrating",
                  "convert: done in", "parity: done in", "bench: done in", "report: done in"):
         assert line in stdout, line
@@ -79,6 +83,7 @@ def test_html_report_is_self_contained(first_run: tuple[Path, str]) -> None:
                     "What the unroller removed", "Configuration", "Environment"):
         assert f"<h2>{section}" in page
     assert "tflite-int8: pass" in page and ">nan<" not in page
+    assert f"<td>{cpu_info().cpu_class}</td>" in page
 
 
 def test_html_report_renders_in_headless_chromium(first_run: tuple[Path, str]) -> None:

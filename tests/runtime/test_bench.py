@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.bench import BenchSettings, bench_model, main
+from runtime.bench import BenchResult, BenchSettings, bench_model, format_table, main
+from runtime.machine import CpuInfo, cpu_info
 from tests.runtime.conftest import TinyModels
 
 FAST = ["--warmup", "2", "--runs", "20"]
@@ -35,7 +36,21 @@ def test_cli_prints_a_table_and_writes_json(
     data = json.loads(report.read_text())
     assert data["settings"] == {"batch": 2, "threads": 1, "warmup": 2, "runs": 20, "seed": 0}
     assert data["machine"]["cpu_count"] >= 1 and "onnxruntime" in data["versions"]
+    cpu = cpu_info()
+    assert {key: data["machine"][key] for key in ("cpu", "cpu_arch", "cpu_isa", "cpu_class")} == cpu.record()
+    assert CpuInfo.from_record(data["machine"]) == cpu
+    assert f"CPU class {cpu.cpu_class}: {cpu.model}" in out
     assert [Path(r["model"]).name for r in data["results"]] == [tiny.int8_tflite.name, tiny.fp32_onnx.name]
+
+
+def test_table_names_the_cpu_class_it_was_measured_on() -> None:
+    result = BenchResult(model="m.tflite", format="tflite", file_size=2048, load_ms=1.0, batch=1, threads=1,
+                         runs=10, p50_us=80.0, p90_us=90.0, p99_us=99.0, mean_us=85.0,
+                         throughput_ips=11764.7, peak_rss_mib=40.0)
+    epyc = CpuInfo(model="AMD EPYC 7B13", arch="x86-64", isa=("fma", "avx2"))
+    lines = format_table([result], epyc).splitlines()
+    assert lines[0].startswith("model") and lines[1].startswith("m.tflite")
+    assert lines[-1] == "CPU class x86-64 AVX2 (no VNNI): AMD EPYC 7B13 (ISA: fma avx2)"
 
 
 def _baseline(tmp_path: Path, model: Path, p50_us: float) -> Path:

@@ -1,0 +1,128 @@
+"""Which CPU a figure came from: its model, architecture and the instruction sets that set
+int8 and float32 kernel speed, for every benchmark record.
+
+An int8 GEMM runs at about four times float32's rate with VNNI (x86) or the dot-product
+instructions (ARM), and loses that edge without them, so a ratio is only meaningful
+within one CPU *class*. ``cpu_info()`` reads ``/proc/cpuinfo`` on Linux; elsewhere it
+knows the platform's architecture only and says the ISA was not recorded.
+``parse_cpuinfo`` is a pure function of the file's text, so any machine's can be tested.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The features recorded, by the kernel's names, in the order they are listed.
+FEATURES = {  # by architecture: the features recorded, by the kernel's names, in this order
+    "x86-64": ("fma", "avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"),
+    "arm64": ("asimd", "asimddp", "i8mm", "sve"),
+    "arm32": ("neon",),
+}
+ARCHES = {"x86_64": "x86-64", "amd64": "x86-64", "aarch64": "arm64", "arm64": "arm64",
+          "armv7l": "arm32", "armv8l": "arm32"}
+# /proc/cpuinfo on aarch64 names no model: Arm Ltd's (implementer 0x41) common parts.
+ARM_PARTS = {
+    "0xd03": "Cortex-A53", "0xd05": "Cortex-A55", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76",
+    "0xd0c": "Neoverse-N1", "0xd40": "Neoverse-V1", "0xd49": "Neoverse-N2", "0xd4f": "Neoverse-V2",
+}
+NOT_RECORDED = "ISA not recorded"
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """``isa`` is None when nothing said which features the CPU has (not the same as none)."""
+
+    model: str
+    arch: str  # "x86-64", "arm64", "arm32", or the platform's own name for others
+    isa: tuple[str, ...] | None
+
+    @property
+    def cpu_class(self) -> str:
+        """The int8 class: "x86-64 AVX-512 VNNI", "x86-64 AVX2 (no VNNI)", "arm64 dotprod+i8mm", ..."""
+        if self.isa is None:
+            return f"{self.arch}, {NOT_RECORDED}"
+        has = set(self.isa)
+        if self.arch == "x86-64":
+            for feature, name in (("amx_int8", "AMX int8"), ("avx512_vnni", "AVX-512 VNNI"),
+                                  ("avx_vnni", "AVX-VNNI"), ("avx512f", "AVX-512 (no VNNI)"),
+                                  ("avx2", "AVX2 (no VNNI)")):
+                if feature in has:
+                    return f"x86-64 {name}"
+            return "x86-64 (no AVX2)"
+        if self.arch == "arm64":
+            dot = [name for feature, name in (("asimddp", "dotprod"), ("i8mm", "i8mm")) if feature in has]
+            return f"arm64 {'+'.join(dot)}" if dot else "arm64 NEON (no dotprod)"
+        return f"{self.arch} NEON" if "neon" in has else f"{self.arch} (no NEON)"
+
+    @property
+    def isa_line(self) -> str:
+        """The recorded features, e.g. "ISA: fma avx2 avx512f avx512_vnni avx_vnni"."""
+        if self.isa is None:
+            return NOT_RECORDED
+        return "ISA: " + (" ".join(self.isa) or "none of " + " ".join(FEATURES.get(self.arch, ())))
+
+    def record(self) -> dict[str, Any]:
+        """The fields a benchmark record's ``machine`` carries."""
+        return {"cpu": self.model, "cpu_arch": self.arch,
+                "cpu_isa": None if self.isa is None else list(self.isa), "cpu_class": self.cpu_class}
+
+    @classmethod
+    def from_record(cls, machine: dict[str, Any]) -> CpuInfo:
+        """Back from ``record()``'s fields; a record written before they existed has no ISA."""
+        isa = machine.get("cpu_isa")
+        return cls(model=machine.get("cpu") or machine.get("processor") or "unknown CPU",
+                   arch=machine.get("cpu_arch") or _arch(machine.get("processor") or "") or "unknown arch",
+                   isa=None if isa is None else tuple(isa))
+
+
+def parse_cpuinfo(text: str, machine: str = "") -> CpuInfo:
+    """A CpuInfo from the text of /proc/cpuinfo (its first processor's block: the cores of
+    one machine share their features). ``machine`` is ``platform.machine()``; without it
+    the architecture is read from the text. Architectures other than x86 and ARM get no ISA."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() and fields:
+            break
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    flags = (fields.get("flags") or fields.get("features") or "").split()
+    arch = _arch(machine) or ("x86-64" if "flags" in fields else "arm64" if "asimd" in flags
+                              else "arm32" if "neon" in flags else "unknown arch")
+    known = FEATURES.get(arch)
+    isa = None if known is None or not flags else tuple(f for f in known if f in flags)
+    return CpuInfo(model=_model(fields) or machine or arch, arch=arch, isa=isa)
+
+
+def cpu_info() -> CpuInfo:
+    """This machine's CpuInfo: /proc/cpuinfo on Linux, the platform's architecture elsewhere."""
+    machine = platform.machine()
+    try:
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text(), machine)
+    except OSError:
+        return CpuInfo(model=machine or "unknown CPU", arch=_arch(machine) or "unknown arch", isa=None)
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name where the OS says it (Linux), else the architecture."""
+    return cpu_info().model
+
+
+def _arch(machine: str) -> str:
+    return ARCHES.get(machine.lower(), machine)
+
+
+def _model(fields: dict[str, str]) -> str:
+    """x86 names the model; some ARM kernels and boards do ("Model"); else Arm's part number."""
+    for key in ("model name", "cpu model", "model"):
+        value = fields.get(key, "")
+        if value and not value.isdigit():  # x86's "model" is a number
+            return value
+    part, implementer = fields.get("cpu part", ""), fields.get("cpu implementer", "")
+    if implementer == "0x41" and part in ARM_PARTS:
+        return f"Arm {ARM_PARTS[part]}"
+    return f"ARM implementer {implementer} part {part}" if part else ""
