@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,9 @@ def contenders(files: dict[str, Path]) -> dict[str, Callable[[], object]]:
 
 
 def measure(epochs: int, rounds: int) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": machine_line(), "epochs": {"1": epochs, "3": 3}, "variants": {}}
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results: dict[str, Any] = {"machine": machine_line(), "measured": started, "epochs": {"1": epochs, "3": 3},
+                               "variants": {}}
     with tempfile.TemporaryDirectory(prefix="int8-graphs-") as tmp:
         work = Path(tmp)
         files: dict[str, Path] = {}
@@ -142,9 +145,12 @@ def verdicts(results: dict[str, Any]) -> dict[str, str]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["# The int8 graph variants", "",
-             f"Written by `python -m benchmarks.int8_graphs` ({__doc__.split(chr(10))[0].rstrip('.')}). "
-             f"Machine: {results['machine']}. Models: T = 1 trained {results['epochs']['1']} epochs (latency "
+    lines = ["# The int8 graph variants: latency and fidelity", "",
+             "Written by `python -m benchmarks.int8_graphs --json benchmarks/int8_graphs.json --md "
+             f"benchmarks/INT8_GRAPH.md` (measured {results.get('measured', 'at an unrecorded time')}; about 10 "
+             f"minutes on 2 cores). Machine: {results['machine']}. Ratios compare files timed in one run on "
+             "that machine; other CPU classes may differ (see the README on CPU classes). "
+             f"Models: T = 1 trained {results['epochs']['1']} epochs (latency "
              "and fidelity), T = 3 trained 3 epochs (fidelity). Disagreements: of the 1,000 embedded test "
              "images, those whose top-1 class differs from the trained Keras model's. Latency: p50 through "
              "`runtime`, batch 1, one thread, interleaved in one process, as a ratio to the float32 file of "
