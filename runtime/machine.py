@@ -59,6 +59,14 @@ class CpuInfo:
         return f"{self.arch} NEON" if "neon" in has else f"{self.arch} (no NEON)"
 
     @property
+    def int8_dot(self) -> bool | None:
+        """Has an int8 dot-product instruction (x86 VNNI or AMX, ARM dotprod): int8 GEMMs run at
+        several times float32's rate. None when the ISA was not recorded."""
+        if self.isa is None:
+            return None
+        return bool({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"} & set(self.isa))
+
+    @property
     def isa_line(self) -> str:
         """The recorded features, e.g. "ISA: fma avx2 avx512f avx512_vnni avx_vnni"."""
         if self.isa is None:

@@ -28,7 +28,9 @@ VNNI = CpuInfo(model="Intel(R) Xeon(R) Processor", arch="x86-64",
 
 @pytest.fixture(scope="module")
 def measured() -> dict[str, Any]:
-    return json.loads(MEASURED.read_text())
+    """The repository's file, with only its class of unrecorded ISA (the figures of the first layout)."""
+    results = json.loads(MEASURED.read_text())
+    return {**results, "classes": {UNKNOWN: results["classes"][UNKNOWN]}}
 
 
 def first_layout(results: dict[str, Any]) -> dict[str, Any]:
@@ -59,11 +61,14 @@ def class_sections(text: str) -> dict[str, str]:
     return {name: body.split("\n## Reproducing")[0] for name, body in zip(parts[1::2], parts[2::2])}
 
 
-def test_the_repository_file_is_migrated_and_honest_about_its_isa(measured: dict[str, Any]) -> None:
-    assert measured["layout"] == store.LAYOUT and list(measured["classes"]) == [UNKNOWN]
-    machine = measured["classes"][UNKNOWN]["machine"]
+def test_the_repository_file_is_migrated_and_honest_about_its_isa() -> None:
+    results = json.loads(MEASURED.read_text())
+    assert results["layout"] == store.LAYOUT and UNKNOWN in results["classes"]
+    machine = results["classes"][UNKNOWN]["machine"]
     assert machine["cpu"] == "AMD EPYC" and machine["cpu_isa"] is None and machine["cpu_class"] == UNKNOWN
-    assert store.migrate(measured) is measured
+    for name, run in results["classes"].items():  # every other class was measured with its ISA recorded
+        assert name == UNKNOWN or CpuInfo.from_record(run["machine"]).cpu_class == name
+    assert store.migrate(results) is results
 
 
 def test_the_first_layout_migrates_to_one_class_of_unrecorded_isa(measured: dict[str, Any]) -> None:
@@ -82,7 +87,7 @@ def test_render_works_on_a_file_of_the_first_layout(
     text = (tmp_path / "RESULTS.md").read_text()
     assert f"## CPU class: {UNKNOWN}" in text
     assert "**ISA not recorded: measured before the suite recorded" in text and "Machine: AMD EPYC," in text
-    assert text.count("### Targets (issue 7)") == 1
+    assert text.count("### Targets (issues 7 and 12)") == 1
     assert (tmp_path / "plots" / "x86-64-isa-not-recorded" / "batch.png").read_bytes()[:4] == b"\x89PNG"
     assert "layout" not in json.loads((tmp_path / "results.json").read_text())  # render measures and files nothing
 
@@ -100,7 +105,8 @@ def test_two_classes_render_two_sections_and_never_mix_ratios(measured: dict[str
     for name, body in sections.items():
         run = results["classes"][name]
         assert body.count("### Targets") == body.count("### 1. Inference") == 1
-        for target, value, _ in targets(run["sections"]):  # each class's targets from its own figures
+        int8_dot = CpuInfo.from_record(run["machine"]).int8_dot
+        for target, value, _ in targets(run["sections"], int8_dot):  # each class's targets from its own figures
             assert f"| {target} | {value} |" in body
         floor = run["sections"]["floor"]["formats"]["tflite-int8"]["floor_us"]
         p50 = run["sections"]["inference"]["batch1"]["rows"]["runtime tflite-int8"]["p50_us"]
@@ -147,3 +153,20 @@ def test_sections_of_two_machines_in_one_class_name_their_cpu(measured: dict[str
     write_results(results, tmp_path)
     header = class_sections((tmp_path / "RESULTS.md").read_text())["x86-64 AVX-512 VNNI"].split("\n\n")[1]
     assert ", Intel(R) Xeon(R) Platinum 8480+)" in header and ", Intel(R) Xeon(R) Processor)" in header
+
+
+def test_int8_targets_follow_the_class(measured: dict[str, Any]) -> None:
+    """Issue 12: tflite-int8 <= 0.5x tflite-fp32 with int8 dot products, <= 0.8x without; onnx 0.8x on both."""
+    batch1 = {"runtime tflite-int8": {"p50_us": 60.0}, "runtime tflite-fp32": {"p50_us": 100.0},
+              "runtime onnx-int8": {"p50_us": 90.0}, "runtime onnx-fp32": {"p50_us": 100.0},
+              **{name: {"p50_us": 1000.0} for name in ("seed-form Keras, model.predict",
+                                                      "seed-form Keras, tf.function")}}
+    sections = {"inference": {"batch1": {"rows": batch1}}}
+    with_dot = {target: ok for target, _, ok in targets(sections, int8_dot=True)}
+    without = {target: ok for target, _, ok in targets(sections, int8_dot=False)}
+    unknown = {target for target, _, _ in targets(sections, int8_dot=None)}
+    assert with_dot["tflite-int8 p50 <= 0.5x tflite-fp32"] is False
+    assert without["tflite-int8 p50 <= 0.8x tflite-fp32"] is True
+    assert with_dot["onnx-int8 p50 <= 0.8x onnx-fp32"] is False is without["onnx-int8 p50 <= 0.8x onnx-fp32"]
+    assert not any(t.startswith("tflite-int8 p50 <=") for t in unknown)  # no class, no class-bound target
+    assert VNNI.int8_dot and CpuInfo("EPYC", "x86-64", ("fma", "avx2")).int8_dot is False
