@@ -4,6 +4,8 @@
     artifacts/   the exported files, probes/, manifest.json
     parity.json  parity.xml
     bench.json
+    selection.json   the choice on this machine (cllnn-bench select's record), written in every case
+    deploy/      the chosen file, its manifest.json and selection.json (when a file was chosen)
     report.json  report.md  report.html  plots/*.png
     .stages/     one key file per completed stage
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE
 from runtime.manifest import MANIFEST_NAME
+from runtime.select import SELECTION_NAME
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,19 @@ class RunLayout:
     @property
     def bench(self) -> Path:
         return self.root / "bench.json"
+
+    @property
+    def selection(self) -> Path:
+        return self.root / SELECTION_NAME
+
+    @property
+    def deploy(self) -> Path:
+        return self.root / "deploy"
+
+    @property
+    def deploy_selection(self) -> Path:
+        """The selection.json inside deploy/: present when select chose a file and wrote deploy/."""
+        return self.deploy / SELECTION_NAME
 
     @property
     def report_json(self) -> Path:

@@ -1,8 +1,12 @@
 """The run's report: ``report.json`` (everything), ``report.md`` (the tables) and
 ``report.html`` (tables and plots, self-contained: no network, PNG files beside it).
 
+Both pages open with the choice on this machine (``deploy_line``): the file
+the select stage put in ``deploy/``, its p50 latency and accuracy on the check
+set, and why it was chosen; or why no file was.
+
 Everything is read from what the stages wrote (the files of ``RunLayout``:
-history, manifest, parity and bench); nothing is measured here. The manifest
+history, manifest, parity, bench and selection); nothing is measured here. The manifest
 and the parity report load through their typed readers, so a file of the
 wrong shape fails here with its own error, not as a missing key. The HTML
 carries a small inline script that checks every image loaded and says so on
@@ -21,6 +25,7 @@ from export.tables import html_table, markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.manifest import Manifest, load_manifest
 from runtime.parity import ParityReport
+from runtime.select import Selection
 
 
 def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
@@ -29,13 +34,16 @@ def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dic
 
     parity = ParityReport.load_json(layout.parity_json)
     manifest = load_manifest(layout.manifest)
+    selection = Selection.load_json(layout.selection)
     report = {
+        "deploy": deploy_line(selection),
         "stages": stages,
         "data": data,
         "training": json.loads(layout.history.read_text()),
         "manifest": manifest.to_dict(),
         "parity": parity.to_dict(),
         "bench": json.loads(layout.bench.read_text()),
+        "selection": selection.to_dict(),
     }
     report["formats"] = format_rows(parity, manifest, report["bench"])
     plot_dir = layout.plots
@@ -91,6 +99,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# CLLNN deployment report",
         "",
+        f"**{report['deploy']}**",
+        "",
         f"Data: {data['source']} (train {data['train']}, val {data['val']}, test {data['test']}); "
         f"test accuracy {history['final']['test_accuracy']:.4f}; "
         f"parity {'PASSED' if parity['passed'] else 'FAILED'} on {parity['images']} images.",
@@ -105,12 +115,54 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         _measured_on(report["bench"].get("machine", {})),
         "",
+        "## Choice on this machine",
+        "",
+        markdown_table(["", "file", "format", "p50 us", "p99 us", "size KiB", "top-1 agreement",
+                        "accuracy drop (points)", "reason"], _candidate_rows(report["selection"])),
+        "",
         markdown_table(["stage", "ran", "seconds"],
                        [[name, "yes" if s["ran"] else "reused", str(s["seconds"])]
                         for name, s in report["stages"].items()]),
     ]
     lines += ["", "Plots and the full report: report.html (report.json holds every figure)."]
     return "\n".join(lines) + "\n"
+
+
+def deploy_line(selection: Selection) -> str:
+    """The report's opening: what to deploy on this machine and why, or why nothing."""
+    cpu_class = selection.cpu.cpu_class
+    chosen = selection.chosen
+    if chosen is None:
+        return f"No file to deploy on this machine ({cpu_class}): {selection.verdict}"
+    drop = chosen.accuracy_drop_pp
+    relation = f"{drop:.1f} points below" if drop >= 0 else f"{-drop:.1f} points above"
+    return (f"Deploy on this machine ({cpu_class}): {chosen.file} — p50 {chosen.p50_us:,.0f} us, "
+            f"accuracy {100 * chosen.accuracy:.1f}% ({relation} the trained model on "
+            f"{selection.check_set.get('images', '?')} check images), {selection.verdict}")
+
+
+def _candidate_rows(selection: dict[str, Any]) -> list[list[str]]:
+    """One row per file select considered, the chosen one marked, with its reason."""
+    def us(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    return [["deploy" if c["chosen"] else "", c["file"], c["format"], us(c["p50_us"]), us(c["p99_us"]),
+             f"{c['size_kib']:,.1f}", f"{c['agreement_pct']:.1f}%", f"{c['accuracy_drop_pp']:.1f}",
+             c["reason"]] for c in selection["candidates"]]
+
+
+def _selection_section(selection: dict[str, Any]) -> str:
+    settings = selection["settings"]
+    limits = ", ".join(f"{name} {value:g}" for name, value in selection["budget"].items() if value is not None)
+    return (
+        f"<p>Every file verified on this machine against the {selection['check_set'].get('images', '?')} "
+        f"check images, the verified ones timed (batch {settings['batch']}, {settings['threads']} thread(s), "
+        f"{settings['runs']} runs), and the fastest by p50 within the budget (the parity gate's tolerances"
+        f"{'; ' + _e(limits) if limits else ', no size or latency limit'}) copied to <code>deploy/</code> with "
+        f"its manifest entry and <code>selection.json</code>. Not signed yet (issue 13).</p>"
+        + html_table(["", "file", "format", "p50 µs", "p99 µs", "size (KiB)", "top-1 agreement",
+                      "accuracy drop (points)", "reason"], _candidate_rows(selection))
+    )
 
 
 def _measured_on(machine: dict[str, Any]) -> str:
@@ -124,14 +176,18 @@ def html_page(report: dict[str, Any]) -> str:
     parity, history, manifest = report["parity"], report["training"], report["manifest"]
     plots = report["plots"]
     passed = parity["passed"]
+    chosen = report["selection"]["chosen"] is not None
     body = [
         "<h1>CLLNN deployment report</h1>",
+        f"<p class='verdict {'pass' if chosen else 'fail'}' id='deploy'>{_e(report['deploy'])}</p>",
         f"<p class='verdict {'pass' if passed else 'fail'}'>Parity {'PASSED' if passed else 'FAILED'}: "
         f"{sum(r['passed'] for r in parity['results'])} of {len(parity['results'])} formats within "
         f"tolerance on {parity['images']} {_e(parity['split'])} images.</p>",
         _data_section(report),
         "<h2>All formats</h2>",
         _formats_table(report["formats"]),
+        "<h2>Choice on this machine</h2>",
+        _selection_section(report["selection"]),
         _figure(plots["tradeoff"], "Accuracy against latency; marker area is the file size."),
         _figure(plots["latency"],
                 "Every timed batch-1 call per format (box: quartiles; whiskers: p1 to p99)."),

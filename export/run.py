@@ -1,4 +1,10 @@
-"""``cllnn-export run``: data -> train -> convert -> parity -> benchmark -> report, resumable.
+"""``cllnn-export run``: data -> train -> convert -> parity -> benchmark -> select -> report, resumable.
+
+``select`` is a device's ``cllnn-bench select`` on the machine the run runs on:
+every file verified against the check set under the run's tolerance table,
+timed at batch 1 on one thread, and the fastest (p50) within the budget, which
+is the parity gate's alone (no size or latency limits), written to ``deploy/``.
+The report opens with that choice.
 
 Each stage writes under one output directory and records a key: a hash of
 everything its result depends on (its config sections, the data, the library
@@ -41,6 +47,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 BENCH_BATCHES = (1, 64)
 BENCH_RUNS = {1: 200, 64: 20}  # timed calls per batch size
+SELECT_SETTINGS = {"batch": 1, "threads": 1, "warmup": 10, "runs": BENCH_RUNS[1]}  # as bench's batch 1
 
 
 class StageError(CllnnError):
@@ -114,6 +121,11 @@ def run_pipeline(
               lambda: _parity(cfg, data, splits, reference(), layout, progress), reads="convert"),
         Stage("bench", stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS), (layout.bench,),
               lambda: _bench(layout, progress), reads="convert"),
+        # the choice is this machine's: its CPU enters the key; deploy/ is absent when nothing fits,
+        # so such a stage runs again each time (it takes seconds)
+        Stage("select", stage_key("select", convert_key, sections["tolerances"], SELECT_SETTINGS,
+                                  _machine()), (layout.selection, layout.deploy_selection),
+              lambda: _select(cfg, layout, progress), reads="convert"),
     )
     for stage in stages:
         _run_stage(stage, state, force, progress)
@@ -217,3 +229,35 @@ def _bench(layout: RunLayout, progress: Progress) -> str:
     write_json_atomic(layout.bench, {**environment(), "settings": settings, "results": results})
     best = min((r for r in results if r["batch"] == 1), key=lambda r: r["p50_us"])
     return f"fastest at batch 1: {best['export_format']} p50 {best['p50_us']:,.0f} us"
+
+
+def _machine() -> dict[str, Any]:
+    from runtime.machine import cpu_info
+
+    return cpu_info().record()
+
+
+def _select(cfg: Config, layout: RunLayout, progress: Progress) -> str:
+    """``cllnn-bench select`` on this machine, under the run's tolerance table and no further budget."""
+    import shutil
+
+    from runtime.bench import BenchSettings
+    from runtime.deploy import write_deploy
+    from runtime.errors import EdgeRuntimeError
+    from runtime.manifest import ManifestError
+    from runtime.select import Budget, select
+
+    try:
+        selection = select(layout.artifacts, Budget(), BenchSettings(**SELECT_SETTINGS),
+                           tolerances=cfg.tolerances, progress=progress)
+        if selection:
+            write_deploy(selection, layout.artifacts, layout.deploy)
+        else:  # an earlier run's choice must not outlive this one's verdict
+            shutil.rmtree(layout.deploy, ignore_errors=True)
+    except (EdgeRuntimeError, ManifestError) as exc:
+        raise StageError(f"stage 'select' failed: {exc} (earlier stages are kept in {layout.root})") from exc
+    selection.save_json(layout.selection)
+    chosen = selection.chosen
+    if chosen is None:
+        return f"no file to deploy: {selection.verdict}"
+    return f"deploy/{chosen.file}: p50 {chosen.p50_us:,.0f} us, {selection.verdict}"

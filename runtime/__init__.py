@@ -14,9 +14,11 @@ is loaded, so this package imports with numpy and either one of them alone.
 Also here, because a device needs them and they need only numpy: the
 tolerance table (``runtime.tolerances``), the comparator (``runtime.compare``,
 ``runtime.metrics``), the parity report and per-file loop (``runtime.parity``),
-the check set kept beside exported files (``runtime.checkset``) and the
+the check set kept beside exported files (``runtime.checkset``), the
 command that checks files against it (``runtime.verify``, ``cllnn-bench
-verify``). ``cllnn_edge`` and ``export`` import these; nothing here imports them.
+verify``) and the one that chooses, on the device, the file to deploy
+(``runtime.select``, ``runtime.deploy``, ``cllnn-bench select``).
+``cllnn_edge`` and ``export`` import these; nothing here imports them.
 """
 
 from runtime.errors import EdgeRuntimeError, InferenceError, InputError, ModelClosedError, ModelLoadError

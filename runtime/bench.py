@@ -1,6 +1,8 @@
 """Latency benchmark through the device runtime: ``cllnn-bench MODEL...``.
 
-``cllnn-bench verify ARTIFACTS_DIR`` checks the files instead (``runtime.verify``).
+``cllnn-bench verify ARTIFACTS_DIR`` checks the files instead (``runtime.verify``);
+``cllnn-bench select ARTIFACTS_DIR --out DIR`` verifies, times and chooses the
+one to deploy on this machine (``runtime.select``).
 
 Times ``model.predict(images)`` end to end, as an application calls it (input
 checks, quantization, inference, dequantization), after a warm-up. Reports per
@@ -206,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time exported CLLNN models (.tflite / .onnx) through the device runtime: "
         "predict() on random uint8 images, after a warm-up.",
         epilog="cllnn-bench verify ARTIFACTS_DIR checks exported files against the check set stored "
-        "beside them (see cllnn-bench verify --help).",
+        "beside them (see cllnn-bench verify --help); cllnn-bench select ARTIFACTS_DIR --out DIR chooses "
+        "the file to deploy on this machine within a budget (see cllnn-bench select --help).",
     )
     parser.add_argument("models", nargs="+", type=Path, metavar="MODEL")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
@@ -227,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from runtime.verify import main as verify_main
 
         return verify_main(argv[1:])
+    if argv[:1] == ["select"]:  # cllnn-bench select ARTIFACTS_DIR --out DIR (a model file named select: ./select)
+        from runtime.select import main as select_main
+
+        return select_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = BenchSettings(batch=args.batch, threads=args.threads,

@@ -38,12 +38,17 @@ PROG = "cllnn-bench verify"
 def verify(
     artifacts_dir: str | Path,
     *,
+    tolerances: ToleranceConfig | None = None,
     tolerance_overrides: Sequence[str] = (),
     threads: int | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> ParityReport:
     """Compare every file listed in ``artifacts_dir/manifest.json`` with the stored check set.
 
+    Files are held to ``tolerances`` (default: the table the manifest's config
+    recorded at export), with ``tolerance_overrides`` on top. A caller that
+    owns the gate passes its own table: ``cllnn-export run``'s select stage
+    passes the run's, which may have changed since the files were exported.
     Raises ``ManifestError`` / ``CheckSetError`` / ``ToleranceError`` (all
     ``ValueError``) when the inputs are missing or altered; a broken
     tolerance is a result (``bool(report)`` is False), not an exception.
@@ -55,7 +60,7 @@ def verify(
     manifest = load_manifest(artifacts_dir)
     check_set = load_check_set(artifacts_dir, manifest)
     check_listed_files(manifest, artifacts_dir)
-    tolerances = exported_tolerances(manifest)
+    tolerances = exported_tolerances(manifest) if tolerances is None else tolerances
     for assignment in tolerance_overrides:
         tolerances = tolerances.override(assignment)
     record = manifest.check_set

@@ -52,10 +52,11 @@ def first_run(tmp_path_factory: pytest.TempPathFactory, config: Path) -> tuple[P
 
 def test_run_writes_the_report(first_run: tuple[Path, str]) -> None:
     out, stdout = first_run
-    for name in ("train: running", "convert: running", "parity: running", "bench: running"):
+    for name in ("train: running", "convert: running", "parity: running", "bench: running", "select: running"):
         assert name in stdout
     report = json.loads((out / "report.json").read_text())
-    assert report["parity"]["passed"] and set(report["stages"]) == {"train", "convert", "parity", "bench"}
+    assert report["parity"]["passed"]
+    assert set(report["stages"]) == {"train", "convert", "parity", "bench", "select"}
     assert {r["export_format"] for r in report["bench"]["results"]} == {"tflite-fp32", "tflite-int8"}
     assert {r["batch"] for r in report["bench"]["results"]} == {1, 64}
     markdown = (out / "report.md").read_text()
@@ -63,8 +64,11 @@ def test_run_writes_the_report(first_run: tuple[Path, str]) -> None:
     cpu = cpu_info()  # bench.json names the CPU class its figures came from
     assert CpuInfo.from_record(report["bench"]["machine"]) == cpu
     assert f"CPU class {cpu.cpu_class}." in markdown
+    chosen = report["selection"]["chosen"]  # the report opens with the choice on this machine
+    assert markdown.splitlines()[2].startswith(f"**Deploy on this machine ({cpu.cpu_class}): {chosen} — p50 ")
+    assert sorted(p.name for p in (out / "deploy").iterdir()) == sorted([chosen, "manifest.json", "selection.json"])
     for line in ("epoch 1/1: loss", "train: done in", "[2/2] tflite-int8     converting (calibrating",
-                 "convert: done in", "parity: done in", "bench: done in", "report: done in"):
+                 "convert: done in", "parity: done in", "bench: done in", "select: done in", "report: done in"):
         assert line in stdout, line
 
 
@@ -79,7 +83,7 @@ def test_html_report_is_self_contained(first_run: tuple[Path, str]) -> None:
     for source in sources:
         assert (out / source).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", source
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", page), "the report must not fetch anything"
-    for section in ("All formats", "Training", "Confusion matrices", "Parity per format",
+    for section in ("All formats", "Choice on this machine", "Training", "Confusion matrices", "Parity per format",
                     "What the unroller removed", "Configuration", "Environment"):
         assert f"<h2>{section}" in page
     assert "tflite-int8: pass" in page and ">nan<" not in page
@@ -127,12 +131,12 @@ def test_rerun_reuses_every_stage_and_a_change_redoes_only_its_part(
     mtime = model.stat().st_mtime_ns
     again = _run(out, config)
     assert again.returncode == 0
-    assert again.stdout.count("reused") == 4 and model.stat().st_mtime_ns == mtime
+    assert again.stdout.count("reused") == 5 and model.stat().st_mtime_ns == mtime
     changed = tmp_path / "changed.toml"
     changed.write_text(CONFIG.replace("min_top1 = 0.9", "min_top1 = 0.91"))
     partial = _run(out, changed)
     assert partial.returncode == 0
-    assert "parity: running" in partial.stdout
+    assert "parity: running" in partial.stdout and "select: running" in partial.stdout  # both gate on it
     for stage in ("train", "convert", "bench"):
         assert f"{stage}: reused" in partial.stdout
     assert json.loads((out / "parity.json").read_text())["tolerances"]["int8"]["min_top1"] == 0.91
@@ -140,7 +144,7 @@ def test_rerun_reuses_every_stage_and_a_change_redoes_only_its_part(
     redone = _run(out, changed)
     assert redone.returncode == 0, redone.stderr[-3000:]
     assert "train: reused" in redone.stdout
-    for stage in ("convert", "parity", "bench"):  # what reads the new files runs again
+    for stage in ("convert", "parity", "bench", "select"):  # what reads the new files runs again
         assert f"{stage}: running" in redone.stdout, stage
 
 

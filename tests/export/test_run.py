@@ -1,18 +1,28 @@
-"""``run_pipeline`` does each costly thing once: the data is loaded once for every stage, and the
-trained model runs once per image set for the equivalence proofs, every format's checks and parity."""
+"""``run_pipeline`` on a tiny config: each costly thing is done once (the data is loaded once for
+every stage, and the trained model runs once per image set for the equivalence proofs, every
+format's checks and parity); the select stage chooses on this machine, the report opens with the
+choice, and a re-run reuses it."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import cllnn_edge.data
+import runtime
 from cllnn_edge.config import Config
 from export import reference
-from export.run import run_pipeline
+from export.layout import RunLayout
+from export.run import RunState, run_pipeline
+from runtime.machine import cpu_info
+from runtime.manifest import MANIFEST_NAME, load_manifest
+from runtime.select import SELECTION_NAME, Selection
+
+pytestmark = pytest.mark.slow  # trains and converts a (tiny) model
 
 TINY = {
     "model": {"conv_filters": [4, 8, 16], "reservoir_dim": 32, "lstm_units": 8},
@@ -23,10 +33,10 @@ TINY = {
 }
 
 
-@pytest.mark.slow
-def test_run_loads_the_data_once_and_runs_the_trained_model_once_per_image_set(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(scope="module")
+def counted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunState, list[str], Counter, list[str]]:
+    """The pipeline once, counting data loads and the trained model's image sets.
+    Returns (state, data sources loaded, image sets computed, progress lines)."""
     loads: list[str] = []
     real_load = cllnn_edge.data.load_splits
 
@@ -42,15 +52,64 @@ def test_run_loads_the_data_once_and_runs_the_trained_model_once_per_image_set(
             image_sets[(len(batch), batch[:4].tobytes())] += 1
         return real_compute(self, batch)
 
-    monkeypatch.setattr(cllnn_edge.data, "load_splits", counted_load)
-    monkeypatch.setattr(reference.KerasRunner, "_compute", counted_compute)
-    cfg = Config.from_dict(TINY)
     lines: list[str] = []
-    state = run_pipeline(cfg, tmp_path / "run", data="embedded", progress=lines.append)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cllnn_edge.data, "load_splits", counted_load)
+        patch.setattr(reference.KerasRunner, "_compute", counted_compute)
+        state = run_pipeline(Config.from_dict(TINY), tmp_path_factory.mktemp("run") / "run", data="embedded",
+                             progress=lines.append)
+    return state, loads, image_sets, lines
 
+
+def test_run_loads_the_data_once_and_runs_the_trained_model_once_per_image_set(counted_run) -> None:
+    state, loads, image_sets, lines = counted_run
     assert all(stage["ran"] for stage in state.stages.values()), state.stages
+    assert list(state.stages) == ["train", "convert", "parity", "bench", "select"]
     assert loads == ["embedded"]
     # convert checks on the first check_size test images, parity on the whole test split: with the
     # embedded data both are the same 1,000 images, so one set, computed once for both stages
     assert list(image_sets.values()) == [1], image_sets
     assert "unroll: float-front int8 graph" in "\n".join(lines)  # both proofs ran on it
+
+
+def test_select_deploys_the_choice_and_the_report_opens_with_it(counted_run) -> None:
+    state, _, _, lines = counted_run
+    layout = state.layout
+    selection = Selection.load_json(layout.selection)
+    chosen = selection.chosen
+    assert chosen is not None, selection.verdict
+    assert sorted(p.name for p in layout.deploy.iterdir()) == sorted([chosen.file, MANIFEST_NAME, SELECTION_NAME])
+    assert json.loads((layout.deploy / SELECTION_NAME).read_text()) == selection.to_dict()
+    assert [c.format for c in selection.candidates] == ["tflite-fp32", "tflite-int8"]
+    assert all(c.verified for c in selection.candidates)  # the run's opened int8 gate, not the export's
+    assert selection.tolerances["int8"]["min_top1"] == 0.0
+    assert set(selection.budget.to_dict().values()) == {None} and selection.settings["runs"] == 200
+    assert [a.file for a in load_manifest(layout.deploy).artifacts] == [chosen.file]
+    with runtime.load(layout.deploy / chosen.file) as model:  # checked against the copied manifest
+        assert model.predict(np.zeros((1, 28, 28), np.uint8)).shape == (1, 10)
+    assert any(line.startswith("select: done in") and f"deploy/{chosen.file}" in line for line in lines)
+
+    cpu_class = cpu_info().cpu_class
+    opening = (f"Deploy on this machine ({cpu_class}): {chosen.file} — p50 {chosen.p50_us:,.0f} us, "
+               f"accuracy {100 * chosen.accuracy:.1f}% (")
+    markdown = layout.report_markdown.read_text().splitlines()
+    assert markdown[0] == "# CLLNN deployment report" and markdown[2].startswith(f"**{opening}")
+    assert markdown[2].endswith(f"{selection.verdict}**") and "points " in markdown[2]
+    assert any(line.startswith("| deploy | " + chosen.file) for line in markdown)
+    page = layout.report_html.read_text()
+    body = page[page.index("<body>"):]
+    assert body.index("<h1>") < body.index("id='deploy'>Deploy on this machine") < body.index("Parity ")
+    assert json.loads(layout.report_json.read_text())["deploy"].startswith(opening)
+
+
+def test_a_rerun_reuses_select_and_a_missing_deploy_redoes_it_alone(counted_run) -> None:
+    state, _, _, _ = counted_run
+    layout: RunLayout = state.layout
+    cfg = Config.from_dict(TINY)
+    again = run_pipeline(cfg, layout.root, data="embedded")
+    assert not any(stage["ran"] for stage in again.stages.values()), again.stages
+    shutil.rmtree(layout.deploy)
+    redone = run_pipeline(cfg, layout.root, data="embedded")
+    assert [name for name, stage in redone.stages.items() if stage["ran"]] == ["select"], redone.stages
+    chosen = Selection.load_json(layout.selection).chosen
+    assert (layout.deploy / chosen.file).is_file()

@@ -173,6 +173,14 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     )
 
 
+@pytest.fixture
+def artifacts(tiny: TinyModels, tmp_path: Path) -> Path:
+    """A directory as convert leaves it: the tiny files, check_set.npz and manifest.json listing both."""
+    from tests.runtime.helpers import write_artifacts
+
+    return write_artifacts(tiny, tmp_path / "artifacts")
+
+
 @dataclass(frozen=True)
 class MultiOutputModels:
     """A three-output model (like a stage probe) converted as ``export`` converts: via a SavedModel."""

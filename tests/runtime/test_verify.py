@@ -1,9 +1,10 @@
 """cllnn-bench verify on the runtime's tiny golden models: verdicts, refusals, reports, no TensorFlow.
 
 The files are the session's tiny models (tests/runtime/conftest.py), listed in a
-manifest written here with a check set holding Keras's own outputs on the test
-images. The same command on a trained and converted CLLNN, with stage probes and
-a file from another training: tests/export/test_parity.py.
+manifest with a check set holding Keras's own outputs on the test images (the
+``artifacts`` fixture, ``tests.runtime.helpers.write_artifacts``). The same command
+on a trained and converted CLLNN, with stage probes and a file from another
+training: tests/export/test_parity.py.
 """
 
 from __future__ import annotations
@@ -20,51 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import runtime
 from runtime.atomic import write_json_atomic
 from runtime.bench import main as bench_main
 from runtime.checkset import CHECK_SET_NAME, CheckSet, load_check_set, write_check_set
 from runtime.errors import CheckSetError
-from runtime.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, load_manifest, sha256_file
+from runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
 from runtime.parity import ParityReport
 from runtime.verify import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from tests.runtime.conftest import TinyModels
-from tests.runtime.helpers import REPO, describe, run_python
-
-FILES = {"fp32.tflite": ("tflite-fp32", "float32"), "int8.tflite": ("tflite-int8", "int8"),
-         "fp32.onnx": ("onnx-fp32", "float32"), "int8.onnx": ("onnx-int8", "int8")}
-# The tiny int8 files are calibrated on 32 blobs: the table recorded at "export" lowers the int8
-# floor so the good files pass; verify must read it from the manifest's config.
-EXPORTED_TOLERANCES = {"int8": {"min_top1": 0.8, "max_accuracy_drop": 0.2}}
-
-
-def _entry(path: Path, source: Path, fmt: str, precision: str) -> ArtifactEntry:
-    """The manifest entry of ``path``, a copy of ``source`` (read where no manifest lies beside it)."""
-    with runtime.load(source) as model:
-        backend, inputs, outputs = model.backend, (model.input_spec,), model.output_specs
-    return ArtifactEntry(file=path.name, format=fmt, runtime=backend, precision=precision,
-                         sha256=sha256_file(path), size=path.stat().st_size, inputs=inputs, outputs=outputs)
-
-
-@pytest.fixture
-def artifacts(tiny: TinyModels, tmp_path: Path) -> Path:
-    """A directory as convert leaves it: the files, check_set.npz and manifest.json listing both."""
-    out = tmp_path / "artifacts"
-    out.mkdir()
-    sources = {"fp32.tflite": tiny.fp32_tflite, "int8.tflite": tiny.int8_tflite,
-               "fp32.onnx": tiny.fp32_onnx, "int8.onnx": tiny.int8_onnx}
-    entries = []
-    for name, (fmt, precision) in FILES.items():
-        shutil.copy(sources[name], out / name)
-        entries.append(_entry(out / name, sources[name], fmt, precision))
-    labels = tiny.reference.argmax(1).astype(np.int64)
-    labels[::8] = (labels[::8] + 1) % 10  # some wrong, so accuracy is not trivially 1
-    record = write_check_set(out / CHECK_SET_NAME, CheckSet(tiny.images, labels, {"output": tiny.reference}),
-                             source="tiny", split="test")
-    manifest = Manifest(tuple(entries), {"config": {"tolerances": EXPORTED_TOLERANCES},
-                                         "source_model": {"file": "tiny.keras"}}, check_set=record)
-    write_json_atomic(out / MANIFEST_NAME, manifest.to_dict())
-    return out
+from tests.runtime.helpers import FILES, REPO, describe, manifest_entry, run_python
 
 
 def _rewrite_manifest(out: Path, manifest: Manifest) -> None:
@@ -125,7 +90,7 @@ def test_a_file_swapped_with_a_valid_manifest_entry_fails(
     """Another model's bytes under fp32.tflite, its checksum and size rewritten: only its numbers give it away."""
     shutil.copy(tiny.int8_tflite, artifacts / "fp32.tflite")
     manifest = load_manifest(artifacts)
-    swapped = _entry(artifacts / "fp32.tflite", tiny.int8_tflite, "tflite-fp32", "float32")
+    swapped = manifest_entry(artifacts / "fp32.tflite", tiny.int8_tflite, "tflite-fp32", "float32")
     entries = tuple(swapped if e.file == "fp32.tflite" else e for e in manifest.artifacts)
     _rewrite_manifest(artifacts, replace(manifest, artifacts=entries))
     report_json = tmp_path / "verify.json"
