@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE
+from runtime.choose import SELECTION_NAME
 from runtime.manifest import MANIFEST_NAME
-from runtime.select import SELECTION_NAME
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from typing import Any
 from export.layout import RunLayout
 from export.tables import html_table, markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
+from runtime.choose import Selection
 from runtime.manifest import Manifest, load_manifest
 from runtime.parity import ParityReport
-from runtime.select import Selection
 
 
 def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:

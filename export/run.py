@@ -242,10 +242,10 @@ def _select(cfg: Config, layout: RunLayout, progress: Progress) -> str:
     import shutil
 
     from runtime.bench import BenchSettings
+    from runtime.choose import Budget, select
     from runtime.deploy import write_deploy
     from runtime.errors import EdgeRuntimeError
     from runtime.manifest import ManifestError
-    from runtime.select import Budget, select
 
     try:
         selection = select(layout.artifacts, Budget(), BenchSettings(**SELECT_SETTINGS),

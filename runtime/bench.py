@@ -1,8 +1,7 @@
 """Latency benchmark through the device runtime: ``cllnn-bench MODEL...``.
 
-``cllnn-bench verify ARTIFACTS_DIR`` checks the files instead (``runtime.verify``);
-``cllnn-bench select ARTIFACTS_DIR --out DIR`` verifies, times and chooses the
-one to deploy on this machine (``runtime.select``).
+(``runtime.cli`` dispatches ``cllnn-bench verify`` and ``cllnn-bench select`` to
+``runtime.verify`` and ``runtime.select``.)
 
 Times ``model.predict(images)`` end to end, as an application calls it (input
 checks, quantization, inference, dequantization), after a warm-up. Reports per
@@ -225,15 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["verify"]:  # cllnn-bench verify ARTIFACTS_DIR (a model file named verify: ./verify)
-        from runtime.verify import main as verify_main
-
-        return verify_main(argv[1:])
-    if argv[:1] == ["select"]:  # cllnn-bench select ARTIFACTS_DIR --out DIR (a model file named select: ./select)
-        from runtime.select import main as select_main
-
-        return select_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = BenchSettings(batch=args.batch, threads=args.threads,

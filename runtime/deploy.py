@@ -7,7 +7,7 @@
   which stays behind) and the export's metadata as the source manifest has
   it (config, versions, source model, data, unroll report), so
   ``runtime.load(out / file)`` checks the file's checksum against it;
-- ``selection.json`` (``runtime.select.Selection``): the machine, settings,
+- ``selection.json`` (``runtime.choose.Selection``): the machine, settings,
   budget and every candidate's figures with the reason it was or was not chosen.
 
 The directory is built beside ``out`` under a temporary name and renamed into
@@ -32,9 +32,9 @@ import tempfile
 from pathlib import Path
 
 from runtime.atomic import atomic_path, write_json_atomic
+from runtime.choose import SELECTION_NAME, TOOL, Selection
 from runtime.errors import EdgeRuntimeError
 from runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest, sha256_file
-from runtime.select import SELECTION_NAME, TOOL, Selection
 
 # The source manifest's metadata that describes other files, not the deployed one.
 _NOT_DEPLOYED = ("failed",)

@@ -17,7 +17,8 @@ import pytest
 
 from benchmarks import store
 from benchmarks.__main__ import SECTIONS, main
-from benchmarks.results import targets, write_results
+from benchmarks.results import write_results
+from benchmarks.targets import targets
 from runtime.machine import CpuInfo
 
 MEASURED = Path(__file__).parents[2] / "benchmarks" / "results.json"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.results import targets
+from benchmarks.targets import targets
 from runtime.machine import CpuInfo, cpu_info
 
 pytestmark = pytest.mark.slow  # runs the whole benchmark suite (--quick)

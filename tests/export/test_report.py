@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from export.report import deploy_line
-from runtime.select import Budget, Candidate, Selection
+from runtime.choose import Budget, Candidate, Selection
 
 MACHINE = {"cpu": "Test CPU", "cpu_arch": "x86-64", "cpu_isa": ["fma", "avx2"], "cpu_class": "x86-64 AVX2 (no VNNI)"}
 

@@ -18,9 +18,9 @@ from cllnn_edge.config import Config
 from export import reference
 from export.layout import RunLayout
 from export.run import RunState, run_pipeline
+from runtime.choose import SELECTION_NAME, Selection
 from runtime.machine import cpu_info
 from runtime.manifest import MANIFEST_NAME, load_manifest
-from runtime.select import SELECTION_NAME, Selection
 
 pytestmark = pytest.mark.slow  # trains and converts a (tiny) model
 

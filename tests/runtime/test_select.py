@@ -21,11 +21,8 @@ import pytest
 import runtime
 from runtime.atomic import write_json_atomic
 from runtime.bench import BenchSettings
-from runtime.bench import main as bench_main
 from runtime.checkset import CHECK_SET_NAME, load_check_set, write_check_set
-from runtime.deploy import DeployError, check_out_dir, write_deploy
-from runtime.manifest import MANIFEST_NAME, load_manifest
-from runtime.select import (
+from runtime.choose import (
     EXIT_CHOSEN,
     EXIT_NONE_FITS,
     EXIT_USAGE,
@@ -35,9 +32,12 @@ from runtime.select import (
     Candidate,
     Selection,
     choose,
-    main,
     select,
 )
+from runtime.cli import main as bench_main
+from runtime.deploy import DeployError, check_out_dir, write_deploy
+from runtime.manifest import MANIFEST_NAME, load_manifest
+from runtime.select import main
 from tests.runtime.helpers import FILES, REPO, describe, run_python
 
 FAST = ["--runs", "5", "--warmup", "1"]
@@ -334,7 +334,7 @@ if entry == "module":  # python -m runtime.select ARTIFACTS_DIR --out DIR
     except SystemExit as exc:
         code = exc.code
 else:  # cllnn-bench select ARTIFACTS_DIR --out DIR
-    from runtime.bench import main
+    from runtime.cli import main
     code = main(["select", *args])
 heavy = ("tensorflow", "keras", "tf2onnx", "onnx", "cllnn_edge", "export")
 print("exit:", code)

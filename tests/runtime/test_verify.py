@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from runtime.atomic import write_json_atomic
-from runtime.bench import main as bench_main
 from runtime.checkset import CHECK_SET_NAME, CheckSet, load_check_set, write_check_set
+from runtime.cli import main as bench_main
 from runtime.errors import CheckSetError
 from runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
 from runtime.parity import ParityReport
@@ -175,7 +175,7 @@ if entry == "module":  # python -m runtime.verify ARTIFACTS_DIR
     except SystemExit as exc:
         code = exc.code
 else:  # cllnn-bench verify ARTIFACTS_DIR
-    from runtime.bench import main
+    from runtime.cli import main
     code = main(["verify", artifacts])
 heavy = ("tensorflow", "keras", "tf2onnx", "onnx", "cllnn_edge", "export")
 print("exit:", code)
