@@ -7,6 +7,7 @@ keeps a file's tests in one worker, and the run is made once."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import keras
@@ -18,7 +19,7 @@ from cllnn_edge.data import load_splits
 from cllnn_edge.train import as_model_input
 from export.file_checks import float_front, float_kernels
 from runtime.manifest import load_manifest, sha256_file
-from tests.e2e.helpers import assert_formats_match, gate_flags, run_cli
+from tests.e2e.helpers import CLI, assert_formats_match, gate_flags, run_cli
 
 pytestmark = pytest.mark.slow  # the README's main job, trained and converted
 
@@ -164,3 +165,21 @@ def test_parity_gate_of_the_workflow_passes(seed_run, tmp_path: Path) -> None:
     for result in report.results:
         assert [s.stage for s in result.stages] == ["cnn", "reservoir", "lstm", "output"]
         assert result.first_failing_stage is None, (result.format, result.stages)
+
+
+def test_device_side_verify_and_the_choice_on_the_main_job(seed_run, tmp_path: Path) -> None:
+    """`cllnn-bench verify` passes on the main job's files with the workflow's gate, and the run
+    chose one of them for this machine: deploy/ holds it alone, the report opens with it."""
+    model_path, artifacts, _ = seed_run
+    bench = str(Path(CLI).with_name("cllnn-bench"))
+    done = subprocess.run([bench, "verify", str(artifacts), *gate_flags(), "--json", str(tmp_path / "v.json")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["passed"] and len(report["results"]) == 6 and report["images"] == 300
+    run_dir = model_path.parent.parent
+    selection = json.loads((run_dir / "selection.json").read_text())
+    chosen = selection["chosen"]
+    assert sorted(p.name for p in (run_dir / "deploy").iterdir()) == sorted([chosen, "manifest.json",
+                                                                          "selection.json"])
+    assert chosen in (run_dir / "report.md").read_text().split("\n\n")[1]
