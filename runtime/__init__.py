@@ -18,10 +18,20 @@ the check set kept beside exported files (``runtime.checkset``), the
 command that checks files against it (``runtime.verify``, ``cllnn-bench
 verify``) and the one that chooses, on the device, the file to deploy
 (``runtime.select``, ``runtime.deploy``, ``cllnn-bench select``).
+Signed artefacts (``runtime.signing``): ``runtime.load(path, trusted_key="cllnn-signing.pub")``
+loads only files listed in a manifest signed by that key; checking needs ``cryptography``
+(``pip install 'cllnn-edge[signing]'``), imported only when a key is given.
 ``cllnn_edge`` and ``export`` import these; nothing here imports them.
 """
 
-from runtime.errors import EdgeRuntimeError, InferenceError, InputError, ModelClosedError, ModelLoadError
+from runtime.errors import (
+    EdgeRuntimeError,
+    InferenceError,
+    InputError,
+    ModelClosedError,
+    ModelLoadError,
+    SignatureError,
+)
 from runtime.litert import LiteRTModel, OpDtypes, tflite_op_dtypes
 from runtime.loader import load
 from runtime.manifest import ManifestError, TensorSpec
@@ -39,6 +49,7 @@ __all__ = [
     "OnnxRuntimeModel",
     "OpDtypes",
     "RuntimeModel",
+    "SignatureError",
     "TensorSpec",
     "load",
     "tflite_op_dtypes",

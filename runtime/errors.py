@@ -35,3 +35,8 @@ class ToleranceError(EdgeRuntimeError, ValueError):
 
 class CheckSetError(EdgeRuntimeError, ValueError):
     """The check set beside the artefacts is missing, altered or malformed (the message says which)."""
+
+
+class SignatureError(ModelLoadError):
+    """Artefacts given a trusted key are not signed by it: no signature, a file or the manifest
+    changed after signing, another key, or no library to check with (the message says which)."""

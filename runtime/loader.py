@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runtime.errors import ModelLoadError
+from runtime.errors import ModelLoadError, SignatureError
 from runtime.litert import LiteRTModel
 from runtime.manifest import MANIFEST_NAME, ArtifactEntry, ManifestError, load_manifest, verify_file
 from runtime.model import RuntimeModel
 from runtime.onnxrt import NotOnnxError, OnnxRuntimeModel
 from runtime.tflite_check import TFLITE_IDENTIFIER, looks_like_tflite
 
+if TYPE_CHECKING:
+    from runtime.signing import TrustedKeyLike
+
 
 def load(
     path: str | Path,
     threads: int | None = None,
     manifest: str | Path | None = None,
+    trusted_key: TrustedKeyLike | None = None,
 ) -> RuntimeModel:
     """Load a ``.tflite`` (LiteRT) or ``.onnx`` (ONNX Runtime) model for inference.
 
@@ -32,13 +37,20 @@ def load(
     loaded, so a file swapped after the check is never run. ``threads`` sets
     the backend's intra-op threads (default: the backend's own choice, which
     is one thread for LiteRT and one per core for ONNX Runtime).
+
+    With ``trusted_key`` (a public key's PEM file or bytes, or a
+    ``runtime.signing.TrustedKey``), the manifest is required and must carry
+    a signature by that key (``manifest.sig`` beside it, ``cllnn-export
+    sign``); a missing or wrong signature, or a file or manifest changed
+    after signing, raises ``SignatureError`` (a ``ModelLoadError``). Checking
+    needs the ``cryptography`` package (``pip install 'cllnn-edge[signing]'``).
     """
     path = Path(path)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
-    entry = _verify_against_manifest(path, manifest)
+    entry = _verify_against_manifest(path, manifest, trusted_key)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -56,10 +68,23 @@ def load(
         ) from exc
 
 
-def _verify_against_manifest(path: Path, manifest: str | Path | None) -> ArtifactEntry | None:
+def _verify_against_manifest(
+    path: Path, manifest: str | Path | None, trusted_key: TrustedKeyLike | None
+) -> ArtifactEntry | None:
     if manifest is None:
         beside = path.parent / MANIFEST_NAME
         if not beside.is_file():
+            if trusted_key is not None:
+                raise SignatureError(f"{path.name}: no {MANIFEST_NAME} beside it, and a trusted key was given: "
+                                     f"only files listed in a signed manifest are loaded")
             return None
         manifest = beside
-    return verify_file(path, load_manifest(manifest))
+    if trusted_key is None:
+        return verify_file(path, load_manifest(manifest))
+    from runtime.signing import load_verified_manifest  # cryptography only when a key is given
+
+    signed = load_verified_manifest(manifest, trusted_key)
+    try:
+        return verify_file(path, signed)
+    except ManifestError as exc:
+        raise SignatureError(f"{path.name} is not what was signed: {exc}") from exc

@@ -236,10 +236,20 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     if path.is_dir():
         path = path / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise ManifestError(f"manifest not found: {path}") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+    return parse_manifest(raw, path)
+
+
+def parse_manifest(raw: bytes, path: str | os.PathLike[str]) -> Manifest:
+    """A manifest from its bytes (``path`` names it in errors): what ``runtime.signing`` uses, so the
+    bytes whose signature was checked are the bytes parsed."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
     try:
         return Manifest.from_dict(data)
