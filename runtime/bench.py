@@ -33,6 +33,7 @@ from runtime.errors import EdgeRuntimeError
 from runtime.loader import load
 from runtime.machine import CpuInfo, cpu_info
 from runtime.manifest import ManifestError
+from runtime.signing import TrustedKeyLike, load_trusted_key
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 IMAGE_SIDE = 28
@@ -99,11 +100,15 @@ def bench_model(
     settings: BenchSettings = BenchSettings(),
     *,
     progress: Callable[[int, int], None] | None = None,
+    trusted_key: TrustedKeyLike | None = None,
 ) -> BenchResult:
-    """Load ``path`` and time ``predict`` on random uint8 images of the set batch size."""
+    """Load ``path`` and time ``predict`` on random uint8 images of the set batch size.
+
+    ``trusted_key``: load only if the manifest beside ``path`` is signed by it (``runtime.load``).
+    """
     path = Path(path)
     started = time.perf_counter()
-    model = load(path, threads=settings.threads)
+    model = load(path, threads=settings.threads, trusted_key=trusted_key)
     load_ms = (time.perf_counter() - started) * 1e3
     rng = np.random.default_rng(settings.seed)
     images = rng.integers(0, 256, (settings.batch, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
@@ -220,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a JSON written by an earlier --json run to compare p50 against")
     parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
                         help="with --baseline: exit 1 if a p50 grew by more (default 10)")
+    parser.add_argument("--trusted-key", type=Path, metavar="PUBKEY",
+                        help="time only files listed in a manifest signed with this public key "
+                        "(cllnn-export keygen / sign); exit 2 otherwise")
     return parser
 
 
@@ -229,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = BenchSettings(batch=args.batch, threads=args.threads,
                                  warmup=args.warmup, runs=args.runs)
         baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+        trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
     except (ValueError, OSError) as exc:
         print(f"cllnn-bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -236,7 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for number, path in enumerate(args.models, start=1):
         label = f"[{number}/{len(args.models)}] {path.name}"
         try:
-            results.append(bench_model(path, settings, progress=_progress_printer(label)))
+            results.append(bench_model(path, settings, progress=_progress_printer(label),
+                                       trusted_key=trusted_key))
         except (EdgeRuntimeError, ManifestError, ValueError, OSError) as exc:
             print(f"\ncllnn-bench: error: {path}: {exc}", file=sys.stderr)
             return EXIT_USAGE

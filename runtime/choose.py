@@ -43,6 +43,7 @@ from runtime.errors import EdgeRuntimeError
 from runtime.machine import CpuInfo
 from runtime.manifest import load_manifest
 from runtime.parity import ArtifactParity
+from runtime.signing import TrustedKey, TrustedKeyLike, load_trusted_key, load_verified_manifest, signature_path
 from runtime.tolerances import ToleranceConfig
 from runtime.verify import verify
 
@@ -51,7 +52,9 @@ PROG = "cllnn-bench select"
 SELECTION_NAME = "selection.json"
 TOOL = "cllnn-bench select"  # selection.json's "tool": marks a directory select wrote
 SCHEMA_VERSION = 1
-SIGNATURE_NOTE = "not signed: deploy/ carries SHA-256 checksums only; signatures come with issue 13"
+SIGNATURE_NOTE = "not signed: deploy/ carries SHA-256 checksums only (cllnn-export sign signs an export)"
+SIGNED_NOTE = ("signed{checked}: deploy/ carries the export's manifest.json and manifest.sig byte for byte "
+               "(they list every exported file; the chosen one is checked on load)")
 _SLACK = 1e-9  # a figure computed to equal its limit (e.g. 1/64 of 100 points) is within it
 
 
@@ -222,26 +225,30 @@ def select(
     tolerances: ToleranceConfig | None = None,
     tolerance_overrides: Sequence[str] = (),
     progress: Callable[[str], None] = lambda line: None,
+    trusted_key: TrustedKeyLike | None = None,
 ) -> Selection:
     """Verify every listed file on this machine, measure the verified ones, choose within ``budget``.
 
     ``tolerances`` / ``tolerance_overrides`` as for ``runtime.verify.verify``.
     Raises what ``verify`` raises on missing or altered inputs (``ValueError``
     subclasses); a file that fails verification, or no file fitting, is a
-    result, not an exception.
+    result, not an exception. With ``trusted_key`` every file is verified and
+    timed only if the manifest is signed by that key (``SignatureError`` otherwise).
     """
     started = time.perf_counter()
     artifacts_dir = Path(artifacts_dir)
+    trusted_key = None if trusted_key is None else load_trusted_key(trusted_key)
     report = verify(artifacts_dir, tolerances=tolerances, tolerance_overrides=tolerance_overrides,
-                    threads=settings.threads, progress=progress)
-    manifest = load_manifest(artifacts_dir)
+                    threads=settings.threads, progress=progress, trusted_key=trusted_key)
+    manifest = load_manifest(artifacts_dir) if trusted_key is None else load_verified_manifest(artifacts_dir,
+                                                                                                trusted_key)
     sizes = {entry.file: entry.size for entry in manifest.artifacts}
     verified = sum(r.passed for r in report.results)
     candidates = []
     for result in report.results:
         p50 = p99 = None
         if result.passed:
-            timing = bench_model(artifacts_dir / result.file, settings)
+            timing = bench_model(artifacts_dir / result.file, settings, trusted_key=trusted_key)
             p50, p99 = timing.p50_us, timing.p99_us
             progress(f"[{sum(c.verified for c in candidates) + 1}/{verified}] {result.format:<15} "
                      f"batch {settings.batch}, {settings.runs} runs: p50 {p50:,.1f} us, p99 {p99:,.1f} us")
@@ -262,7 +269,16 @@ def select(
         candidates=marked,
         verdict=verdict,
         seconds=time.perf_counter() - started,
+        signature=_signature_note(artifacts_dir, trusted_key),
     )
+
+
+def _signature_note(artifacts_dir: Path, trusted_key: TrustedKey | None) -> str:
+    if not signature_path(artifacts_dir).is_file():
+        return SIGNATURE_NOTE
+    checked = (" (not checked: no trusted key given)" if trusted_key is None
+               else f" (checked with key {trusted_key.key_id})")
+    return SIGNED_NOTE.format(checked=checked)
 
 
 def candidate_of(result: ArtifactParity, size: int,

@@ -19,7 +19,14 @@ of the user's is never overwritten. Replacing an earlier output renames it
 aside first, then the new one in: a reader sees the old directory, the new
 one, or (between the two renames) none, never a mixture.
 
-Not yet: a signature over the files (issue 13); ``selection.json`` says so.
+A signed export (``manifest.sig`` beside its manifest, ``cllnn-export sign``)
+is deployed with its ``manifest.json`` and ``manifest.sig`` copied byte for
+byte instead of the reduced manifest: a reduced manifest would be new bytes the
+signature does not cover, and a device has no private key to sign again. That
+manifest lists every exported file (and the stage probes and check set),
+of which ``out`` holds only the chosen one; ``runtime.load(out / file,
+trusted_key=...)`` checks the signature and that one file's checksum, which is
+all it needs. ``selection.json``'s ``signature`` says which form was written.
 """
 
 from __future__ import annotations
@@ -31,10 +38,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from runtime.atomic import atomic_path, write_json_atomic
+from runtime.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from runtime.choose import SELECTION_NAME, TOOL, Selection
 from runtime.errors import EdgeRuntimeError
-from runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest, sha256_file
+from runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest, parse_manifest, sha256_file
+from runtime.signing import SIGNATURE_NAME, TrustedKeyLike, read_signed_pair, verify_signature
 
 # The source manifest's metadata that describes other files, not the deployed one.
 _NOT_DEPLOYED = ("failed",)
@@ -65,7 +73,7 @@ def check_out_dir(out: str | Path) -> None:
             f"--out {out} is a non-empty directory that cllnn-bench select did not write (no {SELECTION_NAME} "
             f"of select's in it); give a new or empty directory"
         )
-    allowed = {SELECTION_NAME, MANIFEST_NAME, str(earlier.get("chosen"))}
+    allowed = {SELECTION_NAME, MANIFEST_NAME, SIGNATURE_NAME, str(earlier.get("chosen"))}
     foreign = sorted(names - allowed)
     if foreign:
         raise DeployError(
@@ -74,14 +82,25 @@ def check_out_dir(out: str | Path) -> None:
         )
 
 
-def write_deploy(selection: Selection, artifacts_dir: str | Path, out: str | Path) -> Path:
-    """Write ``out`` (see the module docstring) for ``selection``'s chosen file; returns the model's path."""
+def write_deploy(
+    selection: Selection, artifacts_dir: str | Path, out: str | Path, trusted_key: TrustedKeyLike | None = None
+) -> Path:
+    """Write ``out`` (see the module docstring) for ``selection``'s chosen file; returns the model's path.
+
+    With ``trusted_key``, a signed source's manifest is checked against it again before it is copied.
+    """
     chosen = selection.chosen
     if chosen is None:
         raise ValueError(f"nothing to deploy: {selection.verdict}")
     artifacts_dir, out = Path(artifacts_dir), Path(out)
     check_out_dir(out)
-    source = load_manifest(artifacts_dir)
+    signed = read_signed_pair(artifacts_dir)  # the bytes read once: checked, parsed and copied
+    if signed is None:
+        source = load_manifest(artifacts_dir)
+    else:
+        source = parse_manifest(signed[0], artifacts_dir / MANIFEST_NAME)
+        if trusted_key is not None:
+            verify_signature(*signed, artifacts_dir / MANIFEST_NAME, trusted_key)
     entry = source.entry_for(chosen.file)
     if entry is None:
         raise ManifestError(f"{chosen.file} is not listed in {artifacts_dir / MANIFEST_NAME}")
@@ -93,9 +112,13 @@ def write_deploy(selection: Selection, artifacts_dir: str | Path, out: str | Pat
             shutil.copyfile(artifacts_dir / entry.file, tmp)
         if sha256_file(work / entry.file) != entry.sha256:
             raise ManifestError(f"{artifacts_dir / entry.file} changed after it was verified; refusing to deploy it")
-        deployed = dataclasses.replace(entry, details=dataclasses.replace(entry.details, probe=None))
-        metadata = {k: v for k, v in source.metadata.items() if k not in _NOT_DEPLOYED}
-        write_json_atomic(work / MANIFEST_NAME, Manifest((deployed,), metadata).to_dict())
+        if signed is None:
+            deployed = dataclasses.replace(entry, details=dataclasses.replace(entry.details, probe=None))
+            metadata = {k: v for k, v in source.metadata.items() if k not in _NOT_DEPLOYED}
+            write_json_atomic(work / MANIFEST_NAME, Manifest((deployed,), metadata).to_dict())
+        else:
+            write_bytes_atomic(work / MANIFEST_NAME, signed[0])
+            write_bytes_atomic(work / SIGNATURE_NAME, signed[1])
         selection.save_json(work / SELECTION_NAME)
         os.chmod(work, 0o777 & ~_umask())  # mkdtemp makes 0700; a deploy directory is read by others
         _swap_into_place(work, out)

@@ -26,6 +26,7 @@ from runtime.compare import Check, Comparison, StageResult, compare
 from runtime.loader import load
 from runtime.manifest import ArtifactEntry, Manifest, ManifestError, sha256_file
 from runtime.metrics import accuracy_of, confusion_matrix
+from runtime.signing import TrustedKeyLike
 from runtime.tolerances import Tolerance, ToleranceConfig
 
 Progress = Callable[[str], None]
@@ -169,18 +170,21 @@ def compare_artifacts(
     *,
     threads: int | None = None,
     progress: Progress = lambda line: None,
+    trusted_key: TrustedKeyLike | None = None,
 ) -> tuple[ArtifactParity, ...]:
     """Run each listed file (and its stage probe) on ``images`` and compare with ``expected``.
 
     ``expected`` maps stage names (``output`` = the probabilities) to the
     reference's outputs on ``images``; each file is held to its precision's
     row of ``tolerances``. One progress line per file. A probe file that is
-    missing or altered raises ``ManifestError``.
+    missing or altered raises ``ManifestError``. With ``trusted_key`` each file
+    is loaded only if the manifest beside it is signed by that key (``runtime.load``).
     """
     results = []
     for index, entry in enumerate(manifest.artifacts, start=1):
         began = time.perf_counter()
-        result = _compare(entry, artifacts_dir, images, labels, expected, tolerances[entry.precision], threads)
+        result = _compare(entry, artifacts_dir, images, labels, expected, tolerances[entry.precision], threads,
+                          trusted_key)
         results.append(result)
         verdict = "ok" if result.passed else "FAILED"
         progress(
@@ -212,8 +216,9 @@ def _compare(
     expected: Mapping[str, np.ndarray],
     tolerance: Tolerance,
     threads: int | None,
+    trusted_key: TrustedKeyLike | None = None,
 ) -> ArtifactParity:
-    with load(artifacts_dir / entry.file, threads=threads) as model:
+    with load(artifacts_dir / entry.file, threads=threads, trusted_key=trusted_key) as model:
         probabilities = model.predict(images)
     stages, note = _probe_outputs(entry, artifacts_dir, images, threads)
     comparison = compare(expected, probabilities, tolerance, labels=labels, stages=stages)

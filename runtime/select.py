@@ -31,6 +31,7 @@ from runtime.choose import (
 from runtime.deploy import DeployError, check_out_dir, write_deploy
 from runtime.errors import EdgeRuntimeError
 from runtime.manifest import ManifestError
+from runtime.signing import load_trusted_key
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tolerance", action="append", default=[], metavar="PRECISION.LIMIT=VALUE",
                         help="override one limit of the exported tolerance table for verification, "
                         "e.g. int8.min_top1=0.98 (repeatable)")
+    parser.add_argument("--trusted-key", type=Path, metavar="PUBKEY",
+                        help="require manifest.json to be signed with this public key (cllnn-export keygen / "
+                        "sign); a missing or wrong signature, or a file changed after signing: exit 2. "
+                        "A signed export's manifest.json and manifest.sig are deployed unchanged")
     return parser
 
 
@@ -73,11 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.artifacts.is_dir():
             raise ManifestError(f"artifacts directory not found: {args.artifacts}")
         check_out_dir(args.out)
+        trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
         selection = select(args.artifacts, budget, settings, tolerance_overrides=args.tolerance,
-                           progress=lambda line: print(line, flush=True))
+                           progress=lambda line: print(line, flush=True), trusted_key=trusted_key)
         print(format_table(selection))
         if selection:
-            write_deploy(selection, args.artifacts, args.out)
+            write_deploy(selection, args.artifacts, args.out, trusted_key=trusted_key)
     except (EdgeRuntimeError, DeployError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

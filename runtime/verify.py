@@ -26,9 +26,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runtime.checkset import load_check_set
-from runtime.errors import EdgeRuntimeError
+from runtime.errors import EdgeRuntimeError, SignatureError
 from runtime.manifest import Manifest, ManifestError, load_manifest
 from runtime.parity import ParityReport, check_listed_files, compare_artifacts, reference_summary
+from runtime.signing import TrustedKeyLike, load_trusted_key, load_verified_manifest
 from runtime.tolerances import ToleranceConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -42,6 +43,7 @@ def verify(
     tolerance_overrides: Sequence[str] = (),
     threads: int | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    trusted_key: TrustedKeyLike | None = None,
 ) -> ParityReport:
     """Compare every file listed in ``artifacts_dir/manifest.json`` with the stored check set.
 
@@ -52,14 +54,23 @@ def verify(
     Raises ``ManifestError`` / ``CheckSetError`` / ``ToleranceError`` (all
     ``ValueError``) when the inputs are missing or altered; a broken
     tolerance is a result (``bool(report)`` is False), not an exception.
+    With ``trusted_key``, the manifest must be signed by it and every file
+    match the signed checksums, else ``SignatureError`` (``runtime.signing``).
     """
     started = time.perf_counter()
     artifacts_dir = Path(artifacts_dir)
+    trusted_key = None if trusted_key is None else load_trusted_key(trusted_key)  # read once, used per file
     if not artifacts_dir.is_dir():
         raise ManifestError(f"artifacts directory not found: {artifacts_dir}")
-    manifest = load_manifest(artifacts_dir)
+    manifest = load_manifest(artifacts_dir) if trusted_key is None else load_verified_manifest(artifacts_dir,
+                                                                                                trusted_key)
     check_set = load_check_set(artifacts_dir, manifest)
-    check_listed_files(manifest, artifacts_dir)
+    try:
+        check_listed_files(manifest, artifacts_dir)
+    except ManifestError as exc:
+        if trusted_key is None:
+            raise
+        raise SignatureError(f"a file changed after signing: {exc}") from exc
     tolerances = exported_tolerances(manifest) if tolerances is None else tolerances
     for assignment in tolerance_overrides:
         tolerances = tolerances.override(assignment)
@@ -67,7 +78,8 @@ def verify(
     assert record is not None  # load_check_set refuses a manifest without one
     progress(f"reference: outputs stored at export on {len(check_set)} {record.split} images ({record.file})")
     results = compare_artifacts(manifest, artifacts_dir, check_set.images, check_set.labels,
-                                check_set.reference, tolerances, threads=threads, progress=progress)
+                                check_set.reference, tolerances, threads=threads, progress=progress,
+                                trusted_key=trusted_key)
     return ParityReport(
         model=str(manifest.metadata.get("source_model", {}).get("file", "")),
         artifacts_dir=str(artifacts_dir),
@@ -105,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tolerance", action="append", default=[], metavar="PRECISION.LIMIT=VALUE",
                         help="override one limit of the exported tolerance table, e.g. int8.min_top1=0.98 "
                         "(repeatable)")
+    parser.add_argument("--trusted-key", type=Path, metavar="PUBKEY",
+                        help="require manifest.json to be signed with this public key (cllnn-export keygen / "
+                        "sign); a missing or wrong signature, or a file changed after signing: exit 2")
     return parser
 
 
@@ -114,8 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
         report = verify(args.artifacts, tolerance_overrides=args.tolerance, threads=args.threads,
-                        progress=lambda line: print(line, flush=True))
+                        progress=lambda line: print(line, flush=True), trusted_key=trusted_key)
         if args.json:
             report.save_json(args.json)
         if args.junit:
