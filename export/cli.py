@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from export.sign import add_commands as add_signing_commands
 from export.tables import text_table
 
 if TYPE_CHECKING:
@@ -111,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--tolerance", action="append", default=[], metavar="PRECISION.LIMIT=VALUE",
                         help="override one limit of the tolerance table, e.g. int8.min_top1=0.98 "
                         "(repeatable)")
+    parity.add_argument("--trusted-key", type=Path, metavar="PUBKEY",
+                        help="require ARTIFACTS/manifest.json to be signed with this public key "
+                        "(cllnn-export keygen / sign); a missing or wrong signature, or a file changed after "
+                        "signing: exit 2")
     parity.set_defaults(handler=run_parity_command)
 
     run = commands.add_parser(
@@ -134,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, help="override train.epochs from the config")
     run.add_argument("--force", action="store_true", help="redo every stage")
     run.set_defaults(handler=run_run)
+    add_signing_commands(commands)  # keygen, sign
     return parser
 
 
@@ -206,7 +212,7 @@ def run_parity_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     report = run_parity(
         args.model, args.artifacts, data=args.data, split=args.split, tolerances=cfg.tolerances,
-        limit=args.limit, progress=lambda line: print(line, flush=True),
+        limit=args.limit, progress=lambda line: print(line, flush=True), trusted_key=args.trusted_key,
     )
     print()
     print(format_parity_table(report))
@@ -277,14 +283,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cllnn_edge.errors import CllnnError
     from export.errors import EquivalenceError
-    from runtime.errors import ToleranceError
+    from runtime.errors import SignatureError, ToleranceError
 
     try:
         return int(args.handler(args))
     except EquivalenceError as exc:
         print(f"cllnn-export {args.command}: FAILED: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    except (CllnnError, ToleranceError) as exc:  # ToleranceError: a bad --tolerance
+    except (CllnnError, ToleranceError, SignatureError) as exc:  # ToleranceError: a bad --tolerance
         print(f"cllnn-export {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

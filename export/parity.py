@@ -26,8 +26,10 @@ from cllnn_edge.errors import CllnnError
 from cllnn_edge.model import load_trained
 from cllnn_edge.versions import library_versions
 from export.reference import KerasRunner, trained_reference
+from runtime.errors import SignatureError
 from runtime.manifest import Manifest, ManifestError, load_manifest, sha256_file
 from runtime.parity import ParityReport, check_listed_files, compare_artifacts, reference_summary
+from runtime.signing import TrustedKey, TrustedKeyLike, load_trusted_key, load_verified_manifest
 from runtime.tolerances import ToleranceConfig
 
 SPLITS = ("train", "val", "test")
@@ -48,18 +50,22 @@ def run_parity(
     splits: Splits | None = None,
     reference: KerasRunner | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    trusted_key: TrustedKeyLike | None = None,
 ) -> ParityReport:
     """Compare every artefact listed in ``artifacts_dir/manifest.json`` with the trained model.
 
     ``splits`` (else loaded from ``data`` with the split settings the
     manifest's config records) and ``reference`` (else built from the model
-    file) let a caller that holds them already pass them in.
+    file) let a caller that holds them already pass them in. With
+    ``trusted_key``, the manifest must be signed by it and every file match
+    the signed checksums, else ``runtime.errors.SignatureError``.
     """
     started = time.perf_counter()
     model_path, artifacts_dir = Path(model_path), Path(artifacts_dir)
     if split not in SPLITS:
         raise ParityInputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    manifest = _checked_manifest(model_path, artifacts_dir)
+    trusted_key = None if trusted_key is None else load_trusted_key(trusted_key)
+    manifest = _checked_manifest(model_path, artifacts_dir, trusted_key)
     if reference is None:
         reference = trained_reference(load_trained(model_path))
     if splits is None:
@@ -71,7 +77,7 @@ def run_parity(
     expected = reference.predict_outputs(images)
     try:
         results = compare_artifacts(manifest, artifacts_dir, images, labels, expected, tolerances,
-                                    progress=progress)
+                                    progress=progress, trusted_key=trusted_key)
     except ManifestError as exc:  # a stage probe missing or altered
         raise ParityInputError(str(exc)) from exc
     return ParityReport(
@@ -88,12 +94,15 @@ def run_parity(
     )
 
 
-def _checked_manifest(model_path: Path, artifacts_dir: Path) -> Manifest:
-    """The manifest, after checking that everything it promises is there and ours."""
+def _checked_manifest(model_path: Path, artifacts_dir: Path, trusted_key: TrustedKey | None = None) -> Manifest:
+    """The manifest, after checking that everything it promises is there and ours (and signed, with a key)."""
     if not model_path.is_file():
         raise ParityInputError(f"model file not found: {model_path}")
     try:
-        manifest = load_manifest(artifacts_dir)
+        if trusted_key is None:
+            manifest = load_manifest(artifacts_dir)
+        else:
+            manifest = load_verified_manifest(artifacts_dir, trusted_key)
     except ManifestError as exc:
         raise ParityInputError(
             f"{exc}; run 'cllnn-export convert {model_path} --out {artifacts_dir}' first"
@@ -108,5 +117,7 @@ def _checked_manifest(model_path: Path, artifacts_dir: Path) -> Manifest:
     try:
         check_listed_files(manifest, artifacts_dir)
     except ManifestError as exc:
+        if trusted_key is not None:
+            raise SignatureError(f"a file changed after signing: {exc}") from exc
         raise ParityInputError(str(exc)) from exc
     return manifest
