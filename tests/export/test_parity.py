@@ -256,3 +256,34 @@ def test_verify_without_tensorflow_on_converted_files(exported: Path) -> None:
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
     assert "exit: 0" in done.stdout and "heavy: []" in done.stdout, done.stdout + done.stderr[-2000:]
+
+
+def test_a_signed_export_passes_parity_and_verify_with_its_key_only(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sign the converted files; parity with --trusted-key passes, another key is refused (exit 2), and
+    python -m runtime.verify --trusted-key passes in a fresh process that never imports TensorFlow."""
+    from runtime.signing import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, generate_keys
+
+    run = _copy(exported, tmp_path)
+    assert main(["keygen", "--out", str(tmp_path / "keys")]) == EXIT_OK
+    other = generate_keys(tmp_path / "other")
+    assert main(["sign", str(run / "artifacts"), "--key", str(tmp_path / "keys" / PRIVATE_KEY_NAME)]) == EXIT_OK
+    trusted = str(tmp_path / "keys" / PUBLIC_KEY_NAME)
+    code = main(["parity", str(run / "model.keras"), str(run / "artifacts"), *LIMIT, *INT8_GATE,
+                 "--trusted-key", trusted])
+    assert code == EXIT_OK, capsys.readouterr().out
+    capsys.readouterr()
+    code = main(["parity", str(run / "model.keras"), str(run / "artifacts"), *LIMIT,
+                 "--trusted-key", str(other.public)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "is signed by another key" in err, err
+    script = ("import runpy, sys\nsys.argv = ['runtime.verify', *sys.argv[1:]]\n"
+              "try:\n    runpy.run_module('runtime.verify', run_name='__main__', alter_sys=True)\n"
+              "except SystemExit as exc:\n    print('exit:', exc.code)\n"
+              "heavy = ('tensorflow', 'keras', 'cllnn_edge', 'export')\n"
+              "print('heavy:', sorted(m for m in heavy if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(run / "artifacts"), *INT8_GATE,
+                           "--trusted-key", trusted], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert "exit: 0" in done.stdout and "heavy: []" in done.stdout, done.stdout + done.stderr[-2000:]
