@@ -159,7 +159,8 @@ def _selection_section(selection: dict[str, Any]) -> str:
         f"check images, the verified ones timed (batch {settings['batch']}, {settings['threads']} thread(s), "
         f"{settings['runs']} runs), and the fastest by p50 within the budget (the parity gate's tolerances"
         f"{'; ' + _e(limits) if limits else ', no size or latency limit'}) copied to <code>deploy/</code> with "
-        f"its manifest entry and <code>selection.json</code>. Not signed yet (issue 13).</p>"
+        f"its manifest entry and <code>selection.json</code>. Signature: "
+        f"{_e(selection.get('signature', 'not recorded'))}.</p>"
         + html_table(["", "file", "format", "p50 µs", "p99 µs", "size (KiB)", "top-1 agreement",
                       "accuracy drop (points)", "reason"], _candidate_rows(selection))
     )
