@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from export.sign import COMMANDS as SIGNING_COMMANDS
 from export.sign import add_commands as add_signing_commands
 from export.tables import text_table
 
@@ -279,6 +280,8 @@ def load_config(args: argparse.Namespace) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in SIGNING_COMMANDS:  # no TensorFlow: they handle their own errors (exit 2)
+        return int(args.handler(args))
     # The program (not the library) chooses to hide TensorFlow's C++ start-up chatter.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cllnn_edge.errors import CllnnError

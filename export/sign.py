@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_USAGE = 0, 2
+COMMANDS = ("keygen", "sign")  # cllnn-export runs them without importing cllnn_edge (TensorFlow)
 
 
 def add_commands(commands: Any) -> None:

@@ -297,3 +297,20 @@ def test_without_cryptography_runtime_works_and_a_key_gives_a_clear_error(signed
     assert result.returncode == 0, describe(result)
     assert "SignatureError: " in result.stdout and "pip install 'cllnn-edge[signing]'" in result.stdout, \
         describe(result)
+
+
+KEYGEN_AND_SIGN_SCRIPT = """
+import sys
+from export.cli import main
+keys, artifacts = sys.argv[1], sys.argv[2]
+print("keygen:", main(["keygen", "--out", keys]))
+print("sign:", main(["sign", artifacts, "--key", keys + "/cllnn-signing.key"]))
+print("heavy:", sorted(name for name in ("tensorflow", "keras", "cllnn_edge") if name in sys.modules))
+"""
+
+
+def test_keygen_and_sign_need_no_tensorflow(artifacts: Path, tmp_path: Path) -> None:
+    result = run_python(KEYGEN_AND_SIGN_SCRIPT, str(tmp_path / "keys"), str(artifacts))
+    assert "keygen: 0" in result.stdout and "sign: 0" in result.stdout, describe(result)
+    assert "heavy: []" in result.stdout, describe(result)
+    load_verified_manifest(artifacts, tmp_path / "keys" / PUBLIC_KEY_NAME)
