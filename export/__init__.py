@@ -13,6 +13,7 @@ owns lives there and nowhere else):
   ``parity`` (the CI gate, with the trained model as reference);
 - pipeline: ``convert``, ``run`` (the resumable stages), ``layout`` (every
   path of a run directory), ``report``, ``plots``, ``tables``;
+- ``sign`` (``cllnn-export keygen`` / ``sign``: the build host's half of ``runtime.signing``);
 - ``cli`` on top; ``errors`` beside everything.
 
 The limits every check applies are the tolerance table, ``runtime.tolerances``;
