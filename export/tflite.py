@@ -57,9 +57,9 @@ def _int8_with_float_layers(converter: object, conversion: Conversion) -> bytes:
 
     The converter calibrates only; TFLite's MLIR quantizer then quantizes every
     op but those it is told to deny (as ``tf.lite.experimental.QuantizationDebugger``
-    does for selective quantization). Its model takes int8 pixels (scale 1, zero
-    point -128) into a DEQUANTIZE; that input is turned into raw uint8 pixels
-    (scale 1, zero point 0), which DEQUANTIZE reads as they are.
+    does for selective quantization). Its model takes int8 pixels into a
+    DEQUANTIZE; that input is turned into raw uint8 pixels (scale 1, zero
+    point 0), which DEQUANTIZE reads as they are.
     """
     from ai_edge_litert.tools import flatbuffer_utils
     from tensorflow.lite.python import convert as tflite_convert
@@ -77,10 +77,12 @@ def _int8_with_float_layers(converter: object, conversion: Conversion) -> bytes:
 
 
 def _raw_uint8_input(data: bytes) -> bytes:
-    """The model with its int8 input (scale 1, zero point -128) read as uint8 pixels (zero point 0).
+    """The model with its input read as raw uint8 pixels (scale 1, zero point 0).
 
-    Only where every consumer of the input is a DEQUANTIZE: it maps either to
-    the same float pixel values.
+    Only where every consumer of the input is a DEQUANTIZE (the float front's
+    first op): it then turns uint8 pixels into the same float pixel values the
+    float graph takes, whatever range calibration gave the input (blank
+    calibration images give it none).
     """
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
@@ -91,13 +93,12 @@ def _raw_uint8_input(data: bytes) -> bytes:
     tensor = graph.tensors[index]
     codes = {i: flatbuffer_utils.get_builtin_code_from_operator_code(c) for i, c in enumerate(model.operatorCodes)}
     consumers = {codes[op.opcodeIndex] for op in graph.operators if index in op.inputs}
-    quantization = tensor.quantization
-    if (tensor.type != schema.TensorType.INT8 or consumers != {schema.BuiltinOperator.DEQUANTIZE}
-            or list(quantization.scale) != [1.0] or list(quantization.zeroPoint) != [-128]):
-        raise ConversionError("the int8 model's input is not int8 pixels (scale 1, zero point -128) "
-                              "read by DEQUANTIZE only; cannot make it take raw uint8 pixels")
+    if tensor.type != schema.TensorType.INT8 or consumers != {schema.BuiltinOperator.DEQUANTIZE}:
+        raise ConversionError("the int8 model's input is not an int8 tensor read by DEQUANTIZE only; "
+                              "cannot make it take raw uint8 pixels")
     tensor.type = schema.TensorType.UINT8
-    quantization.zeroPoint = [0]
+    tensor.quantization.scale = [1.0]
+    tensor.quantization.zeroPoint = [0]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 

@@ -89,9 +89,10 @@ def test_manifest_describes_each_file(seed_run) -> None:
         assert entry.ops and entry.size == (artifacts / entry.file).stat().st_size
         if entry.runtime == "onnxruntime":
             assert not {"Loop", "Scan"} & set(entry.ops)
+    assert manifest.check_set is not None
     assert sorted(p.name for p in artifacts.iterdir()) == sorted(
-        [a.file for a in manifest.artifacts] + ["manifest.json", "probes"]
-    ), "nothing but the artefacts, their stage probes and the manifest is left behind"
+        [a.file for a in manifest.artifacts] + ["manifest.json", "probes", manifest.check_set.file]
+    ), "nothing but the artefacts, their stage probes, the check set and the manifest is left behind"
     probes = [entry.details.probe for entry in manifest.artifacts]
     assert all(probe is not None and probe.file is not None for probe in probes), probes
     assert sorted(p.name for p in (artifacts / "probes").iterdir()) == sorted(
