@@ -98,13 +98,19 @@ def run_pipeline(
     progress: Progress = lambda line: None,
 ) -> RunState:
     """Run every stage that is not already done with the same inputs, then write the report."""
+    from cllnn_edge.config import check_fits_in_memory
     from cllnn_edge.data import splits_for
     from cllnn_edge.versions import library_versions
+    from export.formats import parse_formats
+    from runtime.outputs import check_output_dir
 
-    layout = RunLayout(Path(out))
+    # everything that can be checked before the work is, and nothing is created until it passed
+    parse_formats(cfg.export.formats)
+    check_fits_in_memory(cfg.model)
+    layout = RunLayout(check_output_dir(Path(out)))
+    splits = splits_for(cfg, data)
     layout.root.mkdir(parents=True, exist_ok=True)
     state = RunState(layout)
-    splits = splits_for(cfg, data)
     data_summary = {**splits.summary(), "fingerprint": splits.fingerprint()}
     progress(f"data: {data}: train {data_summary['train']}, val {data_summary['val']}, "
              f"test {data_summary['test']} (fingerprint {data_summary['fingerprint'][:12]})")

@@ -28,6 +28,7 @@ from pathlib import Path
 from runtime.checkset import load_check_set
 from runtime.errors import EdgeRuntimeError
 from runtime.manifest import Manifest, ManifestError, load_manifest
+from runtime.outputs import check_output_file
 from runtime.parity import ParityReport, check_listed_files, compare_artifacts, reference_summary
 from runtime.tolerances import ToleranceConfig
 
@@ -114,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        for flag, path in (("--json", args.json), ("--junit", args.junit)):
+            if path is not None:
+                check_output_file(path, flag)
         report = verify(args.artifacts, tolerance_overrides=args.tolerance, threads=args.threads,
                         progress=lambda line: print(line, flush=True))
         if args.json:
