@@ -260,13 +260,13 @@ def check_before_work(args: argparse.Namespace) -> None:
     from cllnn_edge.config import check_fits_in_memory
     from runtime.outputs import check_output_dir, check_output_file
 
-    cfg = load_config(args)  # formats known, sizes within the limit
+    cfg = load_config(args) if hasattr(args, "config") else None  # formats known, sizes within the limit
     if args.command in ("train", "convert", "run"):
         check_output_dir(args.out, "--out")
     for flag in ("json", "junit"):
         if getattr(args, flag, None) is not None:
             check_output_file(getattr(args, flag), f"--{flag}")
-    if args.command in ("train", "run"):
+    if cfg is not None and args.command in ("train", "run"):
         check_fits_in_memory(cfg.model)
 
 
