@@ -33,6 +33,7 @@ from benchmarks import store
 from benchmarks.common import say
 from export.formats import TFLITE_INT8
 from runtime.atomic import write_json_atomic
+from runtime.lifeline import child_env, guarded
 
 SECTIONS = ("inference", "floor", "training", "scaling", "memory")
 QUICK_FORMATS = (TFLITE_INT8.name,)
@@ -98,7 +99,8 @@ def run_jobs(jobs: list[Job], parallel: int) -> dict[str, float]:
                 break
             say(f"suite: {job.name}: started")
             sink = open(job.log, "w") if job.log else None  # noqa: SIM115 (closed below)
-            job.process = subprocess.Popen(job.command, text=True, stdout=sink, stderr=sink)
+            job.process = subprocess.Popen(guarded(job.command), text=True, stdout=sink, stderr=sink,
+                                           env=child_env())  # each section dies with the suite
             if sink:
                 sink.close()
             job.started = time.perf_counter()

@@ -16,6 +16,7 @@ from typing import Any
 
 from benchmarks.common import save, say, section_args
 from export.layout import RunLayout
+from runtime.lifeline import child_env, guarded
 
 RUNTIME_PROCESS = """
 import sys, numpy as np, runtime
@@ -42,8 +43,8 @@ print(peak_rss_mib(), 'tensorflow' in sys.modules)
 
 def peak_of(script: str, target: Path, calls: int) -> dict[str, Any]:
     """Run ``script`` in a fresh interpreter; its peak RSS and whether it imported TensorFlow."""
-    done = subprocess.run([sys.executable, "-c", script, str(target), str(calls)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(guarded([sys.executable, "-c", script, str(target), str(calls)]),
+                          capture_output=True, text=True, check=False, env=child_env())
     if done.returncode != 0:
         raise RuntimeError(f"memory probe for {target} failed: {done.stderr[-2000:]}")
     peak, imported_tf = done.stdout.split()[-2:]

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.macs import graph_macs, shape_text
+from runtime.lifeline import child_env, guarded
 from runtime.litert import new_interpreter  # the runtime's own verified loader
 
 PROBE_KINDS = ("float32", "int8")
@@ -200,10 +201,10 @@ def numpy_peak(*, size: int = 512, seconds: float = 1.0) -> dict[str, Any]:
     """
     one_thread = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     done = subprocess.run(
-        [sys.executable, "-c", _NUMPY_PROBE, str(size), str(seconds)],
+        guarded([sys.executable, "-c", _NUMPY_PROBE, str(size), str(seconds)]),  # dies with this process
         capture_output=True,
         text=True,
-        env={**os.environ, **one_thread},
+        env=child_env({**os.environ, **one_thread}),
         timeout=60 + seconds,
         check=False,
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 from benchmarks.common import QUICK_MODEL, save, say, section_args
 from export.formats import TFLITE_FP32, TFLITE_INT8
+from runtime.lifeline import child_env, guarded
 
 RESERVOIR_DIMS = (128, 256, 512, 1024, 2048)
 SEQUENCE_LENGTHS = (1, 2, 3, 4, 6, 9)
@@ -55,8 +56,8 @@ def measure(point: dict[str, int], work: Path, quick: bool) -> dict[str, Any]:
     config = out.parent / f"{out.name}.toml"
     config.write_text(point_config(point, quick))
     cli = str(Path(sys.executable).parent / "cllnn-export")
-    done = subprocess.run([cli, "run", "--data", "embedded", "--out", str(out), "--config", str(config)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(guarded([cli, "run", "--data", "embedded", "--out", str(out), "--config", str(config)]),
+                          capture_output=True, text=True, check=False, env=child_env())
     report_file = out / "report.json"
     if done.returncode not in (0, 1) or not report_file.is_file():  # 1: a parity check failed
         raise RuntimeError(f"scaling point {point} failed: {done.stderr[-3000:]}")

@@ -34,6 +34,7 @@ from benchmarks.common import say
 from export.formats import TFLITE_FP32, TFLITE_INT8
 from export.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
+from runtime.lifeline import child_env, guarded
 
 CLI = str(Path(sys.executable).parent / "cllnn-export")
 
@@ -57,7 +58,7 @@ CASES = {
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(guarded([CLI, *args]), capture_output=True, text=True, timeout=3600, env=child_env())
     if done.returncode not in (0, 1):  # 1: a check failed, which is an outcome to record
         raise RuntimeError(f"cllnn-export {args[0]} exited {done.returncode}: {done.stderr[-2000:]}")
     return done

@@ -29,6 +29,11 @@ IMAGE_SIDE = 28
 # The graph variants int8 formats can be built from (``ExportConfig.int8_graph``, export.unroll).
 FLOAT_FRONT, BOUNDED, PLAIN = "float-front", "bounded", "plain"
 INT8_GRAPHS = (FLOAT_FRONT, BOUNDED, PLAIN)
+# The largest model a config may describe: 2 GiB of float32 weights, the limit of the files it
+# exports to (a TFLite FlatBuffer and an ONNX protobuf without external data hold at most 2 GiB).
+MAX_WEIGHT_BYTES = 2 * 1024**3
+# Training holds each weight about four times (the weight, its gradient, Adam's two moments).
+TRAINING_COPIES = 4
 
 _T = TypeVar("_T")
 
@@ -82,6 +87,12 @@ class ModelConfig:
                 f"model.sequence_length must divide the {self.flat_features} flattened CNN "
                 f"features, got {self.sequence_length}; valid values: {divisors}"
             )
+        if self.weight_bytes > MAX_WEIGHT_BYTES:
+            raise ConfigError(
+                f"model is too large: reservoir_dim {self.reservoir_dim}, lstm_units {self.lstm_units} and "
+                f"conv_filters {list(filters)} make {_gib(self.weight_bytes)} of float32 weights; the limit is "
+                f"{_gib(MAX_WEIGHT_BYTES)} (the most a TFLite FlatBuffer or an ONNX protobuf holds)"
+            )
 
     @property
     def cnn_side(self) -> int:
@@ -97,6 +108,24 @@ class ModelConfig:
     def step_features(self) -> int:
         """Features fed to the reservoir at each of the ``sequence_length`` steps."""
         return self.flat_features // self.sequence_length
+
+    @property
+    def weight_count(self) -> int:
+        """Weights of the model this config builds (cllnn_edge.model): the standardiser's
+        per-column statistics, convolutions, the reservoir's W_in and W_res, the LSTM and the
+        softmax head, biases included (``keras.Model.count_params``; a test checks)."""
+        convs, channels = 2 * IMAGE_SIDE, 1
+        for filters in self.conv_filters:
+            convs += 9 * channels * filters + filters
+            channels = filters
+        r, u = self.reservoir_dim, self.lstm_units
+        reservoir = self.step_features * r + r * r
+        lstm = 4 * u * (r + u + 1)
+        return convs + reservoir + lstm + u * self.output_dim + self.output_dim
+
+    @property
+    def weight_bytes(self) -> int:
+        return 4 * self.weight_count
 
 
 @dataclass(frozen=True)
@@ -239,6 +268,35 @@ class Config:
         """A copy with some fields of one section changed (validated again)."""
         current = getattr(self, section)
         return dataclasses.replace(self, **{section: dataclasses.replace(current, **changes)})
+
+
+def check_fits_in_memory(model: ModelConfig) -> None:
+    """Refuse, before any work, a model whose training would not fit in this machine's available
+    memory (``MemAvailable`` of /proc/meminfo; unchecked where that is not available)."""
+    available = available_memory_bytes()
+    needed = TRAINING_COPIES * model.weight_bytes
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"model is too large for this machine: training holds its {_gib(model.weight_bytes)} of float32 "
+            f"weights about {TRAINING_COPIES} times ({_gib(needed)}), and {_gib(available)} of memory is "
+            f"available; reduce model.reservoir_dim ({model.reservoir_dim}) or model.lstm_units "
+            f"({model.lstm_units})"
+        )
+
+
+def available_memory_bytes() -> int | None:
+    """The memory available to a new process (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:,.2f} GiB"
 
 
 def _section_types() -> dict[str, type]:

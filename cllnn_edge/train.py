@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from cllnn_edge.config import Config
+from cllnn_edge.config import Config, check_fits_in_memory
 from cllnn_edge.data import Split, Splits
 from cllnn_edge.model import build_model, trainable_params
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
@@ -138,6 +138,7 @@ def train(
     counter on a terminal) instead of Keras' own output.
     """
     out_dir = Path(out_dir)
+    check_fits_in_memory(cfg.model)
     keras.utils.set_random_seed(cfg.model.seed)
     stats = fit_standardizer(splits.train.x)
     model = build_model(cfg.model, stats)

@@ -260,6 +260,23 @@ def run_run(args: argparse.Namespace) -> int:
     return EXIT_OK if passed else EXIT_CHECK_FAILED
 
 
+def check_before_work(args: argparse.Namespace) -> None:
+    """What a subcommand can check before its work, so a bad path fails at once, creating nothing:
+    its output directory (``--out``) and report files (``--json``, ``--junit``) writable and of
+    the right kind (``runtime.outputs``), and, where it trains, that the model fits in memory."""
+    from cllnn_edge.config import check_fits_in_memory
+    from runtime.outputs import check_output_dir, check_output_file
+
+    cfg = load_config(args) if hasattr(args, "config") else None  # formats known, sizes within the limit
+    if args.command in ("train", "convert", "run"):
+        check_output_dir(args.out, "--out")
+    for flag in ("json", "junit"):
+        if getattr(args, flag, None) is not None:
+            check_output_file(getattr(args, flag), f"--{flag}")
+    if cfg is not None and args.command in ("train", "run"):
+        check_fits_in_memory(cfg.model)
+
+
 def load_config(args: argparse.Namespace) -> Config:
     """The --config file (or the defaults) with the flags a subcommand has applied on top:
     --epochs, --formats and --calibration-size, where the subcommand offers them. The format
@@ -287,13 +304,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cllnn_edge.errors import CllnnError
     from export.errors import EquivalenceError
     from runtime.errors import SignatureError, ToleranceError
+    from runtime.outputs import OutputPathError
 
     try:
+        check_before_work(args)
         return int(args.handler(args))
     except EquivalenceError as exc:
         print(f"cllnn-export {args.command}: FAILED: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    except (CllnnError, ToleranceError, SignatureError) as exc:  # ToleranceError: a bad --tolerance
+    except (CllnnError, ToleranceError, SignatureError, OutputPathError) as exc:  # ToleranceError: a bad --tolerance
         print(f"cllnn-export {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -55,6 +55,7 @@ from runtime.manifest import (
     ProbeRecord,
     sha256_file,
 )
+from runtime.outputs import OutputPathError, check_output_dir
 
 Progress = Callable[[str], None]
 
@@ -294,11 +295,13 @@ def _progress_line(head: str, item: FormatResult) -> str:
 
 
 def _writable_dir(path: Path) -> Path:
-    """Create ``path`` if needed and prove it writable before any expensive work."""
+    """Prove ``path`` can be a writable directory (``runtime.outputs``), then create it, before any
+    expensive work."""
     try:
+        check_output_dir(path)
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
-            pass
+    except OutputPathError as exc:
+        raise ExportError(str(exc)) from exc
     except OSError as exc:
         raise ExportError(f"output directory {path} cannot be written: {exc.strerror or exc}") from exc
     return path

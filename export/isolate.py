@@ -3,7 +3,9 @@
 The TFLite converter has segfaulted on int8 configurations of this model; in
 the exporting process that would kill every other format with it. Each
 conversion runs as ``python -m export.worker JOB`` instead; a non-zero exit or
-a signal turns into a ``ConversionError`` naming the format and the cause.
+a signal turns into a ``ConversionError`` naming the format and the cause. The
+worker, and the tf2onnx process it may start, die with the process that started
+them (``runtime.lifeline``): a killed export leaves no converter running.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ConversionError
+from runtime.lifeline import child_env
 
 DEFAULT_TIMEOUT_S = 900.0
 
@@ -99,6 +102,7 @@ def run_isolated(
     starts the probe, so a crash during the probe costs the probe only.
     """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    env = child_env(env)  # the worker dies with this process (runtime.lifeline), even on kill -9
     try:
         done = subprocess.run(
             [python, "-m", "export.worker", job.to_json()],

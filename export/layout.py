@@ -7,7 +7,7 @@
     selection.json   the choice on this machine (cllnn-bench select's record), written in every case
     deploy/      the chosen file, its manifest.json and selection.json (when a file was chosen)
     report.json  report.md  report.html  plots/*.png
-    .stages/     one key file per completed stage
+    .stages/     one record per completed stage: its key and its output files' SHA-256
 """
 
 from __future__ import annotations
@@ -87,6 +87,6 @@ class RunLayout:
     def plots(self) -> Path:
         return self.root / "plots"
 
-    def stage_key(self, stage: str) -> Path:
-        """Where a completed stage records the key of its inputs."""
-        return self.root / ".stages" / f"{stage}.key"
+    def stage_record(self, stage: str) -> Path:
+        """Where a completed stage records the key of its inputs and the checksums of its outputs."""
+        return self.root / ".stages" / f"{stage}.json"

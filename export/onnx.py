@@ -13,6 +13,7 @@ import numpy as np
 
 from export.errors import ConversionError
 from export.isolate import Conversion
+from runtime.lifeline import child_env, guarded
 
 INPUT_NAME = "pixels"
 
@@ -21,13 +22,13 @@ def to_onnx_float(saved_model: Path, out: Path, conversion: Conversion) -> None:
     """tf2onnx's converter on the SavedModel, then onnx.checker with full shape inference."""
     import onnx
 
-    command = [
+    command = guarded([  # dies with the worker (runtime.lifeline)
         sys.executable, "-m", "tf2onnx.convert",
         "--saved-model", str(saved_model),
         "--output", str(out),
         "--opset", str(conversion.opset),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True)
+    ])
+    done = subprocess.run(command, capture_output=True, text=True, env=child_env())
     if done.returncode != 0 or not out.exists():
         raise ConversionError(f"tf2onnx failed (exit {done.returncode}): {done.stderr[-2000:]}")
     model = onnx.load(str(out))

@@ -8,12 +8,15 @@ The report opens with that choice.
 
 Each stage writes under one output directory and records a key: a hash of
 everything its result depends on (its config sections, the data, the library
-versions, the keys of the stages before it). A re-run skips a stage whose
-recorded key matches, whose outputs are present and whose input stage did not
-run again, so an interrupted run resumes where it stopped and a change redoes
-only what it affects; ``force`` redoes all. The toolkit's own code enters the
+versions, the keys of the stages before it), and the SHA-256 of every file it
+wrote. A re-run skips a stage whose recorded key matches, whose outputs are
+present and unchanged (each file checked against its recorded checksum) and
+whose input stage did not run again, so an interrupted run resumes where it
+stopped and a change redoes only what it affects; a file changed or removed
+since it was written makes its stage, and those reading it, run again, and the
+run says which file; ``force`` redoes all. The toolkit's own code enters the
 keys only as its version: after editing it, use ``force``. A
-stage's key is recorded only after its outputs are complete, and every output
+stage's record is written only after its outputs are complete, and every output
 is written atomically, so a failing stage leaves the earlier ones intact.
 
 The layout of ``out`` is ``export.layout.RunLayout``. The data is loaded once and the
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from cllnn_edge.config import Config
 from cllnn_edge.errors import CllnnError
 from export.layout import RunLayout
-from runtime.atomic import write_bytes_atomic, write_json_atomic
+from runtime.atomic import write_json_atomic
 
 if TYPE_CHECKING:
     from cllnn_edge.data import Splits
@@ -60,7 +63,7 @@ class Stage:
 
     name: str
     key: str  # hash of everything its result depends on
-    outputs: tuple[Path, ...]  # present when it completed
+    outputs: tuple[Path, ...]  # files or directories, present when it completed; every file in them checksummed
     action: Callable[[], str]  # does the work; returns a one-line summary
     reads: str | None = None  # the stage whose outputs it reads: it runs again when that one ran
 
@@ -98,13 +101,19 @@ def run_pipeline(
     progress: Progress = lambda line: None,
 ) -> RunState:
     """Run every stage that is not already done with the same inputs, then write the report."""
+    from cllnn_edge.config import check_fits_in_memory
     from cllnn_edge.data import splits_for
     from cllnn_edge.versions import library_versions
+    from export.formats import parse_formats
+    from runtime.outputs import check_output_dir
 
-    layout = RunLayout(Path(out))
+    # everything that can be checked before the work is, and nothing is created until it passed
+    parse_formats(cfg.export.formats)
+    check_fits_in_memory(cfg.model)
+    layout = RunLayout(check_output_dir(Path(out)))
+    splits = splits_for(cfg, data)
     layout.root.mkdir(parents=True, exist_ok=True)
     state = RunState(layout)
-    splits = splits_for(cfg, data)
     data_summary = {**splits.summary(), "fingerprint": splits.fingerprint()}
     progress(f"data: {data}: train {data_summary['train']}, val {data_summary['val']}, "
              f"test {data_summary['test']} (fingerprint {data_summary['fingerprint'][:12]})")
@@ -114,17 +123,18 @@ def run_pipeline(
                           versions)
     convert_key = stage_key("convert", train_key, sections["export"])
     stages = (
-        Stage("train", train_key, (layout.model,), lambda: _train(cfg, splits, layout, progress)),
-        Stage("convert", convert_key, (layout.manifest,),
+        Stage("train", train_key, (layout.train_dir,), lambda: _train(cfg, splits, layout, progress)),
+        Stage("convert", convert_key, (layout.artifacts, layout.manifest),
               lambda: _convert(cfg, splits, reference(), layout, progress), reads="train"),
-        Stage("parity", stage_key("parity", convert_key, sections["tolerances"]), (layout.parity_json,),
+        Stage("parity", stage_key("parity", convert_key, sections["tolerances"]),
+              (layout.parity_json, layout.parity_junit),
               lambda: _parity(cfg, data, splits, reference(), layout, progress), reads="convert"),
         Stage("bench", stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS), (layout.bench,),
               lambda: _bench(layout, progress), reads="convert"),
         # the choice is this machine's: its CPU enters the key; deploy/ is absent when nothing fits,
         # so such a stage runs again each time (it takes seconds)
         Stage("select", stage_key("select", convert_key, sections["tolerances"], SELECT_SETTINGS,
-                                  _machine()), (layout.selection, layout.deploy_selection),
+                                  _machine()), (layout.selection, layout.deploy, layout.deploy_selection),
               lambda: _select(cfg, layout, progress), reads="convert"),
     )
     for stage in stages:
@@ -151,13 +161,18 @@ def _reference_of(layout: RunLayout) -> Callable[[], KerasRunner]:
 
 
 def _run_stage(stage: Stage, state: RunState, force: bool, progress: Progress) -> None:
-    key_file = state.layout.stage_key(stage.name)
-    done = key_file.is_file() and key_file.read_text().strip() == stage.key
+    record_file = state.layout.stage_record(stage.name)
+    record = _read_record(record_file)
+    done = record is not None and record.get("key") == stage.key
     if done and not force and not state.ran(stage.reads) and all(p.exists() for p in stage.outputs):
-        progress(f"{stage.name}: reused (inputs unchanged, key {stage.key})")
-        state.record(stage.name, stage.key, False, 0.0)
-        return
-    key_file.unlink(missing_ok=True)
+        changed = _changed_output(state.layout.root, record["files"])
+        if changed is None:
+            progress(f"{stage.name}: reused (inputs unchanged, key {stage.key}; "
+                     f"{len(record['files'])} files match their checksums)")
+            state.record(stage.name, stage.key, False, 0.0)
+            return
+        progress(f"{stage.name}: {changed}; running again")
+    record_file.unlink(missing_ok=True)
     progress(f"{stage.name}: running")
     started = time.perf_counter()
     try:
@@ -170,10 +185,48 @@ def _run_stage(stage: Stage, state: RunState, force: bool, progress: Progress) -
         raise StageError(
             f"stage {stage.name!r} failed: {exc} (earlier stages are kept in {state.out})"
         ) from exc
-    write_bytes_atomic(key_file, (stage.key + "\n").encode())
+    files = _checksums(state.layout.root, stage.outputs)
+    write_json_atomic(record_file, {"stage": stage.name, "key": stage.key, "files": files})
     seconds = time.perf_counter() - started
     state.record(stage.name, stage.key, True, seconds)
     progress(f"{stage.name}: done in {seconds:.1f} s: {summary}")
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A stage's record, or None when absent or not one this module wrote (the stage then runs)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        return None
+    return record
+
+
+def _checksums(root: Path, outputs: tuple[Path, ...]) -> dict[str, str]:
+    """SHA-256 of every file a stage wrote (directories walked), keyed by its path under ``root``."""
+    from runtime.manifest import sha256_file
+
+    files: set[Path] = set()
+    for output in outputs:
+        if output.is_dir():
+            files.update(p for p in output.rglob("*") if p.is_file())
+        elif output.is_file():
+            files.add(output)
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(files)}
+
+
+def _changed_output(root: Path, recorded: dict[str, str]) -> str | None:
+    """Why a stage's outputs are not what it wrote (the first file that differs), or None."""
+    from runtime.manifest import sha256_file
+
+    for name, digest in sorted(recorded.items()):
+        path = root / name
+        if not path.is_file():
+            return f"{name} is missing since it was written"
+        if sha256_file(path) != digest:
+            return f"{name} changed since it was written (checksum)"
+    return None
 
 
 def _train(cfg: Config, splits: Splits, layout: RunLayout, progress: Progress) -> str:

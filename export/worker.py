@@ -12,6 +12,7 @@ from pathlib import Path
 
 from export.formats import FORMATS, Format
 from export.isolate import Conversion, Job
+from runtime.lifeline import die_with_parent
 
 
 def run(job: Job) -> None:
@@ -65,4 +66,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    die_with_parent()  # killed with the exporting process, however it ends (runtime.lifeline)
     sys.exit(main(sys.argv))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -29,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from runtime.atomic import write_bytes_atomic
 from runtime.errors import EdgeRuntimeError
 from runtime.loader import load
 from runtime.machine import CpuInfo, cpu_info
 from runtime.manifest import ManifestError
+from runtime.outputs import check_output_file
 from runtime.signing import TrustedKeyLike, load_trusted_key
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
@@ -162,21 +165,53 @@ def environment() -> dict[str, Any]:
     }
 
 
+class BaselineError(EdgeRuntimeError, ValueError):
+    """A ``--baseline`` file is unreadable or not a report an earlier ``--json`` run wrote."""
+
+
+def load_baseline(path: str | Path) -> dict[str, float]:
+    """The p50 (us) per model file name of a report an earlier ``--json`` run wrote, checked whole:
+    a JSON object whose ``results`` is a list of objects, each with a ``model`` name and a positive,
+    finite ``p50_us``. Read before anything is measured, so a bad baseline costs no benchmark."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BaselineError(f"--baseline {path}: cannot read it as JSON: {exc}") from exc
+    results = document.get("results") if isinstance(document, dict) else None
+    if not isinstance(results, list):
+        raise BaselineError(f"--baseline {path}: expected a JSON object with a 'results' list (as --json "
+                            f"writes), got {type(document).__name__}"
+                            + (" without a 'results' list" if isinstance(document, dict) else ""))
+    p50s: dict[str, float] = {}
+    for index, result in enumerate(results):
+        where = f"--baseline {path}: results[{index}]"
+        if not isinstance(result, dict):
+            raise BaselineError(f"{where} must be an object, got {type(result).__name__}")
+        model, p50 = result.get("model"), result.get("p50_us")
+        if not isinstance(model, str) or not model:
+            raise BaselineError(f"{where} needs 'model', the file's path, got {model!r}")
+        if isinstance(p50, bool) or not isinstance(p50, (int, float)) or not math.isfinite(p50) or p50 <= 0:
+            raise BaselineError(f"{where} ({model}) needs 'p50_us', a positive number of microseconds, got {p50!r}")
+        p50s[Path(model).name] = float(p50)
+    return p50s
+
+
 def regressions(
-    results: Sequence[BenchResult], baseline: dict[str, Any], max_regression_pct: float
+    results: Sequence[BenchResult], baseline: dict[str, float], max_regression_pct: float
 ) -> list[str]:
-    """Models whose p50 grew by more than ``max_regression_pct`` over the baseline's."""
-    before = {Path(r["model"]).name: r for r in baseline.get("results", [])}
+    """Models whose p50 grew by more than ``max_regression_pct`` over the baseline's
+    (``load_baseline``: p50 in us per model file name)."""
     failures = []
     for result in results:
-        old = before.get(Path(result.model).name)
+        old = baseline.get(Path(result.model).name)
         if old is None:
             continue
-        change = (result.p50_us / old["p50_us"] - 1.0) * 100.0
+        change = (result.p50_us / old - 1.0) * 100.0
         if change > max_regression_pct:
             failures.append(
                 f"{Path(result.model).name}: p50 {result.p50_us:.0f} us vs baseline "
-                f"{old['p50_us']:.0f} us (+{change:.1f}%, allowed +{max_regression_pct:g}%)"
+                f"{old:.0f} us (+{change:.1f}%, allowed +{max_regression_pct:g}%)"
             )
     return failures
 
@@ -236,7 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = BenchSettings(batch=args.batch, threads=args.threads,
                                  warmup=args.warmup, runs=args.runs)
-        baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+        if args.json:
+            check_output_file(args.json, "--json")
+        baseline = load_baseline(args.baseline) if args.baseline else None
         trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
     except (ValueError, OSError) as exc:
         print(f"cllnn-bench: error: {exc}", file=sys.stderr)
@@ -277,10 +314,8 @@ def _progress_printer(label: str) -> Callable[[int, int], None]:
 
 
 def _write_json(path: Path, report: dict[str, Any]) -> None:
-    """Temp file + rename, so a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Temp file + rename, so a reader never sees half a report (and a failure leaves no temp file)."""
+    write_bytes_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
 
 
 if __name__ == "__main__":

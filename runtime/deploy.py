@@ -40,25 +40,28 @@ from pathlib import Path
 
 from runtime.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from runtime.choose import SELECTION_NAME, TOOL, Selection
-from runtime.errors import EdgeRuntimeError
 from runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest, parse_manifest, sha256_file
+from runtime.outputs import OutputPathError, check_output_dir
 from runtime.signing import SIGNATURE_NAME, TrustedKeyLike, read_signed_pair, verify_signature
 
 # The source manifest's metadata that describes other files, not the deployed one.
 _NOT_DEPLOYED = ("failed",)
 
 
-class DeployError(EdgeRuntimeError, ValueError):
-    """``--out`` cannot be written: it is a file, or a directory select did not write (the message says which)."""
+class DeployError(OutputPathError):
+    """``--out`` cannot be written: it is a file, not writable, or a directory select did not write (the
+    message says which)."""
 
 
 def check_out_dir(out: str | Path) -> None:
     """Refuse an ``out`` that ``write_deploy`` may not replace; else return (it may not exist yet)."""
     out = Path(out)
+    try:
+        check_output_dir(out, "--out")  # a directory, or creatable, and writable
+    except OutputPathError as exc:
+        raise DeployError(str(exc)) from exc
     if not out.exists():
         return
-    if not out.is_dir():
-        raise DeployError(f"--out {out} is a file; give a directory (it will hold the chosen model)")
     names = {p.name for p in out.iterdir()}
     if not names:
         return

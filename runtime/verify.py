@@ -28,6 +28,7 @@ from pathlib import Path
 from runtime.checkset import load_check_set
 from runtime.errors import EdgeRuntimeError, SignatureError
 from runtime.manifest import Manifest, ManifestError, load_manifest
+from runtime.outputs import check_output_file
 from runtime.parity import ParityReport, check_listed_files, compare_artifacts, reference_summary
 from runtime.signing import TrustedKeyLike, load_trusted_key, load_verified_manifest
 from runtime.tolerances import ToleranceConfig
@@ -129,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        for flag, path in (("--json", args.json), ("--junit", args.junit)):
+            if path is not None:
+                check_output_file(path, flag)
         trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
         report = verify(args.artifacts, tolerance_overrides=args.tolerance, threads=args.threads,
                         progress=lambda line: print(line, flush=True), trusted_key=trusted_key)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cllnn_edge.config import Config, ModelConfig, TrainConfig
+from cllnn_edge.config import MAX_WEIGHT_BYTES, Config, ModelConfig, TrainConfig, check_fits_in_memory
 from cllnn_edge.errors import ConfigError
 from runtime.tolerances import DEFAULT_TOLERANCES, ToleranceConfig
 
@@ -146,3 +146,30 @@ def test_bad_tolerance_rows_are_config_errors_naming_the_file(tmp_path: Path, te
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         Config.from_toml(path)
+
+
+def test_a_model_past_the_weight_limit_is_refused_at_load_naming_the_limit(tmp_path: Path) -> None:
+    config = tmp_path / "big.toml"
+    config.write_text(f"[model]\nreservoir_dim = {2**40}\n")
+    with pytest.raises(ConfigError, match=r"big.toml: model is too large: reservoir_dim 1099511627776.*"
+                                          r"the limit is 2.00 GiB \(the most a TFLite FlatBuffer"):
+        Config.from_toml(config)
+    assert ModelConfig(reservoir_dim=16_000).weight_bytes <= MAX_WEIGHT_BYTES  # a large model still loads
+
+
+@pytest.mark.parametrize("values", [{}, {"conv_filters": (4, 8, 16), "reservoir_dim": 32, "lstm_units": 8,
+                                        "sequence_length": 3}])
+def test_weight_count_is_what_keras_counts(values: dict) -> None:
+    from cllnn_edge.model import build_model
+
+    cfg = ModelConfig(**values)
+    assert cfg.weight_count == build_model(cfg).count_params()
+
+
+def test_a_model_that_does_not_fit_in_memory_is_refused_naming_both_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cllnn_edge.config as config
+
+    monkeypatch.setattr(config, "available_memory_bytes", lambda: 1024**3)
+    check_fits_in_memory(ModelConfig())  # ~5 MB of weights
+    with pytest.raises(ConfigError, match=r"too large for this machine: .* \(1.74 GiB\), and 1.00 GiB of memory"):
+        check_fits_in_memory(ModelConfig(reservoir_dim=10_000))

@@ -140,7 +140,7 @@ def test_rerun_reuses_every_stage_and_a_change_redoes_only_its_part(
     for stage in ("train", "convert", "bench"):
         assert f"{stage}: reused" in partial.stdout
     assert json.loads((out / "parity.json").read_text())["tolerances"]["int8"]["min_top1"] == 0.91
-    (out / ".stages" / "convert.key").unlink()  # as after an interrupted export
+    (out / ".stages" / "convert.json").unlink()  # as after an interrupted export
     redone = _run(out, changed)
     assert redone.returncode == 0, redone.stderr[-3000:]
     assert "train: reused" in redone.stdout

@@ -129,3 +129,63 @@ def test_a_bad_tolerance_override_exits_2(tmp_path: Path, capsys: pytest.Capture
     assert code == EXIT_USAGE
     err = capsys.readouterr().err
     assert "min_top1 must be >= 0 and <= 1" in err and "Traceback" not in err
+
+
+# -- checked before the work: nothing trained, converted or created when an input or output is wrong ----------
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a subcommand starts its work: these errors must come first."""
+    import cllnn_edge.data
+    import export.run
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before its inputs and outputs were checked")
+
+    monkeypatch.setattr(cllnn_edge.data, "splits_for", refuse)
+    monkeypatch.setattr(export.run, "run_pipeline", refuse)
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--out", "{root}/FILE"], "--out {root}/FILE cannot be written: it is a file, not a directory"),
+        (["run", "--out", "{root}/FILE/sub"], "--out {root}/FILE/sub cannot be written: {root}/FILE is a file"),
+        (["run", "--out", "/proc/cllnn-run"], "--out /proc/cllnn-run cannot be written: /proc is not writable"),
+        (["train", "--out", "{root}/FILE"], "--out {root}/FILE cannot be written: it is a file"),
+        (["convert", "{root}/model.keras", "--out", "{root}/FILE/a"], "{root}/FILE is a file, not a directory"),
+        (["parity", "{root}/model.keras", "{root}/DIR", "--json", "{root}/DIR"],
+         "--json {root}/DIR cannot be written: it is a directory; give a file name"),
+        (["parity", "{root}/model.keras", "{root}/DIR", "--junit", "{root}/no/such/dir/p.xml"],
+         "--junit {root}/no/such/dir/p.xml cannot be written: directory {root}/no/such/dir does not exist"),
+        (["run", "--config", "{root}/bogus.toml", "--out", "{root}/run"],
+         "unknown format(s) ['bogus']; choose from tflite-fp32"),
+        (["train", "--config", "{root}/bogus.toml", "--out", "{root}/run"], "unknown format(s) ['bogus']"),
+        (["run", "--config", "{root}/big.toml", "--out", "{root}/run"],
+         "model is too large: reservoir_dim 1099511627776"),
+    ],
+)
+def test_bad_outputs_and_configs_exit_2_before_the_work_creating_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_work: None, argv: list[str], message: str
+) -> None:
+    (tmp_path / "FILE").write_text("mine")
+    (tmp_path / "DIR").mkdir()
+    (tmp_path / "bogus.toml").write_text('[export]\nformats = ["bogus"]\n')
+    (tmp_path / "big.toml").write_text(f"[model]\nreservoir_dim = {2**40}\n")
+    before = _tree(tmp_path)
+    code = main([arg.format(root=tmp_path) for arg in argv])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    assert message.format(root=tmp_path) in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert _tree(tmp_path) == before and (tmp_path / "FILE").read_text() == "mine"
+
+
+def test_run_with_missing_data_does_not_create_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--data", str(tmp_path / "nonexistent"), "--out", str(tmp_path / "run")])
+    assert code == EXIT_USAGE
+    assert "nonexistent" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -113,3 +113,46 @@ def test_a_rerun_reuses_select_and_a_missing_deploy_redoes_it_alone(counted_run)
     assert [name for name, stage in redone.stages.items() if stage["ran"]] == ["select"], redone.stages
     chosen = Selection.load_json(layout.selection).chosen
     assert (layout.deploy / chosen.file).is_file()
+
+
+def test_a_rerun_after_tampering_redoes_the_changed_stage_and_those_after_it(
+    counted_run, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resume checks what it reuses against the checksums recorded when it was written."""
+    from export.cli import main
+
+    state, _, _, _ = counted_run
+    layout: RunLayout = state.layout
+    model_mtime = layout.model.stat().st_mtime_ns
+    tampered = layout.artifacts / "cllnn_int8.tflite"
+    data = bytearray(tampered.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 16] = bytes(b ^ 0xFF for b in data[len(data) // 2 : len(data) // 2 + 16])
+    tampered.write_bytes(bytes(data))
+    config = tmp_path / "tiny.toml"
+    config.write_text(_toml(TINY))
+    code = main(["run", "--config", str(config), "--out", str(layout.root)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "convert: artifacts/cllnn_int8.tflite changed since it was written (checksum); running again" in out
+    assert "train: reused" in out and layout.model.stat().st_mtime_ns == model_mtime
+    for stage in ("convert", "parity", "bench", "select"):
+        assert f"{stage}: running" in out, stage
+    assert out.rstrip().endswith("PASSED")
+    with runtime.load(tampered) as model:  # rewritten, and its manifest checksum holds again
+        assert model.predict(np.zeros((1, 28, 28), np.uint8)).shape == (1, 10)
+    record = json.loads(layout.stage_record("convert").read_text())
+    assert "artifacts/cllnn_int8.tflite" in record["files"] and "artifacts/manifest.json" in record["files"]
+
+
+def _toml(config: dict) -> str:
+    """TINY as a TOML file (its values are lists, numbers and strings; tables nest one level below a section)."""
+    lines = []
+    for section, values in config.items():
+        scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in scalars.items()]
+        for name, table in values.items():
+            if isinstance(table, dict):
+                lines.append(f"[{section}.{name}]")
+                lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"

@@ -104,3 +104,55 @@ def test_console_script(tiny: TinyModels) -> None:
     done = subprocess.run([str(script), str(tiny.fp32_tflite), *FAST], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert tiny.fp32_tflite.name in done.stdout
+
+
+@pytest.fixture
+def no_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything is measured: these errors must come before the work."""
+    import runtime.bench
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the benchmark ran before its inputs and outputs were checked")
+
+    monkeypatch.setattr(runtime.bench, "bench_model", refuse)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], "expected a JSON object with a 'results' list (as --json writes), got list"),
+        ({"results": [{"model": "m.tflite"}]}, "results[0] (m.tflite) needs 'p50_us', a positive number"),
+        ({"results": [{"model": "m.tflite", "p50_us": 0}]}, "results[0] (m.tflite) needs 'p50_us', a positive"),
+        ({"results": [{"model": "m.tflite", "p50_us": "12"}]}, "needs 'p50_us', a positive number of "
+                                                                 "microseconds, got '12'"),
+        ({"results": ["m.tflite"]}, "results[0] must be an object, got str"),
+        ({"results": [{"p50_us": 3.0}]}, "results[0] needs 'model', the file's path, got None"),
+        ({"runs": 3}, "got dict without a 'results' list"),
+    ],
+)
+def test_a_malformed_baseline_exits_2_before_anything_is_measured(
+    tiny: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_benchmark: None,
+    document: object, message: str,
+) -> None:
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps(document))
+    assert main([str(tiny.int8_tflite), *FAST, "--baseline", str(baseline)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("missing/dir/x.json", "directory {root}/missing/dir does not exist"),
+        ("DIR", "--json {root}/DIR cannot be written: it is a directory"),
+    ],
+)
+def test_a_bad_json_path_exits_2_before_anything_is_measured_and_leaves_nothing(
+    tiny: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_benchmark: None,
+    target: str, message: str,
+) -> None:
+    (tmp_path / "DIR").mkdir()
+    assert main([str(tiny.int8_tflite), *FAST, "--json", str(tmp_path / target)]) == 2
+    assert message.format(root=tmp_path) in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["DIR"]  # no .DIR.tmp, no missing/

@@ -128,6 +128,9 @@ def _flip_model_byte(out: Path) -> str:
     ("model_checksum", [], _flip_model_byte),
     ("bad_tolerance", ["--tolerance", "int8.min_top1=2"], lambda out: "min_top1 must be >= 0 and <= 1"),
     ("bad_threads", ["--threads", "0"], lambda out: "--threads must be >= 1"),
+    ("json_is_a_directory", ["--json", "."], lambda out: "--json . cannot be written: it is a directory"),
+    ("junit_in_a_missing_directory", ["--junit", "/nonexistent/dir/x.xml"],
+     lambda out: "--junit /nonexistent/dir/x.xml cannot be written: directory /nonexistent/dir does not exist"),
 ])
 def test_bad_input_exits_2_with_what_is_wrong(
     artifacts: Path, capsys: pytest.CaptureFixture[str], case: str, args: list[str], edit
