@@ -277,14 +277,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cllnn_edge.errors import CllnnError
     from export.errors import EquivalenceError
-    from runtime.errors import ToleranceError
+    from runtime.errors import EdgeRuntimeError
 
     try:
         return int(args.handler(args))
     except EquivalenceError as exc:
         print(f"cllnn-export {args.command}: FAILED: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    except (CllnnError, ToleranceError) as exc:  # ToleranceError: a bad --tolerance
+    # EdgeRuntimeError: a bad --tolerance (ToleranceError), or artefacts a manifest lists that are
+    # malformed, outside the directory or refused by the runtime (ManifestError, ModelLoadError).
+    except (CllnnError, EdgeRuntimeError) as exc:
         print(f"cllnn-export {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -34,7 +34,7 @@ from pathlib import Path
 from runtime.atomic import atomic_path, write_json_atomic
 from runtime.choose import SELECTION_NAME, TOOL, Selection
 from runtime.errors import EdgeRuntimeError
-from runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest, sha256_file
+from runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest, open_contained, sha256_file
 
 # The source manifest's metadata that describes other files, not the deployed one.
 _NOT_DEPLOYED = ("failed",)
@@ -89,8 +89,9 @@ def write_deploy(selection: Selection, artifacts_dir: str | Path, out: str | Pat
     _remove_stale(out)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        with atomic_path(work / entry.file) as tmp:
-            shutil.copyfile(artifacts_dir / entry.file, tmp)
+        with open_contained(artifacts_dir, entry.file) as source_file, atomic_path(work / entry.file) as tmp:
+            with open(tmp, "wb") as copy:
+                shutil.copyfileobj(source_file, copy)
         if sha256_file(work / entry.file) != entry.sha256:
             raise ManifestError(f"{artifacts_dir / entry.file} changed after it was verified; refusing to deploy it")
         deployed = dataclasses.replace(entry, details=dataclasses.replace(entry.details, probe=None))

@@ -8,11 +8,19 @@ sees it. This is the only module that knows every backend.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from runtime.errors import ModelLoadError
 from runtime.litert import LiteRTModel
-from runtime.manifest import MANIFEST_NAME, ArtifactEntry, ManifestError, load_manifest, verify_file
+from runtime.manifest import (
+    MANIFEST_NAME,
+    ArtifactEntry,
+    ManifestError,
+    load_manifest,
+    open_contained,
+    verify_file,
+)
 from runtime.model import RuntimeModel
 from runtime.onnxrt import NotOnnxError, OnnxRuntimeModel
 from runtime.tflite_check import TFLITE_IDENTIFIER, looks_like_tflite
@@ -28,8 +36,12 @@ def load(
     The backend is chosen by content: a TFLite flatbuffer carries ``TFL3`` at
     bytes 4..8, anything else is tried as ONNX. If ``manifest`` is given, or a
     ``manifest.json`` lies beside the file, the file's SHA-256 must match its
-    entry, else ``ManifestError``. The bytes that were hashed are the bytes
-    loaded, so a file swapped after the check is never run. ``threads`` sets
+    entry, else ``ManifestError``; the file must then be a regular file, not a
+    symlink (``runtime.manifest.contained``: a manifest vouches for the files in
+    its directory; without a manifest a symlink is followed). The bytes that
+    were hashed are the bytes loaded, so a file swapped after the check is never
+    run. An ONNX model that keeps weights in external files is refused
+    (``ModelLoadError``): they would resolve against the working directory. ``threads`` sets
     the backend's intra-op threads (default: the backend's own choice, which
     is one thread for LiteRT and one per core for ONNX Runtime).
     """
@@ -40,7 +52,11 @@ def load(
         raise ModelLoadError(f"model file not found: {path}")
     entry = _verify_against_manifest(path, manifest)
     try:
-        data = path.read_bytes()
+        if entry is None:
+            data = path.read_bytes()
+        else:  # the file the manifest vouched for, never a symlink swapped in since
+            with open_contained(path.parent, path.name) as handle:
+                data = handle.read()
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
     if entry is not None and hashlib.sha256(data).hexdigest() != entry.sha256:
@@ -59,7 +75,7 @@ def load(
 def _verify_against_manifest(path: Path, manifest: str | Path | None) -> ArtifactEntry | None:
     if manifest is None:
         beside = path.parent / MANIFEST_NAME
-        if not beside.is_file():
+        if not os.path.lexists(beside):  # a dangling symlink there is refused, not taken for "none"
             return None
         manifest = beside
     return verify_file(path, load_manifest(manifest))
