@@ -130,13 +130,12 @@ def _external_tensor(buf: memoryview) -> ExternalTensor | None:
     for number, wire, value in _fields(buf):
         if number == _TENSOR_DATA_LOCATION and wire == _VARINT and value == _EXTERNAL:
             external = True
-        elif number == _TENSOR_NAME and wire == _LEN:
-            name = bytes(value).decode("utf-8", "replace")  # type: ignore[arg-type]
-        elif number == _TENSOR_EXTERNAL_DATA and wire == _LEN:
+        elif number == _TENSOR_NAME and isinstance(value, memoryview):
+            name = bytes(value).decode("utf-8", "replace")
+        elif number == _TENSOR_EXTERNAL_DATA and isinstance(value, memoryview):
             external = True
-            assert isinstance(value, memoryview)
-            entry = {key: bytes(text).decode("utf-8", "replace")  # type: ignore[arg-type]
-                     for key, wire_type, text in _fields(value) if wire_type == _LEN}
+            entry = {key: bytes(text).decode("utf-8", "replace")
+                     for key, _, text in _fields(value) if isinstance(text, memoryview)}
             if entry.get(1) == "location":
                 location = entry.get(2, "")
     return ExternalTensor(name, location) if external else None
