@@ -254,7 +254,9 @@ def _select(cfg: Config, layout: RunLayout, progress: Progress) -> str:
             write_deploy(selection, layout.artifacts, layout.deploy)
         else:  # an earlier run's choice must not outlive this one's verdict
             shutil.rmtree(layout.deploy, ignore_errors=True)
-    except (EdgeRuntimeError, ManifestError) as exc:
+    except ManifestError:  # the artefacts' manifest is malformed, or names or lists files wrongly: an input error
+        raise
+    except EdgeRuntimeError as exc:
         raise StageError(f"stage 'select' failed: {exc} (earlier stages are kept in {layout.root})") from exc
     selection.save_json(layout.selection)
     chosen = selection.chosen

@@ -167,16 +167,15 @@ def parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
     ``source`` names the manifest in messages (its path).
     """
     if len(raw) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{source}: {len(raw):,} bytes, more than a manifest may hold "
-                            f"({MAX_MANIFEST_BYTES:,}); refusing to parse it")
+        raise ManifestError(f"{source}: larger than a manifest may be ({MAX_MANIFEST_BYTES:,} bytes); "
+                            f"refusing to parse it")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"cannot read manifest {source}: not UTF-8 ({exc})") from exc
-    depth = nesting_depth(text)
-    if depth > MAX_DEPTH:
-        raise ManifestError(f"{source}: nested {depth} levels deep, more than a manifest may be "
-                            f"({MAX_DEPTH}); refusing to parse it")
+    if nesting_depth(text, stop_past=MAX_DEPTH) > MAX_DEPTH:
+        raise ManifestError(f"{source}: nested more than {MAX_DEPTH} levels deep (objects and lists), more "
+                            f"than a manifest may be; refusing to parse it")
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer of too many digits
@@ -193,8 +192,9 @@ def parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
-def nesting_depth(text: str) -> int:
-    """The deepest nesting of ``[`` / ``{`` in JSON ``text``, brackets inside strings not counted.
+def nesting_depth(text: str, stop_past: int | None = None) -> int:
+    """The deepest nesting of ``[`` / ``{`` in JSON ``text``, brackets inside strings not counted;
+    with ``stop_past``, the scan ends as soon as the depth exceeds it.
 
     Never less than the depth ``json.loads`` reaches before it succeeds or stops at an error: the
     scan reads strings as JSON does, and an unterminated quote only makes it count more.
@@ -205,6 +205,8 @@ def nesting_depth(text: str) -> int:
         if token in "[{":
             depth += 1
             deepest = max(deepest, depth)
+            if stop_past is not None and deepest > stop_past:
+                break
         elif token in "]}":
             depth -= 1
     return deepest

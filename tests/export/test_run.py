@@ -113,3 +113,36 @@ def test_a_rerun_reuses_select_and_a_missing_deploy_redoes_it_alone(counted_run)
     assert [name for name, stage in redone.stages.items() if stage["ran"]] == ["select"], redone.stages
     chosen = Selection.load_json(layout.selection).chosen
     assert (layout.deploy / chosen.file).is_file()
+
+
+def _toml(tables: dict, prefix: str = "") -> str:
+    """``tables`` (sections of scalars, lists and sub-sections) as TOML text."""
+    values = [f"{key} = {json.dumps(value)}" for key, value in tables.items() if not isinstance(value, dict)]
+    text = f"[{prefix}]\n" + "\n".join(values) + "\n" if prefix and values else ""
+    for key, value in tables.items():
+        if isinstance(value, dict):
+            text += _toml(value, f"{prefix}.{key}" if prefix else key)
+    return text
+
+
+def test_a_manifest_spoiled_between_runs_exits_2_naming_the_field(
+    counted_run, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from export.cli import EXIT_USAGE, main
+
+    state, _, _, _ = counted_run
+    root = shutil.copytree(state.layout.root, tmp_path / "run")
+    layout = RunLayout(root)
+    shutil.rmtree(layout.deploy)  # select runs again, and reads the manifest
+    document = json.loads(layout.manifest.read_text())
+    document["artifacts"][1]["ops"] = []
+    layout.manifest.write_text(json.dumps(document))
+    config = tmp_path / "tiny.toml"
+    config.write_text(_toml(TINY))
+    code = main(["run", "--config", str(config), "--out", str(root)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    assert err.strip().splitlines() == [
+        f"cllnn-export run: error: {layout.manifest}: artifacts[1].ops: expected an object of op name -> count, "
+        f"got a list"
+    ]
