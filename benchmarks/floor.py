@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     profiles of every exported file; the suite divides section 1's latencies by the floors."""
     from benchmarks.common import save, say, section_args  # imports cllnn_edge, and so Keras
     from export.layout import RunLayout
-    from runtime.manifest import load_manifest
+    from runtime.manifest import contained, load_manifest
 
     args = section_args(argv, "compute floor: MACs per image, single-core peaks, op profiles")
     say("floor: peak probes (float32, int8)")
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     formats, profiles = {}, {}
     layout = RunLayout(args.work)
     for entry in load_manifest(layout.manifest).artifacts:
-        path = layout.artifacts / entry.file
+        path = contained(layout.artifacts, entry.file)
         say(f"floor: {entry.format}: MACs and op profile")
         macs = graph_macs(path)
         kind = "int8" if "int8" in entry.precision else "float32"  # fp16 kernels compute in float32

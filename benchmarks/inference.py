@@ -62,11 +62,11 @@ def keras_contenders(work: Path, image: Any) -> dict[str, Any]:
 
 
 def artifacts(work: Path) -> list[tuple[str, Path]]:
-    from runtime.manifest import load_manifest
+    from runtime.manifest import contained, load_manifest
 
     layout = RunLayout(work)
     manifest = load_manifest(layout.manifest)
-    return [(entry.format, layout.artifacts / entry.file) for entry in manifest.artifacts]
+    return [(entry.format, contained(layout.artifacts, entry.file)) for entry in manifest.artifacts]
 
 
 def batch_one(work: Path, quick: bool) -> dict[str, Any]:

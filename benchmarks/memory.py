@@ -53,7 +53,7 @@ def peak_of(script: str, target: Path, calls: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = section_args(argv, "file size and peak memory per format, against TensorFlow")
-    from runtime.manifest import load_manifest
+    from runtime.manifest import contained, load_manifest
 
     calls = 5 if args.quick else 100
     layout = RunLayout(args.work)
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     formats = {}
     for entry in manifest.artifacts:
         say(f"memory: runtime + {entry.format}")
-        figures = peak_of(RUNTIME_PROCESS, layout.artifacts / entry.file, calls)
+        figures = peak_of(RUNTIME_PROCESS, contained(layout.artifacts, entry.file), calls)
         formats[entry.format] = {"file_size": entry.size, **figures,
                                  "vs_tensorflow": figures["peak_rss_mib"] / tensorflow["peak_rss_mib"]}
     save(args, {"calls": calls, "tensorflow": tensorflow, "formats": formats})

@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cllnn_edge.errors import CllnnError
     from export.errors import EquivalenceError
-    from runtime.errors import SignatureError, ToleranceError
+    from runtime.errors import EdgeRuntimeError
     from runtime.outputs import OutputPathError
 
     try:
@@ -312,7 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EquivalenceError as exc:
         print(f"cllnn-export {args.command}: FAILED: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    except (CllnnError, ToleranceError, SignatureError, OutputPathError) as exc:  # ToleranceError: a bad --tolerance
+    # EdgeRuntimeError: a bad --tolerance (ToleranceError), or artefacts a manifest lists that are
+    # malformed, outside the directory, unsigned or refused by the runtime (ManifestError,
+    # SignatureError, ModelLoadError); OutputPathError: an output that cannot be written.
+    except (CllnnError, EdgeRuntimeError, OutputPathError) as exc:
         print(f"cllnn-export {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

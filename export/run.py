@@ -266,14 +266,14 @@ def _parity(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layo
 
 def _bench(layout: RunLayout, progress: Progress) -> str:
     from runtime.bench import BenchSettings, bench_model, environment
-    from runtime.manifest import load_manifest
+    from runtime.manifest import contained, load_manifest
 
     manifest = load_manifest(layout.manifest)
     jobs = [(batch, entry) for batch in BENCH_BATCHES for entry in manifest.artifacts]
     results = []
     for index, (batch, entry) in enumerate(jobs, start=1):
         settings = BenchSettings(batch=batch, threads=1, warmup=10, runs=BENCH_RUNS[batch])
-        result = bench_model(layout.artifacts / entry.file, settings)
+        result = bench_model(contained(layout.artifacts, entry.file), settings)
         results.append({**result.to_dict(), "export_format": entry.format})
         progress(f"[{index}/{len(jobs)}] {entry.format:<15} batch {batch:<3} {settings.runs} runs: "
                  f"p50 {result.p50_us:,.0f} us, {result.throughput_ips:,.0f} images/s")
@@ -307,7 +307,9 @@ def _select(cfg: Config, layout: RunLayout, progress: Progress) -> str:
             write_deploy(selection, layout.artifacts, layout.deploy)
         else:  # an earlier run's choice must not outlive this one's verdict
             shutil.rmtree(layout.deploy, ignore_errors=True)
-    except (EdgeRuntimeError, ManifestError) as exc:
+    except ManifestError:  # the artefacts' manifest is malformed, or names or lists files wrongly: an input error
+        raise
+    except EdgeRuntimeError as exc:
         raise StageError(f"stage 'select' failed: {exc} (earlier stages are kept in {layout.root})") from exc
     selection.save_json(layout.selection)
     chosen = selection.chosen

@@ -17,6 +17,8 @@ Read with ``allow_pickle=False``: the file holds arrays, never objects.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ import numpy as np
 
 from runtime.atomic import atomic_path
 from runtime.errors import CheckSetError
-from runtime.manifest import CheckSetRecord, Manifest, sha256_file
+from runtime.manifest import CheckSetRecord, Manifest, ManifestError, contained, open_contained, sha256_file
 
 CHECK_SET_NAME = "check_set.npz"
 IMAGES, LABELS, REFERENCE_PREFIX = "images", "labels", "reference_"
@@ -84,17 +86,25 @@ def load_check_set(artifacts_dir: str | Path, manifest: Manifest) -> CheckSet:
             f"the manifest in {artifacts_dir} lists no check set (exported before check sets, or "
             f"its entry was removed); re-run cllnn-export convert to write {CHECK_SET_NAME}"
         )
-    path = artifacts_dir / record.file
+    try:
+        path = contained(artifacts_dir, record.file)
+    except ManifestError as exc:
+        raise CheckSetError(f"check set: {exc}") from exc
     if not path.is_file():
         raise CheckSetError(f"check set {path} is listed in the manifest but missing; re-run cllnn-export convert")
-    actual = sha256_file(path)
+    try:
+        with open_contained(artifacts_dir, record.file) as handle:
+            raw = handle.read(record.size + 1)  # no more than the manifest vouches for
+    except (OSError, ManifestError) as exc:
+        raise CheckSetError(f"cannot read check set {path}: {exc}") from exc
+    actual = hashlib.sha256(raw).hexdigest()
     if actual != record.sha256:
         raise CheckSetError(
             f"check set {path} does not match its manifest checksum (SHA-256 {actual[:16]}..., expected "
             f"{record.sha256[:16]}...): modified after export or from another export; refusing to use it"
         )
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:  # the bytes that were hashed
             arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CheckSetError(f"cannot read check set {path}: {exc}") from exc

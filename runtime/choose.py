@@ -41,7 +41,7 @@ from runtime.atomic import write_json_atomic
 from runtime.bench import BenchSettings, bench_model, environment
 from runtime.errors import EdgeRuntimeError
 from runtime.machine import CpuInfo
-from runtime.manifest import load_manifest
+from runtime.manifest import contained, load_manifest
 from runtime.parity import ArtifactParity
 from runtime.signing import TrustedKey, TrustedKeyLike, load_trusted_key, load_verified_manifest, signature_path
 from runtime.tolerances import ToleranceConfig
@@ -248,7 +248,7 @@ def select(
     for result in report.results:
         p50 = p99 = None
         if result.passed:
-            timing = bench_model(artifacts_dir / result.file, settings, trusted_key=trusted_key)
+            timing = bench_model(contained(artifacts_dir, result.file), settings, trusted_key=trusted_key)
             p50, p99 = timing.p50_us, timing.p99_us
             progress(f"[{sum(c.verified for c in candidates) + 1}/{verified}] {result.format:<15} "
                      f"batch {settings.batch}, {settings.runs} runs: p50 {p50:,.1f} us, p99 {p99:,.1f} us")

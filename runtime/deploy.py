@@ -40,7 +40,15 @@ from pathlib import Path
 
 from runtime.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from runtime.choose import SELECTION_NAME, TOOL, Selection
-from runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest, parse_manifest, sha256_file
+from runtime.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestError,
+    load_manifest,
+    open_contained,
+    parse_manifest,
+    sha256_file,
+)
 from runtime.outputs import OutputPathError, check_output_dir
 from runtime.signing import SIGNATURE_NAME, TrustedKeyLike, read_signed_pair, verify_signature
 
@@ -111,8 +119,9 @@ def write_deploy(
     _remove_stale(out)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        with atomic_path(work / entry.file) as tmp:
-            shutil.copyfile(artifacts_dir / entry.file, tmp)
+        with open_contained(artifacts_dir, entry.file) as source_file, atomic_path(work / entry.file) as tmp:
+            with open(tmp, "wb") as copy:
+                shutil.copyfileobj(source_file, copy)
         if sha256_file(work / entry.file) != entry.sha256:
             raise ManifestError(f"{artifacts_dir / entry.file} changed after it was verified; refusing to deploy it")
         if signed is None:

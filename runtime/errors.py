@@ -3,7 +3,6 @@
 ``runtime`` is the bottom layer and may not import ``cllnn_edge``, so it has its
 own base class. The kinds a caller can cause (a bad file, bad input) are also
 ``ValueError``, so code that knows only the standard library still catches them.
-``runtime.manifest.ManifestError`` (a ``ValueError``) covers checksum refusals.
 """
 
 from __future__ import annotations
@@ -15,6 +14,13 @@ class EdgeRuntimeError(Exception):
 
 class ModelLoadError(EdgeRuntimeError, ValueError):
     """A file is not a model this runtime can load safely (wrong format, corrupt, unsupported)."""
+
+
+class ManifestError(EdgeRuntimeError, ValueError):
+    """A manifest is missing, unreadable or malformed, names a file it may not, or does not vouch for a file.
+
+    Also importable as ``runtime.manifest.ManifestError`` and ``runtime.ManifestError``.
+    """
 
 
 class InputError(EdgeRuntimeError, ValueError):

@@ -8,12 +8,20 @@ sees it. This is the only module that knows every backend.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.errors import ModelLoadError, SignatureError
 from runtime.litert import LiteRTModel
-from runtime.manifest import MANIFEST_NAME, ArtifactEntry, ManifestError, load_manifest, verify_file
+from runtime.manifest import (
+    MANIFEST_NAME,
+    ArtifactEntry,
+    ManifestError,
+    load_manifest,
+    open_contained,
+    verify_file,
+)
 from runtime.model import RuntimeModel
 from runtime.onnxrt import NotOnnxError, OnnxRuntimeModel
 from runtime.tflite_check import TFLITE_IDENTIFIER, looks_like_tflite
@@ -33,8 +41,12 @@ def load(
     The backend is chosen by content: a TFLite flatbuffer carries ``TFL3`` at
     bytes 4..8, anything else is tried as ONNX. If ``manifest`` is given, or a
     ``manifest.json`` lies beside the file, the file's SHA-256 must match its
-    entry, else ``ManifestError``. The bytes that were hashed are the bytes
-    loaded, so a file swapped after the check is never run. ``threads`` sets
+    entry, else ``ManifestError``; the file must then be a regular file, not a
+    symlink (``runtime.manifest.contained``: a manifest vouches for the files in
+    its directory; without a manifest a symlink is followed). The bytes that
+    were hashed are the bytes loaded, so a file swapped after the check is never
+    run. An ONNX model that keeps weights in external files is refused
+    (``ModelLoadError``): they would resolve against the working directory. ``threads`` sets
     the backend's intra-op threads (default: the backend's own choice, which
     is one thread for LiteRT and one per core for ONNX Runtime).
 
@@ -52,7 +64,11 @@ def load(
         raise ModelLoadError(f"model file not found: {path}")
     entry = _verify_against_manifest(path, manifest, trusted_key)
     try:
-        data = path.read_bytes()
+        if entry is None:
+            data = path.read_bytes()
+        else:  # the file the manifest vouched for, never a symlink swapped in since
+            with open_contained(path.parent, path.name) as handle:
+                data = handle.read()
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
     if entry is not None and hashlib.sha256(data).hexdigest() != entry.sha256:
@@ -73,7 +89,7 @@ def _verify_against_manifest(
 ) -> ArtifactEntry | None:
     if manifest is None:
         beside = path.parent / MANIFEST_NAME
-        if not beside.is_file():
+        if not os.path.lexists(beside):  # a dangling symlink there is refused, not taken for "none"
             if trusted_key is not None:
                 raise SignatureError(f"{path.name}: no {MANIFEST_NAME} beside it, and a trusted key was given: "
                                      f"only files listed in a signed manifest are loaded")

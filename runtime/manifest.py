@@ -5,24 +5,34 @@ the schema lives in the bottom layer. ``manifest.json`` holds one entry per
 artefact with its SHA-256, size, format, precision and input/output spec,
 plus the configuration and library versions that produced it, and the
 check set (``check_set``: file, SHA-256, size) a device verifies them with.
+
+``load_manifest`` reads a manifest as untrusted input: bounded in size and
+nesting and validated against its schema as a whole (``runtime.manifest_schema``)
+before any field is used. Every file a manifest names is opened through
+``contained(directory, name)``: a plain relative name inside the artefacts
+directory, no part of it a symlink, a regular file (see ``contained`` for why
+symlinks are refused rather than resolved).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from runtime.errors import ManifestError
+from runtime.manifest_schema import (
+    MAX_MANIFEST_BYTES,
+    PLAIN_NAME_RULE,
+    SCHEMA_VERSION,
+    is_plain_name,
+    validated_document,
+)
 
 MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 1
-
-
-class ManifestError(ValueError):
-    """A manifest is missing, unreadable, or does not vouch for a file."""
-
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -231,12 +241,17 @@ class Manifest:
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
-    """Read a manifest.json (or the one inside a directory)."""
+    """Read a manifest.json (or the one inside a directory), validated as a whole; else ``ManifestError``.
+
+    The file is read only if it is a regular file (not a symlink, FIFO or device) of at most
+    ``MAX_MANIFEST_BYTES``; errors name the manifest and the field
+    (``.../manifest.json: artifacts[2].ops: expected an object of op name -> count, got a list``).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST_NAME
     try:
-        raw = path.read_bytes()
+        raw = read_manifest_bytes(path)
     except FileNotFoundError as exc:
         raise ManifestError(f"manifest not found: {path}") from exc
     except OSError as exc:
@@ -244,37 +259,107 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     return parse_manifest(raw, path)
 
 
+def read_manifest_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A manifest file's bytes, if it is a regular file (not a symlink, FIFO or device), at most
+    ``MAX_MANIFEST_BYTES`` + 1 of them (``parse_manifest`` refuses more); OSError otherwise."""
+    with _open_regular(Path(path)) as handle:
+        return handle.read(MAX_MANIFEST_BYTES + 1)
+
+
 def parse_manifest(raw: bytes, path: str | os.PathLike[str]) -> Manifest:
-    """A manifest from its bytes (``path`` names it in errors): what ``runtime.signing`` uses, so the
-    bytes whose signature was checked are the bytes parsed."""
+    """A manifest from its bytes (``path`` names it in errors), validated as a whole first
+    (``runtime.manifest_schema``): what ``runtime.signing`` uses, so the bytes whose signature
+    was checked are the bytes parsed."""
+    return Manifest.from_dict(validated_document(raw, str(path)))
+
+
+def contained(directory: str | os.PathLike[str], name: str) -> Path:
+    """``directory / name`` for a file a manifest names, after checking it may be opened; else ``ManifestError``.
+
+    ``name`` must be a plain relative name (``runtime.manifest_schema.PLAIN_NAME``: no absolute
+    path, ``..``, backslash or drive letter) and no part of ``directory / name`` below
+    ``directory`` may be a symlink; what exists there must be a regular file (a FIFO would block
+    the reader). A missing file is returned as is, for the caller to report.
+
+    Symlinks are refused, not resolved and required inside: a manifest vouches for the files
+    in its directory, and a link makes what is read depend on a second place that can change
+    between the check and the open; convert and select never write links. (``directory``
+    itself may be reached through links, e.g. a ``current -> v3`` deploy switch.) Callers open
+    with ``open_contained``, which also refuses a link swapped in after this check.
+    """
+    directory = Path(directory)
+    if not is_plain_name(name):
+        raise ManifestError(f"{directory}: refusing the file name {name!r}: expected {PLAIN_NAME_RULE}")
+    path = directory
+    for part in name.split("/"):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return directory / name
+        except OSError as exc:
+            raise ManifestError(f"cannot inspect {path}: {exc}") from exc
+        if stat.S_ISLNK(mode):
+            raise ManifestError(
+                f"{path} is a symlink; a file a manifest names must be a regular file inside {directory} "
+                f"(symlinks are refused, not followed)"
+            )
+    if not stat.S_ISREG(mode):
+        raise ManifestError(f"{path} is not a regular file")
+    return path
+
+
+def open_contained(directory: str | os.PathLike[str], name: str) -> BinaryIO:
+    """Open ``contained(directory, name)`` for reading, refusing a symlink swapped in since the check."""
+    return _open_regular(contained(directory, name))
+
+
+def sha256_contained(directory: str | os.PathLike[str], name: str) -> str:
+    """Hex SHA-256 of a file a manifest names (``contained``)."""
+    with open_contained(directory, name) as handle:
+        return _sha256_of(handle)
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` read-only without following a final symlink and without blocking on a FIFO;
+    refuse anything but a regular file. (``O_NOFOLLOW`` is POSIX; elsewhere the ``lstat`` of
+    ``contained`` is the check.)"""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
-    try:
-        return Manifest.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ManifestError):
-            raise
-        raise ManifestError(f"manifest {path} is malformed: {exc!r}") from exc
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if path.is_symlink():
+            raise ManifestError(f"{path} is a symlink; refusing to follow it") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ManifestError(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file, read in chunks so large models need little memory."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+        return _sha256_of(handle)
+
+
+def _sha256_of(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
 def verify_file(path: str | os.PathLike[str], manifest: Manifest) -> ArtifactEntry:
-    """Check ``path`` against its manifest entry; raise ManifestError on any mismatch."""
+    """Check ``path`` against its manifest entry; raise ManifestError on any mismatch.
+
+    The file must be listed under its own name and be a regular file (``contained``): a
+    symlink beside a manifest is refused, whatever it points to."""
     path = Path(path)
     entry = manifest.entry_for(path.name)
     if entry is None:
         raise ManifestError(f"{path.name} is not listed in the manifest")
-    actual = sha256_file(path)
+    actual = sha256_contained(path.parent, path.name)  # a symlink is refused here, not followed
     if actual != entry.sha256:
         raise ManifestError(
             f"{path} does not match its manifest: SHA-256 {actual[:16]}... expected "

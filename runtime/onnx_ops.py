@@ -1,17 +1,24 @@
-"""Count the op types of an ONNX file with the standard library alone.
+"""Read what the runtime needs from an ONNX file with the standard library alone.
 
 ONNX Runtime does not expose a session's graph, and the ``onnx`` package is an
 export-side dependency a device may not have. An ONNX file is a protobuf
-``ModelProto``; only three fields are needed (``ModelProto.graph`` = 7,
-``GraphProto.node`` = 1, ``NodeProto.op_type`` = 4), so a minimal reader of the
-protobuf wire format suffices: every other field, weights included, is skipped
-by its length without being decoded.
+``ModelProto``; a minimal reader of the protobuf wire format suffices, since
+every field not needed, weights included, is skipped by its length without
+being decoded. Two questions are asked of it:
+
+- ``onnx_op_counts``: the op types of the main graph (``ModelProto.graph`` = 7,
+  ``GraphProto.node`` = 1, ``NodeProto.op_type`` = 4);
+- ``onnx_external_data``: the tensors whose bytes live in another file
+  (``TensorProto.data_location`` = 14 is EXTERNAL, or ``external_data`` = 13 is
+  set), anywhere a tensor may sit: initializers, sparse initializers, node
+  attributes, subgraphs, functions and training info.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from runtime.errors import ModelLoadError
 
@@ -74,3 +81,61 @@ def onnx_op_counts(data: bytes) -> dict[str, int]:
                     except UnicodeDecodeError as exc:
                         raise ModelLoadError("ONNX node has an op_type that is not UTF-8") from exc
     return dict(counts)
+
+
+# Where a TensorProto can sit: message kind -> {field number: kind of the sub-message}.
+_CHILDREN: dict[str, dict[int, str]] = {
+    "model": {7: "graph", 20: "training", 25: "function"},  # graph, training_info, functions
+    "training": {1: "graph", 2: "graph"},  # initialization, algorithm
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},  # node, initializer, sparse_initializer
+    "function": {7: "node", 11: "attribute"},  # node, attribute_proto
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},  # values, indices
+}
+_TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _EXTERNAL = 8, 13, 14, 1
+_MAX_NESTING = 64  # subgraphs inside subgraphs; real models nest a few levels
+
+
+class ExternalTensor(NamedTuple):
+    """A tensor whose data an ONNX file keeps in another file."""
+
+    name: str
+    location: str  # the file it names ("" if none)
+
+
+def onnx_external_data(data: bytes) -> list[ExternalTensor]:
+    """Every tensor of the model whose data lies outside the file (empty for a self-contained model)."""
+    found = []
+    stack: list[tuple[str, memoryview, int]] = [("model", memoryview(data), 0)]
+    while stack:
+        kind, buf, depth = stack.pop()
+        if depth > _MAX_NESTING:
+            raise ModelLoadError(f"ONNX graphs are nested more than {_MAX_NESTING} deep")
+        if kind == "tensor":
+            tensor = _external_tensor(buf)
+            if tensor is not None:
+                found.append(tensor)
+            continue
+        children = _CHILDREN[kind]
+        for number, wire, value in _fields(buf):
+            if wire == _LEN and number in children:
+                assert isinstance(value, memoryview)
+                stack.append((children[number], value, depth + 1))
+    return found
+
+
+def _external_tensor(buf: memoryview) -> ExternalTensor | None:
+    name, location, external = "", "", False
+    for number, wire, value in _fields(buf):
+        if number == _TENSOR_DATA_LOCATION and wire == _VARINT and value == _EXTERNAL:
+            external = True
+        elif number == _TENSOR_NAME and isinstance(value, memoryview):
+            name = bytes(value).decode("utf-8", "replace")
+        elif number == _TENSOR_EXTERNAL_DATA and isinstance(value, memoryview):
+            external = True
+            entry = {key: bytes(text).decode("utf-8", "replace")
+                     for key, _, text in _fields(value) if isinstance(text, memoryview)}
+            if entry.get(1) == "location":
+                location = entry.get(2, "")
+    return ExternalTensor(name, location) if external else None

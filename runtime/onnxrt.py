@@ -4,6 +4,12 @@ An ``InferenceSession`` is safe to ``run`` from several threads at once, so one
 session serves every caller. An ONNX graph has no quantization parameters on
 its inputs and outputs (QDQ models take and return float), so the specs carry
 none; a uint8 input is fed raw pixel values.
+
+ONNX Runtime is handed the file's bytes, so a model that keeps tensors in
+external data files (``location: "bias.bin"``) would have them read relative to
+the process's working directory, outside the model's folder. Such models are
+refused before ONNX Runtime sees them (``runtime.onnx_ops.onnx_external_data``):
+the export never writes them, and a device model is one file its manifest hashes.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import numpy as np
 from runtime.errors import InferenceError, ModelLoadError
 from runtime.manifest import ArtifactEntry, TensorSpec
 from runtime.model import RuntimeModel
-from runtime.onnx_ops import onnx_op_counts
+from runtime.onnx_ops import onnx_external_data, onnx_op_counts
 
 _ONNX_DTYPES = {
     "tensor(float)": "float32",
@@ -58,6 +64,21 @@ def _ort_errors(ort: ModuleType) -> tuple[type[BaseException], ...]:
     return (ValueError, RuntimeError, OSError, *native)
 
 
+def _refuse_external_data(path: Path, data: bytes) -> None:
+    try:
+        external = onnx_external_data(data)
+    except ModelLoadError as exc:  # not a protobuf: not ONNX (the loader says what else it is not)
+        raise NotOnnxError(f"the runtime cannot load it as ONNX: {exc}") from exc
+    if external:
+        first = external[0]
+        raise ModelLoadError(
+            f"{path.name}: {len(external)} tensor(s) keep their data in other files (e.g. {first.name!r} in "
+            f"{first.location!r}); ONNX external data is refused (it would be read relative to the working "
+            f"directory, not the model's folder): save the model as one file, e.g. "
+            f"onnx.save_model(model, path, save_as_external_data=False)"
+        )
+
+
 def _spec(node: Any) -> TensorSpec:
     dtype = _ONNX_DTYPES.get(node.type, node.type)
     shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in node.shape)
@@ -71,6 +92,7 @@ class OnnxRuntimeModel(RuntimeModel):
     backend = "onnxruntime"
 
     def __init__(self, path: Path, data: bytes, threads: int | None, entry: ArtifactEntry | None) -> None:
+        _refuse_external_data(path, data)
         ort = _onnxruntime()
         self._errors = _ort_errors(ort)
         options = ort.SessionOptions()

@@ -24,7 +24,7 @@ import numpy as np
 from runtime.atomic import json_text, write_bytes_atomic, write_json_atomic
 from runtime.compare import Check, Comparison, StageResult, compare
 from runtime.loader import load
-from runtime.manifest import ArtifactEntry, Manifest, ManifestError, sha256_file
+from runtime.manifest import ArtifactEntry, Manifest, ManifestError, contained, sha256_contained
 from runtime.metrics import accuracy_of, confusion_matrix
 from runtime.signing import TrustedKeyLike
 from runtime.tolerances import Tolerance, ToleranceConfig
@@ -143,17 +143,18 @@ class ParityReport:
 
 
 def check_listed_files(manifest: Manifest, artifacts_dir: Path) -> None:
-    """Every file the manifest lists is present and matches its checksum, else ``ManifestError``."""
+    """Every file the manifest lists is present, a regular file inside ``artifacts_dir``
+    (``runtime.manifest.contained``) and matches its checksum, else ``ManifestError``."""
     if not manifest.artifacts:
         raise ManifestError(f"the manifest in {artifacts_dir} lists no artefacts")
     for entry in manifest.artifacts:
-        path = artifacts_dir / entry.file
+        path = contained(artifacts_dir, entry.file)
         if not path.is_file():
             raise ManifestError(
                 f"{entry.file} is listed in the manifest but missing from {artifacts_dir}; "
                 f"re-run cllnn-export convert"
             )
-        if sha256_file(path) != entry.sha256:
+        if sha256_contained(artifacts_dir, entry.file) != entry.sha256:
             raise ManifestError(
                 f"{path} does not match its manifest checksum (modified after export); "
                 f"re-run cllnn-export convert"
@@ -218,7 +219,7 @@ def _compare(
     threads: int | None,
     trusted_key: TrustedKeyLike | None = None,
 ) -> ArtifactParity:
-    with load(artifacts_dir / entry.file, threads=threads, trusted_key=trusted_key) as model:
+    with load(contained(artifacts_dir, entry.file), threads=threads, trusted_key=trusted_key) as model:
         probabilities = model.predict(images)
     stages, note = _probe_outputs(entry, artifacts_dir, images, threads)
     comparison = compare(expected, probabilities, tolerance, labels=labels, stages=stages)
@@ -239,8 +240,8 @@ def _probe_outputs(
     probe = entry.details.probe
     if probe is None or probe.file is None:
         return None, (probe.error if probe else None) or "no stage probe in the manifest (exported without probes)"
-    path = artifacts_dir / probe.file
-    if not path.is_file() or sha256_file(path) != probe.sha256:
+    path = contained(artifacts_dir, probe.file)
+    if not path.is_file() or sha256_contained(artifacts_dir, probe.file) != probe.sha256:
         raise ManifestError(
             f"stage probe {path} is missing or does not match its manifest checksum; "
             f"re-run cllnn-export convert"

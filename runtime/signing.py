@@ -35,7 +35,7 @@ from typing import Any, Union
 
 from runtime.atomic import write_json_atomic
 from runtime.errors import SignatureError
-from runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, parse_manifest, sha256_file
+from runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, parse_manifest, read_manifest_bytes, sha256_file
 
 SIGNATURE_SUFFIX = ".sig"  # manifest.json -> manifest.sig
 SIGNATURE_NAME = Path(MANIFEST_NAME).with_suffix(SIGNATURE_SUFFIX).name
@@ -216,7 +216,7 @@ def sign_artifacts(artifacts_dir: str | os.PathLike[str], key: str | os.PathLike
     private = load_signing_key(key)
     manifest_path = artifacts_dir / MANIFEST_NAME
     try:
-        raw = manifest_path.read_bytes()
+        raw = read_manifest_bytes(manifest_path)
     except FileNotFoundError as exc:
         raise ManifestError(f"manifest not found: {manifest_path}; run cllnn-export convert first") from exc
     manifest = parse_manifest(raw, manifest_path)
@@ -296,7 +296,7 @@ def load_verified_manifest(manifest: str | os.PathLike[str], trusted_key: Truste
         path = path / MANIFEST_NAME
     key = load_trusted_key(trusted_key)  # a bad key is the caller's error, whatever the manifest
     try:
-        raw = path.read_bytes()
+        raw = read_manifest_bytes(path)
     except FileNotFoundError as exc:
         raise SignatureError(f"manifest not found: {path}; a trusted key needs a signed manifest") from exc
     except OSError as exc:
@@ -313,7 +313,8 @@ def read_signed_pair(artifacts_dir: Path) -> tuple[bytes, bytes] | None:
     sig_path = signature_path(artifacts_dir / MANIFEST_NAME)
     if not sig_path.is_file():
         return None
-    return (artifacts_dir / MANIFEST_NAME).read_bytes(), _read_small(sig_path, _MAX_SIGNATURE_BYTES, "signature")
+    manifest = read_manifest_bytes(artifacts_dir / MANIFEST_NAME)
+    return manifest, _read_small(sig_path, _MAX_SIGNATURE_BYTES, "signature")
 
 
 def _parse_signature(raw: bytes, path: Path) -> dict[str, Any]:

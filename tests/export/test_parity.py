@@ -118,7 +118,8 @@ def test_int8_calibrated_on_blank_images_fails_and_says_where(
     assert result.first_failing_stage in row
 
 
-@pytest.mark.parametrize("case", ["no_manifest", "missing_file", "checksum", "other_model", "split"])
+@pytest.mark.parametrize("case", ["no_manifest", "missing_file", "checksum", "other_model", "split",
+                                  "file_outside", "symlinked_file"])
 def test_bad_input_exits_2_with_what_to_fix(
     exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
 ) -> None:
@@ -144,6 +145,16 @@ def test_bad_input_exits_2_with_what_to_fix(
               load_splits("embedded"), tmp_path / "other", verbose=0)
         model = tmp_path / "other" / "model.keras"
         expected = "is not the model these artefacts were exported from"
+    elif case == "file_outside":  # a valid model elsewhere, its checksum right: was loaded and PASSED
+        outside = Path(shutil.copyfile(artifacts / "cllnn_fp32.tflite", tmp_path / "cllnn_fp32.tflite"))
+        document = json.loads((artifacts / MANIFEST_NAME).read_text())
+        next(a for a in document["artifacts"] if a["file"] == outside.name)["file"] = str(outside)
+        (artifacts / MANIFEST_NAME).write_text(json.dumps(document))
+        expected = "file: expected a plain name of a file inside the artefacts directory"
+    elif case == "symlinked_file":
+        target = Path(shutil.move(artifacts / "cllnn_int8.tflite", tmp_path / "cllnn_int8.tflite"))
+        (artifacts / target.name).symlink_to(target)
+        expected = "cllnn_int8.tflite is a symlink"
     else:
         args = ["--split", "holdout"]
         expected = "unknown split 'holdout'"

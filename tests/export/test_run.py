@@ -144,15 +144,33 @@ def test_a_rerun_after_tampering_redoes_the_changed_stage_and_those_after_it(
     assert "artifacts/cllnn_int8.tflite" in record["files"] and "artifacts/manifest.json" in record["files"]
 
 
-def _toml(config: dict) -> str:
-    """TINY as a TOML file (its values are lists, numbers and strings; tables nest one level below a section)."""
-    lines = []
-    for section, values in config.items():
-        scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in scalars.items()]
-        for name, table in values.items():
-            if isinstance(table, dict):
-                lines.append(f"[{section}.{name}]")
-                lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
+def _toml(tables: dict, prefix: str = "") -> str:
+    """``tables`` (sections of scalars, lists and sub-sections) as TOML text."""
+    values = [f"{key} = {json.dumps(value)}" for key, value in tables.items() if not isinstance(value, dict)]
+    text = f"[{prefix}]\n" + "\n".join(values) + "\n" if prefix and values else ""
+    for key, value in tables.items():
+        if isinstance(value, dict):
+            text += _toml(value, f"{prefix}.{key}" if prefix else key)
+    return text
+
+
+def test_a_manifest_spoiled_between_runs_is_written_again(
+    counted_run, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest of the wrong shape on disk is never parsed for reuse: its checksum differs from the
+    one recorded, so convert runs again and writes a good one."""
+    from export.cli import main
+
+    state, _, _, _ = counted_run
+    root = shutil.copytree(state.layout.root, tmp_path / "run")
+    layout = RunLayout(root)
+    document = json.loads(layout.manifest.read_text())
+    document["artifacts"][1]["ops"] = []
+    layout.manifest.write_text(json.dumps(document))
+    config = tmp_path / "tiny.toml"
+    config.write_text(_toml(TINY))
+    code = main(["run", "--config", str(config), "--out", str(root)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "convert: artifacts/manifest.json changed since it was written (checksum); running again" in out
+    assert json.loads(layout.manifest.read_text())["artifacts"][1]["ops"] != []

@@ -118,7 +118,7 @@ def test_missing_file(tmp_path: Path) -> None:
     ("content", "suffix", "match"),
     [
         (b"", ".tflite", r"expected a TFLite flatbuffer \(b'TFL3' at bytes 4..8\) or an ONNX model"),
-        (b"not a model at all, just text", ".onnx", r"ONNX Runtime cannot load it"),
+        (b"not a model at all, just text", ".onnx", r"cannot load it as ONNX: ONNX protobuf is malformed"),
         (b"\x00\x00\x00\x00TFL3", ".tflite", r"flatbuffer offset 0 points outside|root|corrupt"),
     ],
 )

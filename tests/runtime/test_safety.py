@@ -40,7 +40,7 @@ def test_truncated_file(tiny: TinyModels, tmp_path: Path, name: str, fraction: f
 def test_random_bytes(tmp_path: Path, suffix: str, seed: int) -> None:
     path = tmp_path / f"random{suffix}"
     path.write_bytes(np.random.default_rng(seed).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
-    _expect_clean_error(path, "ONNX Runtime cannot load it")
+    _expect_clean_error(path, "cannot load it")  # ONNX Runtime, or the runtime's own protobuf reader first
 
 
 @pytest.mark.parametrize("root", [b"\x10\x00\x00\x00", b"\xff\xff\xff\x7f"])
