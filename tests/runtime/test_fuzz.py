@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -84,26 +84,27 @@ def _mutated(document: dict[str, Any], path: tuple[Any, ...], drop: bool, replac
     return mutated
 
 
-def _parse(raw: bytes) -> None:
-    """Parse must give a Manifest or raise ManifestError; any other exception fails the test."""
+def _parse(raw: bytes) -> str:
+    """Parse must give a Manifest or raise ManifestError (the outcome's name); anything else fails."""
     try:
         manifest = parse_manifest(raw, "m.json")
     except runtime.ManifestError as exc:
         assert str(exc), "a ManifestError must say what is wrong"
-        return
+        return "ManifestError"
     assert isinstance(manifest, Manifest)
+    return "Manifest"
 
 
 @FUZZ
 @given(document=JSON)
 def test_any_json_document_is_a_manifest_or_a_manifest_error(document: Any) -> None:
-    _parse(json.dumps(document).encode())
+    event(_parse(json.dumps(document).encode()))
 
 
 @FUZZ
 @given(raw=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_any_bytes_are_a_manifest_or_a_manifest_error(raw: bytes) -> None:
-    _parse(raw)
+    event(_parse(raw))
 
 
 @FUZZ
@@ -114,7 +115,7 @@ def test_a_mutated_real_manifest_is_a_manifest_or_a_manifest_error(
     assert isinstance(parse_manifest(json.dumps(manifest_document).encode(), "m.json"), Manifest)
     path = data.draw(st.sampled_from(_paths(manifest_document)), label="path")
     raw = json.dumps(_mutated(manifest_document, path, drop and bool(path), replacement)).encode()
-    _parse(raw)
+    event(_parse(raw))
     (tmp_path / MANIFEST_NAME).write_bytes(raw)  # and through the file reader
     try:
         assert isinstance(load_manifest(tmp_path), Manifest)
@@ -152,8 +153,10 @@ def _from_dict(data: Any) -> None:
         config = Config.from_dict(data)
     except ConfigError as exc:
         assert str(exc)
+        event("ConfigError")
         return
     assert isinstance(config, Config)
+    event("Config")
 
 
 @FUZZ
@@ -207,9 +210,11 @@ def test_any_toml_file_is_a_config_or_a_config_error(tmp_path: Path, text: str) 
     try:
         config = Config.from_toml(path)
     except ConfigError as exc:
-        assert str(path) in str(exc) or str(exc)
+        assert str(exc)
+        event("ConfigError")
         return
     assert isinstance(config, Config)
+    event("Config")
 
 
 def test_the_default_config_round_trips_through_toml_text(tmp_path: Path) -> None:
@@ -251,7 +256,9 @@ def test_any_array_is_probabilities_or_an_input_error(loaded: dict[str, Any], na
         result = loaded[name].predict(images)
     except runtime.InputError as exc:
         assert str(exc)
+        event("InputError")
         return
+    event("probabilities")
     n = 1 if images.ndim == 2 else images.shape[0]
     assert isinstance(result, np.ndarray) and result.dtype == np.float32 and result.shape == (n, 10), (
         images.shape, images.dtype, getattr(result, "shape", None))
