@@ -117,8 +117,12 @@ def write_corpus(originals: dict[str, bytes], out: Path, per_kind: int) -> list[
     return corpus
 
 
-def run_corpus(paths: list[Path], work: Path, image: np.ndarray) -> list[str]:
-    """One outcome per path (see ``tests.runtime.fuzz_worker``), plus ``crash <signal>`` / ``hang``."""
+WORKER = ["-m", "tests.runtime.fuzz_worker"]
+
+
+def run_corpus(paths: list[Path], work: Path, image: np.ndarray, worker_args: list[str] = WORKER,
+               hang_seconds: float = HANG_SECONDS) -> list[str]:
+    """One outcome per path (see ``tests.runtime.fuzz_worker``), plus ``crash <returncode>`` / ``hang``."""
     (work / "list.txt").write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
     np.save(work / "image.npy", image)
     results_file = work / "results.txt"
@@ -128,12 +132,12 @@ def run_corpus(paths: list[Path], work: Path, image: np.ndarray) -> list[str]:
     while len(outcomes) < len(paths):
         start = len(outcomes)  # the worker reports in order
         worker = subprocess.Popen(
-            [sys.executable, "-m", "tests.runtime.fuzz_worker", str(work / "list.txt"), str(results_file),
+            [sys.executable, *worker_args, str(work / "list.txt"), str(results_file),
              str(work / "image.npy"), "--start", str(start)],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         seen, last_progress = start, time.monotonic()
-        while worker.poll() is None and time.monotonic() - last_progress < HANG_SECONDS:
+        while worker.poll() is None and time.monotonic() - last_progress < hang_seconds:
             time.sleep(0.1)
             done = results_file.read_text(encoding="utf-8").count("\n")
             if done > seen:
@@ -211,3 +215,26 @@ def test_with_a_manifest_every_mutation_is_refused_by_its_checksum(
         with runtime.load(artifacts / name) as model:  # the manifest vouches for the original again
             assert model.manifest_entry is not None
     assert refused >= len(names) * len(MUTATIONS) - 2
+
+
+# Stands in for a native library that aborts on one file and spins on another.
+DYING_WORKER = """
+import os, sys, time
+paths = open(sys.argv[1]).read().splitlines()
+with open(sys.argv[2], "a") as results:
+    for index in range(int(sys.argv[5]), len(paths)):
+        if "abort" in paths[index]:
+            os.abort()
+        if "spin" in paths[index]:
+            time.sleep(600)
+        results.write(f"{index}\\tok\\n")
+        results.flush()
+"""
+
+
+def test_a_worker_that_dies_or_hangs_on_a_file_is_recorded_and_replaced(tmp_path: Path) -> None:
+    """The harness itself: a crash (SIGABRT) and a hang each cost one file, and the rest still run."""
+    names = ["a", "abort1", "b", "spin", "c", "abort2"]
+    outcomes = run_corpus([tmp_path / name for name in names], tmp_path, np.zeros((1, 28, 28), np.uint8),
+                          worker_args=["-c", DYING_WORKER], hang_seconds=1.0)
+    assert outcomes == ["ok", "crash -6", "ok", "hang", "ok", "crash -6"]
