@@ -60,10 +60,12 @@ def test_kill_9_of_the_parent_takes_its_child_and_grandchild_with_it(tmp_path: P
         # each prints "<role> <pid>" into the same pipe, in either order
         pids = dict(parent.stdout.readline().split() for _ in range(2))
         child, grandchild = int(pids["child"]), int(pids["grandchild"])
+        expected = [b"-c", b"import time; time.sleep(300)", marker.encode()]
         deadline = time.monotonic() + 30
-        while b"runtime.lifeline" in _cmdline(grandchild) and time.monotonic() < deadline:
-            time.sleep(0.05)  # until the lifeline has exec'd into the command
-        assert _cmdline(grandchild).split(b"\0")[1:4] == [b"-c", b"import time; time.sleep(300)", marker.encode()]
+        # until the lifeline has exec'd into the command (mid-exec, /proc/<pid>/cmdline reads empty)
+        while _cmdline(grandchild).split(b"\0")[1:4] != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _cmdline(grandchild).split(b"\0")[1:4] == expected
         assert alive(child) and alive(grandchild)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
