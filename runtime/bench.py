@@ -32,6 +32,7 @@ import numpy as np
 
 from runtime.atomic import write_bytes_atomic
 from runtime.errors import EdgeRuntimeError
+from runtime.flags import add_timing_flags, add_trusted_key_flag
 from runtime.loader import load
 from runtime.machine import CpuInfo, cpu_info
 from runtime.manifest import ManifestError
@@ -251,18 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the file to deploy on this machine within a budget (see cllnn-bench select --help).",
     )
     parser.add_argument("models", nargs="+", type=Path, metavar="MODEL")
-    parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
-    parser.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed calls first (default 20)")
-    parser.add_argument("--runs", type=int, default=200, help="timed calls (default 200)")
+    add_timing_flags(parser)
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     parser.add_argument("--baseline", type=Path, metavar="FILE",
                         help="a JSON written by an earlier --json run to compare p50 against")
     parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
                         help="with --baseline: exit 1 if a p50 grew by more (default 10)")
-    parser.add_argument("--trusted-key", type=Path, metavar="PUBKEY",
-                        help="time only files listed in a manifest signed with this public key "
-                        "(cllnn-export keygen / sign); exit 2 otherwise")
+    add_trusted_key_flag(parser, "Only files listed in it are timed")
     return parser
 
 

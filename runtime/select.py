@@ -30,6 +30,7 @@ from runtime.choose import (
 )
 from runtime.deploy import DeployError, check_out_dir, write_deploy
 from runtime.errors import EdgeRuntimeError
+from runtime.flags import add_timing_flags, add_tolerance_flag, add_trusted_key_flag
 from runtime.manifest import ManifestError
 from runtime.signing import load_trusted_key
 
@@ -55,17 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--max-size-kib", type=float, metavar="N", help="file size in KiB")
     budget.add_argument("--max-p99-us", type=float, metavar="N", help="p99 latency in microseconds")
     timing = parser.add_argument_group("measurement (as cllnn-bench)")
-    timing.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
-    timing.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
-    timing.add_argument("--warmup", type=int, default=20, help="untimed calls first (default 20)")
-    timing.add_argument("--runs", type=int, default=200, help="timed calls (default 200)")
-    parser.add_argument("--tolerance", action="append", default=[], metavar="PRECISION.LIMIT=VALUE",
-                        help="override one limit of the exported tolerance table for verification, "
-                        "e.g. int8.min_top1=0.98 (repeatable)")
-    parser.add_argument("--trusted-key", type=Path, metavar="PUBKEY",
-                        help="require manifest.json to be signed with this public key (cllnn-export keygen / "
-                        "sign); a missing or wrong signature, or a file changed after signing: exit 2. "
-                        "A signed export's manifest.json and manifest.sig are deployed unchanged")
+    add_timing_flags(timing)
+    add_tolerance_flag(parser, "the exported tolerance table for verification")
+    add_trusted_key_flag(parser, "A signed export's manifest.json and manifest.sig are deployed unchanged")
     return parser
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from runtime.checkset import load_check_set
 from runtime.errors import EdgeRuntimeError, SignatureError
+from runtime.flags import add_tolerance_flag, add_trusted_key_flag
 from runtime.manifest import Manifest, ManifestError, load_manifest
 from runtime.outputs import check_output_file
 from runtime.parity import ParityReport, check_listed_files, compare_artifacts, reference_summary
@@ -115,12 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML (one case per file and check)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="runtime threads (default: each backend's own choice)")
-    parser.add_argument("--tolerance", action="append", default=[], metavar="PRECISION.LIMIT=VALUE",
-                        help="override one limit of the exported tolerance table, e.g. int8.min_top1=0.98 "
-                        "(repeatable)")
-    parser.add_argument("--trusted-key", type=Path, metavar="PUBKEY",
-                        help="require manifest.json to be signed with this public key (cllnn-export keygen / "
-                        "sign); a missing or wrong signature, or a file changed after signing: exit 2")
+    add_tolerance_flag(parser, "the exported tolerance table")
+    add_trusted_key_flag(parser)
     return parser
 
 
