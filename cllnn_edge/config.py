@@ -194,6 +194,12 @@ class ExportConfig:
     # Formats converted at once, each in its own process (a converter is mostly
     # single-threaded); 0: one per usable CPU core. Does not change the files.
     workers: int = 0
+    # Precision per stage (cnn, reservoir, lstm, head: float32, int16x8 or int8) of the
+    # "-mixed" formats; unnamed stages are int8. Checked where used (export.precision).
+    recipe: dict[str, str] = field(default_factory=lambda: {"reservoir": "int16x8"})
+    # Per format: {method = "minmax" | "moving-average" | "entropy" | ..., images = N}, over the
+    # format's defaults (export.formats.calibration_for, which checks the method).
+    calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.formats, list):
@@ -214,6 +220,16 @@ class ExportConfig:
             raise ConfigError(f"export.onnx_per_channel must be true or false, got {self.onnx_per_channel!r}")
         if self.int8_graph not in INT8_GRAPHS:
             raise ConfigError(f"export.int8_graph must be one of {', '.join(INT8_GRAPHS)}, got {self.int8_graph!r}")
+        if not isinstance(self.recipe, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.recipe.items()
+        ):
+            raise ConfigError(f"export.recipe must be a table of stage = \"precision\", got {self.recipe!r}")
+        object.__setattr__(self, "recipe", dict(self.recipe))
+        if not isinstance(self.calibration, Mapping):
+            raise ConfigError(f"export.calibration must be a table of [export.calibration.<format>], "
+                              f"got {self.calibration!r}")
+        object.__setattr__(self, "calibration", {name: _calibration_table(name, table)
+                                                 for name, table in self.calibration.items()})
 
 
 @dataclass(frozen=True)
@@ -329,6 +345,22 @@ def _section_from_dict(section_type: type[_T], name: str, values: Any) -> _T:
     if unknown:
         raise ConfigError(f"unknown key(s) in [{name}]: {unknown}; known: {sorted(known)}")
     return section_type(**values)
+
+
+def _calibration_table(name: str, table: Any) -> dict[str, Any]:
+    """One ``[export.calibration.<format>]`` table: a method name and / or a positive image count."""
+    where = f"[export.calibration.{name}]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table (method, images), got {table!r}")
+    unknown = sorted(set(table) - {"method", "images"})
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {unknown}; known: ['images', 'method']")
+    if "method" in table and not isinstance(table["method"], str):
+        raise ConfigError(f"{where} method must be a name, got {table['method']!r}")
+    images = table.get("images", 1)
+    if isinstance(images, bool) or not isinstance(images, int) or images <= 0:
+        raise ConfigError(f"{where} images must be a positive integer, got {images!r}")
+    return dict(table)
 
 
 def _section_name(obj: object) -> str:

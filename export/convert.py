@@ -40,8 +40,16 @@ from cllnn_edge.train_files import HISTORY_FILE
 from cllnn_edge.versions import library_versions
 from export.describe import PROBES_DIR, describe_artifact, describe_probe
 from export.errors import ConversionError, ExportError
-from export.formats import Format, parse_formats
+from export.formats import (
+    FLOAT_GRAPH,
+    INT8_GRAPH,
+    SPLIT_GRAPH,
+    Format,
+    calibration_for,
+    formats_for,
+)
 from export.isolate import Job, run_isolated
+from export.precision import MINMAX, Calibration, ai_edge_recipe
 from export.reference import KerasRunner, trained_reference
 from export.unroll import UnrollResult, prove_equivalent, unroll
 from runtime.atomic import write_json_atomic
@@ -88,16 +96,16 @@ class ConvertReport:
 
 @dataclass(frozen=True)
 class _Graphs:
-    """The SavedModels in the work directory: graph kind ("float" / "int8") -> (main, probe)."""
+    """The SavedModels in the work directory: graph kind (``Format.graph``) -> (main, probe)."""
 
     saved: dict[str, tuple[Path, Path]]
     float_layers: tuple[str, ...] = ()  # of the int8 graph: layers its converters keep in float32
 
     def for_format(self, fmt: Format) -> tuple[Path, Path, tuple[str, ...]]:
-        """Calibrated formats use the int8 variant of the graph where one was built."""
-        if fmt.calibrated and "int8" in self.saved:
-            return (*self.saved["int8"], self.float_layers)
-        return (*self.saved["float"], ())
+        """The graph the format asks for where it was built (no int8 variant with
+        ``int8_graph = "plain"``), else the float graph."""
+        kind = fmt.graph if fmt.graph in self.saved else FLOAT_GRAPH
+        return (*self.saved[kind], self.float_layers if kind == INT8_GRAPH else ())
 
 
 def convert(
@@ -109,22 +117,25 @@ def convert(
     splits: Splits | None = None,
     reference: KerasRunner | None = None,
     progress: Progress = lambda line: None,
+    formats: tuple[Format, ...] | None = None,
 ) -> ConvertReport:
-    """Export ``model_path`` to every format in ``cfg.export.formats`` under ``out_dir``.
+    """Export ``model_path`` to every format in ``cfg.export.formats`` (or ``formats``: a
+    sweep's variants) under ``out_dir``.
 
     ``splits`` (else loaded from ``data``, else from the source the model was
     trained on) give the calibration and check images; ``reference`` (else
     built from the model file) is the trained model's runner, whose outputs
     on the check images are computed once for every comparison.
     """
-    formats = parse_formats(cfg.export.formats)
+    formats = formats_for(cfg) if formats is None else formats
+    calibrations = {f.name: calibration_for(f, cfg) for f in formats if f.calibrated}
     out_dir = _writable_dir(Path(out_dir))
     model_path = Path(model_path)
     if reference is None:
         reference = trained_reference(load_trained(model_path))
     if splits is None:
         splits = splits_for(cfg, data or _training_source(model_path))
-    calibration = splits.train.x[: cfg.export.calibration_size]
+    calibration = splits.train.x[: max((c.images for c in calibrations.values()), default=0)]
     check_images = splits.test.x[: cfg.export.check_size]
     tolerances = cfg.tolerances
 
@@ -138,7 +149,7 @@ def convert(
         f"{removed['macs_per_image']:,} MACs per image"
     )
     int8: UnrollResult | None = None
-    calibrated = [f for f in formats if f.calibrated]
+    calibrated = [f for f in formats if f.graph == INT8_GRAPH]
     int8_graph: dict[str, Any] = {"variant": cfg.export.int8_graph} if calibrated else {}
     if calibrated and cfg.export.int8_graph != PLAIN:
         int8 = unroll(reference.source, int8_graph=cfg.export.int8_graph)
@@ -153,13 +164,18 @@ def convert(
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
     try:
-        graphs = _export_graphs(work, result, int8)
+        split = None
+        if any(f.graph == SPLIT_GRAPH for f in formats):
+            split = unroll(reference.source, split_projection=True)
+            prove_equivalent(reference, split, check_images, tolerances["float32"])
+            progress("unroll: the reservoir's input projection split in two exact parts, for int16x8")
+        graphs = _export_graphs(work, {FLOAT_GRAPH: result, INT8_GRAPH: int8, SPLIT_GRAPH: split})
         (work / PROBES_DIR).mkdir()
         calibration_file = work / "calibration.npy"
         np.save(calibration_file, calibration)
         expected = reference.predict_outputs(check_images)
         checker = _Checker(cfg, work, check_images, expected, progress)
-        results = _convert_all(formats, cfg, graphs, calibration_file, checker)
+        results = _convert_all(formats, cfg, graphs, calibration_file, checker, calibrations)
         entries = [_move_into_place(item.entry, work, out_dir) for item in results if item.entry]
         check_set = _write_check_set(out_dir, splits, cfg.export.check_set_size, reference, expected)
         manifest = Manifest(
@@ -202,15 +218,16 @@ def _stage_max_abs(comparison: Comparison) -> dict[str, float]:
     return {stage.stage: stage.max_abs for stage in comparison.stages}
 
 
-def _export_graphs(work: Path, result: UnrollResult, int8: UnrollResult | None) -> _Graphs:
+def _export_graphs(work: Path, graphs: dict[str, UnrollResult | None]) -> _Graphs:
     saved = {}
-    for kind, graph in (("float", result), ("int8", int8)):
+    for kind, graph in graphs.items():
         if graph is None:
             continue
         main, probe = work / f"saved_model_{kind}", work / f"saved_model_{kind}_probe"
         graph.model.export(str(main), verbose=False)
         graph.probe.export(str(probe), verbose=False)
         saved[kind] = (main, probe)
+    int8 = graphs.get(INT8_GRAPH)
     return _Graphs(saved, float_layers=int8.float_layers if int8 else ())
 
 
@@ -235,7 +252,8 @@ class _Checker:
 
 
 def _convert_all(
-    formats: tuple[Format, ...], cfg: Config, graphs: _Graphs, calibration: Path, checker: _Checker
+    formats: tuple[Format, ...], cfg: Config, graphs: _Graphs, calibration: Path, checker: _Checker,
+    calibrations: dict[str, Calibration],
 ) -> list[FormatResult]:
     """Convert each format in its own process, ``conversion_workers(cfg)`` at a time; results
     in the order of ``formats``. A converter is mostly single-threaded, so on a machine with
@@ -243,7 +261,7 @@ def _convert_all(
 
     def one(index: int, fmt: Format) -> FormatResult:
         item = _convert_one(fmt, f"[{index}/{len(formats)}] {fmt.name:<15}", cfg, graphs, calibration,
-                            checker)
+                            checker, calibrations.get(fmt.name))
         checker.progress(_progress_line(f"[{index}/{len(formats)}] {fmt.name:<15}", item))
         return item
 
@@ -263,17 +281,20 @@ def conversion_workers(cfg: Config) -> int:
 
 
 def _convert_one(
-    fmt: Format, head: str, cfg: Config, graphs: _Graphs, calibration: Path, checker: _Checker
+    fmt: Format, head: str, cfg: Config, graphs: _Graphs, calibration: Path, checker: _Checker,
+    settings: Calibration | None,
 ) -> FormatResult:
     started = time.perf_counter()
-    calibrating = (f" (calibrating on {cfg.export.calibration_size} training images)"
-                   if fmt.calibrated else "")
+    calibrating = (f" (calibrating on {settings.images} training images, {settings.method})"
+                   if settings else "")
     checker.progress(f"{head} converting{calibrating}")
     target, probe = checker.work / fmt.file, checker.work / PROBES_DIR / fmt.file
     source, probe_source, float_layers = graphs.for_format(fmt)
-    job = Job(format=fmt.name, source=str(source), out=str(target), calibration=str(calibration),
+    job = Job(format=fmt.converter, source=str(source), out=str(target), calibration=str(calibration),
+              calibration_images=settings.images if settings else None,
+              calibration_method=settings.method if settings else MINMAX,
               opset=cfg.export.onnx_opset, per_channel=cfg.export.onnx_per_channel,
-              float_layers=float_layers,
+              float_layers=float_layers, recipe=fmt.recipe.precisions if fmt.recipe else None,
               probe_source=str(probe_source), probe_out=str(probe))
     try:
         done = run_isolated(job)
@@ -283,8 +304,22 @@ def _convert_one(
         return FormatResult(fmt, None, time.perf_counter() - started, error=str(exc))
     probe_record = (ProbeRecord(error=done.probe_error) if done.probe_error
                     else describe_probe(probe, checker.work, checker.images))
-    entry = replace(entry, details=replace(entry.details, probe=probe_record))
+    entry = replace(entry, details=replace(entry.details, probe=probe_record,
+                                           quantization=quantization_record(fmt, settings, graphs)))
     return FormatResult(fmt, entry, time.perf_counter() - started)
+
+
+def quantization_record(fmt: Format, settings: Calibration | None, graphs: _Graphs) -> dict[str, Any]:
+    """What the manifest keeps of how a file was quantized, enough to build it again: the graph,
+    the calibration and, for a recipe, its stages and the rules AI Edge Quantizer applied."""
+    record: dict[str, Any] = {"graph": fmt.graph if fmt.graph in graphs.saved else FLOAT_GRAPH}
+    if settings is not None:
+        record["calibration"] = settings.to_dict()
+    if fmt.recipe is not None:
+        record["recipe"] = {"stages": fmt.recipe.to_dict()}
+        if fmt.runtime == "litert":
+            record["recipe"]["ai_edge_quantizer"] = ai_edge_recipe(fmt.recipe)
+    return record
 
 
 def _progress_line(head: str, item: FormatResult) -> str:

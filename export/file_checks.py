@@ -50,6 +50,10 @@ def float_front(path: Path) -> tuple[list[str], list[str]]:
             [op for op, ins, outs in ops[end:] if _reads_float(ins, outs) and op != "QUANTIZE"])
 
 
+def _none_found(found: list[str]) -> tuple[bool, Any]:
+    return not found, found
+
+
 def _builtins_only(path: Path, model: runtime.RuntimeModel) -> tuple[bool, Any]:
     flex = sorted(op for op in model.ops if op.startswith(FLEX_PREFIXES))
     return not flex, flex
@@ -75,6 +79,8 @@ def _int8_after_front(path: Path, model: runtime.RuntimeModel) -> tuple[bool, An
 BUILTINS_ONLY = FileCheck("builtins_only", "builtin TFLite kernels only", _builtins_only)
 NO_LOOP = FileCheck("no_loop", "no Loop / Scan / If nodes", _no_loop)
 RAW_UINT8_INPUT = FileCheck("raw_uint8_input", "uint8 input, scale 1, zero point 0", _raw_uint8_input)
+INTEGER_ONLY = FileCheck("integer_only", "no kernel reads or writes a float tensor between input and output",
+                         lambda path, model: _none_found(float_kernels(path)))
 MAX_FRONT_CONVS = 1  # the float front is the image's first stage (export.unroll.FRONT_LAYERS) at most
 INT8_AFTER_FRONT = FileCheck(
     "int8_after_front",

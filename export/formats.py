@@ -10,14 +10,28 @@ declaration here (and a converter, if no existing one fits).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export.file_checks import BUILTINS_ONLY, INT8_AFTER_FRONT, NO_LOOP, RAW_UINT8_INPUT, FileCheck
+from export.file_checks import BUILTINS_ONLY, INT8_AFTER_FRONT, INTEGER_ONLY, NO_LOOP, RAW_UINT8_INPUT, FileCheck
+from export.precision import (
+    DISTRIBUTION,
+    ENTROPY,
+    FLOAT32,
+    INT8,
+    INT16X8,
+    MINMAX,
+    MOVING_AVERAGE,
+    PERCENTILE,
+    Calibration,
+    Recipe,
+)
 
 if TYPE_CHECKING:
+    from cllnn_edge.config import Config
     from export.isolate import Conversion
 
 Converter = Callable[[Path, Path, "Conversion"], None]  # (SavedModel, output file, settings)
@@ -47,6 +61,24 @@ def _onnx_int8(source: Path, out: Path, conversion: Conversion) -> None:
     to_onnx_int8(source, out, conversion)
 
 
+def _tflite_recipe(source: Path, out: Path, conversion: Conversion) -> None:
+    from export.aeq import to_tflite_recipe
+
+    to_tflite_recipe(source, out, conversion)
+
+
+def _onnx_recipe(source: Path, out: Path, conversion: Conversion) -> None:
+    from export.onnx import to_onnx_recipe
+
+    to_onnx_recipe(source, out, conversion)
+
+
+# The graphs formats are converted from (export.convert builds those its formats need):
+FLOAT_GRAPH = "float"  # the unrolled graph, equivalent to the trained model
+INT8_GRAPH = "int8"  # its variant for int8 files, ``[export] int8_graph`` (export.unroll)
+SPLIT_GRAPH = "split-projection"  # the reservoir's input projection in two exact parts (export.unroll)
+
+
 @dataclass(frozen=True)
 class Format:
     """One deployable flavour of the model."""
@@ -68,6 +100,43 @@ class Format:
     # the formats marked True); where not, the note says why.
     reproducible: bool = True
     reproducibility_note: str = "same model, config and data give identical bytes"
+    # Calibration methods its converter offers (export.precision); the first is the default.
+    calibration_methods: tuple[str, ...] = ()
+    # Training images it calibrates on by default (None: ``export.calibration_size``).
+    calibration_images: int | None = None
+    # Built from a precision per stage: this format's own (int16x8), or the config's
+    # ``[export.recipe]`` (the "-mixed" formats, ``takes_recipe``).
+    recipe: Recipe | None = None
+    takes_recipe: bool = False
+    family: str = ""  # the registry format a variant was made from (``with_recipe``); "" for its own
+
+    @property
+    def converter(self) -> str:
+        """The registry name a worker converts it by."""
+        return self.family or self.name
+
+    @property
+    def graph(self) -> str:
+        """The graph it is converted from: the int8 variant for int8 files, the split
+        projection where the reservoir is int16x8."""
+        if self.recipe is not None:
+            return {FLOAT32: FLOAT_GRAPH, INT16X8: SPLIT_GRAPH, INT8: INT8_GRAPH}[self.recipe.of("reservoir")]
+        return INT8_GRAPH if self.calibrated else FLOAT_GRAPH
+
+    def with_recipe(self, recipe: Recipe, *, variant: bool = False) -> Format:
+        """This recipe format built from ``recipe``; ``variant``: named after it (a sweep holds many)."""
+        if not self.takes_recipe:
+            from export.errors import ExportError
+
+            raise ExportError(f"{self.name} has a fixed precision; recipes apply to {', '.join(RECIPE_FORMATS)}")
+        stem, suffix = self.file.rsplit(".", 1)
+        return dataclasses.replace(
+            self, recipe=recipe, precision=recipe.tolerance_row,
+            name=f"{self.name}-{recipe.tag}" if variant else self.name,
+            file=f"{stem}_{recipe.tag}.{suffix}" if variant else self.file,
+            description=f"{self.description}: {recipe.describe()}",
+            calibrated=recipe.tolerance_row != FLOAT32, family=self.name,
+        )
 
 
 _TF2ONNX_NAMES = (
@@ -88,29 +157,49 @@ TFLITE_INT8 = Format("tflite-int8", "cllnn_int8.tflite", "litert", "int8",
                      "uint8 pixels in, int8 kernels (the first conv stage float32 by default), "
                      "int8 probabilities out",
                      _tflite("int8"), (BUILTINS_ONLY, RAW_UINT8_INPUT, INT8_AFTER_FRONT),
-                     calibrated=True)
+                     calibrated=True, calibration_methods=(MINMAX,))
 ONNX_FP32 = Format("onnx-fp32", "cllnn_fp32.onnx", "onnxruntime", "float32", "float32, via tf2onnx",
                    _onnx_float, (NO_LOOP,), out_of_process=True,
                    reproducible=False, reproducibility_note=_TF2ONNX_NAMES)
 ONNX_INT8 = Format("onnx-int8", "cllnn_int8.onnx", "onnxruntime", "int8",
                    "int8 QDQ, static calibration (ONNX Runtime quantization)",
                    _onnx_int8, (NO_LOOP,), calibrated=True, out_of_process=True,
-                   reproducible=False, reproducibility_note=_TF2ONNX_NAMES)
+                   reproducible=False, reproducibility_note=_TF2ONNX_NAMES,
+                   calibration_methods=(MINMAX, ENTROPY, PERCENTILE, DISTRIBUTION))
+
+TFLITE_INT16X8 = Format("tflite-int16x8", "cllnn_int16x8.tflite", "litert", "int16x8",
+                        "uint8 pixels in, int16 activations and int8 weights throughout (AI Edge Quantizer), "
+                        "int16 probabilities out",
+                        _tflite_recipe, (BUILTINS_ONLY, RAW_UINT8_INPUT, INTEGER_ONLY), calibrated=True,
+                        calibration_methods=(MINMAX, MOVING_AVERAGE), calibration_images=1000,
+                        recipe=Recipe.uniform(INT16X8))
+TFLITE_MIXED = Format("tflite-mixed", "cllnn_mixed.tflite", "litert", INT8,
+                      "uint8 pixels in, a precision per stage (AI Edge Quantizer)",
+                      _tflite_recipe, (BUILTINS_ONLY, RAW_UINT8_INPUT), calibrated=True,
+                      calibration_methods=(MINMAX, MOVING_AVERAGE), takes_recipe=True)
+ONNX_MIXED = Format("onnx-mixed", "cllnn_mixed.onnx", "onnxruntime", INT8,
+                    "a precision per stage (ONNX Runtime QDQ, per-node settings)",
+                    _onnx_recipe, (NO_LOOP,), calibrated=True, out_of_process=True,
+                    reproducible=False, reproducibility_note=_TF2ONNX_NAMES,
+                    calibration_methods=(MINMAX, ENTROPY, PERCENTILE, DISTRIBUTION), takes_recipe=True)
 
 FORMATS: dict[str, Format] = {
-    f.name: f for f in (TFLITE_FP32, TFLITE_FP16, TFLITE_DYNAMIC, TFLITE_INT8, ONNX_FP32, ONNX_INT8)
+    f.name: f for f in (TFLITE_FP32, TFLITE_FP16, TFLITE_DYNAMIC, TFLITE_INT8, TFLITE_INT16X8,
+                        ONNX_FP32, ONNX_INT8, TFLITE_MIXED, ONNX_MIXED)
 }
+RECIPE_FORMATS = tuple(name for name, f in FORMATS.items() if f.takes_recipe)
 
 
 def parse_formats(names: str | tuple[str, ...] | list[str] | None) -> tuple[Format, ...]:
-    """``"tflite-int8,onnx-fp32"`` (or a list of names) -> formats; None or "all" -> every format."""
+    """``"tflite-int8,onnx-fp32"`` (or a list of names) -> formats; None or "all" -> every format of a
+    fixed precision (the "-mixed" formats are built when named, from ``[export] recipe``)."""
     if names is None:
         names = ALL
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     names = list(names)
     if names == [ALL]:
-        return tuple(FORMATS.values())
+        return tuple(f for f in FORMATS.values() if not f.takes_recipe)
     unknown = [n for n in names if n not in FORMATS]
     if unknown or not names:
         from export.errors import ExportError
@@ -124,3 +213,23 @@ def parse_formats(names: str | tuple[str, ...] | list[str] | None) -> tuple[Form
 def formats_help() -> str:
     """The format names for ``--help``, from the registry."""
     return ", ".join(FORMATS)
+
+
+def formats_for(cfg: Config) -> tuple[Format, ...]:
+    """The formats ``cfg.export.formats`` names, the recipe formats built from ``[export] recipe``."""
+    recipe = Recipe.parse(cfg.export.recipe)
+    return tuple(f.with_recipe(recipe) if f.takes_recipe else f for f in parse_formats(cfg.export.formats))
+
+
+def calibration_for(fmt: Format, cfg: Config) -> Calibration:
+    """How ``fmt`` calibrates: ``[export.calibration.<format>]`` over its defaults (its first
+    method; its own image count, else ``export.calibration_size``)."""
+    chosen = cfg.export.calibration.get(fmt.name) or cfg.export.calibration.get(fmt.converter) or {}
+    method = chosen.get("method", fmt.calibration_methods[0] if fmt.calibration_methods else MINMAX)
+    if fmt.calibrated and method not in fmt.calibration_methods:
+        from export.errors import ExportError
+
+        raise ExportError(f"{fmt.name} calibrates with {', '.join(fmt.calibration_methods)}; "
+                          f"[export.calibration.{fmt.converter}] asks for {method!r}")
+    images = chosen.get("images", fmt.calibration_images or cfg.export.calibration_size)
+    return Calibration(method=method, images=images)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ConversionError
+from export.precision import MINMAX, Recipe
 from runtime.lifeline import child_env
 
 DEFAULT_TIMEOUT_S = 900.0
@@ -36,6 +37,8 @@ class Conversion:
     per_channel: bool
     # Layers of the graph the int8 converters leave in float32 (export.unroll's float front).
     float_layers: tuple[str, ...] = ()
+    recipe: Recipe | None = None  # precision per stage, for the formats built from one
+    calibration_method: str = MINMAX  # export.precision.CALIBRATION_METHODS
 
     def keeps_float(self, node: str) -> bool:
         """Whether a converted op or node belongs to one of ``float_layers``.
@@ -59,9 +62,12 @@ class Job:
     source: str  # the SavedModel to convert
     out: str
     calibration: str | None = None  # .npy of uint8 images (N, 28, 28)
+    calibration_images: int | None = None  # use the first N of them (None: all)
+    calibration_method: str = MINMAX
     opset: int = 18
     per_channel: bool = True
     float_layers: tuple[str, ...] = ()
+    recipe: tuple[str, ...] | None = None  # Recipe.precisions
     # The stage probe: the same conversion of the probe graph (``probe_source``) into
     # ``probe_out``, in the same process. Its failure leaves ``out`` standing and is
     # reported in ``JobResult.probe_error``.
@@ -74,16 +80,21 @@ class Job:
         return None if self.probe_out is None else Path(self.probe_out + ".error")
 
     def conversion(self) -> Conversion:
-        calibration = None if self.calibration is None else np.load(self.calibration)
+        calibration = None if self.calibration is None else np.load(self.calibration)[: self.calibration_images]
         return Conversion(calibration=calibration, opset=self.opset, per_channel=self.per_channel,
-                          float_layers=tuple(self.float_layers))
+                          float_layers=tuple(self.float_layers),
+                          recipe=None if self.recipe is None else Recipe(tuple(self.recipe)),
+                          calibration_method=self.calibration_method)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> Job:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        if data.get("recipe") is not None:
+            data["recipe"] = tuple(data["recipe"])
+        return cls(**data)
 
 
 @dataclass(frozen=True)

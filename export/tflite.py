@@ -14,6 +14,7 @@ import numpy as np
 
 from export.errors import ConversionError
 from export.isolate import Conversion
+from export.tflite_edit import raw_uint8_input
 
 SIGNATURE = "serve"
 
@@ -58,8 +59,7 @@ def _int8_with_float_layers(converter: object, conversion: Conversion) -> bytes:
     The converter calibrates only; TFLite's MLIR quantizer then quantizes every
     op but those it is told to deny (as ``tf.lite.experimental.QuantizationDebugger``
     does for selective quantization). Its model takes int8 pixels into a
-    DEQUANTIZE; that input is turned into raw uint8 pixels (scale 1, zero
-    point 0), which DEQUANTIZE reads as they are.
+    DEQUANTIZE; that input is turned into raw uint8 pixels (``export.tflite_edit``).
     """
     from ai_edge_litert.tools import flatbuffer_utils
     from tensorflow.lite.python import convert as tflite_convert
@@ -73,33 +73,7 @@ def _int8_with_float_layers(converter: object, conversion: Conversion) -> bytes:
     if not denied:
         raise ConversionError(f"no op of the layers {list(conversion.float_layers)} found to keep in float32")
     quantized = tflite_convert.mlir_quantize(calibrated, fully_quantize=True, denylisted_nodes=denied)
-    return _raw_uint8_input(quantized)
-
-
-def _raw_uint8_input(data: bytes) -> bytes:
-    """The model with its input read as raw uint8 pixels (scale 1, zero point 0).
-
-    Only where every consumer of the input is a DEQUANTIZE (the float front's
-    first op): it then turns uint8 pixels into the same float pixel values the
-    float graph takes, whatever range calibration gave the input (blank
-    calibration images give it none).
-    """
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(data)
-    graph = model.subgraphs[0]
-    (index,) = graph.inputs
-    tensor = graph.tensors[index]
-    codes = {i: flatbuffer_utils.get_builtin_code_from_operator_code(c) for i, c in enumerate(model.operatorCodes)}
-    consumers = {codes[op.opcodeIndex] for op in graph.operators if index in op.inputs}
-    if tensor.type != schema.TensorType.INT8 or consumers != {schema.BuiltinOperator.DEQUANTIZE}:
-        raise ConversionError("the int8 model's input is not an int8 tensor read by DEQUANTIZE only; "
-                              "cannot make it take raw uint8 pixels")
-    tensor.type = schema.TensorType.UINT8
-    tensor.quantization.scale = [1.0]
-    tensor.quantization.zeroPoint = [0]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return raw_uint8_input(quantized)
 
 
 def _representative(images: np.ndarray) -> Iterator[list[np.ndarray]]:

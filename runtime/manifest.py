@@ -107,6 +107,8 @@ class ArtifactDetails:
     reproducible: bool | None = None  # same inputs give the same bytes?
     reproducibility: str = ""
     probe: ProbeRecord | None = None
+    # How the file was quantized: graph, calibration, recipe (export.convert.quantization_record).
+    quantization: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -122,6 +124,8 @@ class ArtifactDetails:
         }
         if self.probe is not None:
             data["probe"] = self.probe.to_dict()
+        if self.quantization:
+            data["quantization"] = self.quantization
         return data
 
     @classmethod
@@ -135,6 +139,7 @@ class ArtifactDetails:
             reproducible=None if reproducible is None else bool(reproducible),
             reproducibility=str(data.get("reproducibility", "")),
             probe=None if probe is None else ProbeRecord.from_dict(probe),
+            quantization=dict(data.get("quantization") or {}),
         )
 
 

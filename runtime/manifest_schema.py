@@ -96,6 +96,7 @@ _DETAILS = _object(
         "reproducible": {"type": ["boolean", "null"]},
         "reproducibility": _TEXT,
         "probe": {**_PROBE, "type": ["object", "null"]},
+        "quantization": {"type": "object", "description": "how the file was quantized (graph, calibration, recipe)"},
     },
     (),
     "an object of what the export measured (details)",

@@ -1,0 +1,158 @@
+"""Precision per stage: recipes, and how each format calibrates.
+
+A ``Recipe`` gives each stage of the unrolled CLLNN (``STAGES``: the CNN, the
+reservoir, the LSTM, the softmax head) one precision: float32, int16x8 (16-bit
+activations, 8-bit weights) or int8. TFLite variants are built from it with
+AI Edge Quantizer (``ai_edge_recipe``: one rule per stage, the layer names as
+the rule's regex, as that tool records recipes); ONNX variants with ONNX
+Runtime's per-node settings (``export.onnx``). The stages' layers are named
+once, here (``STAGE_LAYERS``), for both.
+
+Calibration is a choice per format (``Calibration``): the method and the
+number of training images. The methods a converter offers are listed on its
+format (``export.formats.Format.calibration_methods``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from export.errors import ExportError
+
+STAGES = ("cnn", "reservoir", "lstm", "head")
+FLOAT32, INT16X8, INT8 = "float32", "int16x8", "int8"
+STAGE_PRECISIONS = (FLOAT32, INT16X8, INT8)  # finest first
+SHORT = {FLOAT32: "f32", INT16X8: "i16", INT8: "i8"}  # in variant names
+
+# Layers of the unrolled graph (export.unroll) in each stage, as Keras names them. Converted
+# ops and nodes carry them as name segments ("cllnn_unrolled_1/reservoir_in_1/MatMul").
+STAGE_LAYERS: Mapping[str, str] = {
+    "cnn": r"standardize\w*|clip_pixels|pixel_outliers|conv\d\w*|pool\d|cnn_features|to_sequence",
+    "reservoir": r"reservoir_\w+",
+    "lstm": r"lstm_\w+",
+    "head": r"head",
+}
+
+# Calibration methods. "minmax": each tensor's range is the smallest and largest value seen on
+# any calibration image (the TFLite converter's, and ONNX Runtime's MinMax). "moving-average":
+# AI Edge Quantizer's default, a moving average (0.95) of each image's min / max: it forgets
+# the rare stroke at an image's edge, whose standardised value then clips (top-1 agreement
+# 99.5% against 100% with minmax, int16x8, demo model). ONNX Runtime also offers
+# "entropy", "percentile" and "distribution" (histogram methods that clip outliers on purpose).
+MINMAX, MOVING_AVERAGE, ENTROPY, PERCENTILE, DISTRIBUTION = (
+    "minmax", "moving-average", "entropy", "percentile", "distribution")
+CALIBRATION_METHODS = (MINMAX, MOVING_AVERAGE, ENTROPY, PERCENTILE, DISTRIBUTION)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a calibrated format sets its activation ranges."""
+
+    method: str = MINMAX
+    images: int = 200  # the first N training images
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "images": self.images}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One precision per stage, in ``STAGES`` order."""
+
+    precisions: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.precisions) != len(STAGES) or any(p not in STAGE_PRECISIONS for p in self.precisions):
+            raise ExportError(f"a recipe gives each of {', '.join(STAGES)} one of "
+                              f"{', '.join(STAGE_PRECISIONS)}; got {self.precisions!r}")
+
+    @classmethod
+    def uniform(cls, precision: str) -> Recipe:
+        return cls((precision,) * len(STAGES))
+
+    @classmethod
+    def parse(cls, spec: str | Mapping[str, str], *, default: str = INT8) -> Recipe:
+        """``"reservoir=int16x8,cnn=float32"`` or ``{"reservoir": "int16x8"}``; unnamed stages
+        take ``default`` (int8: "int8 everywhere but ...")."""
+        if isinstance(spec, str):
+            pairs = [part.partition("=") for part in spec.split(",") if part.strip()]
+            if any(not sep for _, sep, _ in pairs):
+                raise ExportError(f"a recipe is STAGE=PRECISION[,...] (e.g. reservoir=int16x8), got {spec!r}")
+            spec = {stage.strip(): precision.strip() for stage, _, precision in pairs}
+        unknown = sorted(set(spec) - set(STAGES))
+        if unknown:
+            raise ExportError(f"unknown stage(s) {unknown} in recipe; stages: {', '.join(STAGES)}")
+        bad = {stage: p for stage, p in spec.items() if p not in STAGE_PRECISIONS}
+        if bad:
+            raise ExportError(f"unknown precision(s) {bad} in recipe; choose from {', '.join(STAGE_PRECISIONS)}")
+        return cls(tuple(spec.get(stage, default) for stage in STAGES))
+
+    @property
+    def stages(self) -> dict[str, str]:
+        return dict(zip(STAGES, self.precisions))
+
+    @property
+    def tag(self) -> str:
+        """Short name for files and variants: "f32-i16-i8-i8" (cnn, reservoir, lstm, head)."""
+        return "-".join(SHORT[p] for p in self.precisions)
+
+    @property
+    def tolerance_row(self) -> str:
+        """The row of the tolerance table a file of this recipe is held to: its coarsest stage's."""
+        return max(self.precisions, key=STAGE_PRECISIONS.index)
+
+    def of(self, stage: str) -> str:
+        return self.stages[stage]
+
+    def describe(self) -> str:
+        kinds = {p: [s for s, q in self.stages.items() if q == p] for p in STAGE_PRECISIONS}
+        return "; ".join(f"{p}: {', '.join(stages)}" for p, stages in kinds.items() if stages)
+
+    def to_dict(self) -> dict[str, str]:
+        return self.stages
+
+
+def stage_of(node: str) -> str | None:
+    """The stage a converted op or node belongs to, from its name segments (None: none)."""
+    segments = {part for name in node.split(";") for part in name.split("/")}
+    for stage, pattern in STAGE_LAYERS.items():
+        if any(re.fullmatch(rf"(?:{pattern})(?:_\d+)?", part) for part in segments):
+            return stage
+    return None
+
+
+def _aeq_scope(stage: str) -> str:
+    """AI Edge Quantizer's regex for a stage: it searches an op's output tensor names."""
+    return rf"(?:^|[/;])(?:{STAGE_LAYERS[stage]})(?:_\d+)?/"
+
+
+_TENSOR = {"symmetric": True, "granularity": "TENSORWISE", "dtype": "INT"}
+
+
+def _op_config(precision: str) -> tuple[str, dict[str, Any]]:
+    if precision == FLOAT32:
+        return "no_quantize", {"compute_precision": "FLOAT"}
+    return "min_max_uniform_quantize", {
+        "activation_tensor_config": {**_TENSOR, "num_bits": 16 if precision == INT16X8 else 8},
+        "weight_tensor_config": {**_TENSOR, "num_bits": 8, "granularity": "CHANNELWISE"},
+        "compute_precision": "INTEGER",
+        "explicit_dequantize": False,
+        "skip_checks": False,
+        "min_weight_elements": 0,
+    }
+
+
+def ai_edge_recipe(recipe: Recipe) -> list[dict[str, Any]]:
+    """The recipe as AI Edge Quantizer takes (and records) it: one rule per stage, matched by
+    layer name, and the head's SOFTMAX by op (its output is the model's, named after no layer)."""
+    rules = []
+    for stage, precision in recipe.stages.items():
+        algorithm, config = _op_config(precision)
+        rules.append({"regex": _aeq_scope(stage), "operation": "*", "algorithm_key": algorithm,
+                      "op_config": config})
+    algorithm, config = _op_config(recipe.of("head"))
+    rules.append({"regex": ".*", "operation": "SOFTMAX", "algorithm_key": algorithm, "op_config": config})
+    return rules
