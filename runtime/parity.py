@@ -53,6 +53,11 @@ class ArtifactParity(Comparison):
         float32 (its error is rounding noise: no stage to keep at higher precision)."""
         return self.main_error_stage if self.quantized else None
 
+    @property
+    def error_entry_cell(self) -> str:
+        """``error_entry`` as a table cell: its ``describe()``, or "-" (float32, no probe, no error)."""
+        return "-" if self.error_entry is None else self.error_entry.describe()
+
     def to_dict(self) -> dict[str, Any]:
         contribution = self.main_error_stage
         return {
