@@ -227,7 +227,8 @@ def run_parity_command(args: argparse.Namespace) -> int:
 
 
 def format_parity_table(report: ParityReport) -> str:
-    """One row per artefact: key metrics, each check's verdict, the first stage past tolerance."""
+    """One row per artefact: key metrics, each check's verdict, the first stage past tolerance and,
+    for a quantized file with a stage probe, the stage where most error enters."""
     rows = []
     for r in report.results:
         checks = ", ".join(f"{c.name} {'ok' if c.passed else 'FAIL'}" for c in r.checks)
@@ -239,8 +240,10 @@ def format_parity_table(report: ParityReport) -> str:
             f"{100 * r.metrics['accuracy_delta']:+.2f} pt",
             checks,
             stage,
+            r.error_entry_cell,
         ))
-    return text_table(("format", "max abs", "top-1", "acc delta", "checks", "first failing stage"), rows)
+    return text_table(("format", "max abs", "top-1", "acc delta", "checks", "first failing stage",
+                       "most error enters at"), rows)
 
 
 def run_run(args: argparse.Namespace) -> int:

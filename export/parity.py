@@ -6,8 +6,10 @@ artefact: max / mean absolute error of the probabilities, cosine similarity,
 top-1 agreement, the accuracy of each on the labels and their difference,
 checked against per-precision tolerances. Where the export left a stage probe
 (the same converted graph with one output per stage), each stage's output is
-compared too, and the first stage past its tolerance says where an error
-enters. The result is data: ``runtime.parity.ParityReport`` (truthy when
+compared too: the first stage past its tolerance says where an error
+enters, and for a quantized file the stage whose normalised RMSE rises most
+(``runtime.compare.Comparison.main_error_stage``) says where most of it
+does, the stage to keep at higher precision. The result is data: ``runtime.parity.ParityReport`` (truthy when
 every artefact passes) saves itself as JSON and JUnit XML. The per-file loop
 and the report types live in ``runtime.parity``, shared with a device's
 ``cllnn-bench verify``, which compares with outputs stored at export time

@@ -25,7 +25,9 @@ from export.tables import html_table, markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.choose import Selection
 from runtime.manifest import Manifest, load_manifest
-from runtime.parity import ParityReport
+from runtime.parity import ArtifactParity, ParityReport
+
+ERROR_ENTRY = "most error enters at"  # the summary tables' column, quantized files only (runtime.compare)
 
 
 def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +90,7 @@ def format_rows(parity: ParityReport, manifest: Manifest, bench: dict[str, Any])
             "throughput_ips": many.get("throughput_ips", math.nan),
             "passed": result.passed,
             "first_failing_stage": result.first_failing_stage,
+            "error_entry": result.error_entry_cell,
         })
     return rows
 
@@ -107,10 +110,11 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         markdown_table(
             ["format", "size KiB", "accuracy", "top-1 agreement", "max abs", "p50 us (batch 1)",
-             "p99 us (batch 1)", f"images/s (batch {batch})", "parity"],
+             "p99 us (batch 1)", f"images/s (batch {batch})", "parity", ERROR_ENTRY],
             [[row["format"], f"{row['size_kib']:.1f}", f"{row['accuracy']:.4f}",
               f"{100 * row['top1_agreement']:.1f}%", f"{row['max_abs']:.2e}", f"{row['p50_us']:.0f}",
-              f"{row['p99_us']:.0f}", f"{row['throughput_ips']:.0f}", _verdict(row)] for row in rows],
+              f"{row['p99_us']:.0f}", f"{row['throughput_ips']:.0f}", _verdict(row), row["error_entry"]]
+             for row in rows],
         ),
         "",
         _measured_on(report["bench"].get("machine", {})),
@@ -236,10 +240,11 @@ def _data_section(report: dict[str, Any]) -> str:
 def _formats_table(rows: list[dict[str, Any]]) -> str:
     batch = rows[0]["throughput_batch"] if rows else 64
     header = ["format", "precision", "size (KiB)", "accuracy", "top-1 agreement", "max abs error",
-              "p50 µs (batch 1)", "p99 µs (batch 1)", f"images/s (batch {batch})", "parity"]
+              "p50 µs (batch 1)", "p99 µs (batch 1)", f"images/s (batch {batch})", "parity", ERROR_ENTRY]
     body = [[row["format"], row["precision"], f"{row['size_kib']:,.1f}", f"{row['accuracy']:.4f}",
              f"{100 * row['top1_agreement']:.1f}%", f"{row['max_abs']:.2e}", f"{row['p50_us']:,.0f}",
-             f"{row['p99_us']:,.0f}", f"{row['throughput_ips']:,.0f}", _verdict(row)] for row in rows]
+             f"{row['p99_us']:,.0f}", f"{row['throughput_ips']:,.0f}", _verdict(row), row["error_entry"]]
+            for row in rows]
     return html_table(header, body)
 
 
@@ -252,6 +257,10 @@ def _parity_section(parity: dict[str, Any]) -> str:
             for c in result["checks"]
         )
         parts.append(f"<h3>{_e(result['format'])}: {verdict}</h3><p class='note'>{_e(checks)}</p>")
+        entry = ArtifactParity.from_dict(result).error_entry
+        if entry is not None:
+            parts.append(f"<p>Most error enters at: <b>{_e(entry.describe())}</b>; the stage to keep at "
+                         f"higher precision first.</p>")
         if result["stages"]:
             parts.append(html_table(
                 ["stage", "max abs", "normalised RMSE", "limit", "verdict"],

@@ -3,12 +3,15 @@
 The unroller's equivalence proof, ``convert``'s export-time checks, the
 ``parity`` gate and a device's ``cllnn-bench verify`` all call ``compare``:
 outputs are probabilities, stages are matched by name (the export names them,
-``export.reference.STAGES``), and the result is data. numpy only, so it lives
+``export.reference.STAGES``), and the result is data, including the stage
+where most of the error enters (``Comparison.main_error_stage``, the one
+place that attribution is made). numpy only, so it lives
 in ``runtime`` where a device can run it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -43,6 +46,19 @@ class StageResult:
     passed: bool
 
 
+@dataclass(frozen=True)
+class StageContribution:
+    """The stage where most of a file's output error enters: the one to keep at higher precision."""
+
+    stage: str
+    rise: float  # its normalised RMSE minus the previous stage's (the first stage: its own)
+    share: float  # rise / the sum of every stage's positive rise, in (0, 1]
+
+    def describe(self) -> str:
+        """The phrase every report and progress line uses, so they all read alike."""
+        return f"{self.stage} ({100 * self.share:.0f}% of the rise in normalised RMSE)"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Comparison:
     """How a candidate's probabilities (and, where given, its stages) compare with the reference's."""
@@ -61,6 +77,30 @@ class Comparison:
     @property
     def first_failing_stage(self) -> str | None:
         return next((s.stage for s in self.stages if not s.passed), None)
+
+    @property
+    def main_error_stage(self) -> StageContribution | None:
+        """The stage whose normalised RMSE rises most over the previous stage's, or None (no stages, no error).
+
+        A stage probe's outputs carry the error of every stage before them, so a
+        stage's own contribution is the rise over its predecessor; NRMSE divides
+        by each reference stage's spread, so rises compare across stages of
+        different scales. The stages are in the model's order (``compare`` keeps
+        the reference's). The first stage whose NRMSE is not finite (NaN or inf
+        outputs) takes all of the error: rise inf, share 1.
+        """
+        rises: list[tuple[str, float]] = []
+        previous = 0.0
+        for result in self.stages:
+            if not math.isfinite(result.nrmse):
+                return StageContribution(result.stage, math.inf, 1.0)
+            rises.append((result.stage, result.nrmse - previous))
+            previous = result.nrmse
+        total = sum(rise for _, rise in rises if rise > 0)
+        if total <= 0:
+            return None
+        stage, rise = max(rises, key=lambda item: item[1])
+        return StageContribution(stage, rise, rise / total)
 
 
 def compare(

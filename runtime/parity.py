@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from runtime.atomic import json_text, write_bytes_atomic, write_json_atomic
-from runtime.compare import Check, Comparison, StageResult, compare
+from runtime.compare import Check, Comparison, StageContribution, StageResult, compare
 from runtime.loader import load
 from runtime.manifest import ArtifactEntry, Manifest, ManifestError, contained, sha256_contained
 from runtime.metrics import accuracy_of, confusion_matrix
@@ -42,15 +42,35 @@ class ArtifactParity(Comparison):
     stage_note: str = ""
     confusion: tuple[tuple[int, ...], ...] = ()  # [true label][predicted class]
 
+    @property
+    def quantized(self) -> bool:
+        """Stored below float32: the files where keeping one stage at higher precision can help."""
+        return self.precision != "float32"
+
+    @property
+    def error_entry(self) -> StageContribution | None:
+        """``main_error_stage`` for a quantized file, as reports and progress lines show it; None for
+        float32 (its error is rounding noise: no stage to keep at higher precision)."""
+        return self.main_error_stage if self.quantized else None
+
+    @property
+    def error_entry_cell(self) -> str:
+        """``error_entry`` as a table cell: its ``describe()``, or "-" (float32, no probe, no error)."""
+        return "-" if self.error_entry is None else self.error_entry.describe()
+
     def to_dict(self) -> dict[str, Any]:
+        contribution = self.main_error_stage
         return {
             **asdict(self),
             "passed": self.passed,
             "first_failing_stage": self.first_failing_stage,
+            "main_error_stage": None if contribution is None else asdict(contribution),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArtifactParity:
+        """The inverse of ``to_dict``; ``passed``, ``first_failing_stage`` and ``main_error_stage``
+        are derived from the checks and stages, so they are read back from those (and may be absent)."""
         return cls(
             format=data["format"],
             file=data["file"],
@@ -177,8 +197,9 @@ def compare_artifacts(
 
     ``expected`` maps stage names (``output`` = the probabilities) to the
     reference's outputs on ``images``; each file is held to its precision's
-    row of ``tolerances``. One progress line per file. A probe file that is
-    missing or altered raises ``ManifestError``. With ``trusted_key`` each file
+    row of ``tolerances``. One progress line per file (for a quantized file
+    with a stage probe, it names the stage where most error enters). A probe
+    file that is missing or altered raises ``ManifestError``. With ``trusted_key`` each file
     is loaded only if the manifest beside it is signed by that key (``runtime.load``).
     """
     results = []
@@ -188,10 +209,11 @@ def compare_artifacts(
                           trusted_key)
         results.append(result)
         verdict = "ok" if result.passed else "FAILED"
+        entry_note = "" if result.error_entry is None else f"  most error enters at: {result.error_entry.describe()}"
         progress(
             f"[{index}/{len(manifest.artifacts)}] {entry.format:<15} {verdict:<6} "
             f"top-1 {100 * result.metrics['top1_agreement']:5.1f}%  "
-            f"max abs {result.metrics['max_abs']:.1e}  {time.perf_counter() - began:4.1f} s"
+            f"max abs {result.metrics['max_abs']:.1e}  {time.perf_counter() - began:4.1f} s{entry_note}"
         )
     return tuple(results)
 

@@ -85,6 +85,13 @@ def test_float_exports_pass_and_reports_validate(
         assert [s.stage for s in result.stages] == ["cnn", "reservoir", "lstm", "output"]
     fp32 = next(r for r in report.results if r.format == "tflite-fp32")
     assert fp32.metrics["max_abs"] <= 1e-5 and fp32.first_failing_stage is None
+    int8 = next(r for r in report.results if r.format == "tflite-int8")  # where its error enters, said once
+    entry = int8.error_entry
+    assert entry is not None and entry.stage in STAGES and 0 < entry.share <= 1
+    progress = {line.split()[1]: line for line in out.splitlines() if line.startswith("[")}
+    assert progress["tflite-int8"].endswith(f"most error enters at: {entry.describe()}")
+    assert "most error enters" not in progress["tflite-fp32"]
+    assert next(line for line in out.splitlines() if line.startswith("tflite-int8")).endswith(entry.describe())
     suite = ET.parse(report_xml).getroot().find("testsuite")
     cases = suite.findall("testcase")
     assert len(cases) == sum(len(r.checks) for r in report.results) == int(suite.get("tests"))
@@ -208,7 +215,10 @@ def test_verify_on_the_device_gives_parity_s_verdicts(
         assert mine.file == theirs.file and [c.passed for c in mine.checks] == [c.passed for c in theirs.checks]
         assert mine.metrics == pytest.approx(theirs.metrics, abs=1e-6)
         assert [s.stage for s in mine.stages] == list(STAGES)
+        assert (mine.error_entry is None) == (theirs.error_entry is None) == (mine.precision == "float32")
     assert verified.reference_confusion == parity.reference_confusion
+    int8 = next(r for r in verified.results if r.format == "tflite-int8")
+    assert int8.error_entry is not None and f"most error enters at: {int8.error_entry.describe()}" in out
     assert ET.parse(report_xml).getroot().find("testsuite").get("name") == "cllnn-verify"
 
 
