@@ -6,12 +6,16 @@ owns lives there and nowhere else):
 - graph rewriting: ``unroll`` (the static graph, proven equivalent),
   ``layers`` (the Keras layers it needs);
 - formats: ``formats`` (the registry: one declaration per format),
-  ``tflite`` and ``onnx`` (the converters), ``isolate`` and ``worker`` (a
-  conversion in its own process), ``file_checks`` (what a file must be);
+  ``precision`` (precision per stage: recipes, calibration choices),
+  ``tflite``, ``aeq`` (recipes through AI Edge Quantizer) and ``onnx`` (the
+  converters), ``tflite_edit`` (raw uint8 in, integer out, on a converted
+  TFLite graph), ``isolate`` and ``worker`` (a conversion in its own
+  process), ``file_checks`` (what a file must be);
 - verification: ``reference`` (the trained model's stage outputs behind the
   runtime's interface), ``describe`` (the export-time gate of one file),
   ``parity`` (the CI gate, with the trained model as reference);
-- pipeline: ``convert``, ``run`` (the resumable stages), ``layout`` (every
+- pipeline: ``convert``, ``sweep`` (many precision variants, timed, with
+  their Pareto front), ``run`` (the resumable stages), ``layout`` (every
   path of a run directory), ``report``, ``plots``, ``tables``;
 - ``sign`` (``cllnn-export keygen`` / ``sign``: the build host's half of ``runtime.signing``);
 - ``cli`` on top; ``errors`` beside everything.
