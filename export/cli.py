@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--calibration-size", type=int, metavar="N",
                          help="training images used to calibrate int8 (default 200)")
+    convert.add_argument("--recipe", metavar="STAGE=PRECISION,...",
+                         help="precision per stage (cnn, reservoir, lstm, head: float32, int16x8 or int8; "
+                         "unnamed stages int8) of the tflite-mixed / onnx-mixed formats, e.g. "
+                         "reservoir=int16x8,cnn=float32 (default: [export] recipe, reservoir=int16x8)")
     convert.add_argument(
         "--data",
         metavar="SOURCE",
@@ -137,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("runs/run"), metavar="DIR",
                      help="output directory (default: runs/run)")
     run.add_argument("--formats", metavar="LIST", help="as for 'convert' (default: all)")
+    run.add_argument("--recipe", metavar="STAGE=PRECISION,...", help="as for 'convert'")
     run.add_argument("--epochs", type=int, help="override train.epochs from the config")
     run.add_argument("--force", action="store_true", help="redo every stage")
     run.set_defaults(handler=run_run)
@@ -282,10 +287,11 @@ def check_before_work(args: argparse.Namespace) -> None:
 
 def load_config(args: argparse.Namespace) -> Config:
     """The --config file (or the defaults) with the flags a subcommand has applied on top:
-    --epochs, --formats and --calibration-size, where the subcommand offers them. The format
+    --epochs, --formats, --calibration-size and --recipe, where the subcommand offers them. The format
     list is checked against the registry and spelled out ("all" becomes every name)."""
     from cllnn_edge.config import Config
     from export.formats import parse_formats
+    from export.precision import Recipe
 
     cfg = Config.from_toml(args.config) if args.config else Config()
     if getattr(args, "epochs", None) is not None:
@@ -294,6 +300,9 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = cfg.replace("export", formats=tuple(f.name for f in parse_formats(chosen)))
     if getattr(args, "calibration_size", None) is not None:
         cfg = cfg.replace("export", calibration_size=args.calibration_size)
+    if getattr(args, "recipe", None) is not None:
+        cfg = cfg.replace("export", recipe=Recipe.parse(args.recipe).to_dict())
+    Recipe.parse(cfg.export.recipe)  # a bad recipe fails here, before any work
     return cfg
 
 

@@ -52,12 +52,12 @@ def test_main_job_passes_parity_on_every_format_and_writes_the_report(seed_run) 
     model_path, artifacts, done = seed_run
     out = model_path.parent.parent
     parity = json.loads((out / "parity.json").read_text())
-    assert parity["passed"] and len(parity["results"]) == 6
+    assert parity["passed"] and len(parity["results"]) == 7
     assert done.stdout.rstrip().endswith("PASSED")
     assert f"report: {out / 'report.html'}" in done.stdout
     report = json.loads((out / "report.json").read_text())
     assert {row["format"] for row in report["formats"]} == {
-        "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32", "onnx-int8"}
+        "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tflite-int16x8", "onnx-fp32", "onnx-int8"}
     for image in report["plots"].values():
         assert (out / image).stat().st_size > 1000
 
@@ -68,7 +68,7 @@ def test_every_format_exports_loads_and_matches_keras(seed_run, test_split) -> N
     assert "PASSED" in converted.stdout
     sizes = assert_formats_match(model_path, artifacts, test_split.x)
     assert set(sizes) == {
-        "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32", "onnx-int8"
+        "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tflite-int16x8", "onnx-fp32", "onnx-int8"
     }
     assert sizes["tflite-int8"] <= 0.30 * sizes["tflite-fp32"]
 
@@ -140,7 +140,7 @@ def test_reproducible_formats_give_the_same_bytes_again(seed_run, tmp_path: Path
 
     model_path, artifacts, _ = seed_run
     first = {a.format: a.sha256 for a in load_manifest(artifacts).artifacts}
-    claimed = [name for name, fmt in FORMATS.items() if fmt.reproducible]
+    claimed = [name for name in first if FORMATS[name].reproducible]
     assert claimed, "at least the TFLite formats are reproducible"
     again = run_cli("convert", str(model_path), "--out", str(tmp_path / "again"),
                  "--formats", ",".join(claimed))
@@ -149,6 +149,41 @@ def test_reproducible_formats_give_the_same_bytes_again(seed_run, tmp_path: Path
     assert {name: second[name] for name in claimed} == {name: first[name] for name in claimed}
     for entry in load_manifest(artifacts).artifacts:
         assert entry.details.reproducible == FORMATS[entry.format].reproducible
+
+
+def test_a_recipe_in_the_config_gives_the_same_bytes_again(seed_run, tmp_path: Path) -> None:
+    """A per-stage recipe, as a user writes it in the config, exported twice: identical files, and
+    the manifest records the recipe as AI Edge Quantizer applied it and the calibration used."""
+    model_path, _, _ = seed_run
+    config = tmp_path / "recipe.toml"
+    config.write_text('[export]\nformats = ["tflite-mixed"]\nrecipe = { cnn = "float32", lstm = "int16x8" }\n'
+                      '[export.calibration.tflite-mixed]\nimages = 300\n')
+    entries = []
+    for name in ("first", "second"):
+        done = run_cli("convert", str(model_path), "--out", str(tmp_path / name), "--config", str(config))
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        (entry,) = load_manifest(tmp_path / name).artifacts
+        entries.append(entry)
+    first, second = entries
+    assert first.sha256 == second.sha256 and first.details.reproducible
+    quantization = first.details.quantization
+    assert quantization["recipe"]["stages"] == {"cnn": "float32", "reservoir": "int8", "lstm": "int16x8",
+                                                "head": "int8"}
+    assert [rule["algorithm_key"] for rule in quantization["recipe"]["ai_edge_quantizer"]][:2] == [
+        "no_quantize", "min_max_uniform_quantize"]
+    assert quantization["calibration"] == {"method": "minmax", "images": 300}
+    assert first.precision == "int8" and first.inputs[0].dtype == "uint8"
+    assert "CONV_2D" in float_kernels(tmp_path / "first" / first.file)  # the CNN stayed float
+
+
+def test_int16x8_has_no_float_kernel_between_input_and_output(seed_run) -> None:
+    _, artifacts, _ = seed_run
+    (entry,) = [a for a in load_manifest(artifacts).artifacts if a.format == "tflite-int16x8"]
+    assert float_kernels(artifacts / entry.file) == []
+    assert (entry.inputs[0].dtype, entry.inputs[0].scale, entry.inputs[0].zero_point) == ("uint8", 1.0, 0)
+    assert entry.outputs[0].dtype == "int16"
+    assert entry.details.quantization["calibration"] == {"method": "minmax", "images": 1000}
+    assert entry.details.quantization["graph"] == "split-projection"
 
 
 def test_parity_gate_of_the_workflow_passes(seed_run, tmp_path: Path) -> None:
@@ -162,7 +197,7 @@ def test_parity_gate_of_the_workflow_passes(seed_run, tmp_path: Path) -> None:
                 *gate_flags(), "--json", str(report_json), "--junit", str(report_xml))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     report = ParityReport.load_json(report_json)
-    assert report.images == 1000 and len(report.results) == 6 and bool(report)
+    assert report.images == 1000 and len(report.results) == 7 and bool(report)
     for result in report.results:
         assert [s.stage for s in result.stages] == ["cnn", "reservoir", "lstm", "output"]
         assert result.first_failing_stage is None, (result.format, result.stages)
@@ -177,7 +212,7 @@ def test_device_side_verify_and_the_choice_on_the_main_job(seed_run, tmp_path: P
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "v.json").read_text())
-    assert report["passed"] and len(report["results"]) == 6 and report["images"] == 300
+    assert report["passed"] and len(report["results"]) == 7 and report["images"] == 300
     run_dir = model_path.parent.parent
     selection = json.loads((run_dir / "selection.json").read_text())
     chosen = selection["chosen"]

@@ -166,6 +166,10 @@ def _tree(root: Path) -> list[str]:
         (["train", "--config", "{root}/bogus.toml", "--out", "{root}/run"], "unknown format(s) ['bogus']"),
         (["run", "--config", "{root}/big.toml", "--out", "{root}/run"],
          "model is too large: reservoir_dim 1099511627776"),
+        (["convert", "{root}/model.keras", "--out", "{root}/out", "--recipe", "head=int4"],
+         "unknown precision(s) {{'head': 'int4'}} in recipe; choose from float32, int16x8, int8"),
+        (["run", "--config", "{root}/recipe.toml", "--out", "{root}/run"],
+         "unknown stage(s) ['conv'] in recipe; stages: cnn, reservoir, lstm, head"),
     ],
 )
 def test_bad_outputs_and_configs_exit_2_before_the_work_creating_nothing(
@@ -175,6 +179,7 @@ def test_bad_outputs_and_configs_exit_2_before_the_work_creating_nothing(
     (tmp_path / "DIR").mkdir()
     (tmp_path / "bogus.toml").write_text('[export]\nformats = ["bogus"]\n')
     (tmp_path / "big.toml").write_text(f"[model]\nreservoir_dim = {2**40}\n")
+    (tmp_path / "recipe.toml").write_text('[export]\nrecipe = { conv = "int8" }\n')
     before = _tree(tmp_path)
     code = main([arg.format(root=tmp_path) for arg in argv])
     err = capsys.readouterr().err

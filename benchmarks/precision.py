@@ -1,0 +1,156 @@
+"""Calibration and per-stage precision choices for AI Edge Quantizer files, measured side by side.
+
+For one trained model (the demo model by default) this converts the unrolled
+graph, and its split-projection variant, to float32 TFLite once, then
+quantizes each with AI Edge Quantizer (``export.aeq.quantize_tflite``, the
+converter ``tflite-int16x8`` and ``tflite-mixed`` use) under each setting,
+and compares every file with the float32 file on the embedded test split
+(1,000 images, through ``runtime``):
+
+- int16x8 calibration: method (overall ``minmax`` vs AI Edge Quantizer's
+  ``moving-average``) x calibration images (100 .. 3,600);
+- int16x8 with and without the reservoir's input projection split in two
+  exact int8 parts (``export.unroll._split_projection``);
+- int16x8 but one stage float32: how much of the error each stage's 8-bit
+  weights bring (the sweep's stage attribution, measured by leaving it out).
+
+    python -m benchmarks.precision [--model runs/demo/train/model.keras] \
+        --json benchmarks/precision.json --md benchmarks/PRECISION.md
+
+The float32 TFLite file is the reference (it equals the trained model to 2e-6).
+Sizes are file bytes; the CPU class heads the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import say
+from benchmarks.spread import machine_line
+from export.precision import FLOAT32, INT16X8, MINMAX, MOVING_AVERAGE, STAGES, Recipe
+from export.tables import markdown_table
+from runtime.atomic import write_bytes_atomic, write_json_atomic
+
+SIZES = (100, 200, 500, 1000, 3600)
+MIXES = ("cnn=int16x8,reservoir=int16x8,lstm=int16x8,head=int16x8", "cnn=int16x8,reservoir=int16x8",
+         "cnn=int16x8", "cnn=float32", "reservoir=int16x8", "")  # unnamed stages: int8
+DEFAULT_MODEL = Path("runs/demo/train/model.keras")
+
+
+def float_tflite(model_path: Path, work: Path, *, split: bool) -> bytes:
+    """The unrolled graph (or its split-projection variant) as a float32 TFLite file."""
+    from cllnn_edge.model import load_trained
+    from export.isolate import Conversion
+    from export.tflite import to_tflite
+    from export.unroll import unroll
+
+    saved, out = work / f"saved_{split}", work / f"float_{split}.tflite"
+    unroll(load_trained(model_path), split_projection=split).model.export(str(saved), verbose=False)
+    to_tflite(saved, out, Conversion(calibration=None, opset=18, per_channel=True), precision="float32")
+    return out.read_bytes()
+
+
+def evaluate(data: bytes, images: np.ndarray, reference: np.ndarray, work: Path) -> dict[str, float]:
+    import runtime
+    from runtime.metrics import probability_metrics
+
+    path = work / "candidate.tflite"
+    path.write_bytes(data)
+    with runtime.load(path, manifest=None) as model:
+        metrics = probability_metrics(reference, model.predict(images))
+    return {"max_abs": metrics["max_abs"], "top1_agreement": metrics["top1_agreement"],
+            "size_kib": len(data) / 1024}
+
+
+def measure(model_path: Path) -> dict[str, Any]:
+    import runtime
+    from cllnn_edge.data import load_splits
+    from export.aeq import quantize_tflite
+
+    splits = load_splits("embedded")
+    images, calibration = splits.test.x, splits.train.x
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        plain, split = float_tflite(model_path, work, split=False), float_tflite(model_path, work, split=True)
+        (work / "float.tflite").write_bytes(plain)
+        with runtime.load(work / "float.tflite", manifest=None) as model:
+            reference = model.predict(images)
+
+        def row(study: str, source: bytes, recipe: Recipe, method: str, size: int, **labels: str) -> None:
+            began = time.perf_counter()
+            data = quantize_tflite(source, recipe, calibration[:size], method)
+            seconds = time.perf_counter() - began
+            rows.append({"study": study, "recipe": recipe.tag, "method": method, "images": size, **labels,
+                         **evaluate(data, images, reference, work), "quantize_s": seconds})
+            say(f"{study}: {rows[-1]}")
+
+        int16x8 = Recipe.uniform(INT16X8)
+        for method in (MINMAX, MOVING_AVERAGE):
+            for size in SIZES:
+                row("calibration", split, int16x8, method, size, graph="split projection")
+        for name, source in (("one matrix", plain), ("split projection", split)):
+            row("reservoir projection", source, int16x8, MINMAX, 1000, graph=name)
+        for stage in STAGES:
+            recipe = Recipe.parse({stage: FLOAT32}, default=INT16X8)
+            row("one stage float32", plain, recipe, MINMAX, 1000, graph="one matrix", float_stage=stage)
+        for spec in MIXES:
+            row("mixes", plain, Recipe.parse(spec), MINMAX, 1000, graph="one matrix", spec=spec)
+    return {"machine": machine_line(), "model": str(model_path), "images": int(len(images)), "rows": rows}
+
+
+def render(result: dict[str, Any]) -> str:
+    def table(study: str, extra: list[str]) -> str:
+        chosen = [r for r in result["rows"] if r["study"] == study]
+        return markdown_table(
+            [*extra, "method", "calibration images", "max abs", "top-1 agreement", "KiB"],
+            [[*(str(r.get(key, "")) for key in extra), r["method"], f"{r['images']:,}", f"{r['max_abs']:.4f}",
+              f"{100 * r['top1_agreement']:.1f}%", f"{r['size_kib']:,.0f}"] for r in chosen])
+
+    return "\n".join([
+        "# Precision choices for AI Edge Quantizer files",
+        "",
+        f"{result['machine']}. Model: `{result['model']}`; every file against the float32 TFLite file on the "
+        f"embedded test split ({result['images']:,} images), through `runtime`. Reproduce: "
+        "`python -m benchmarks.precision --json benchmarks/precision.json --md benchmarks/PRECISION.md`.",
+        "",
+        "## int16x8 calibration: method and images",
+        "",
+        table("calibration", ["graph"]),
+        "",
+        "## The reservoir's input projection: one int8 matrix or two exact parts",
+        "",
+        table("reservoir projection", ["graph"]),
+        "",
+        "## int16x8 with one stage left float32 (what that stage's 8-bit weights cost)",
+        "",
+        table("one stage float32", ["float_stage"]),
+        "",
+        "## Per-stage mixes (unnamed stages int8; AI Edge Quantizer's int8 CNN has no float front)",
+        "",
+        table("mixes", ["recipe"]),
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/precision.json"))
+    parser.add_argument("--md", type=Path, default=Path("benchmarks/PRECISION.md"))
+    args = parser.parse_args(argv)
+    result = measure(args.model)
+    write_json_atomic(args.json, result)
+    write_bytes_atomic(args.md, render(result).encode())
+    say(f"wrote {args.json} and {args.md}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
