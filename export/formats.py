@@ -180,7 +180,7 @@ TFLITE_INT16X8 = Format("tflite-int16x8", "cllnn_int16x8.tflite", "litert", "int
 TFLITE_MIXED = Format("tflite-mixed", "cllnn_mixed.tflite", "litert", INT8,
                       "uint8 pixels in, a precision per stage (AI Edge Quantizer)",
                       _tflite_recipe, (BUILTINS_ONLY, RAW_UINT8_INPUT), calibrated=True,
-                      calibration_methods=(MINMAX, MOVING_AVERAGE), takes_recipe=True)
+                      calibration_methods=(MINMAX, MOVING_AVERAGE), calibration_images=1000, takes_recipe=True)
 ONNX_MIXED = Format("onnx-mixed", "cllnn_mixed.onnx", "onnxruntime", INT8,
                     "a precision per stage (ONNX Runtime QDQ, per-node settings)",
                     _onnx_recipe, (NO_LOOP,), calibrated=True, out_of_process=True,
