@@ -284,13 +284,18 @@ def table_rows(rows: Sequence[SweepRow]) -> list[tuple[str, ...]]:
     cells = []
     for r in ordered:
         calibration = f"{r.calibration['method']} {r.calibration['images']}" if r.calibration else "-"
-        verdict = "pass" if r.parity_passed else ("FAILED: " + (r.error or ""))
+        verdict = "pass" if r.parity_passed else _short(f"FAILED: {r.error or ''}")
         cells.append((r.name, r.runtime, calibration, num(r.size_kib, ".1f"), num(r.size_pct_fp32, ".0f"),
                       "-" if r.top1_agreement is None else f"{100 * r.top1_agreement:.2f}%",
                       "-" if r.accuracy_drop_pt is None else f"{r.accuracy_drop_pt:+.2f} pt",
                       num(r.max_abs, ".1e"), r.main_error_stage or "-", verdict,
                       num(r.p50_us, ",.0f"), num(r.p99_us, ",.0f"), "*" if r.on_pareto_front else ""))
     return cells
+
+
+def _short(text: str, width: int = 72) -> str:
+    """A table cell's reason, cut to ``width`` (sweep.json keeps it whole)."""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def machine_line(machine: dict[str, Any]) -> str:
