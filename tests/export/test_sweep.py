@@ -13,16 +13,19 @@ from cllnn_edge.train import train
 from export.cli import EXIT_OK, EXIT_USAGE, main
 from export.errors import ExportError
 from export.formats import parse_formats
+from export.report import _sweep_section, sweep_cells
 from export.sweep import (
     SWEEP_JSON,
     SWEEP_MD,
     SWEEP_PNG,
+    SweepResult,
     SweepRow,
     default_variants,
     pareto_front,
     parse_variants,
     table_rows,
     with_front,
+    write_sweep,
 )
 from runtime.machine import cpu_info
 from runtime.manifest import load_manifest
@@ -148,3 +151,22 @@ def test_two_variant_sweep_writes_consistent_files(
     assert cpu_info().cpu_class in markdown and sweep["command"] in markdown
     assert "tflite-mixed-i8-i16-i8-i8" in markdown and f"({SWEEP_PNG})" in markdown
     assert cpu_info().cpu_class in printed and printed.count("tflite-mixed-i8-i16-i8-i8") >= 3
+
+
+def test_sweep_files_from_constructed_rows_and_the_report_section(tmp_path: Path) -> None:
+    machine = {**cpu_info().record(), "isa_line": cpu_info().isa_line}
+    rows = with_front([_row("fast", 0.2, 80.0, 60.0), _row("slow", 0.0, 300.0, 200.0),
+                       _row("failed", None, None, None)])
+    result = SweepResult(out_dir=tmp_path, rows=tuple(rows), machine=machine, command="cllnn-export sweep m --out d",
+                         seconds=12.0, runs=50)
+    write_sweep(result)
+    saved = json.loads((tmp_path / SWEEP_JSON).read_text())
+    assert [r["name"] for r in saved["variants"]] == ["fast", "slow", "failed"]
+    assert saved["bench"]["runs"] == 50 and saved["machine"]["cpu_class"] == cpu_info().cpu_class
+    text = (tmp_path / SWEEP_MD).read_text()
+    assert text.index("| fast ") < text.index("| slow ") < text.index("| failed ")
+    assert "cllnn-export sweep m --out d" in text and cpu_info().cpu_class in text
+    assert (tmp_path / SWEEP_PNG).read_bytes()[:4] == b"\x89PNG"
+    section = "".join(_sweep_section({**saved, "plot": "sweep/sweep.png"}))  # as report.html shows it
+    assert "<h2>Precision sweep</h2>" in section and "src='sweep/sweep.png'" in section
+    assert [row[0] for row in sweep_cells(saved)] == ["fast", "slow", "failed"]
