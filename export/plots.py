@@ -107,27 +107,30 @@ def tradeoff(rows: Sequence[dict[str, Any]], path: Path) -> str:
 
 
 def pareto_plot(rows: Sequence[dict[str, Any]], machine: str, path: Path) -> str:
-    """A precision sweep (``export.sweep``): accuracy drop against p50 latency, marker area
+    """A precision sweep (``export.sweep``): top-1 disagreement with the trained model (%) against p50
+    latency (the accuracy drop is in each label), marker area
     proportional to file size; the Pareto front (``on_pareto_front``) outlined and joined in p50
     order, so the variants worth choosing between stand out from those another beats."""
     figure, axis = plt.subplots(figsize=(8.5, 5))
     largest = max((row["size_kib"] for row in rows), default=1.0) or 1.0
     for row in rows:
         front = row["on_pareto_front"]
-        axis.scatter(row["p50_us"], row["accuracy_drop_pt"], s=40 + 900 * row["size_kib"] / largest,
+        y = 100 * (1 - row["top1_agreement"])
+        axis.scatter(row["p50_us"], y, s=40 + 900 * row["size_kib"] / largest,
                      alpha=0.6 if front else 0.3, color="tab:red" if front else "tab:gray",
                      edgecolors="black" if front else "none", linewidths=1.2)
-        label = f"{row['name']}\n{row['size_kib']:.0f} KiB" + ("" if row["parity_passed"] else " (parity FAILED)")
-        axis.annotate(label, (row["p50_us"], row["accuracy_drop_pt"]), textcoords="offset points",
+        label = (f"{row['name']}\n{row['size_kib']:.0f} KiB, {row['accuracy_drop_pt']:+.2f} pt"
+                 + ("" if row["parity_passed"] else " (parity FAILED)"))
+        axis.annotate(label, (row["p50_us"], y), textcoords="offset points",
                       xytext=(7, 5), fontsize=7)
     front = sorted((r for r in rows if r["on_pareto_front"]), key=lambda r: r["p50_us"])
     if front:
-        axis.plot([r["p50_us"] for r in front], [r["accuracy_drop_pt"] for r in front], color="tab:red",
-                  linewidth=1, linestyle="--", label="Pareto front (accuracy drop, p50, size)")
+        axis.plot([r["p50_us"] for r in front], [100 * (1 - r["top1_agreement"]) for r in front], color="tab:red",
+                  linewidth=1, linestyle="--", label="Pareto front (disagreement, p50, size)")
         axis.legend(loc="upper right", fontsize=8)
     axis.set_xscale("log")
     axis.set_xlabel("p50 latency, batch 1, one thread (microseconds, log scale)")
-    axis.set_ylabel("accuracy drop vs trained model (percentage points)")
+    axis.set_ylabel("top-1 disagreement with the trained model (%)")
     axis.axhline(0.0, color="black", linewidth=0.5)
     axis.grid(alpha=0.3, which="both")
     axis.set_title(f"precision sweep (marker area: file size)\n{machine}", fontsize=9)

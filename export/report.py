@@ -240,7 +240,7 @@ def html_page(report: dict[str, Any]) -> str:
 def sweep_summary(sweep: dict[str, Any]) -> list[str]:
     """The lines above a sweep table: the machine it was timed on, and how to repeat it."""
     return [f"{machine_line(sweep['machine'])}. Batch 1, one thread, {sweep['bench']['runs']} timed calls "
-            f"per file; sorted by p50; `*`: on the Pareto front (accuracy drop, p50, size).",
+            f"per file; sorted by p50; `*`: on the Pareto front (top-1 disagreement, p50, size).",
             "", f"Reproduce: `{sweep['command']}`"]
 
 
@@ -252,8 +252,8 @@ def _sweep_section(sweep: dict[str, Any]) -> list[str]:
     return ["<h2>Precision sweep</h2>",
             "".join(f"<p>{_e(line)}</p>" for line in sweep_summary(sweep) if line),
             html_table(SWEEP_HEADER, sweep_cells(sweep)),
-            _figure(sweep["plot"], "Accuracy drop against p50 latency per precision variant; marker area is "
-                                   "the file size; the Pareto front outlined and joined.")]
+            _figure(sweep["plot"], "Top-1 disagreement with the trained model against p50 latency per precision "
+                                   "variant; marker area is the file size; the Pareto front outlined and joined.")]
 
 
 def _data_section(report: dict[str, Any]) -> str:

@@ -31,9 +31,12 @@ from runtime.machine import cpu_info
 from runtime.manifest import load_manifest
 
 
-def _row(name: str, drop: float | None, p50: float | None, size: float | None) -> SweepRow:
-    return SweepRow(name, f"{name}.tflite", "litert", "int8", None, None, size, None, None, drop, None, None,
-                    True, p50, p50)
+def _row(name: str, disagreement: float | None, p50: float | None, size: float | None) -> SweepRow:
+    """A row as a sweep measures it; ``disagreement``: 1 - top-1 agreement (None: not measured)."""
+    agreement = None if disagreement is None else 1.0 - disagreement
+    return SweepRow(name, f"{name}.tflite", "litert", "int8", None, None, size_kib=size, size_pct_fp32=None,
+                    top1_agreement=agreement, accuracy_drop_pt=None if disagreement is None else -0.3,
+                    max_abs=None, main_error_stage=None, parity_passed=True, p50_us=p50, p99_us=p50)
 
 
 def test_pareto_front_keeps_only_undominated_points() -> None:
@@ -49,8 +52,9 @@ def test_pareto_front_keeps_only_undominated_points() -> None:
 
 
 def test_with_front_ignores_unmeasured_rows_and_table_sorts_by_p50() -> None:
-    rows = with_front([_row("slow", 0.0, 300.0, 200.0), _row("fast", 0.2, 80.0, 60.0),
-                       _row("beaten", 0.3, 90.0, 70.0), _row("failed", None, None, None)])
+    """The front is over disagreement, p50 and size; a (chance) negative accuracy drop plays no part."""
+    rows = with_front([_row("slow", 0.0, 300.0, 200.0), _row("fast", 0.002, 80.0, 60.0),
+                       _row("beaten", 0.003, 90.0, 70.0), _row("failed", None, None, None)])
     assert {r.name: r.on_pareto_front for r in rows} == {"slow": True, "fast": True, "beaten": False,
                                                           "failed": False}
     cells = table_rows(rows)
@@ -155,7 +159,7 @@ def test_two_variant_sweep_writes_consistent_files(
 
 def test_sweep_files_from_constructed_rows_and_the_report_section(tmp_path: Path) -> None:
     machine = {**cpu_info().record(), "isa_line": cpu_info().isa_line}
-    rows = with_front([_row("fast", 0.2, 80.0, 60.0), _row("slow", 0.0, 300.0, 200.0),
+    rows = with_front([_row("fast", 0.002, 80.0, 60.0), _row("slow", 0.0, 300.0, 200.0),
                        _row("failed", None, None, None)])
     result = SweepResult(out_dir=tmp_path, rows=tuple(rows), machine=machine, command="cllnn-export sweep m --out d",
                          seconds=12.0, runs=50)
