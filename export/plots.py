@@ -113,7 +113,7 @@ def pareto_plot(rows: Sequence[dict[str, Any]], machine: str, path: Path) -> str
     order, so the variants worth choosing between stand out from those another beats."""
     figure, axis = plt.subplots(figsize=(8.5, 5))
     largest = max((row["size_kib"] for row in rows), default=1.0) or 1.0
-    for row in rows:
+    for rank, row in enumerate(sorted(rows, key=lambda r: r["p50_us"])):  # labels staggered: many share y = 0
         front = row["on_pareto_front"]
         y = 100 * (1 - row["top1_agreement"])
         axis.scatter(row["p50_us"], y, s=40 + 900 * row["size_kib"] / largest,
@@ -121,8 +121,8 @@ def pareto_plot(rows: Sequence[dict[str, Any]], machine: str, path: Path) -> str
                      edgecolors="black" if front else "none", linewidths=1.2)
         label = (f"{row['name']}\n{row['size_kib']:.0f} KiB, {row['accuracy_drop_pt']:+.2f} pt"
                  + ("" if row["parity_passed"] else " (parity FAILED)"))
-        axis.annotate(label, (row["p50_us"], y), textcoords="offset points",
-                      xytext=(7, 5), fontsize=7)
+        axis.annotate(label, (row["p50_us"], y), textcoords="offset points", xytext=(6, 8 + 20 * (rank % 5)),
+                      fontsize=7, arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5})
     front = sorted((r for r in rows if r["on_pareto_front"]), key=lambda r: r["p50_us"])
     if front:
         axis.plot([r["p50_us"] for r in front], [100 * (1 - r["top1_agreement"]) for r in front], color="tab:red",
