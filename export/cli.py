@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -144,7 +145,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--recipe", metavar="STAGE=PRECISION,...", help="as for 'convert'")
     run.add_argument("--epochs", type=int, help="override train.epochs from the config")
     run.add_argument("--force", action="store_true", help="redo every stage")
+    run.add_argument("--sweep", action="store_true",
+                     help="after convert, run the precision sweep (as 'sweep', default variants) into DIR/sweep/")
     run.set_defaults(handler=run_run)
+
+    from export.sweep import BENCH_RUNS, VARIANTS_HELP
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="convert many precision variants, check and time each, and tabulate the trade-off",
+        description=(
+            "Convert every variant (by default the fixed-precision formats and a few per-stage "
+            "mixes) into DIR with one manifest, check each against the trained model on the test "
+            "split, time each at batch 1 on one thread, and write DIR/sweep.json, sweep.md (sorted "
+            "by p50, the Pareto front marked) and sweep.png. A variant that fails to convert or "
+            "fails parity is a result. Exit 0: the sweep completed; 2: bad usage or input."
+        ),
+    )
+    sweep.add_argument("model", type=Path, help="model.keras written by 'cllnn-export train'")
+    sweep.add_argument("--out", required=True, type=Path, metavar="DIR",
+                       help="directory for the variants, manifest.json and the sweep files")
+    sweep.add_argument("--data", metavar="SOURCE",
+                       help="data for calibration and checks (default: the source in history.json "
+                       "beside the model, else embedded)")
+    sweep.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    sweep.add_argument("--variants", metavar="LIST", help=VARIANTS_HELP)
+    sweep.add_argument("--runs", type=int, default=BENCH_RUNS, metavar="N",
+                       help=f"timed calls per file, batch 1, one thread (default {BENCH_RUNS})")
+    sweep.add_argument("--tolerance", action="append", default=[], metavar="PRECISION.LIMIT=VALUE",
+                       help="override one limit of the tolerance table (repeatable), as for 'parity'")
+    sweep.set_defaults(handler=run_sweep)
     add_signing_commands(commands)  # keygen, sign
     return parser
 
@@ -205,15 +235,19 @@ def format_convert_table(report: ConvertReport) -> str:
     return text_table(("format", "size", "ops", "checks"), rows)
 
 
+def with_tolerance_flags(cfg: Config, assignments: Sequence[str]) -> Config:
+    """``cfg`` with each ``--tolerance PRECISION.LIMIT=VALUE`` applied to its table."""
+    tolerances = cfg.tolerances
+    for assignment in assignments:
+        tolerances = tolerances.override(assignment)
+    return cfg.replace("tolerances", rows=tolerances.rows)
+
+
 def run_parity_command(args: argparse.Namespace) -> int:
     from cllnn_edge.errors import ConfigError
     from export.parity import run_parity
 
-    cfg = load_config(args)
-    tolerances = cfg.tolerances
-    for assignment in args.tolerance:
-        tolerances = tolerances.override(assignment)
-    cfg = cfg.replace("tolerances", rows=tolerances.rows)
+    cfg = with_tolerance_flags(load_config(args), args.tolerance)
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     report = run_parity(
@@ -251,13 +285,30 @@ def format_parity_table(report: ParityReport) -> str:
                        "most error enters at"), rows)
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    from export.sweep import HEADER, machine_line, parse_variants, sweep, table_rows
+
+    variants = parse_variants(args.variants)  # a bad name fails here, before any work
+    cfg = with_tolerance_flags(load_config(args), args.tolerance)
+    result = sweep(args.model, args.out, cfg, variants=variants, data=args.data, runs=args.runs,
+                   command=shlex.join(["cllnn-export", *args.argv]), progress=lambda line: print(line, flush=True))
+    print()
+    print(machine_line(result.machine))
+    print(text_table(HEADER, table_rows(result.rows)))
+    print(f"sweep: {len(result.rows)} variants in {result.seconds:.0f} s; "
+          f"{sum(r.parity_passed for r in result.rows)} pass parity, "
+          f"{sum(r.on_pareto_front for r in result.rows)} on the Pareto front (*)")
+    print(f"wrote {result.out_dir / 'sweep.json'}, sweep.md, sweep.png")
+    return EXIT_OK
+
+
 def run_run(args: argparse.Namespace) -> int:
     from export.run import StageError, run_pipeline
     from runtime.parity import ParityReport
 
     cfg = load_config(args)
     try:
-        state = run_pipeline(cfg, args.out, data=args.data, force=args.force,
+        state = run_pipeline(cfg, args.out, data=args.data, force=args.force, sweep=args.sweep,
                              progress=lambda line: print(line, flush=True))
     except StageError as exc:
         print(f"cllnn-export run: FAILED: {exc}", file=sys.stderr)
@@ -276,7 +327,7 @@ def check_before_work(args: argparse.Namespace) -> None:
     from runtime.outputs import check_output_dir, check_output_file
 
     cfg = load_config(args) if hasattr(args, "config") else None  # formats known, sizes within the limit
-    if args.command in ("train", "convert", "run"):
+    if args.command in ("train", "convert", "run", "sweep"):
         check_output_dir(args.out, "--out")
     for flag in ("json", "junit"):
         if getattr(args, flag, None) is not None:
@@ -309,6 +360,7 @@ def load_config(args: argparse.Namespace) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for what reproduces a result
     if args.command in SIGNING_COMMANDS:  # no TensorFlow: they handle their own errors (exit 2)
         return int(args.handler(args))
     # The program (not the library) chooses to hide TensorFlow's C++ start-up chatter.

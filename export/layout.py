@@ -6,6 +6,7 @@
     bench.json
     selection.json   the choice on this machine (cllnn-bench select's record), written in every case
     deploy/      the chosen file, its manifest.json and selection.json (when a file was chosen)
+    sweep/       with ``run --sweep``: the precision variants, their manifest.json, sweep.json / .md / .png
     report.json  report.md  report.html  plots/*.png
     .stages/     one record per completed stage: its key and its output files' SHA-256
 """
@@ -70,6 +71,17 @@ class RunLayout:
     def deploy_selection(self) -> Path:
         """The selection.json inside deploy/: present when select chose a file and wrote deploy/."""
         return self.deploy / SELECTION_NAME
+
+    @property
+    def sweep(self) -> Path:
+        """The precision sweep's directory (``export.sweep``), written by ``run --sweep``."""
+        return self.root / "sweep"
+
+    @property
+    def sweep_json(self) -> Path:
+        from export.sweep import SWEEP_JSON
+
+        return self.sweep / SWEEP_JSON
 
     @property
     def report_json(self) -> Path:

@@ -104,3 +104,35 @@ def tradeoff(rows: Sequence[dict[str, Any]], path: Path) -> str:
     axis.set_title("accuracy vs latency (marker area: file size)")
     axis.margins(x=0.25, y=0.3)
     return save_png(figure, path)
+
+
+def pareto_plot(rows: Sequence[dict[str, Any]], machine: str, path: Path) -> str:
+    """A precision sweep (``export.sweep``): top-1 disagreement with the trained model (%) against p50
+    latency (the accuracy drop is in each label), marker area
+    proportional to file size; the Pareto front (``on_pareto_front``) outlined and joined in p50
+    order, so the variants worth choosing between stand out from those another beats."""
+    figure, axis = plt.subplots(figsize=(8.5, 5))
+    largest = max((row["size_kib"] for row in rows), default=1.0) or 1.0
+    for rank, row in enumerate(sorted(rows, key=lambda r: r["p50_us"])):  # labels staggered: many share y = 0
+        front = row["on_pareto_front"]
+        y = 100 * (1 - row["top1_agreement"])
+        axis.scatter(row["p50_us"], y, s=40 + 900 * row["size_kib"] / largest,
+                     alpha=0.6 if front else 0.3, color="tab:red" if front else "tab:gray",
+                     edgecolors="black" if front else "none", linewidths=1.2)
+        label = (f"{row['name']}\n{row['size_kib']:.0f} KiB, {row['accuracy_drop_pt']:+.2f} pt"
+                 + ("" if row["parity_passed"] else " (parity FAILED)"))
+        axis.annotate(label, (row["p50_us"], y), textcoords="offset points", xytext=(6, 8 + 20 * (rank % 5)),
+                      fontsize=7, arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5})
+    front = sorted((r for r in rows if r["on_pareto_front"]), key=lambda r: r["p50_us"])
+    if front:
+        axis.plot([r["p50_us"] for r in front], [100 * (1 - r["top1_agreement"]) for r in front], color="tab:red",
+                  linewidth=1, linestyle="--", label="Pareto front (disagreement, p50, size)")
+        axis.legend(loc="upper right", fontsize=8)
+    axis.set_xscale("log")
+    axis.set_xlabel("p50 latency, batch 1, one thread (microseconds, log scale)")
+    axis.set_ylabel("top-1 disagreement with the trained model (%)")
+    axis.axhline(0.0, color="black", linewidth=0.5)
+    axis.grid(alpha=0.3, which="both")
+    axis.set_title(f"precision sweep (marker area: file size)\n{machine}", fontsize=9)
+    axis.margins(x=0.25, y=0.3)
+    return save_png(figure, path)

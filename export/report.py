@@ -21,6 +21,8 @@ import math
 from typing import Any
 
 from export.layout import RunLayout
+from export.sweep import HEADER as SWEEP_HEADER
+from export.sweep import SWEEP_PNG, SweepRow, machine_line, table_rows
 from export.tables import html_table, markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.choose import Selection
@@ -48,6 +50,9 @@ def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dic
         "selection": selection.to_dict(),
     }
     report["formats"] = format_rows(parity, manifest, report["bench"])
+    if layout.sweep_json.is_file():  # run --sweep: its table and plot, as the sweep wrote them
+        report["sweep"] = {**json.loads(layout.sweep_json.read_text()),
+                           "plot": (layout.sweep / SWEEP_PNG).relative_to(layout.root).as_posix()}
     plot_dir = layout.plots
     figures = {
         "training": plots.training_curves(report["training"]["epochs"], plot_dir / "training.png"),
@@ -128,6 +133,10 @@ def markdown(report: dict[str, Any]) -> str:
                        [[name, "yes" if s["ran"] else "reused", str(s["seconds"])]
                         for name, s in report["stages"].items()]),
     ]
+    if "sweep" in report:
+        lines += ["", "## Precision sweep", "", *sweep_summary(report["sweep"]), "",
+                  markdown_table(SWEEP_HEADER, sweep_cells(report["sweep"])), "",
+                  f"![accuracy drop vs p50]({report['sweep']['plot']})"]
     lines += ["", "Plots and the full report: report.html (report.json holds every figure)."]
     return "\n".join(lines) + "\n"
 
@@ -196,6 +205,7 @@ def html_page(report: dict[str, Any]) -> str:
         _figure(plots["tradeoff"], "Accuracy against latency; marker area is the file size."),
         _figure(plots["latency"],
                 "Every timed batch-1 call per format (box: quartiles; whiskers: p1 to p99)."),
+        *(_sweep_section(report["sweep"]) if "sweep" in report else []),
         "<h2>Training</h2>",
         f"<p>Test accuracy of the trained model: <b>{history['final']['test_accuracy']:.4f}</b> "
         f"(validation {history['final']['val_accuracy']:.4f}) after {len(history['epochs']['loss'])} "
@@ -225,6 +235,25 @@ def html_page(report: dict[str, Any]) -> str:
         "<p id='image-check' class='note'>Images: not checked (scripts disabled).</p>",
     ]
     return PAGE.format(style=STYLE, body="\n".join(body), script=IMAGE_CHECK)
+
+
+def sweep_summary(sweep: dict[str, Any]) -> list[str]:
+    """The lines above a sweep table: the machine it was timed on, and how to repeat it."""
+    return [f"{machine_line(sweep['machine'])}. Batch 1, one thread, {sweep['bench']['runs']} timed calls "
+            f"per file; sorted by p50; `*`: on the Pareto front (top-1 disagreement, p50, size).",
+            "", f"Reproduce: `{sweep['command']}`"]
+
+
+def sweep_cells(sweep: dict[str, Any]) -> list[tuple[str, ...]]:
+    return table_rows([SweepRow(**row) for row in sweep["variants"]])
+
+
+def _sweep_section(sweep: dict[str, Any]) -> list[str]:
+    return ["<h2>Precision sweep</h2>",
+            "".join(f"<p>{_e(line)}</p>" for line in sweep_summary(sweep) if line),
+            html_table(SWEEP_HEADER, sweep_cells(sweep)),
+            _figure(sweep["plot"], "Top-1 disagreement with the trained model against p50 latency per precision "
+                                   "variant; marker area is the file size; the Pareto front outlined and joined.")]
 
 
 def _data_section(report: dict[str, Any]) -> str:

@@ -98,9 +98,11 @@ def run_pipeline(
     *,
     data: str = "embedded",
     force: bool = False,
+    sweep: bool = False,
     progress: Progress = lambda line: None,
 ) -> RunState:
-    """Run every stage that is not already done with the same inputs, then write the report."""
+    """Run every stage that is not already done with the same inputs, then write the report;
+    ``sweep``: the precision sweep too (``export.sweep``, default variants, into ``sweep/``)."""
     from cllnn_edge.config import check_fits_in_memory
     from cllnn_edge.data import splits_for
     from cllnn_edge.versions import library_versions
@@ -137,6 +139,12 @@ def run_pipeline(
                                   _machine()), (layout.selection, layout.deploy, layout.deploy_selection),
               lambda: _select(cfg, layout, progress), reads="convert"),
     )
+    if sweep:  # last: the main files are checked and chosen whatever the sweep finds
+        from export.sweep import BENCH_RUNS as SWEEP_RUNS
+
+        stages += (Stage("sweep", stage_key("sweep", convert_key, sections["tolerances"], SWEEP_RUNS, _machine()),
+                         (layout.sweep,), lambda: _sweep(cfg, data, splits, reference(), layout, progress),
+                         reads="train"),)
     for stage in stages:
         _run_stage(stage, state, force, progress)
     started = time.perf_counter()
@@ -282,6 +290,16 @@ def _bench(layout: RunLayout, progress: Progress) -> str:
     write_json_atomic(layout.bench, {**environment(), "settings": settings, "results": results})
     best = min((r for r in results if r["batch"] == 1), key=lambda r: r["p50_us"])
     return f"fastest at batch 1: {best['export_format']} p50 {best['p50_us']:,.0f} us"
+
+
+def _sweep(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layout: RunLayout,
+           progress: Progress) -> str:
+    from export.sweep import sweep
+
+    result = sweep(layout.model, layout.sweep, cfg, data=data, splits=splits, reference=reference,
+                   command=f"cllnn-export sweep {layout.model} --out {layout.sweep}", progress=progress)
+    front = [r.name for r in result.rows if r.on_pareto_front]
+    return f"{len(result.rows)} variants; Pareto front: {', '.join(front) or 'none'}"
 
 
 def _machine() -> dict[str, Any]:
