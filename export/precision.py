@@ -135,15 +135,19 @@ def _aeq_scope(stage: str) -> str:
     return rf"(?:^|[/;])(?:{STAGE_LAYERS[stage]})(?:_\d+)?/"
 
 
-_TENSOR = {"symmetric": True, "granularity": "TENSORWISE", "dtype": "INT"}
+_TENSOR = {"granularity": "TENSORWISE", "dtype": "INT"}
 
 
 def _op_config(precision: str) -> tuple[str, dict[str, Any]]:
+    """AI Edge Quantizer's settings for one precision, as its own static recipes have them: int16
+    activations symmetric (LiteRT's 16x8 kernels take zero point 0), int8 activations with a zero
+    point (ReLU outputs use all 256 levels), int8 weights symmetric per output channel."""
     if precision == FLOAT32:
         return "no_quantize", {"compute_precision": "FLOAT"}
+    wide = precision == INT16X8
     return "min_max_uniform_quantize", {
-        "activation_tensor_config": {**_TENSOR, "num_bits": 16 if precision == INT16X8 else 8},
-        "weight_tensor_config": {**_TENSOR, "num_bits": 8, "granularity": "CHANNELWISE"},
+        "activation_tensor_config": {**_TENSOR, "num_bits": 16 if wide else 8, "symmetric": wide},
+        "weight_tensor_config": {**_TENSOR, "num_bits": 8, "symmetric": True, "granularity": "CHANNELWISE"},
         "compute_precision": "INTEGER",
         "explicit_dequantize": False,
         "skip_checks": False,

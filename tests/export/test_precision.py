@@ -55,6 +55,8 @@ def test_the_ai_edge_recipe_has_one_rule_per_stage_matching_only_its_layers() ->
         "min_max_uniform_quantize"]
     bits = [rule["op_config"].get("activation_tensor_config", {}).get("num_bits") for rule in rules]
     assert bits == [None, 16, 8, 8, 8]
+    symmetric = [rule["op_config"].get("activation_tensor_config", {}).get("symmetric") for rule in rules]
+    assert symmetric == [None, True, False, False, False]  # int16: zero point 0; int8: all 256 levels
     assert rules[-1]["operation"] == "SOFTMAX"
     scopes = {"cnn": "cllnn_unrolled_1/conv2_1/Relu", "reservoir": "cllnn_unrolled_1/reservoir_tanh1_1/Tanh",
               "lstm": "cllnn_unrolled_1/lstm_cell1_1/Tanh", "head": "cllnn_unrolled_1/head_1/MatMul"}
