@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--recipe", metavar="STAGE=PRECISION,...",
                          help="precision per stage (cnn, reservoir, lstm, head: float32, int16x8 or int8; "
                          "unnamed stages int8) of the tflite-mixed / onnx-mixed formats, e.g. "
-                         "reservoir=int16x8,cnn=float32 (default: [export] recipe, reservoir=int16x8)")
+                         "reservoir=int16x8,cnn=float32 (default: [export] recipe, cnn=int16x8,reservoir=int16x8)")
     convert.add_argument(
         "--data",
         metavar="SOURCE",

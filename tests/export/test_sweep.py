@@ -73,8 +73,8 @@ def test_variant_syntax() -> None:
     defaults = default_variants()
     assert defaults[:len(parse_formats("all"))] == parse_formats("all")
     assert [f.name for f in defaults[len(parse_formats("all")):]] == [
-        "tflite-mixed-i8-i16-i8-i8", "tflite-mixed-f32-i8-i8-i8", "tflite-mixed-i16-i16-i8-i8",
-        "onnx-mixed-i8-i16-i8-i8"]
+        "tflite-mixed-i16-i16-i16-i16", "tflite-mixed-i16-i16-i8-i8", "tflite-mixed-f32-i8-i8-i8",
+        "onnx-mixed-i16-i16-i8-i8"]
     assert parse_variants(None) == defaults
     assert len({f.file for f in defaults}) == len(defaults)  # one file each, in one directory
 
