@@ -21,9 +21,12 @@ from export.precision import DISTRIBUTION, ENTROPY, FLOAT32, INT8, INT16X8, MINM
 from runtime.lifeline import child_env, guarded
 
 INPUT_NAME = "pixels"
-# export.precision's calibration methods -> ONNX Runtime's CalibrationMethod members. Each runs with
-# ONNX Runtime's defaults (quantize_static passes no histogram sizes): entropy 128 bins, percentile
-# 99.999 of |x| over 2048 bins (a symmetric range), distribution 2048 bins.
+# export.precision's calibration methods -> ONNX Runtime's CalibrationMethod members, each with ONNX
+# Runtime's defaults (quantize_static passes no histogram sizes). Demo model, 1,000 test images against
+# Keras (max abs / top-1, onnx-int8, 200 | 1000 calibration images): minmax 0.168 / 100% | 0.341 / 99.3%;
+# entropy the same bytes as minmax (128 bins, 128 quantized bins: its only candidate threshold is the
+# whole range; 2048 bins clipped outliers: 0.92 / 98.9%); percentile (99.999 of |x|, a symmetric
+# range) 0.289 / 99.9% | 0.181 / 99.8%; distribution 0.789 / 98.1% | 0.842 / 97.6% (fails the gate).
 ORT_CALIBRATION = {MINMAX: "MinMax", ENTROPY: "Entropy", PERCENTILE: "Percentile", DISTRIBUTION: "Distribution"}
 
 
