@@ -1,6 +1,10 @@
-"""SavedModel of the unrolled CLLNN -> ONNX float32 (tf2onnx) and int8 (ONNX Runtime QDQ).
+"""SavedModel of the unrolled CLLNN -> ONNX float32 (tf2onnx), int8 and per-stage precision (ONNX Runtime QDQ).
 
-Both run inside worker processes (see ``export.isolate``).
+The quantized files come from one place, ``quantize_onnx``: ``onnx-int8`` is
+the all-int8 recipe, ``onnx-mixed`` any recipe (``export.precision``): nodes
+of float32 stages are left out of quantization, those of int16x8 stages get
+16-bit activations (int8 weights), int8 stages as ``onnx-int8``. All run
+inside worker processes (see ``export.isolate``).
 """
 
 from __future__ import annotations
@@ -13,9 +17,17 @@ import numpy as np
 
 from export.errors import ConversionError
 from export.isolate import Conversion
+from export.precision import DISTRIBUTION, ENTROPY, FLOAT32, INT8, INT16X8, MINMAX, PERCENTILE, Recipe, stage_of
 from runtime.lifeline import child_env, guarded
 
 INPUT_NAME = "pixels"
+# export.precision's calibration methods -> ONNX Runtime's CalibrationMethod members, each with ONNX
+# Runtime's defaults (quantize_static passes no histogram sizes). Demo model, 1,000 test images against
+# Keras (max abs / top-1, onnx-int8, 200 | 1000 calibration images): minmax 0.168 / 100% | 0.341 / 99.3%;
+# entropy the same bytes as minmax (128 bins, 128 quantized bins: its only candidate threshold is the
+# whole range; 2048 bins clipped outliers: 0.92 / 98.9%); percentile (99.999 of |x|, a symmetric
+# range) 0.289 / 99.9% | 0.181 / 99.8%; distribution 0.789 / 98.1% | 0.842 / 97.6% (fails the gate).
+ORT_CALIBRATION = {MINMAX: "MinMax", ENTROPY: "Entropy", PERCENTILE: "Percentile", DISTRIBUTION: "Distribution"}
 
 
 def to_onnx_float(saved_model: Path, out: Path, conversion: Conversion) -> None:
@@ -45,6 +57,23 @@ def to_onnx_int8(saved_model: Path, out: Path, conversion: Conversion) -> None:
     """The SavedModel to float ONNX (``to_onnx_float``), then to int8 QDQ (``quantize_onnx``)."""
     if conversion.calibration is None or len(conversion.calibration) == 0:
         raise ConversionError("int8 ONNX needs calibration images")
+    _quantized(saved_model, out, conversion)
+
+
+def to_onnx_recipe(saved_model: Path, out: Path, conversion: Conversion) -> None:
+    """The SavedModel to float ONNX, then quantized stage by stage per ``conversion.recipe``."""
+    recipe = conversion.recipe
+    if recipe is None:
+        raise ConversionError("a recipe format needs a recipe (precision per stage)")
+    if recipe.tolerance_row == FLOAT32:
+        to_onnx_float(saved_model, out, conversion)
+        return
+    if conversion.calibration is None or len(conversion.calibration) == 0:
+        raise ConversionError(f"recipe {recipe.tag} quantizes activations: it needs calibration images")
+    _quantized(saved_model, out, conversion)
+
+
+def _quantized(saved_model: Path, out: Path, conversion: Conversion) -> None:
     float_model = out.with_name(out.name + ".float.onnx")
     try:
         to_onnx_float(saved_model, float_model, conversion)
@@ -54,14 +83,20 @@ def to_onnx_int8(saved_model: Path, out: Path, conversion: Conversion) -> None:
 
 
 def quantize_onnx(float_model: Path, conversion: Conversion, out: Path) -> None:
-    """Static QDQ int8 quantization of the float ONNX model, calibrated on ``conversion.calibration``.
+    """Static QDQ quantization of the float ONNX model by ``conversion.recipe`` (None: int8
+    throughout), calibrated on ``conversion.calibration`` by ``conversion.calibration_method``.
 
-    Nodes of ``conversion.float_layers`` stay float32 (export.unroll's float front).
-    Activations are uint8, weights int8 (U8S8, ONNX Runtime's fast path on x86):
-    with int8 activations ONNX Runtime converted a QDQ pair to uint8 only where
-    one consumer read it, so the LSTM gates, which share their input, stayed
-    float Gemms that dequantized their weights on every run (0.54x the float32
-    file's time against 0.33x).
+    Nodes of ``conversion.float_layers`` (export.unroll's float front) and of
+    float32 stages stay float32. int8 activations are uint8, weights int8
+    (U8S8, ONNX Runtime's fast path on x86): with int8 activations ONNX Runtime
+    converted a QDQ pair to uint8 only where one consumer read it, so the LSTM
+    gates, which share their input, stayed float Gemms that dequantized their
+    weights on every run (0.54x the float32 file's time against 0.33x).
+    int16x8 stages have int16 activations (``_int16_overrides``); ONNX Runtime
+    then raises the model to opset 21, where QuantizeLinear takes int16. Its CPU
+    kernels fuse no int16 Q/DQ: such a stage runs dequantize -> float -> quantize
+    (demo model, reservoir=int16x8, batch 1, one thread: 514 us p50 against
+    130 us for onnx-int8 and 265 us for float32; a shared 2-core x86 host).
 
     The final Softmax stays float: quantized, its ten outputs miss a sum of 1
     by up to ~0.012, and in float it costs ten exponentials. ``per_channel``
@@ -79,6 +114,9 @@ def quantize_onnx(float_model: Path, conversion: Conversion, out: Path) -> None:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    method = _calibration_method(conversion.calibration_method)
+    recipe = conversion.recipe or Recipe.uniform(INT8)
+
     class Images(CalibrationDataReader):
         def __init__(self, images: np.ndarray, batch: int = 50) -> None:
             x = images.astype(np.float32)[..., np.newaxis]
@@ -91,7 +129,10 @@ def quantize_onnx(float_model: Path, conversion: Conversion, out: Path) -> None:
     try:
         quant_pre_process(str(float_model), str(prepared))
         graph = onnx.load(str(prepared)).graph
-        kept_float = [n.name for n in graph.node if n.op_type == "Softmax" or conversion.keeps_float(n.name)]
+        precision = _node_precisions(graph, recipe)
+        kept_float = [n.name for n in graph.node if n.op_type == "Softmax" or conversion.keeps_float(n.name)
+                      or precision[n.name] == FLOAT32]
+        overrides = {**_per_tensor_matmul_weights(graph), **_int16_overrides(graph, precision, set(kept_float))}
         quantize_static(
             str(prepared),
             str(out),
@@ -101,10 +142,88 @@ def quantize_onnx(float_model: Path, conversion: Conversion, out: Path) -> None:
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=kept_float,
-            extra_options={"TensorQuantOverrides": _per_tensor_matmul_weights(graph)},
+            calibrate_method=method,
+            extra_options={"TensorQuantOverrides": overrides},
         )
     finally:
         prepared.unlink(missing_ok=True)
+
+
+def _calibration_method(name: str) -> object:
+    """ONNX Runtime's ``CalibrationMethod`` for one of ``ORT_CALIBRATION``'s names."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    if name not in ORT_CALIBRATION:
+        raise ConversionError(f"ONNX Runtime calibrates with {', '.join(ORT_CALIBRATION)}, not {name!r}")
+    return CalibrationMethod[ORT_CALIBRATION[name]]
+
+
+def _node_precisions(graph: object, recipe: Recipe) -> dict[str, str]:
+    """Each node's precision by its stage; one precision throughout needs no stages."""
+    if len(set(recipe.precisions)) == 1:
+        return {node.name: recipe.precisions[0] for node in graph.node}
+    return {name: recipe.of(stage) for name, stage in node_stages(graph).items()}
+
+
+def node_stages(graph: object) -> dict[str, str]:
+    """Each node's stage: by its name (``export.precision.stage_of``); nodes tf2onnx adds under
+    no layer's name (a Transpose to NHWC, the Shape feeding a Reshape) take the stage of the node
+    whose output they read, else of the first node that reads theirs."""
+    nodes = list(graph.node)
+    stages = {node.name: stage_of(node.name) for node in nodes}
+    producer = {output: node.name for node in nodes for output in node.output}
+    for node in nodes:  # in topological order: a producer's stage is known before its readers'
+        if stages[node.name] is None:
+            stages[node.name] = next((stages[producer[i]] for i in node.input
+                                      if i in producer and stages[producer[i]]), None)
+    for node in reversed(nodes):
+        if stages[node.name] is None:
+            stages[node.name] = next((stages[reader.name] for reader in nodes
+                                      if set(reader.input) & set(node.output) and stages[reader.name]), None)
+    unplaced = sorted(name for name, stage in stages.items() if stage is None)
+    if unplaced:
+        raise ConversionError(f"no stage for ONNX node(s) {unplaced[:5]}: they neither carry a layer's name "
+                              f"nor read or feed a node that does")
+    return stages  # type: ignore[return-value]
+
+
+def _int16_overrides(
+    graph: object, precision: dict[str, str], kept_float: set[str]
+) -> dict[str, list[dict[str, object]]]:
+    """int16 for the activations of int16x8 stages, as ``TensorQuantOverrides``.
+
+    A tensor is quantized once, at its producer's precision (the graph input,
+    or the output of a float node, at its readers'). Where an int16 tensor
+    feeds an int8 node (the reservoir's state into the LSTM gates) it is
+    converted to uint8 for that node (ONNX Runtime's ``convert``), so the
+    int8 stage keeps its integer kernels. An int8 tensor read by an int16
+    node stays int8: converting it would add no information.
+    """
+    from onnxruntime.quantization import QuantType
+
+    initializers = {tensor.name for tensor in graph.initializer}
+    quantized = [node for node in graph.node if node.name not in kept_float]
+    producer = {output: precision[node.name] for node in quantized for output in node.output}
+    readers: dict[str, list[str]] = {}
+    for node in quantized:
+        for name in node.input:
+            if name and name not in initializers:
+                readers.setdefault(name, []).append(node.name)
+    overrides: dict[str, list[dict[str, object]]] = {}
+    for tensor, names in readers.items():
+        kind = producer.get(tensor) or min((precision[n] for n in names), key=[INT16X8, INT8].index)
+        if kind != INT16X8:
+            continue
+        override: dict[str, object] = {"quant_type": QuantType.QInt16}
+        int8_readers = {n for n in names if precision[n] == INT8}
+        if int8_readers:
+            override["convert"] = {"quant_type": QuantType.QUInt8, "recv_nodes": int8_readers}
+        overrides[tensor] = [override]
+    for node in quantized:  # int16 outputs nothing quantized reads (the model's output before Softmax)
+        if precision[node.name] == INT16X8:
+            for tensor in node.output:
+                overrides.setdefault(tensor, [{"quant_type": QuantType.QInt16}])
+    return overrides
 
 
 def _per_tensor_matmul_weights(graph: object) -> dict[str, list[dict[str, object]]]:
