@@ -12,7 +12,11 @@ and compares every file with the float32 file on the embedded test split
 - int16x8 with and without the reservoir's input projection split in two
   exact int8 parts (``export.unroll._split_projection``);
 - int16x8 but one stage float32: how much of the error each stage's 8-bit
-  weights bring (the sweep's stage attribution, measured by leaving it out).
+  weights bring (the sweep's stage attribution, measured by leaving it out);
+- per-stage mixes, each converted from the graph ``tflite-mixed`` uses;
+- ``onnx-int8`` calibration: ONNX Runtime's methods (minmax, entropy,
+  percentile, distribution) x 200 / 1,000 images, quantizing one float ONNX
+  file of the int8 graph (tf2onnx, once) with ``export.onnx.quantize_onnx``.
 
     python -m benchmarks.precision [--model runs/demo/train/model.keras] \
         --json benchmarks/precision.json --md benchmarks/PRECISION.md
@@ -40,6 +44,7 @@ from export.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 
 SIZES = (100, 200, 500, 1000, 3600)
+ONNX_SIZES = (200, 1000)
 MIXES = ("cnn=int16x8,reservoir=int16x8,lstm=int16x8,head=int16x8", "cnn=int16x8,reservoir=int16x8",
          "cnn=int16x8", "cnn=float32", "reservoir=int16x8", "")  # unnamed stages: int8
 DEFAULT_MODEL = Path("runs/demo/train/model.keras")
@@ -60,11 +65,25 @@ def float_tflite(model_path: Path, work: Path, graph: str) -> bytes:
     return out.read_bytes()
 
 
-def evaluate(data: bytes, images: np.ndarray, reference: np.ndarray, work: Path) -> dict[str, float]:
+def float_onnx(model_path: Path, work: Path) -> tuple[Path, tuple[str, ...]]:
+    """The int8 graph (what onnx-int8 quantizes) as a float ONNX file, and the layers it keeps float."""
+    from cllnn_edge.model import load_trained
+    from export.isolate import Conversion
+    from export.onnx import to_onnx_float
+    from export.unroll import unroll
+
+    graph = unroll(load_trained(model_path), int8_graph=FLOAT_FRONT)
+    graph.model.export(str(work / "saved_onnx"), verbose=False)
+    to_onnx_float(work / "saved_onnx", work / "float.onnx", Conversion(calibration=None, opset=18, per_channel=True))
+    return work / "float.onnx", graph.float_layers
+
+
+def evaluate(data: bytes, images: np.ndarray, reference: np.ndarray, work: Path,
+             suffix: str = ".tflite") -> dict[str, float]:
     import runtime
     from runtime.metrics import probability_metrics
 
-    path = work / "candidate.tflite"
+    path = work / f"candidate{suffix}"
     path.write_bytes(data)
     with runtime.load(path, manifest=None) as model:
         metrics = probability_metrics(reference, model.predict(images))
@@ -76,6 +95,8 @@ def measure(model_path: Path) -> dict[str, Any]:
     import runtime
     from cllnn_edge.data import load_splits
     from export.aeq import quantize_tflite
+    from export.isolate import Conversion
+    from export.onnx import ORT_CALIBRATION, quantize_onnx
 
     splits = load_splits("embedded")
     images, calibration = splits.test.x, splits.train.x
@@ -108,6 +129,18 @@ def measure(model_path: Path) -> dict[str, Any]:
         for spec in MIXES:
             graph = TFLITE_MIXED.with_recipe(Recipe.parse(spec)).graph  # the graph tflite-mixed converts
             row("mixes", graphs[graph], Recipe.parse(spec), MINMAX, 1000, graph=graph)
+        onnx_float, float_layers = float_onnx(model_path, work)
+        for method in ORT_CALIBRATION:
+            for size in ONNX_SIZES:
+                began = time.perf_counter()
+                conversion = Conversion(calibration=calibration[:size], opset=18, per_channel=True,
+                                        float_layers=float_layers, calibration_method=method)
+                quantize_onnx(onnx_float, conversion, work / "q.onnx")
+                seconds = time.perf_counter() - began
+                rows.append({"study": "onnx calibration", "recipe": "onnx-int8", "method": method, "images": size,
+                             **evaluate((work / "q.onnx").read_bytes(), images, reference, work, ".onnx"),
+                             "quantize_s": seconds})
+                say(f"onnx calibration: {rows[-1]}")
     return {"machine": machine_line(), "model": str(model_path), "images": int(len(images)), "rows": rows}
 
 
@@ -137,6 +170,13 @@ def render(result: dict[str, Any]) -> str:
         "## int16x8 with one stage left float32 (what that stage's 8-bit weights cost)",
         "",
         table("one stage float32", ["float_stage"]),
+        "",
+        "## onnx-int8 calibration: ONNX Runtime's methods",
+        "",
+        "Entropy with ONNX Runtime's defaults (128 bins) has one candidate threshold, the whole range: "
+        "minmax's bytes. Distribution fails the int8 top-1 gate (0.99).",
+        "",
+        table("onnx calibration", []),
         "",
         "## Per-stage mixes, as `tflite-mixed` builds them (unnamed stages int8)",
         "",
