@@ -133,3 +133,23 @@ def test_an_int16x8_reservoir_has_16_bit_qdq(float_onnx: dict[str, Path], images
     with runtime.load(out) as loaded:
         probs = loaded.predict(images[:20])
     assert probs.shape == (20, 10) and probs.dtype == np.float32
+
+
+@pytest.mark.slow
+def test_an_int16x8_cnn_keeps_the_standardisers_constants_in_16_bits(
+    float_onnx: dict[str, Path], images: np.ndarray
+) -> None:
+    """The per-column mean and 1 / std span ~0.01 .. ~80: as 8-bit weights they moved the demo
+    model's probabilities by 0.29; a kernel's weights (Conv, MatMul) stay int8."""
+    out = float_onnx["root"] / "cnn16.onnx"
+    to_onnx_recipe(float_onnx["saved_model"], out, _conversion(images, recipe="cnn=int16x8"))
+    model = onnx.load(out)
+    producers = _producers(model)
+    standardiser = [n for n in model.graph.node if n.op_type in ("Sub", "Mul") and "standardize" in n.name]
+    assert standardiser
+    constants = [producers[i] for n in standardiser for i in n.input
+                 if i in producers and producers[i].op_type == "DequantizeLinear"
+                 and producers[i].input[0] in {t.name for t in model.graph.initializer}]
+    assert constants and {_zero_point_type(model, n) for n in constants} == {onnx.TensorProto.INT16}
+    conv_weights = [producers[n.input[1]] for n in model.graph.node if n.op_type == "Conv"]
+    assert conv_weights and {_zero_point_type(model, n) for n in conv_weights} == {onnx.TensorProto.INT8}
