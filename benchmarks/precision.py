@@ -16,7 +16,8 @@ and compares every file with the float32 file on the embedded test split
 - per-stage mixes, each converted from the graph ``tflite-mixed`` uses;
 - ``onnx-int8`` calibration: ONNX Runtime's methods (minmax, entropy,
   percentile, distribution) x 200 / 1,000 images, quantizing one float ONNX
-  file of the int8 graph (tf2onnx, once) with ``export.onnx.quantize_onnx``.
+  file of the int8 graph (tf2onnx, once) with ``export.onnx.quantize_onnx``;
+  and ``onnx-mixed`` with the default recipe on 200 / 1,000 images.
 
     python -m benchmarks.precision [--model runs/demo/train/model.keras] \
         --json benchmarks/precision.json --md benchmarks/PRECISION.md
@@ -37,8 +38,8 @@ import numpy as np
 
 from benchmarks.common import say
 from benchmarks.spread import machine_line
-from cllnn_edge.config import FLOAT_FRONT
-from export.formats import FLOAT_GRAPH, INT8_GRAPH, SPLIT_GRAPH, TFLITE_MIXED
+from cllnn_edge.config import FLOAT_FRONT, ExportConfig
+from export.formats import FLOAT_GRAPH, INT8_GRAPH, ONNX_MIXED, SPLIT_GRAPH, TFLITE_MIXED
 from export.precision import FLOAT32, INT16X8, MINMAX, MOVING_AVERAGE, STAGES, Recipe
 from export.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
@@ -65,17 +66,19 @@ def float_tflite(model_path: Path, work: Path, graph: str) -> bytes:
     return out.read_bytes()
 
 
-def float_onnx(model_path: Path, work: Path) -> tuple[Path, tuple[str, ...]]:
-    """The int8 graph (what onnx-int8 quantizes) as a float ONNX file, and the layers it keeps float."""
+def float_onnx(model_path: Path, work: Path, graph: str) -> tuple[Path, tuple[str, ...]]:
+    """A graph formats convert from (the int8 one for onnx-int8) as a float ONNX file, and the layers
+    its int8 converter keeps float."""
     from cllnn_edge.model import load_trained
     from export.isolate import Conversion
     from export.onnx import to_onnx_float
     from export.unroll import unroll
 
-    graph = unroll(load_trained(model_path), int8_graph=FLOAT_FRONT)
-    graph.model.export(str(work / "saved_onnx"), verbose=False)
-    to_onnx_float(work / "saved_onnx", work / "float.onnx", Conversion(calibration=None, opset=18, per_channel=True))
-    return work / "float.onnx", graph.float_layers
+    unrolled = unroll(load_trained(model_path), int8_graph=FLOAT_FRONT if graph == INT8_GRAPH else None)
+    unrolled.model.export(str(work / f"saved_onnx_{graph}"), verbose=False)
+    out = work / f"float_{graph}.onnx"
+    to_onnx_float(work / f"saved_onnx_{graph}", out, Conversion(calibration=None, opset=18, per_channel=True))
+    return out, unrolled.float_layers
 
 
 def evaluate(data: bytes, images: np.ndarray, reference: np.ndarray, work: Path,
@@ -129,18 +132,25 @@ def measure(model_path: Path) -> dict[str, Any]:
         for spec in MIXES:
             graph = TFLITE_MIXED.with_recipe(Recipe.parse(spec)).graph  # the graph tflite-mixed converts
             row("mixes", graphs[graph], Recipe.parse(spec), MINMAX, 1000, graph=graph)
-        onnx_float, float_layers = float_onnx(model_path, work)
+        def onnx_row(source: Path, name: str, method: str, size: int, **settings: Any) -> None:
+            began = time.perf_counter()
+            conversion = Conversion(calibration=calibration[:size], opset=18, per_channel=True,
+                                    calibration_method=method, **settings)
+            quantize_onnx(source, conversion, work / "q.onnx")
+            seconds = time.perf_counter() - began
+            rows.append({"study": "onnx calibration", "recipe": name, "method": method, "images": size,
+                         **evaluate((work / "q.onnx").read_bytes(), images, reference, work, ".onnx"),
+                         "quantize_s": seconds})
+            say(f"onnx calibration: {rows[-1]}")
+
+        int8_onnx, float_layers = float_onnx(model_path, work, INT8_GRAPH)
         for method in ORT_CALIBRATION:
             for size in ONNX_SIZES:
-                began = time.perf_counter()
-                conversion = Conversion(calibration=calibration[:size], opset=18, per_channel=True,
-                                        float_layers=float_layers, calibration_method=method)
-                quantize_onnx(onnx_float, conversion, work / "q.onnx")
-                seconds = time.perf_counter() - began
-                rows.append({"study": "onnx calibration", "recipe": "onnx-int8", "method": method, "images": size,
-                             **evaluate((work / "q.onnx").read_bytes(), images, reference, work, ".onnx"),
-                             "quantize_s": seconds})
-                say(f"onnx calibration: {rows[-1]}")
+                onnx_row(int8_onnx, "onnx-int8", method, size, float_layers=float_layers)
+        mixed = Recipe.parse(ExportConfig().recipe)
+        mixed_onnx, _ = float_onnx(model_path, work, ONNX_MIXED.with_recipe(mixed).graph)
+        for size in ONNX_SIZES:
+            onnx_row(mixed_onnx, f"onnx-mixed {mixed.tag}", MINMAX, size, recipe=mixed)
     return {"machine": machine_line(), "model": str(model_path), "images": int(len(images)), "rows": rows}
 
 
@@ -176,7 +186,7 @@ def render(result: dict[str, Any]) -> str:
         "Entropy with ONNX Runtime's defaults (128 bins) has one candidate threshold, the whole range: "
         "minmax's bytes. Distribution fails the int8 top-1 gate (0.99).",
         "",
-        table("onnx calibration", []),
+        table("onnx calibration", ["recipe"]),
         "",
         "## Per-stage mixes, as `tflite-mixed` builds them (unnamed stages int8)",
         "",

@@ -26,6 +26,7 @@ from export.precision import (
     MINMAX,
     MOVING_AVERAGE,
     PERCENTILE,
+    WIDE_CALIBRATION_IMAGES,
     Calibration,
     Recipe,
 )
@@ -102,7 +103,8 @@ class Format:
     reproducibility_note: str = "same model, config and data give identical bytes"
     # Calibration methods its converter offers (export.precision); the first is the default.
     calibration_methods: tuple[str, ...] = ()
-    # Training images it calibrates on by default (None: ``export.calibration_size``).
+    # Training images it calibrates on by default (None: ``export.calibration_size``); recipes
+    # with an int16x8 stage take ``WIDE_CALIBRATION_IMAGES``.
     calibration_images: int | None = None
     # Built from a precision per stage: this format's own (int16x8), or the config's
     # ``[export.recipe]`` (the "-mixed" formats, ``takes_recipe``).
@@ -140,6 +142,7 @@ class Format:
             file=f"{stem}_{recipe.tag}.{suffix}" if variant else self.file,
             description=f"{self.description}: {recipe.describe()}",
             calibrated=recipe.tolerance_row != FLOAT32, family=self.name,
+            calibration_images=WIDE_CALIBRATION_IMAGES if INT16X8 in recipe.precisions else None,
         )
 
 
@@ -175,12 +178,12 @@ TFLITE_INT16X8 = Format("tflite-int16x8", "cllnn_int16x8.tflite", "litert", "int
                         "uint8 pixels in, int16 activations and int8 weights throughout (AI Edge Quantizer), "
                         "int16 probabilities out",
                         _tflite_recipe, (BUILTINS_ONLY, RAW_UINT8_INPUT, INTEGER_ONLY), calibrated=True,
-                        calibration_methods=(MINMAX, MOVING_AVERAGE), calibration_images=1000,
+                        calibration_methods=(MINMAX, MOVING_AVERAGE), calibration_images=WIDE_CALIBRATION_IMAGES,
                         recipe=Recipe.uniform(INT16X8), split_projection=True)
 TFLITE_MIXED = Format("tflite-mixed", "cllnn_mixed.tflite", "litert", INT8,
                       "uint8 pixels in, a precision per stage (AI Edge Quantizer)",
                       _tflite_recipe, (BUILTINS_ONLY, RAW_UINT8_INPUT), calibrated=True,
-                      calibration_methods=(MINMAX, MOVING_AVERAGE), calibration_images=1000, takes_recipe=True)
+                      calibration_methods=(MINMAX, MOVING_AVERAGE), takes_recipe=True)
 ONNX_MIXED = Format("onnx-mixed", "cllnn_mixed.onnx", "onnxruntime", INT8,
                     "a precision per stage (ONNX Runtime QDQ, per-node settings)",
                     _onnx_recipe, (NO_LOOP,), calibrated=True, out_of_process=True,
