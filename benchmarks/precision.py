@@ -181,7 +181,7 @@ def render(result: dict[str, Any]) -> str:
         "",
         table("one stage float32", ["float_stage"]),
         "",
-        "## onnx-int8 calibration: ONNX Runtime's methods",
+        "## ONNX Runtime calibration: methods and images",
         "",
         "Entropy with ONNX Runtime's defaults (128 bins) has one candidate threshold, the whole range: "
         "minmax's bytes. Distribution fails the int8 top-1 gate (0.99).",
