@@ -71,9 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
             "1: a format failed to convert or failed a check; 2: bad usage or input."
         ),
     )
-    convert.add_argument("model", type=Path, help="model.keras written by 'cllnn-export train'")
-    convert.add_argument("--out", required=True, type=Path, metavar="DIR",
-                         help="directory for the artefacts and manifest.json")
+    _model_and_out(convert, "directory for the artefacts and manifest.json")
     convert.add_argument(
         "--formats",
         metavar="LIST",
@@ -85,13 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="precision per stage (cnn, reservoir, lstm, head: float32, int16x8 or int8; "
                          "unnamed stages int8) of the tflite-mixed / onnx-mixed formats, e.g. "
                          "reservoir=int16x8,cnn=float32 (default: [export] recipe, cnn=int16x8,reservoir=int16x8)")
-    convert.add_argument(
-        "--data",
-        metavar="SOURCE",
-        help="data for calibration and checks (default: the source in history.json beside "
-        "the model, else embedded)",
-    )
-    convert.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    _data_and_config(convert)
     convert.set_defaults(handler=run_convert)
 
     parity = commands.add_parser(
@@ -162,13 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
             "fails parity is a result. Exit 0: the sweep completed; 2: bad usage or input."
         ),
     )
-    sweep.add_argument("model", type=Path, help="model.keras written by 'cllnn-export train'")
-    sweep.add_argument("--out", required=True, type=Path, metavar="DIR",
-                       help="directory for the variants, manifest.json and the sweep files")
-    sweep.add_argument("--data", metavar="SOURCE",
-                       help="data for calibration and checks (default: the source in history.json "
-                       "beside the model, else embedded)")
-    sweep.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    _model_and_out(sweep, "directory for the variants, manifest.json and the sweep files")
+    _data_and_config(sweep)
     sweep.add_argument("--variants", metavar="LIST", help=VARIANTS_HELP)
     sweep.add_argument("--runs", type=int, default=BENCH_RUNS, metavar="N",
                        help=f"timed calls per file, batch 1, one thread (default {BENCH_RUNS})")
@@ -177,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(handler=run_sweep)
     add_signing_commands(commands)  # keygen, sign
     return parser
+
+
+def _model_and_out(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """The trained model and the output directory, as convert and sweep take them."""
+    parser.add_argument("model", type=Path, help="model.keras written by 'cllnn-export train'")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help=out_help)
+
+
+def _data_and_config(parser: argparse.ArgumentParser) -> None:
+    """Where the calibration and check images come from, and the config file."""
+    parser.add_argument("--data", metavar="SOURCE", help="data for calibration and checks (default: the "
+                        "source in history.json beside the model, else embedded)")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
 
 
 def run_train(args: argparse.Namespace) -> int:
