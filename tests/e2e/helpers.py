@@ -56,8 +56,13 @@ def gate_config(path: Path) -> Path:
 # export-time floor (convert_min_top1 0.98: at most 20) is met with no slack at T = 9; these
 # tests allow 50 (0.95), 2.5 times the worst seen, and say so to convert for T > 1.
 MIN_QUANTIZED_AGREEMENT = 0.95
+# int16x8 (tflite-int16x8) of those models moved probabilities by up to 0.0104 at T = 3 and 0.0134
+# at T = 9 (x86 AVX-512 VNNI, 2026-11-29; 0.0058 at T = 1 after 3 epochs, 0.0076 after 10): the
+# row's 1e-2 is set for T = 1. These tests allow 0.03, twice the worst seen.
+LONG_SEQUENCE_INT16X8_MAX_ABS = 0.03
 LONG_SEQUENCE_GATE = (f"[tolerances.int8]\nconvert_min_top1 = {MIN_QUANTIZED_AGREEMENT}\n"
-                      f"[tolerances.dynamic-int8]\nconvert_min_top1 = {MIN_QUANTIZED_AGREEMENT}\n")
+                      f"[tolerances.dynamic-int8]\nconvert_min_top1 = {MIN_QUANTIZED_AGREEMENT}\n"
+                      f"[tolerances.int16x8]\nmax_abs = {LONG_SEQUENCE_INT16X8_MAX_ABS}\n")
 
 
 def assert_formats_match(model_path: Path, artifacts: Path, images: np.ndarray) -> dict:

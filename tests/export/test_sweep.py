@@ -126,6 +126,7 @@ def test_two_variant_sweep_writes_consistent_files(
 ) -> None:
     config, out = tmp_path / "tiny.toml", tmp_path / "sweep"
     config.write_text("[export]\ncalibration_size = 50\ncheck_size = 300\ncheck_set_size = 300\n"
+                      "[export.calibration.tflite-mixed]\nimages = 50\n"  # its variants' too (int16: 1,000)
                       "[tolerances.int8]\nmin_top1 = 0.0\nmax_accuracy_drop = 1.0\nconvert_min_top1 = 0.0\n")
     code = main(["sweep", str(tiny_model), "--out", str(out), "--config", str(config), "--data", "embedded",
                  "--variants", VARIANTS, "--runs", "20"])
