@@ -309,7 +309,7 @@ def run_run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     try:
         state = run_pipeline(cfg, args.out, data=args.data, force=args.force, sweep=args.sweep,
-                             progress=lambda line: print(line, flush=True))
+                             config_file=args.config, progress=lambda line: print(line, flush=True))
     except StageError as exc:
         print(f"cllnn-export run: FAILED: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED

@@ -99,10 +99,12 @@ def run_pipeline(
     data: str = "embedded",
     force: bool = False,
     sweep: bool = False,
+    config_file: str | Path | None = None,
     progress: Progress = lambda line: None,
 ) -> RunState:
     """Run every stage that is not already done with the same inputs, then write the report;
-    ``sweep``: the precision sweep too (``export.sweep``, default variants, into ``sweep/``)."""
+    ``sweep``: the precision sweep too (``export.sweep``, default variants, into ``sweep/``).
+    ``config_file``: the TOML file ``cfg`` came from, for the sweep's reproduce command."""
     from cllnn_edge.config import check_fits_in_memory
     from cllnn_edge.data import splits_for
     from cllnn_edge.versions import library_versions
@@ -143,7 +145,7 @@ def run_pipeline(
         from export.sweep import BENCH_RUNS as SWEEP_RUNS
 
         stages += (Stage("sweep", stage_key("sweep", convert_key, sections["tolerances"], SWEEP_RUNS, _machine()),
-                         (layout.sweep,), lambda: _sweep(cfg, data, splits, reference(), layout, progress),
+                         (layout.sweep,), lambda: _sweep(cfg, data, splits, reference(), layout, config_file, progress),
                          reads="train"),)
     for stage in stages:
         _run_stage(stage, state, force, progress)
@@ -293,11 +295,15 @@ def _bench(layout: RunLayout, progress: Progress) -> str:
 
 
 def _sweep(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layout: RunLayout,
-           progress: Progress) -> str:
+           config_file: str | Path | None, progress: Progress) -> str:
+    import shlex
+
     from export.sweep import sweep
 
+    command = ["cllnn-export", "sweep", str(layout.model), "--out", str(layout.sweep), "--data", data]
+    command += ["--config", str(config_file)] if config_file is not None else []
     result = sweep(layout.model, layout.sweep, cfg, data=data, splits=splits, reference=reference,
-                   command=f"cllnn-export sweep {layout.model} --out {layout.sweep}", progress=progress)
+                   command=shlex.join(command), progress=progress)
     front = [r.name for r in result.rows if r.on_pareto_front]
     return f"{len(result.rows)} variants; Pareto front: {', '.join(front) or 'none'}"
 
