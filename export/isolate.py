@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ConversionError
-from export.precision import MINMAX, Recipe
+from export.precision import MINMAX, Recipe, names_layer
 from runtime.lifeline import child_env
 
 DEFAULT_TIMEOUT_S = 900.0
@@ -41,17 +41,8 @@ class Conversion:
     calibration_method: str = MINMAX  # export.precision.CALIBRATION_METHODS
 
     def keeps_float(self, node: str) -> bool:
-        """Whether a converted op or node belongs to one of ``float_layers``.
-
-        Converters name nodes by their Keras scope, segments joined by "/" (and
-        fused ops' names by ";"), with a "_<n>" suffix on each:
-        "cllnn_unrolled_1/conv1_1/Relu;cllnn_unrolled_1/conv1_1/BiasAdd" (TFLite),
-        "StatefulPartitionedCall/cllnn_unrolled_1/conv1_1/BiasAdd" (tf2onnx).
-        "conv1_outliers_1" is not "conv1".
-        """
-        segments = {part for name in node.split(";") for part in name.split("/")}
-        return any(re.fullmatch(rf"{re.escape(layer)}(_\d+)?", part)
-                   for layer in self.float_layers for part in segments)
+        """Whether a converted op or node belongs to one of ``float_layers`` (``export.precision.names_layer``)."""
+        return bool(self.float_layers) and names_layer(node, "|".join(map(re.escape, self.float_layers)))
 
 
 @dataclass(frozen=True)

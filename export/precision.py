@@ -126,13 +126,22 @@ def _error(message: str) -> Exception:
     return ExportError(message)
 
 
+def names_layer(node: str, layers: str) -> bool:
+    """Whether a converted op or node belongs to a Keras layer whose name matches ``layers`` (a regex).
+
+    Converters name nodes by their Keras scope, segments joined by "/" (and
+    fused ops' names by ";"), with a "_<n>" suffix on each:
+    "cllnn_unrolled_1/conv1_1/Relu;cllnn_unrolled_1/conv1_1/BiasAdd" (TFLite),
+    "StatefulPartitionedCall/cllnn_unrolled_1/conv1_1/BiasAdd" (tf2onnx).
+    A segment matches whole: "conv1_outliers_1" is not "conv1".
+    """
+    segments = {part for name in node.split(";") for part in name.split("/")}
+    return any(re.fullmatch(rf"(?:{layers})(?:_\d+)?", part) for part in segments)
+
+
 def stage_of(node: str) -> str | None:
     """The stage a converted op or node belongs to, from its name segments (None: none)."""
-    segments = {part for name in node.split(";") for part in name.split("/")}
-    for stage, pattern in STAGE_LAYERS.items():
-        if any(re.fullmatch(rf"(?:{pattern})(?:_\d+)?", part) for part in segments):
-            return stage
-    return None
+    return next((stage for stage, pattern in STAGE_LAYERS.items() if names_layer(node, pattern)), None)
 
 
 def _aeq_scope(stage: str) -> str:
