@@ -101,10 +101,14 @@ class _Graphs:
     saved: dict[str, tuple[Path, Path]]
     float_layers: tuple[str, ...] = ()  # of the int8 graph: layers its converters keep in float32
 
-    def for_format(self, fmt: Format) -> tuple[Path, Path, tuple[str, ...]]:
+    def kind_for(self, fmt: Format) -> str:
         """The graph the format asks for where it was built (no int8 variant with
         ``int8_graph = "plain"``), else the float graph."""
-        kind = fmt.graph if fmt.graph in self.saved else FLOAT_GRAPH
+        return fmt.graph if fmt.graph in self.saved else FLOAT_GRAPH
+
+    def for_format(self, fmt: Format) -> tuple[Path, Path, tuple[str, ...]]:
+        """That graph's SavedModels, and the layers its converters keep float."""
+        kind = self.kind_for(fmt)
         return (*self.saved[kind], self.float_layers if kind == INT8_GRAPH else ())
 
 
@@ -312,7 +316,7 @@ def _convert_one(
 def quantization_record(fmt: Format, settings: Calibration | None, graphs: _Graphs) -> dict[str, Any]:
     """What the manifest keeps of how a file was quantized, enough to build it again: the graph,
     the calibration and, for a recipe, its stages and the rules AI Edge Quantizer applied."""
-    record: dict[str, Any] = {"graph": fmt.graph if fmt.graph in graphs.saved else FLOAT_GRAPH}
+    record: dict[str, Any] = {"graph": graphs.kind_for(fmt)}
     if settings is not None:
         record["calibration"] = settings.to_dict()
     if fmt.recipe is not None:
