@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -252,16 +253,32 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     ``MAX_MANIFEST_BYTES``; errors name the manifest and the field
     (``.../manifest.json: artifacts[2].ops: expected an object of op name -> count, got a list``).
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / MANIFEST_NAME
+    path, raw = read_manifest_at(path)
+    return parse_manifest(raw, path)
+
+
+def manifest_file(location: str | os.PathLike[str]) -> Path:
+    """``location`` itself, or the manifest.json inside it if it is a directory."""
+    path = Path(location)
+    return path / MANIFEST_NAME if path.is_dir() else path
+
+
+def read_manifest_at(
+    location: str | os.PathLike[str], missing: Callable[[Path], Exception] | None = None
+) -> tuple[Path, bytes]:
+    """The manifest's path (``manifest_file``) and its bytes (``read_manifest_bytes``). A missing
+    file raises ``missing(path)`` (default: ``ManifestError``), an unreadable one ``ManifestError``."""
+    path = manifest_file(location)
     try:
-        raw = read_manifest_bytes(path)
+        return path, read_manifest_bytes(path)
     except FileNotFoundError as exc:
-        raise ManifestError(f"manifest not found: {path}") from exc
+        raise (missing or _not_found)(path) from exc
     except OSError as exc:
         raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
-    return parse_manifest(raw, path)
+
+
+def _not_found(path: Path) -> Exception:
+    return ManifestError(f"manifest not found: {path}")
 
 
 def read_manifest_bytes(path: str | os.PathLike[str]) -> bytes:

@@ -35,7 +35,16 @@ from typing import Any, Union
 
 from runtime.atomic import write_json_atomic
 from runtime.errors import SignatureError
-from runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, parse_manifest, read_manifest_bytes, sha256_file
+from runtime.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestError,
+    manifest_file,
+    parse_manifest,
+    read_manifest_at,
+    read_manifest_bytes,
+    sha256_file,
+)
 
 SIGNATURE_SUFFIX = ".sig"  # manifest.json -> manifest.sig
 SIGNATURE_NAME = Path(MANIFEST_NAME).with_suffix(SIGNATURE_SUFFIX).name
@@ -91,10 +100,7 @@ class Signed:
 
 def signature_path(manifest: str | os.PathLike[str]) -> Path:
     """The signature file of a manifest (or of the manifest inside a directory): ``manifest.sig``."""
-    manifest = Path(manifest)
-    if manifest.is_dir():
-        manifest = manifest / MANIFEST_NAME
-    return manifest.with_suffix(SIGNATURE_SUFFIX)
+    return manifest_file(manifest).with_suffix(SIGNATURE_SUFFIX)
 
 
 # -- keys -------------------------------------------------------------------------------------------
@@ -214,11 +220,9 @@ def sign_artifacts(artifacts_dir: str | os.PathLike[str], key: str | os.PathLike
     if not artifacts_dir.is_dir():
         raise ManifestError(f"artifacts directory not found: {artifacts_dir}")
     private = load_signing_key(key)
-    manifest_path = artifacts_dir / MANIFEST_NAME
-    try:
-        raw = read_manifest_bytes(manifest_path)
-    except FileNotFoundError as exc:
-        raise ManifestError(f"manifest not found: {manifest_path}; run cllnn-export convert first") from exc
+    manifest_path, raw = read_manifest_at(
+        artifacts_dir, missing=lambda path: ManifestError(f"manifest not found: {path}; run cllnn-export convert "
+                                                          f"first"))
     manifest = parse_manifest(raw, manifest_path)
     check_signed_files(manifest, artifacts_dir)
     document = {
@@ -291,16 +295,10 @@ def load_verified_manifest(manifest: str | os.PathLike[str], trusted_key: Truste
 
     The bytes read once are checked and then parsed: nothing read afterwards is trusted.
     """
-    path = Path(manifest)
-    if path.is_dir():
-        path = path / MANIFEST_NAME
     key = load_trusted_key(trusted_key)  # a bad key is the caller's error, whatever the manifest
-    try:
-        raw = read_manifest_bytes(path)
-    except FileNotFoundError as exc:
-        raise SignatureError(f"manifest not found: {path}; a trusted key needs a signed manifest") from exc
-    except OSError as exc:
-        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+    path, raw = read_manifest_at(
+        manifest, missing=lambda path: SignatureError(f"manifest not found: {path}; a trusted key needs a "
+                                                      f"signed manifest"))
     verify_manifest_bytes(raw, path, key)
     return parse_manifest(raw, path)
 
