@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from cllnn_edge.model import INPUT_NAME  # the unrolled graph's input, as converters see it
 from export.errors import ConversionError
 from export.isolate import Conversion
 from export.precision import MINMAX, MOVING_AVERAGE, Recipe, ai_edge_recipe
 from export.tflite import SIGNATURE, to_tflite
 from export.tflite_edit import integer_outputs, raw_uint8_input, shapes_read_directly, signature_on_outputs
 
-INPUT_NAME = "pixels"
 MINMAX_BATCH = 50  # images per calibration step; with minmax the ranges do not depend on it
 
 

@@ -138,7 +138,7 @@ def convert(
     if reference is None:
         reference = trained_reference(load_trained(model_path))
     if splits is None:
-        splits = splits_for(cfg, data or _training_source(model_path))
+        splits = splits_for(cfg, data or training_source(model_path))
     calibration = splits.train.x[: max((c.images for c in calibrations.values()), default=0)]
     check_images = splits.test.x[: cfg.export.check_size]
     tolerances = cfg.tolerances
@@ -346,7 +346,7 @@ def _writable_dir(path: Path) -> Path:
     return path
 
 
-def _training_source(model_path: Path) -> str:
+def training_source(model_path: Path) -> str:
     """The data source the model was trained on (from history.json beside it), else embedded."""
     history = model_path.with_name(HISTORY_FILE)
     try:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cllnn_edge.model import INPUT_NAME  # the unrolled graph's input, as converters see it
 from export.errors import ConversionError
 from export.isolate import Conversion
 from export.precision import DISTRIBUTION, ENTROPY, FLOAT32, INT8, INT16X8, MINMAX, PERCENTILE, Recipe, stage_of
 from runtime.lifeline import child_env, guarded
 
-INPUT_NAME = "pixels"
 # export.precision's calibration methods -> ONNX Runtime's CalibrationMethod members, each with ONNX
 # Runtime's defaults (quantize_static passes no histogram sizes). Demo model, 1,000 test images against
 # Keras (max abs / top-1, onnx-int8, 200 | 1000 calibration images): minmax 0.168 / 100% | 0.341 / 99.3%;

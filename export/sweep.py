@@ -180,7 +180,7 @@ def sweep(
     ``splits`` and ``reference`` (else loaded from ``data`` and the model file): as for ``convert``."""
     from cllnn_edge.data import splits_for
     from cllnn_edge.model import load_trained
-    from export.convert import _training_source, convert
+    from export.convert import convert, training_source
     from export.parity import run_parity
     from export.reference import trained_reference
     from runtime.machine import cpu_info
@@ -192,7 +192,7 @@ def sweep(
         raise ExportError(f"model file not found: {model_path}")
     if runs < 1:
         raise ExportError(f"--runs must be >= 1, got {runs}")
-    data = data or _training_source(model_path)
+    data = data or training_source(model_path)
     splits = splits_for(cfg, data) if splits is None else splits
     reference = trained_reference(load_trained(model_path)) if reference is None else reference
     progress(f"sweep: {len(variants)} variants: {', '.join(f.name for f in variants)}")
