@@ -25,7 +25,10 @@ from cllnn_edge.errors import ConfigError
 from runtime.errors import ToleranceError
 from runtime.tolerances import ToleranceConfig
 
-IMAGE_SIDE = 28
+IMAGE_SIDE = 28  # MNIST's, the default image shape's side
+MNIST_IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
+# Channels an image may have: grey or RGB (runtime.images takes the same).
+CHANNELS = (1, 3)
 # The graph variants int8 formats can be built from (``ExportConfig.int8_graph``, export.unroll).
 FLOAT_FRONT, BOUNDED, PLAIN = "float-front", "bounded", "plain"
 INT8_GRAPHS = (FLOAT_FRONT, BOUNDED, PLAIN)
@@ -50,10 +53,16 @@ class ModelConfig:
     output_dim: int = 10
     sequence_length: int = 1
     seed: int = 0
+    # (height, width, channels) of the raw images the model takes; training sets it (with
+    # output_dim) from the data (``for_data``), so a config file rarely names it.
+    image_shape: tuple[int, ...] = MNIST_IMAGE_SHAPE
 
     def __post_init__(self) -> None:
         for name in ("reservoir_dim", "lstm_units", "output_dim", "sequence_length"):
             _require_positive_int(self, name)
+        if self.output_dim < 2:
+            raise ConfigError(f"model.output_dim must be >= 2 classes, got {self.output_dim}")
+        _check_image_shape(self)
         _require_int(self, "seed")
         if self.seed < 0:
             raise ConfigError(f"model.seed must be >= 0, got {self.seed}")
@@ -70,10 +79,12 @@ class ModelConfig:
                 raise ConfigError(
                     f"model.conv_filters must hold positive integers, got {filters!r}"
                 )
-        if IMAGE_SIDE >> len(filters) < 1:
+        allowed = conv_stages_allowed(self.image_shape)
+        if len(filters) > allowed:
+            height, width, _ = self.image_shape
             raise ConfigError(
-                f"model.conv_filters has {len(filters)} conv/pool stages; a 28x28 image "
-                f"allows at most 4 (each 2x2 pool halves the side)"
+                f"model.conv_filters has {len(filters)} conv/pool stages; a {height}x{width} image "
+                f"allows at most {allowed} (each 2x2 pool halves the side)"
             )
         _require_number(self, "spectral_radius")
         if not self.spectral_radius > 0:
@@ -95,14 +106,23 @@ class ModelConfig:
             )
 
     @property
-    def cnn_side(self) -> int:
-        """Side of the feature map after the conv/pool stack (28 -> 14 -> 7 -> 3)."""
-        return IMAGE_SIDE >> len(self.conv_filters)
+    def cnn_shape(self) -> tuple[int, int]:
+        """Height and width of the feature map after the conv/pool stack (28 -> 14 -> 7 -> 3)."""
+        height, width, _ = self.image_shape
+        return height >> len(self.conv_filters), width >> len(self.conv_filters)
 
     @property
     def flat_features(self) -> int:
         """Length of the flattened CNN output (1152 with the defaults)."""
-        return self.cnn_side * self.cnn_side * self.conv_filters[-1]
+        height, width = self.cnn_shape
+        return height * width * self.conv_filters[-1]
+
+    def for_data(self, image_shape: tuple[int, int, int], classes: int) -> ModelConfig:
+        """This architecture for images of ``image_shape`` (H, W, C) in ``classes`` classes: the
+        input and output follow the data, and conv/pool stages the image is too small for are
+        dropped from the end (an 8x8 image keeps 3, a 4x4 one 2)."""
+        filters = self.conv_filters[: max(conv_stages_allowed(image_shape), 1)]
+        return dataclasses.replace(self, image_shape=tuple(image_shape), output_dim=classes, conv_filters=filters)
 
     @property
     def step_features(self) -> int:
@@ -114,7 +134,8 @@ class ModelConfig:
         """Weights of the model this config builds (cllnn_edge.model): the standardiser's
         per-column statistics, convolutions, the reservoir's W_in and W_res, the LSTM and the
         softmax head, biases included (``keras.Model.count_params``; a test checks)."""
-        convs, channels = 2 * IMAGE_SIDE, 1
+        _, width, channels = self.image_shape
+        convs = 2 * width * channels
         for filters in self.conv_filters:
             convs += 9 * channels * filters + filters
             channels = filters
@@ -312,6 +333,25 @@ def available_memory_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def conv_stages_allowed(image_shape: tuple[int, ...]) -> int:
+    """The most conv/pool stages an image of ``image_shape`` (H, W, C) allows: each 2x2 pool
+    floors the side's half, and a side must stay >= 1 (28 allows 4, 8 allows 3)."""
+    return min(image_shape[:2]).bit_length() - 1
+
+
+def _check_image_shape(model: ModelConfig) -> None:
+    """(height, width, channels): positive sides, 1 or 3 channels; a list from TOML becomes a tuple."""
+    shape = model.image_shape
+    if isinstance(shape, list):
+        shape = tuple(shape)
+        object.__setattr__(model, "image_shape", shape)
+    if (not isinstance(shape, tuple) or len(shape) != 3
+            or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in shape)):
+        raise ConfigError(f"model.image_shape must be [height, width, channels] of positive integers, got {shape!r}")
+    if shape[2] not in CHANNELS:
+        raise ConfigError(f"model.image_shape: images must have 1 (grey) or 3 (RGB) channels, got {shape[2]}")
 
 
 def _gib(size: int) -> str:

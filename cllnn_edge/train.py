@@ -26,8 +26,8 @@ import keras
 import numpy as np
 
 from cllnn_edge.config import Config, check_fits_in_memory
-from cllnn_edge.data import Split, Splits
-from cllnn_edge.model import build_model, trainable_params
+from cllnn_edge.data import Split, Splits, config_for_data
+from cllnn_edge.model import build_model, model_input, trainable_params
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
 from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE, PREPROCESSING_FILE
 from cllnn_edge.versions import library_versions
@@ -110,8 +110,8 @@ class EpochProgress(keras.callbacks.Callback):
 
 
 def as_model_input(split: Split) -> np.ndarray:
-    """Raw pixels as the model takes them: float32 (N, 28, 28, 1), values 0..255."""
-    return split.x.astype(np.float32)[..., np.newaxis]
+    """Raw pixels as the model takes them: float32 (N, H, W, C), values 0..255."""
+    return model_input(split.x)
 
 
 def compile_model(model: keras.Model, cfg: Config) -> None:
@@ -138,6 +138,11 @@ def train(
     counter on a terminal) instead of Keras' own output.
     """
     out_dir = Path(out_dir)
+    adapted = config_for_data(cfg, splits)
+    if progress is not None and adapted.model.conv_filters != cfg.model.conv_filters:
+        progress(f"model: {len(adapted.model.conv_filters)} of the {len(cfg.model.conv_filters)} conv/pool "
+                 f"stages fit {splits.image_shape[0]}x{splits.image_shape[1]} images")
+    cfg = adapted
     check_fits_in_memory(cfg.model)
     keras.utils.set_random_seed(cfg.model.seed)
     stats = fit_standardizer(splits.train.x)

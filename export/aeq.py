@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cllnn_edge.model import INPUT_NAME  # the unrolled graph's input, as converters see it
+from cllnn_edge.model import INPUT_NAME, model_input  # the unrolled graph's input, as converters see it
 from export.errors import ConversionError
 from export.isolate import Conversion
 from export.precision import MINMAX, MOVING_AVERAGE, Recipe, ai_edge_recipe
@@ -45,7 +45,7 @@ def to_tflite_recipe(saved_model: Path, out: Path, conversion: Conversion) -> No
 
 
 def quantize_tflite(float_model: bytes, recipe: Recipe, images: np.ndarray | None, method: str) -> bytes:
-    """Quantize a float TFLite model by ``recipe``, calibrated on uint8 ``images`` (N, 28, 28)."""
+    """Quantize a float TFLite model by ``recipe``, calibrated on uint8 ``images`` (N, H, W[, C])."""
     from ai_edge_quantizer import calibrator, quantizer, recipe_manager
 
     rules = ai_edge_recipe(recipe)
@@ -58,7 +58,7 @@ def quantize_tflite(float_model: bytes, recipe: Recipe, images: np.ndarray | Non
         if method not in (MINMAX, MOVING_AVERAGE):
             raise ConversionError(f"AI Edge Quantizer calibrates with {MINMAX} or {MOVING_AVERAGE}, not {method!r}")
         batch = MINMAX_BATCH if method == MINMAX else 1
-        pixels = images.astype(np.float32)[..., np.newaxis]
+        pixels = model_input(images)
         data = {SIGNATURE: [{INPUT_NAME: pixels[i : i + batch]} for i in range(0, len(pixels), batch)]}
         options = {"qsv_update_func": _overall_min_max} if method == MINMAX else {}
         calibration = calibrator.Calibrator(float_model, **options)

@@ -139,6 +139,9 @@ def convert(
         reference = trained_reference(load_trained(model_path))
     if splits is None:
         splits = splits_for(cfg, data or training_source(model_path))
+    # a small data set calibrates on what it has: the manifest records the images really used
+    calibrations = {name: replace(c, images=min(c.images, len(splits.train)))
+                    for name, c in calibrations.items()}
     calibration = splits.train.x[: max((c.images for c in calibrations.values()), default=0)]
     check_images = splits.test.x[: cfg.export.check_size]
     tolerances = cfg.tolerances

@@ -32,7 +32,7 @@ DEFAULT_TIMEOUT_S = 900.0
 class Conversion:
     """The settings a converter reads (``export.formats.Format.convert``), inside the worker."""
 
-    calibration: np.ndarray | None  # uint8 images (N, 28, 28) for formats that calibrate
+    calibration: np.ndarray | None  # uint8 images (N, H, W[, C]) for formats that calibrate
     opset: int
     per_channel: bool
     # Layers of the graph the int8 converters leave in float32 (export.unroll's float front).
@@ -52,7 +52,7 @@ class Job:
     format: str  # a name of the format registry
     source: str  # the SavedModel to convert
     out: str
-    calibration: str | None = None  # .npy of uint8 images (N, 28, 28)
+    calibration: str | None = None  # .npy of uint8 images (N, H, W[, C])
     calibration_images: int | None = None  # use the first N of them (None: all)
     calibration_method: str = MINMAX
     opset: int = 18

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cllnn_edge.model import INPUT_NAME  # the unrolled graph's input, as converters see it
+from cllnn_edge.model import INPUT_NAME, model_input  # the unrolled graph's input, as converters see it
 from export.errors import ConversionError
 from export.isolate import Conversion
 from export.precision import DISTRIBUTION, ENTROPY, FLOAT32, INT8, INT16X8, MINMAX, PERCENTILE, Recipe, stage_of
@@ -120,7 +120,7 @@ def quantize_onnx(float_model: Path, conversion: Conversion, out: Path) -> None:
 
     class Images(CalibrationDataReader):
         def __init__(self, images: np.ndarray, batch: int = 50) -> None:
-            x = images.astype(np.float32)[..., np.newaxis]
+            x = model_input(images)
             self._batches = iter([{INPUT_NAME: x[i : i + batch]} for i in range(0, len(x), batch)])
 
         def get_next(self) -> dict[str, np.ndarray] | None:

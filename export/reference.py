@@ -16,7 +16,6 @@ from collections import OrderedDict
 import keras
 import numpy as np
 
-from cllnn_edge.config import IMAGE_SIDE
 from cllnn_edge.model import HEAD, LSTM, RESERVOIR
 from runtime.images import as_image_batch
 
@@ -35,7 +34,7 @@ class KerasRunner:
 
     def predict_outputs(self, images: object) -> dict[str, np.ndarray]:
         """Every stage's output on ``images`` (uint8 or raw float pixels, as ``runtime`` takes)."""
-        batch = as_image_batch(images, IMAGE_SIDE, IMAGE_SIDE)
+        batch = as_image_batch(images, *self.model.input_shape[1:])
         key = _digest(batch)
         if key not in self._cache:
             self._cache[key] = self._compute(batch)

@@ -78,5 +78,7 @@ def _int8_with_float_layers(converter: object, conversion: Conversion) -> bytes:
 
 def _representative(images: np.ndarray) -> Iterator[list[np.ndarray]]:
     """One image at a time, as float32 raw pixels (the float model's input)."""
+    from cllnn_edge.model import model_input
+
     for image in images:
-        yield [image.astype(np.float32)[np.newaxis, :, :, np.newaxis]]
+        yield [model_input(image[np.newaxis])]

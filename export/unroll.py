@@ -123,7 +123,7 @@ def unroll(trained: keras.Model, *, int8_graph: str | None = None, split_project
         raise ExportError(f"unknown int8 graph {int8_graph!r}; choose one of {', '.join(INT8_GRAPHS)}")
     cfg = config_from_model(trained)
     weights = _TrainedWeights.read(trained, cfg)
-    pixels = keras.Input((28, 28, 1), name=INPUT_NAME)
+    pixels = keras.Input(cfg.image_shape, name=INPUT_NAME)
     features = _cnn(pixels, weights, split_first_conv=int8_graph == BOUNDED)
     states = _reservoir(features, cfg, weights, clip_drive=int8_graph in (BOUNDED, FLOAT_FRONT),
                         split_projection=split_projection)
@@ -245,7 +245,8 @@ def prove_equivalent(
 
 
 def _standardize(x: Any, stats: list[np.ndarray], name: str) -> Any:
-    layer = Standardize(name=name)
+    _, _, width, channels = x.shape
+    layer = Standardize(width, channels, name=name)
     out = layer(x)
     layer.set_weights(stats)
     return out
@@ -266,21 +267,22 @@ def _standardize_per_channel(x: Any, mean: np.ndarray, scale: np.ndarray, name: 
 
     As a broadcast multiply, the 28 per-column factors (0.01 .. 1.6) would share
     one int8 scale and the small ones would round to nothing; as depthwise
-    weights each column gets its own (per-channel) quantization scale.
+    weights each column (and colour channel) gets its own (per-channel) quantization scale.
     """
-    side = int(mean.shape[0])
-    columns = keras.layers.Reshape((side, 1, side), name=f"{name}_columns")(x)
+    _, height, width, channels = x.shape
+    columns = keras.layers.Reshape((height, 1, width * channels), name=f"{name}_columns")(x)
     layer = keras.layers.DepthwiseConv2D(1, use_bias=True, name=name)
     out = layer(columns)
-    layer.set_weights([(1.0 / scale).reshape(1, 1, side, 1), -mean / scale])
-    return keras.layers.Reshape((side, side, 1), name=f"{name}_image")(out)
+    layer.set_weights([(1.0 / scale).reshape(1, 1, -1, 1), -mean / scale])
+    return keras.layers.Reshape((height, width, channels), name=f"{name}_image")(out)
 
 
 def _split_first_conv(pixels: Any, weights: _TrainedWeights) -> Any:
     """conv1(standardise(x)) as conv1(inner) + conv1(outliers), exactly (bounded variant)."""
     mean, scale = weights.standardize
-    low = (mean - INNER_SIGMAS * scale).reshape(1, 1, -1, 1)
-    high = (mean + INNER_SIGMAS * scale).reshape(1, 1, -1, 1)
+    columns = (1, 1, pixels.shape[2], pixels.shape[3])
+    low = (mean - INNER_SIGMAS * scale).reshape(columns)
+    high = (mean + INNER_SIGMAS * scale).reshape(columns)
     clipped = Clip(low.tolist(), high.tolist(), name="clip_pixels")(pixels)
     inner = _standardize_per_channel(clipped, mean, scale, STANDARDIZE)
     excess = keras.layers.Subtract(name="pixel_outliers")([pixels, clipped])

@@ -40,7 +40,6 @@ from runtime.outputs import check_output_file
 from runtime.signing import TrustedKeyLike, load_trusted_key
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
-IMAGE_SIDE = 28
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def bench_model(
     model = load(path, threads=settings.threads, trusted_key=trusted_key)
     load_ms = (time.perf_counter() - started) * 1e3
     rng = np.random.default_rng(settings.seed)
-    images = rng.integers(0, 256, (settings.batch, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
+    images = rng.integers(0, 256, (settings.batch, *model.image_shape, model.channels), dtype=np.uint8)
     with model:
         for _ in range(settings.warmup):
             model.predict(images)

@@ -6,7 +6,7 @@ SHA-256 (``runtime.manifest.CheckSetRecord``). A device then checks the files
 it is about to run against these stored outputs, with no TensorFlow and no
 data set at hand (``runtime.verify``). Keys of the ``.npz``:
 
-- ``images``: uint8 (N, 28, 28), raw pixels as a camera gives them;
+- ``images``: uint8 (N, H, W) grey or (N, H, W, 3) RGB, raw pixels as a camera gives them;
 - ``labels``: int64 (N,);
 - ``reference_<stage>``: float32, the trained model's output of each stage on
   ``images`` (N, ...); ``reference_output`` is the probabilities (N, classes).
@@ -32,21 +32,22 @@ from runtime.manifest import CheckSetRecord, Manifest, ManifestError, contained,
 
 CHECK_SET_NAME = "check_set.npz"
 IMAGES, LABELS, REFERENCE_PREFIX = "images", "labels", "reference_"
-IMAGE_SHAPE = (28, 28)
 
 
 @dataclass(frozen=True)
 class CheckSet:
     """Images, their labels and the reference's outputs on them (``output`` = probabilities)."""
 
-    images: np.ndarray  # uint8 (N, 28, 28)
+    images: np.ndarray  # uint8 (N, H, W) or (N, H, W, 3)
     labels: np.ndarray  # int64 (N,)
     reference: Mapping[str, np.ndarray]  # stage -> float32 (N, ...), in the model's order
 
     def __post_init__(self) -> None:
         images, labels = self.images, self.labels
-        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-            raise CheckSetError(f"check set images must be uint8 (N, 28, 28), got {images.dtype} {images.shape}")
+        if images.dtype != np.uint8 or not (images.ndim == 3 or (images.ndim == 4 and images.shape[3] == 3)):
+            raise CheckSetError(
+                f"check set images must be uint8 (N, H, W) or (N, H, W, 3), got {images.dtype} {images.shape}"
+            )
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
             raise CheckSetError(
                 f"check set labels must be integers of shape ({len(images)},), got {labels.dtype} {labels.shape}"

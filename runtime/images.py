@@ -16,12 +16,17 @@ PIXEL_MIN = 0.0
 PIXEL_MAX = 255.0
 
 
-def _expected_shapes(height: int, width: int) -> str:
-    return f"({height}, {width}), (N, {height}, {width}) or (N, {height}, {width}, 1)"
+def _expected_shapes(height: int, width: int, channels: int) -> str:
+    if channels == 1:
+        return f"({height}, {width}), (N, {height}, {width}) or (N, {height}, {width}, 1)"
+    return f"({height}, {width}, {channels}) or (N, {height}, {width}, {channels})"
 
 
-def as_image_batch(images: object, height: int, width: int) -> np.ndarray:
-    """Check camera images and return them as an (N, H, W, 1) array.
+def as_image_batch(images: object, height: int, width: int, channels: int = 1) -> np.ndarray:
+    """Check camera images and return them as an (N, H, W, C) array.
+
+    Grey images (C = 1) come as (H, W), (N, H, W) or (N, H, W, 1); colour ones
+    (C = 3) as (H, W, 3) or (N, H, W, 3), channels last.
 
     uint8 is what a camera gives; float arrays of raw pixel values 0..255 are
     accepted too (e.g. after resizing). The dtype is kept: conversion to the
@@ -40,17 +45,21 @@ def as_image_batch(images: object, height: int, width: int) -> np.ndarray:
             f"expected dtype uint8 (or a float dtype holding raw pixel values 0..255), got {array.dtype}"
         )
     shape = array.shape
-    if array.ndim == 2 and shape == (height, width):
+    if channels == 1 and array.ndim == 2 and shape == (height, width):
         array = array[np.newaxis, :, :, np.newaxis]
-    elif array.ndim == 3 and shape[1:] == (height, width):
+    elif channels == 1 and array.ndim == 3 and shape[1:] == (height, width):
         array = array[:, :, :, np.newaxis]
-    elif array.ndim == 4 and shape[1:] == (height, width, 1):
+    elif channels > 1 and array.ndim == 3 and shape == (height, width, channels):
+        array = array[np.newaxis]
+    elif array.ndim == 4 and shape[1:] == (height, width, channels):
         pass
     else:
         hint = ""
-        if shape == (height, width, 1):
+        if channels == 1 and shape == (height, width, 1):
             hint = "; for a single image in HWC layout add a batch axis: images[np.newaxis]"
-        raise InputError(f"expected images shaped {_expected_shapes(height, width)}, got {shape}{hint}")
+        elif channels > 1 and shape[-1:] != (channels,) and channels in shape[-3:-2]:
+            hint = "; images must be channels-last (N, H, W, C), not (N, C, H, W)"
+        raise InputError(f"expected images shaped {_expected_shapes(height, width, channels)}, got {shape}{hint}")
     if array.shape[0] == 0:
         raise InputError(f"expected at least one image, got an empty batch of shape {shape}")
     if array.dtype != np.uint8:

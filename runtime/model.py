@@ -86,7 +86,13 @@ class RuntimeModel(ABC):
 
     @property
     def image_shape(self) -> tuple[int, int]:
+        """(height, width) of the images the file takes."""
         return (self._input_spec.shape[1], self._input_spec.shape[2])
+
+    @property
+    def channels(self) -> int:
+        """1 (grey) or 3 (RGB, channels last)."""
+        return self._input_spec.shape[3]
 
     @property
     def num_classes(self) -> int:
@@ -110,7 +116,8 @@ class RuntimeModel(ABC):
         """Class probabilities, float32 (N, num_classes), whatever the model's precision.
 
         ``images``: uint8 (or float raw pixel values 0..255) shaped (H, W),
-        (N, H, W) or (N, H, W, 1); anything else raises ``InputError``.
+        (N, H, W) or (N, H, W, 1) for a grey model, (H, W, 3) or (N, H, W, 3) for
+        an RGB one; anything else raises ``InputError``.
         A file with several outputs raises ``InferenceError`` (use ``predict_outputs``).
         """
         self._check_open()
@@ -136,7 +143,7 @@ class RuntimeModel(ABC):
         return {spec.name: dequantize(raw, spec) for raw, spec in zip(raws, self._output_specs)}
 
     def _run_batch(self, images: object) -> list[np.ndarray]:
-        batch = as_image_batch(images, *self.image_shape)
+        batch = as_image_batch(images, *self.image_shape, self.channels)
         model_input = encode(batch, self._input_spec)
         fixed = self._input_spec.shape[0]
         if fixed > 0 and len(model_input) != fixed:
@@ -215,13 +222,14 @@ class RuntimeModel(ABC):
 
 
 def _check_image_model(path: Path, input_spec: TensorSpec, output_specs: tuple[TensorSpec, ...]) -> None:
-    """The runtime's contract: (batch, H, W, 1) images in; one (batch, classes) output, or
-    several batch-first outputs (a probe file, read with ``predict_outputs``)."""
+    """The runtime's contract: (batch, H, W, C) images in, C = 1 (grey) or 3 (RGB); one
+    (batch, classes) output, or several batch-first outputs (a probe file, read with
+    ``predict_outputs``)."""
     shape = input_spec.shape
-    if len(shape) != 4 or shape[3] != 1 or shape[1] <= 0 or shape[2] <= 0 or shape[0] == 0:
+    if len(shape) != 4 or shape[3] not in (1, 3) or shape[1] <= 0 or shape[2] <= 0 or shape[0] == 0:
         raise ModelLoadError(
-            f"{path.name}: expected one image input shaped (batch, H, W, 1), got {input_spec.name!r} "
-            f"shaped {shape}"
+            f"{path.name}: expected one image input shaped (batch, H, W, 1) or (batch, H, W, 3), got "
+            f"{input_spec.name!r} shaped {shape}"
         )
     if not output_specs:
         raise ModelLoadError(f"{path.name}: expected at least one output, got none")

@@ -53,13 +53,17 @@ def test_statistics_round_trip_through_a_dict(images: np.ndarray) -> None:
 
 
 def test_bad_inputs_are_named() -> None:
-    with pytest.raises(DataError, match=r"expected training images of shape \(N, 28, 28\)"):
-        fit_standardizer(np.zeros((5, 32, 32), np.uint8))
+    with pytest.raises(DataError, match=r"expected images \(N, H, W\) or \(N, H, W, C\), N > 0, got \(5, 784\)"):
+        fit_standardizer(np.zeros((5, 784), np.uint8))
     with pytest.raises(DataError, match="N > 0"):
         fit_standardizer(np.zeros((0, 28, 28), np.uint8))
-    with pytest.raises(DataError, match="must have 28 values each"):
+    with pytest.raises(DataError, match="must have width x 1 channel"):
         StandardizerStats.from_dict(
-            {"kind": "column_standardize", "mean": [0.0], "scale": [1.0], "samples": 1}
+            {"kind": "column_standardize", "mean": [0.0], "scale": [1.0, 2.0], "samples": 1}
+        )
+    with pytest.raises(DataError, match="must have width x 3 channel"):
+        StandardizerStats.from_dict(
+            {"kind": "column_standardize", "channels": 3, "mean": [0.0] * 4, "scale": [1.0] * 4, "samples": 1}
         )
     with pytest.raises(DataError, match="preprocessing kind"):
         StandardizerStats.from_dict({"kind": "minmax"})
