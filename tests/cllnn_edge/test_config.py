@@ -62,7 +62,11 @@ def test_sequence_lengths_that_divide_the_features_are_accepted(length: int) -> 
         ("model", {"sequence_length": 0}, r"model\.sequence_length must be > 0"),
         ("model", {"conv_filters": []}, r"model\.conv_filters"),
         ("model", {"conv_filters": [32, -64, 128]}, r"model\.conv_filters"),
-        ("model", {"conv_filters": [8, 8, 8, 8, 8]}, r"at most 4"),
+        ("model", {"conv_filters": [8, 8, 8, 8, 8]}, r"a 28x28 image allows at most 4"),
+        ("model", {"image_shape": [8, 8, 1], "conv_filters": [8, 8, 8, 8]}, r"a 8x8 image allows at most 3"),
+        ("model", {"image_shape": [28, 28, 2]}, r"1 \(grey\) or 3 \(RGB\) channels, got 2"),
+        ("model", {"image_shape": [28, 28]}, r"model\.image_shape must be \[height, width, channels\]"),
+        ("model", {"output_dim": 1}, r"model\.output_dim must be >= 2 classes"),
         ("model", {"reservoir_dim": 5.5}, r"model\.reservoir_dim must be an integer"),
         ("model", {"seed": True}, r"model\.seed must be an integer"),
         ("model", {"hidden": 3}, r"unknown key\(s\) in \[model\]: \['hidden'\]"),
@@ -158,7 +162,9 @@ def test_a_model_past_the_weight_limit_is_refused_at_load_naming_the_limit(tmp_p
 
 
 @pytest.mark.parametrize("values", [{}, {"conv_filters": (4, 8, 16), "reservoir_dim": 32, "lstm_units": 8,
-                                        "sequence_length": 3}])
+                                        "sequence_length": 3},
+                                    {"conv_filters": (4, 8), "reservoir_dim": 16, "lstm_units": 4,
+                                     "image_shape": (12, 20, 3), "output_dim": 5}])
 def test_weight_count_is_what_keras_counts(values: dict) -> None:
     from cllnn_edge.model import build_model
 
@@ -173,3 +179,13 @@ def test_a_model_that_does_not_fit_in_memory_is_refused_naming_both_sizes(monkey
     check_fits_in_memory(ModelConfig())  # ~5 MB of weights
     with pytest.raises(ConfigError, match=r"too large for this machine: .* \(1.74 GiB\), and 1.00 GiB of memory"):
         check_fits_in_memory(ModelConfig(reservoir_dim=10_000))
+
+
+def test_the_model_takes_its_input_and_classes_from_the_data() -> None:
+    seed = ModelConfig()
+    assert seed.for_data((28, 28, 1), 10) == seed  # MNIST leaves the seed's model as it is
+    digits = seed.for_data((8, 8, 1), 10)
+    assert (digits.image_shape, digits.conv_filters, digits.flat_features) == ((8, 8, 1), (32, 64, 128), 128)
+    small = seed.for_data((5, 40, 3), 5)  # the short side allows 2 stages: 5 -> 2 -> 1
+    assert (small.image_shape, small.output_dim, small.conv_filters, small.cnn_shape) == (
+        (5, 40, 3), 5, (32, 64), (1, 10))

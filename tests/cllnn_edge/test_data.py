@@ -82,8 +82,8 @@ def rows(x: np.ndarray, y: np.ndarray) -> Counter:
     return Counter((img.tobytes(), int(label)) for img, label in zip(x, y))
 
 
-def assert_valid(split: Split) -> None:
-    assert split.x.dtype == np.uint8 and split.x.shape == (len(split), 28, 28)
+def assert_valid(split: Split, side: int = 28) -> None:
+    assert split.x.dtype == np.uint8 and split.x.shape == (len(split), side, side)
     assert split.y.dtype == np.int64 and split.y.shape == (len(split),)
     assert split.y.min() >= 0 and split.y.max() <= 9
 
@@ -520,3 +520,28 @@ def test_split_rejects_unchecked_arrays() -> None:
         Split(np.zeros((2, 28, 28), dtype=np.float32), np.zeros(2, dtype=np.int64))
     with pytest.raises(DataError, match=r"Split\.y: expected int64 labels of shape \(2,\)"):
         Split(np.zeros((2, 28, 28), dtype=np.uint8), np.zeros(3, dtype=np.int64))
+
+
+def test_sklearn_digits_are_8x8_pixels_0_to_255_in_ten_classes() -> None:
+    from sklearn.datasets import load_digits
+
+    splits = load_splits("sklearn-digits")
+    assert splits.summary() == {"source": "sklearn-digits", "train": 1293, "val": 144, "test": 360,
+                                "image_shape": [8, 8, 1], "classes": 10}
+    for split in (splits.train, splits.val, splits.test):
+        assert_valid(split, side=8)
+    everything = np.concatenate([splits.train.x, splits.val.x, splits.test.x])
+    assert (everything.min(), everything.max()) == (0, 255)
+    raw = load_digits().images  # 0..16: every scaled pixel is one of 17 levels, 255 / 16 apart
+    assert set(np.unique(everything)) == set(np.rint(np.unique(raw) * 255 / 16).astype(np.uint8))
+
+
+def test_an_rgb_npz_of_another_size_and_five_classes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    labels = np.tile(np.arange(5), 20)
+    path = tmp_path / "rgb.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (100, 12, 20, 3), dtype=np.uint8), y_train=labels,
+             x_test=rng.integers(0, 256, (25, 12, 20, 3), dtype=np.uint8), y_test=labels[:25])
+    splits = load_splits(str(path))
+    assert (splits.image_shape, splits.num_classes, splits.train.x.shape[1:]) == ((12, 20, 3), 5, (12, 20, 3))
+    assert sorted(np.unique(splits.val.y)) == [0, 1, 2, 3, 4]  # stratified

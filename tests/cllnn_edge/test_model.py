@@ -49,3 +49,13 @@ def test_same_seed_builds_the_same_reservoir() -> None:
     b = build_model(cfg).get_layer(RESERVOIR).get_weights()
     for wa, wb in zip(a, b):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_an_rgb_model_of_another_size_takes_its_images_and_round_trips_its_config() -> None:
+    from cllnn_edge.model import config_from_model
+
+    cfg = ModelConfig(conv_filters=(4, 8), reservoir_dim=16, lstm_units=4, image_shape=(12, 20, 3), output_dim=5)
+    model = build_model(cfg)
+    x = np.random.default_rng(2).integers(0, 256, (3, 12, 20, 3)).astype(np.float32)
+    assert model(x).shape == (3, 5)
+    assert config_from_model(model) == cfg

@@ -9,6 +9,7 @@ from sklearn.preprocessing import StandardScaler
 
 from cllnn_edge.errors import DataError
 from cllnn_edge.preprocessing import (
+    ColumnMoments,
     Standardize,
     StandardizerStats,
     fit_standardizer,
@@ -67,3 +68,27 @@ def test_bad_inputs_are_named() -> None:
         )
     with pytest.raises(DataError, match="preprocessing kind"):
         StandardizerStats.from_dict({"kind": "minmax"})
+
+
+def test_moments_summed_over_batches_equal_the_whole_set_and_rgb_has_one_column_per_channel() -> None:
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (301, 6, 5, 3), dtype=np.uint8)
+    images[:, :, 0, 1] = 200  # a constant column and channel: scale 1, as sklearn does
+    whole = fit_standardizer(images)
+    moments = ColumnMoments()
+    for start in range(0, len(images), 37):
+        moments.add(images[start : start + 37])
+    streamed = moments.stats()
+    assert (streamed.samples, streamed.channels, streamed.width, streamed.mean.shape) == (301, 3, 5, (15,))
+    np.testing.assert_allclose(streamed.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(streamed.scale, whole.scale, rtol=1e-12)
+    columns = images.astype(np.float64).reshape(-1, 5, 3)
+    np.testing.assert_allclose(whole.mean.reshape(5, 3), columns.mean(axis=0), rtol=1e-12)
+    assert whole.scale.reshape(5, 3)[0, 1] == 1.0
+    layer = Standardize(5, 3)
+    layer.build((None, 6, 5, 3))
+    layer.set_stats(whole)
+    np.testing.assert_allclose(np.asarray(layer(images.astype(np.float32))), standardize_numpy(images, whole),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(DataError, match="another width or channel count"):
+        moments.add(images[:, :, :4])

@@ -33,17 +33,13 @@ def keras_probs(model_path: Path, images: np.ndarray) -> np.ndarray:
 # slack at the worst seed, and another CPU class trains another model from the same seed (as
 # a change of seed does). 0.98 allows 20: twice the worst seen. A fully trained model is gated
 # at the default 0.99 (README: 99.8% agreement after the seed's 10 epochs).
-# int16x8 (tflite-int16x8) of 3-epoch models moved probabilities by up to 0.0058, 0.0091 and 0.0120
-# (model seeds 0, 1, 2; x86 AVX-512 VNNI, 2026-11-29): its row's 1e-2, met by the demo model
-# (0.0076), does not hold for every briefly trained one. 0.03 allows 2.5 times the worst seen;
-# the same bound serves T > 1 (0.0104 at T = 3, 0.0134 at T = 9), below. Their top-1 classes
-# agreed on all 1,000 test images at T = 1 (999 at T = 3 and 9); the row's 0.999 leaves one image of
-# slack, 0.995 five, for the model another CPU class trains.
-BRIEF_INT16X8_MAX_ABS = 0.03
+# int16x8 (tflite-int16x8) files of 3-epoch models agreed with Keras on the top-1 class of all
+# 1,000 test images at T = 1 (999 at T = 3 and 9; model seeds 0-2, x86 AVX-512 VNNI, 2026-11-29):
+# the row's 0.999 leaves one image of slack, 0.995 five, for the model another CPU class trains.
 BRIEF_TRAINING_GATE = {  # precision -> the limits it relaxes
     "int8": {"min_top1": 0.98},
     "dynamic-int8": {"min_top1": 0.98},
-    "int16x8": {"max_abs": BRIEF_INT16X8_MAX_ABS, "min_top1": 0.995},
+    "int16x8": {"min_top1": 0.995},
 }
 
 
@@ -67,10 +63,8 @@ def gate_config(path: Path) -> Path:
 # export-time floor (convert_min_top1 0.98: at most 20) is met with no slack at T = 9; these
 # tests allow 50 (0.95), 2.5 times the worst seen, and say so to convert for T > 1.
 MIN_QUANTIZED_AGREEMENT = 0.95
-# int16x8 files of those models: BRIEF_INT16X8_MAX_ABS (above).
 LONG_SEQUENCE_GATE = (f"[tolerances.int8]\nconvert_min_top1 = {MIN_QUANTIZED_AGREEMENT}\n"
-                      f"[tolerances.dynamic-int8]\nconvert_min_top1 = {MIN_QUANTIZED_AGREEMENT}\n"
-                      f"[tolerances.int16x8]\nmax_abs = {BRIEF_INT16X8_MAX_ABS}\n")
+                      f"[tolerances.dynamic-int8]\nconvert_min_top1 = {MIN_QUANTIZED_AGREEMENT}\n")
 
 
 def assert_formats_match(model_path: Path, artifacts: Path, images: np.ndarray) -> dict:
