@@ -83,8 +83,8 @@ DEFAULT_TOLERANCES: Mapping[str, Tolerance] = {
     "dynamic-int8": _QUANTIZED,
     # 16-bit activations, 8-bit weights: between float16 and int8. Measured max abs (x86 AVX-512
     # VNNI, 2026-11-29): MNIST demo model 0.0076; 3-epoch models 0.0058, 0.0091, 0.0120 (seeds
-    # 0-2), 0.0104 at T = 3, 0.0134 at T = 9; sklearn-digits 0.020 (a test stroke brighter than
-    # any calibration image's). 0.03 holds them all, and stays below int8's 0.06 .. 0.17.
+    # 0-2), 0.0104 at T = 3, 0.0134 at T = 9; sklearn-digits 0.0089 (0.020 before the CNN's
+    # headroom, export.aeq). 0.03 holds them all with room, and stays below int8's 0.06 .. 0.17.
     "int16x8": Tolerance(max_abs=3e-2, min_top1=0.999, max_accuracy_drop=0.002, stage_nrmse=0.1,
                          convert_min_top1=0.99),
     "int8": dataclasses.replace(_QUANTIZED, int8_graph_max_abs=1e-3),

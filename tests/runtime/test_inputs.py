@@ -125,3 +125,20 @@ def test_dequantized_probabilities_sum_to_one() -> None:
     probs = decode(raw, out)
     assert abs(float(probs[0].sum()) - 1.0) < 1e-6
     np.testing.assert_array_equal(probs[1], np.zeros(10))  # all-zero rows stay zero
+
+
+def test_colour_images_are_taken_channels_last_one_or_many() -> None:
+    one = np.arange(8 * 6 * 3, dtype=np.uint8).reshape(8, 6, 3)
+    batch = as_image_batch(one, 8, 6, 3)
+    assert batch.shape == (1, 8, 6, 3) and np.array_equal(batch[0], one)
+    assert as_image_batch(np.stack([one, one]), 8, 6, 3).shape == (2, 8, 6, 3)
+
+
+@pytest.mark.parametrize(("images", "match"), [
+    (np.zeros((2, 8, 6), np.uint8), r"expected images shaped \(8, 6, 3\) or \(N, 8, 6, 3\), got \(2, 8, 6\)$"),
+    (np.zeros((2, 3, 8, 6), np.uint8), r"got \(2, 3, 8, 6\); images must be channels-last"),
+    (np.zeros((2, 8, 6, 1), np.uint8), r"got \(2, 8, 6, 1\)$"),
+])
+def test_a_colour_model_names_its_shape_and_refuses_grey_or_channels_first(images: np.ndarray, match: str) -> None:
+    with pytest.raises(runtime.InputError, match=match):
+        as_image_batch(images, 8, 6, 3)
