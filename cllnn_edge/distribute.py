@@ -282,7 +282,7 @@ def cluster_error(exc: BaseException, plan: Plan) -> ClusterError | None:
     peers = [(job, int(index)) for job, index in _PEER.findall(message)]
     if cluster is not None:
         peers = [p for p in peers if p != (cluster.task_type, cluster.task_index)] or peers
-    first = message.strip().splitlines()[0][:300] if message.strip() else type(exc).__name__
+    said = _gist(message)
     if peers and cluster is not None:
         who = cluster.name_of(*peers[0])
         what = (f"{who} did not answer within {COLLECTIVE_TIMEOUT_SECONDS:.0f} s" if timed_out
@@ -291,5 +291,13 @@ def cluster_error(exc: BaseException, plan: Plan) -> ClusterError | None:
         what = f"a peer did not answer within {COLLECTIVE_TIMEOUT_SECONDS:.0f} s"
     else:
         what = "a peer stopped"
-    return ClusterError(f"{me}: training failed: {what}; TensorFlow: {type(exc).__name__}: {first}. Restart "
+    return ClusterError(f"{me}: training failed: {what}; TensorFlow: {type(exc).__name__}: {said}. Restart "
                         f"every worker with the same command: training resumes from the last completed epoch")
+
+
+def _gist(message: str) -> str:
+    """The lines of a TensorFlow error that say what happened (its graph tracebacks left out)."""
+    lines = [" ".join(re.sub(r"\{\{[^}]*\}\}", "", line).split()) for line in message.splitlines()]
+    lines = [line for line in lines if line]
+    told = [line for line in lines if any(hint in line for hint in (*_PEER_FAILURES, "peer", "task:"))]
+    return " ".join(told or lines[-1:])[:400] or "(no message)"

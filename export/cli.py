@@ -347,6 +347,10 @@ def check_before_work(args: argparse.Namespace) -> None:
     from cllnn_edge.config import check_fits_in_memory
     from runtime.outputs import check_output_dir, check_output_file
 
+    if getattr(args, "strategy", None) is not None:  # a bad TF_CONFIG fails first, naming the problem
+        from cllnn_edge.distribute import plan
+
+        plan(args.strategy)
     cfg = load_config(args) if hasattr(args, "config") else None  # formats known, sizes within the limit
     if args.command in ("train", "convert", "run", "sweep"):
         check_output_dir(args.out, "--out")
@@ -355,10 +359,6 @@ def check_before_work(args: argparse.Namespace) -> None:
             check_output_file(getattr(args, flag), f"--{flag}")
     if cfg is not None and args.command in ("train", "run"):
         check_fits_in_memory(cfg.model)
-    if getattr(args, "strategy", None) is not None:  # a bad TF_CONFIG fails here, naming the problem
-        from cllnn_edge.distribute import plan
-
-        plan(args.strategy)
 
 
 def load_config(args: argparse.Namespace) -> Config:
