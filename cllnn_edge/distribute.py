@@ -29,7 +29,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,6 +210,43 @@ def dataset(x: np.ndarray, y: np.ndarray, global_batch: int, *, seed: int | None
     return data.batch(global_batch).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
+def fit_distributed(
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    plan: Plan,
+    inputs: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    epochs: int,
+    batch: int,
+    seed: int,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int | str,
+    resumed: int,
+) -> tuple[float, float, float]:
+    """``model.fit`` on the train split and ``evaluate`` on the test split (``inputs``: train, val, test
+    as (x, y)) through ``dataset`` under the strategy; every worker calls it. A failed peer becomes a
+    ``ClusterError`` naming it. Returns train seconds, test loss and test accuracy."""
+    import tensorflow as tf
+
+    (x, y), (x_val, y_val), (x_test, y_test) = inputs
+    per_replica_batch(batch, strategy.num_replicas_in_sync)  # the global batch splits evenly
+    started = time.perf_counter()
+    try:
+        check_same_resume_epoch(strategy, plan, resumed)
+        with fitting(model, strategy):
+            model.fit(dataset(x, y, batch, seed=seed), epochs=epochs,
+                      shuffle=False,  # the dataset shuffles itself, with the seed
+                      validation_data=dataset(x_val, y_val, batch, seed=None), callbacks=callbacks, verbose=verbose)
+            seconds = time.perf_counter() - started
+            loss, accuracy = model.evaluate(dataset(x_test, y_test, 256, seed=None), verbose=0)
+    except tf.errors.OpError as exc:
+        error = cluster_error(exc, plan)
+        if error is None:
+            raise
+        raise error from exc
+    return seconds, float(loss), float(accuracy)
+
+
 @contextlib.contextmanager
 def fitting(model: keras.Model, strategy: tf.distribute.Strategy) -> Iterator[None]:
     """Run ``model.fit`` / ``evaluate`` inside this block. Keras 3.15 cannot fit under
@@ -258,6 +296,39 @@ def resume_epoch(backup_dir: Path, identity: Mapping[str, Any]) -> int:
     backup_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(wanted)
     return epoch
+
+
+def adopt_shared_backup(plan: Plan, out_dir: Path) -> None:
+    """A non-chief worker whose own backup is gone (a restarted container loses its temp dir) but whose
+    ``--out`` is the chief's, on a shared volume, starts from a copy of the chief's backup (it reads the
+    output directory, never writes it), so both resume from the same epoch."""
+    own, chiefs = plan.backup_dir(out_dir), out_dir / BACKUP_DIR
+    if plan.is_chief or (own / "training_metadata.json").exists():
+        return
+    if (chiefs / "training_metadata.json").exists():
+        shutil.rmtree(own, ignore_errors=True)
+        shutil.copytree(chiefs, own)
+
+
+def check_same_resume_epoch(strategy: tf.distribute.Strategy, plan: Plan, epoch: int) -> None:
+    """Every worker must resume from the same epoch, or their step counts (and weights) would differ:
+    one collective sum gathers each task's epoch; a ``ClusterError`` lists them when they differ."""
+    import tensorflow as tf
+
+    cluster = plan.cluster
+    if plan.strategy != MULTI_WORKER or cluster is None or cluster.size < 2:
+        return
+    tasks = [(job, i) for job in JOB_TYPES for i in range(len(cluster.jobs.get(job, ())))]
+    mine = [0.0] * len(tasks)
+    mine[tasks.index((cluster.task_type, cluster.task_index))] = float(epoch + 1)  # 0: no report
+    summed = strategy.reduce(tf.distribute.ReduceOp.SUM, tf.constant(mine), axis=None).numpy()
+    per_worker = strategy.num_replicas_in_sync // cluster.size or 1  # the sum counts each local replica
+    epochs = [round(value / per_worker) - 1 for value in summed]
+    if len(set(epochs)) > 1:
+        listed = ", ".join(f"{cluster.name_of(*task)} from epoch {e}" for task, e in zip(tasks, epochs))
+        raise ClusterError(f"{plan.worker_name}: the workers would resume from different epochs ({listed}): a "
+                           f"worker lost its backup (a non-chief worker keeps it in the system temp directory) or "
+                           f"stopped between two backups. Delete every worker's backup to start over")
 
 
 _PEER = re.compile(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)")

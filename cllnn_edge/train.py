@@ -31,8 +31,8 @@ from cllnn_edge.config import Config, check_fits_in_memory
 from cllnn_edge.data import Split, Splits, config_for_data
 from cllnn_edge.distribute import (
     ONE_DEVICE,
-    cluster_error,
-    fitting,
+    adopt_shared_backup,
+    fit_distributed,
     make_strategy,
     per_replica_batch,
     plan,
@@ -188,6 +188,7 @@ def train(
         model = build_model(cfg.model, stats)
         compile_model(model, cfg)
     backup = how.backup_dir(out_dir)
+    adopt_shared_backup(how, out_dir)
     resumed = resume_epoch(backup, {"config": cfg.to_dict(), "data": splits.summary(), "strategy": how.strategy})
     if resumed and progress is not None:
         progress(f"{how.worker_name}: resuming from epoch {resumed} (backup in {backup})")
@@ -221,9 +222,11 @@ def train(
         test_loss, test_accuracy = model.evaluate(
             as_model_input(splits.test), splits.test.y, batch_size=256, verbose=0
         )
-    else:
-        train_seconds, test_loss, test_accuracy = _fit_distributed(
-            model, cfg, splits, distributed, how, callbacks, verbose
+    else:  # tf.data batched by the global batch, sharded by DATA, shuffled with the model seed
+        inputs = [(as_model_input(split), split.y) for split in (splits.train, splits.val, splits.test)]
+        train_seconds, test_loss, test_accuracy = fit_distributed(
+            model, distributed, how, inputs, epochs=cfg.train.epochs, batch=cfg.train.batch_size,
+            seed=cfg.model.seed, callbacks=callbacks, verbose=verbose, resumed=resumed,
         )
     history = {
         "epochs": epoch_log.history,
@@ -255,41 +258,6 @@ def train(
     else:
         shutil.rmtree(backup, ignore_errors=True)  # the worker's own temp backup; nothing in out_dir
     return TrainResult(model=model, stats=stats, history=history, out_dir=out_dir)
-
-
-def _fit_distributed(
-    model: keras.Model, cfg: Config, splits: Splits, distributed: Any, how: Any,
-    callbacks: list[keras.callbacks.Callback], verbose: int | str,
-) -> tuple[float, float, float]:
-    """Fit and evaluate through ``tf.data`` (global batch, DATA sharding) under the strategy; a failed
-    peer becomes a ``ClusterError`` naming it. Returns train seconds, test loss and test accuracy."""
-    import tensorflow as tf
-
-    from cllnn_edge.distribute import dataset
-
-    batch = cfg.train.batch_size
-    per_replica_batch(batch, distributed.num_replicas_in_sync)  # the global batch splits evenly
-    started = time.perf_counter()
-    try:
-        with fitting(model, distributed):
-            model.fit(
-                dataset(as_model_input(splits.train), splits.train.y, batch, seed=cfg.model.seed),
-                epochs=cfg.train.epochs,
-                shuffle=False,  # the dataset shuffles itself, with the seed
-                validation_data=dataset(as_model_input(splits.val), splits.val.y, batch, seed=None),
-                callbacks=callbacks,
-                verbose=verbose,
-            )
-            train_seconds = time.perf_counter() - started
-            test_loss, test_accuracy = model.evaluate(
-                dataset(as_model_input(splits.test), splits.test.y, 256, seed=None), verbose=0
-            )
-    except tf.errors.OpError as exc:
-        error = cluster_error(exc, how)
-        if error is None:
-            raise
-        raise error from exc
-    return train_seconds, float(test_loss), float(test_accuracy)
 
 
 def save_training(
