@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -251,6 +252,22 @@ def test_a_killed_worker_fails_the_run_naming_it_and_a_rerun_resumes(tmp_path: P
                               f"worker 1 (localhost:{ports[1]}) stopped"), message
     assert not (workers.outs[0] / "model.keras").exists()
     print(f"the chief failed {noticed:.1f} s after worker 1 was killed")
+
+    # A worker that lost its backup (a restarted container's temp dir) must not train from other weights:
+    # both fail before training, listing each worker's epoch. With the backup back, they resume.
+    lost = plan("multi-worker", {"TF_CONFIG": tf_config()}).backup_dir(workers.outs[1])
+    kept = shutil.copytree(lost, tmp_path / "kept")
+    shutil.rmtree(lost)
+    apart = Workers(tmp_path, ports, epochs=3, tag="apart")
+    try:
+        codes = [apart.wait(i, PROCESS_TIMEOUT) for i in range(2)]
+    finally:
+        apart.kill_all()
+    assert codes == [1, 1], apart.text(0)[-2000:]
+    assert (f"the workers would resume from different epochs (worker 0 (localhost:{ports[0]}) from epoch 1, "
+            f"worker 1 (localhost:{ports[1]}) from epoch 0)") in apart.text(0)
+    shutil.rmtree(lost)
+    shutil.copytree(kept, lost)
 
     again = Workers(tmp_path, ports, epochs=3, tag="again")
     try:
