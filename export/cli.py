@@ -169,10 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _strategy(parser: argparse.ArgumentParser) -> None:
-    """--strategy, as train and run take it (cllnn_edge.distribute)."""
-    from cllnn_edge.distribute import STRATEGIES
-
-    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
+    """--strategy, as train and run take it; checked by cllnn_edge.distribute.plan in check_before_work
+    (exit 2 before any work), not here: building the parser must not import cllnn_edge (keygen, sign)."""
+    parser.add_argument("--strategy", default="auto", metavar="{auto,one-device,mirrored,multi-worker}",
                         help="tf.distribute strategy: 'multi-worker' trains over the cluster in TF_CONFIG "
                         "(only the chief writes files), 'mirrored' over this machine's devices, 'one-device' "
                         "as before; 'auto': multi-worker when TF_CONFIG names more than one task, else "

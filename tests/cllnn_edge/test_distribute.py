@@ -22,6 +22,7 @@ from cllnn_edge.distribute import (
     COLLECTIVE_TIMEOUT_SECONDS,
     MULTI_WORKER,
     ONE_DEVICE,
+    STRATEGIES,
     Plan,
     cluster_error,
     parse_tf_config,
@@ -125,8 +126,19 @@ def test_tensorflow_peer_errors_become_cluster_errors_naming_the_worker() -> Non
 
 def test_cli_rejects_a_bad_strategy_name_with_exit_2(tmp_path: Path) -> None:
     bad_name = _cli("run", "--out", str(tmp_path / "out"), "--strategy", "gpu")
-    assert bad_name.returncode == 2 and "invalid choice: 'gpu'" in bad_name.stderr
+    assert bad_name.returncode == 2
+    assert "error: strategy must be one of ['auto', 'one-device', 'mirrored', 'multi-worker'], got 'gpu'" \
+        in bad_name.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_cli_help_names_every_strategy(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from export.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    assert "--strategy {" + ",".join(STRATEGIES) + "}" in " ".join(capsys.readouterr().out.split())
 
 
 def test_cli_rejects_a_bad_tf_config_before_any_work(tmp_path: Path) -> None:
