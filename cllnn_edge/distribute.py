@@ -255,7 +255,14 @@ def fitting(model: keras.Model, strategy: tf.distribute.Strategy) -> Iterator[No
     reduces its scalar logs with ``axis=0``. So, for the block: the model forgets its creation-time
     strategy (its variables keep it, and ``strategy.scope()`` supplies it to fit) and its train / test
     steps return each log as a 1-element vector (reduced to the same scalar; every replica holds the
-    same synchronised metric values). Both are undone on exit; the two-worker test checks it all."""
+    same synchronised metric values). Both are undone on exit; the two-worker test checks it all.
+    Other strategies (mirrored) need neither and get none."""
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        with strategy.scope():
+            yield
+        return
     saved = model._distribute_strategy  # noqa: SLF001 - the workaround above
     model._distribute_strategy = None  # noqa: SLF001
     train_step, test_step = model.train_step, model.test_step
