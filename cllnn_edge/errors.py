@@ -21,3 +21,8 @@ class DataError(CllnnError, ValueError):
 
 class ModelError(CllnnError, ValueError):
     """A file or object is not a CLLNN model this toolkit built."""
+
+
+class ClusterError(CllnnError):
+    """Distributed training failed because of the cluster (a worker died or stopped answering);
+    the message names the worker. Not a ValueError: the input was fine, the run was not."""

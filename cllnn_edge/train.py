@@ -15,6 +15,8 @@ nothing) under the final names, never a half-written file.
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +29,15 @@ import numpy as np
 
 from cllnn_edge.config import Config, check_fits_in_memory
 from cllnn_edge.data import Split, Splits, config_for_data
+from cllnn_edge.distribute import (
+    ONE_DEVICE,
+    adopt_shared_backup,
+    fit_distributed,
+    make_strategy,
+    per_replica_batch,
+    plan,
+    resume_epoch,
+)
 from cllnn_edge.model import build_model, model_input, trainable_params
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
 from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE, PREPROCESSING_FILE
@@ -109,6 +120,27 @@ class EpochProgress(keras.callbacks.Callback):
         )
 
 
+class EpochLog(keras.callbacks.Callback):
+    """Every epoch's logs, kept beside the backup too, so a resumed run's history holds the epochs
+    trained before the interruption as well (``fit``'s own history starts at the resumed epoch)."""
+
+    def __init__(self, backup_dir: Path, resumed: int) -> None:
+        super().__init__()
+        self.path, self.resumed = backup_dir / "epochs.json", resumed
+        self.history: dict[str, list[float]] = {}
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self.resumed:  # the epochs the weights being restored had completed, no more
+            with contextlib.suppress(OSError, ValueError):
+                self.history = {k: v[:self.resumed] for k, v in json.loads(self.path.read_text()).items()}
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.history))
+
+
 def as_model_input(split: Split) -> np.ndarray:
     """Raw pixels as the model takes them: float32 (N, H, W, C), values 0..255."""
     return model_input(split.x)
@@ -131,23 +163,35 @@ def train(
     *,
     verbose: int | str = "auto",
     progress: Callable[[str], None] | None = None,
+    strategy: str = ONE_DEVICE,
 ) -> TrainResult:
     """Train a CLLNN on ``splits`` and write model, statistics and history to ``out_dir``.
 
     With ``progress``, each epoch reports one line through it (and a live step
-    counter on a terminal) instead of Keras' own output.
+    counter on a terminal) instead of Keras' own output. ``strategy`` is a
+    ``cllnn_edge.distribute`` name; only the chief writes into ``out_dir``. Each
+    epoch is backed up in ``out_dir/backup`` (deleted on success), so a re-run
+    after a failure resumes from the last completed epoch.
     """
     out_dir = Path(out_dir)
+    how = plan(strategy)
     adapted = config_for_data(cfg, splits)
     if progress is not None and adapted.model.conv_filters != cfg.model.conv_filters:
         progress(f"model: {len(adapted.model.conv_filters)} of the {len(cfg.model.conv_filters)} conv/pool "
                  f"stages fit {splits.image_shape[0]}x{splits.image_shape[1]} images")
     cfg = adapted
     check_fits_in_memory(cfg.model)
+    distributed = make_strategy(how) if how.distributed else None  # before any other TensorFlow work
     keras.utils.set_random_seed(cfg.model.seed)
     stats = fit_standardizer(splits.train.x)
-    model = build_model(cfg.model, stats)
-    compile_model(model, cfg)
+    with distributed.scope() if distributed else contextlib.nullcontext():
+        model = build_model(cfg.model, stats)
+        compile_model(model, cfg)
+    backup = how.backup_dir(out_dir)
+    adopt_shared_backup(how, out_dir)
+    resumed = resume_epoch(backup, {"config": cfg.to_dict(), "data": splits.summary(), "strategy": how.strategy})
+    if resumed and progress is not None:
+        progress(f"{how.worker_name}: resuming from epoch {resumed} (backup in {backup})")
     timer = StepTimer()
     reduce_lr = keras.callbacks.ReduceLROnPlateau(
         monitor="val_loss",
@@ -155,30 +199,39 @@ def train(
         patience=cfg.train.lr_reduce_patience,
         min_lr=cfg.train.min_learning_rate,
     )
-    callbacks: list[keras.callbacks.Callback] = [timer, reduce_lr]
+    epoch_log = EpochLog(backup, resumed)  # after reduce_lr (which adds the rate to the logs), before the backup
+    callbacks: list[keras.callbacks.Callback] = [timer, reduce_lr, epoch_log,
+                                                 keras.callbacks.BackupAndRestore(str(backup))]
     if progress is not None:
         callbacks.append(EpochProgress(cfg.train.epochs, progress, live=sys.stderr.isatty()))
         verbose = 0
     elif verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
-    fit = model.fit(
-        as_model_input(splits.train),
-        splits.train.y,
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        validation_data=(as_model_input(splits.val), splits.val.y),
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    train_seconds = time.perf_counter() - started
-    test_loss, test_accuracy = model.evaluate(
-        as_model_input(splits.test), splits.test.y, batch_size=256, verbose=0
-    )
+    if distributed is None:  # one device, in memory: the path every recorded figure came from
+        model.fit(
+            as_model_input(splits.train),
+            splits.train.y,
+            epochs=cfg.train.epochs,
+            batch_size=cfg.train.batch_size,
+            validation_data=(as_model_input(splits.val), splits.val.y),
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        train_seconds = time.perf_counter() - started
+        test_loss, test_accuracy = model.evaluate(
+            as_model_input(splits.test), splits.test.y, batch_size=256, verbose=0
+        )
+    else:  # tf.data batched by the global batch, sharded by DATA, shuffled with the model seed
+        inputs = [(as_model_input(split), split.y) for split in (splits.train, splits.val, splits.test)]
+        train_seconds, test_loss, test_accuracy = fit_distributed(
+            model, distributed, how, inputs, epochs=cfg.train.epochs, batch=cfg.train.batch_size,
+            seed=cfg.model.seed, callbacks=callbacks, verbose=verbose, resumed=resumed,
+        )
     history = {
-        "epochs": {key: [float(v) for v in values] for key, values in fit.history.items()},
+        "epochs": epoch_log.history,
         "final": {
-            "val_accuracy": float(fit.history["val_accuracy"][-1]),
+            "val_accuracy": float(epoch_log.history["val_accuracy"][-1]),
             "test_accuracy": float(test_accuracy),
             "test_loss": float(test_loss),
         },
@@ -192,7 +245,18 @@ def train(
         "data": splits.summary(),
         "versions": library_versions(),
     }
-    save_training(out_dir, model, stats, history)
+    if distributed is not None:
+        history["distribution"] = {
+            "strategy": how.strategy,
+            "replicas": distributed.num_replicas_in_sync,
+            "global_batch": cfg.train.batch_size,
+            "per_replica_batch": per_replica_batch(cfg.train.batch_size, distributed.num_replicas_in_sync),
+            "learning_rate": cfg.train.learning_rate,  # for the global batch: not scaled by replicas
+        }
+    if how.is_chief:
+        save_training(out_dir, model, stats, history)
+    else:
+        shutil.rmtree(backup, ignore_errors=True)  # the worker's own temp backup; nothing in out_dir
     return TrainResult(model=model, stats=stats, history=history, out_dir=out_dir)
 
 

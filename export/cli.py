@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="override train.epochs from the config")
     train.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
     train.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    _strategy(train)
     train.set_defaults(handler=run_train)
 
     convert = commands.add_parser(
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="redo every stage")
     run.add_argument("--sweep", action="store_true",
                      help="after convert, run the precision sweep (as 'sweep', default variants) into DIR/sweep/")
+    _strategy(run)
     run.set_defaults(handler=run_run)
 
     from export.sweep import BENCH_RUNS, VARIANTS_HELP
@@ -166,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _strategy(parser: argparse.ArgumentParser) -> None:
+    """--strategy, as train and run take it; checked by cllnn_edge.distribute.plan in check_before_work
+    (exit 2 before any work), not here: building the parser must not import cllnn_edge (keygen, sign)."""
+    parser.add_argument("--strategy", default="auto", metavar="{auto,one-device,mirrored,multi-worker}",
+                        help="tf.distribute strategy: 'multi-worker' trains over the cluster in TF_CONFIG "
+                        "(only the chief writes files), 'mirrored' over this machine's devices, 'one-device' "
+                        "as before; 'auto': multi-worker when TF_CONFIG names more than one task, else "
+                        "one-device (default: auto)")
+
+
 def _model_and_out(parser: argparse.ArgumentParser, out_help: str) -> None:
     """The trained model and the output directory, as convert and sweep take them."""
     parser.add_argument("model", type=Path, help="model.keras written by 'cllnn-export train'")
@@ -190,14 +202,17 @@ def run_train(args: argparse.Namespace) -> int:
         f"data: {args.data}: train {counts['train']}, val {counts['val']}, test {counts['test']}",
         flush=True,
     )
-    result = train(cfg, splits, args.out, progress=lambda line: print(line, flush=True))
+    result = train(cfg, splits, args.out, progress=lambda line: print(line, flush=True), strategy=args.strategy)
     final = result.history["final"]
     timing = result.history["timing"]
     print(
         f"val accuracy {final['val_accuracy']:.4f}, test accuracy {final['test_accuracy']:.4f}, "
         f"{timing['train_seconds']:.1f} s, median step {timing['median_step_ms']:.1f} ms"
     )
-    print(f"wrote {result.model_path}")
+    from cllnn_edge.distribute import plan
+
+    how = plan(args.strategy)
+    print(f"wrote {result.model_path}" if how.is_chief else f"{how.worker_name}: done; the chief writes the files")
     return EXIT_OK
 
 
@@ -303,13 +318,18 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    from cllnn_edge.distribute import plan
     from export.run import StageError, run_pipeline
     from runtime.parity import ParityReport
 
     cfg = load_config(args)
+    how = plan(args.strategy)
+    if not how.is_chief:  # a non-chief worker trains with the others; the chief runs every later stage
+        return run_train(args)
     try:
         state = run_pipeline(cfg, args.out, data=args.data, force=args.force, sweep=args.sweep,
-                             config_file=args.config, progress=lambda line: print(line, flush=True))
+                             config_file=args.config, progress=lambda line: print(line, flush=True),
+                             strategy=args.strategy)
     except StageError as exc:
         print(f"cllnn-export run: FAILED: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
@@ -326,6 +346,10 @@ def check_before_work(args: argparse.Namespace) -> None:
     from cllnn_edge.config import check_fits_in_memory
     from runtime.outputs import check_output_dir, check_output_file
 
+    if getattr(args, "strategy", None) is not None:  # a bad TF_CONFIG fails first, naming the problem
+        from cllnn_edge.distribute import plan
+
+        plan(args.strategy)
     cfg = load_config(args) if hasattr(args, "config") else None  # formats known, sizes within the limit
     if args.command in ("train", "convert", "run", "sweep"):
         check_output_dir(args.out, "--out")
@@ -365,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     # The program (not the library) chooses to hide TensorFlow's C++ start-up chatter.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cllnn_edge.errors import CllnnError
+    from cllnn_edge.errors import CllnnError, ClusterError
     from export.errors import EquivalenceError
     from runtime.errors import EdgeRuntimeError
     from runtime.outputs import OutputPathError
@@ -373,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_before_work(args)
         return int(args.handler(args))
-    except EquivalenceError as exc:
+    except (EquivalenceError, ClusterError) as exc:  # the run failed (not its input): exit 1
         print(f"cllnn-export {args.command}: FAILED: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
     # EdgeRuntimeError: a bad --tolerance (ToleranceError), or artefacts a manifest lists that are

@@ -101,10 +101,13 @@ def run_pipeline(
     sweep: bool = False,
     config_file: str | Path | None = None,
     progress: Progress = lambda line: None,
+    strategy: str = "one-device",
 ) -> RunState:
     """Run every stage that is not already done with the same inputs, then write the report;
     ``sweep``: the precision sweep too (``export.sweep``, default variants, into ``sweep/``).
-    ``config_file``: the TOML file ``cfg`` came from, for the sweep's reproduce command."""
+    ``config_file``: the TOML file ``cfg`` came from, for the sweep's reproduce command.
+    ``strategy``: how the train stage trains (``cllnn_edge.train.train``); the trained model does not
+    depend on it beyond noise, so it is not part of the stage's key."""
     from cllnn_edge.config import check_fits_in_memory
     from cllnn_edge.data import splits_for
     from cllnn_edge.versions import library_versions
@@ -127,7 +130,7 @@ def run_pipeline(
                           versions)
     convert_key = stage_key("convert", train_key, sections["export"])
     stages = (
-        Stage("train", train_key, (layout.train_dir,), lambda: _train(cfg, splits, layout, progress)),
+        Stage("train", train_key, (layout.train_dir,), lambda: _train(cfg, splits, layout, progress, strategy)),
         Stage("convert", convert_key, (layout.artifacts, layout.manifest),
               lambda: _convert(cfg, splits, reference(), layout, progress), reads="train"),
         Stage("parity", stage_key("parity", convert_key, sections["tolerances"]),
@@ -239,10 +242,10 @@ def _changed_output(root: Path, recorded: dict[str, str]) -> str | None:
     return None
 
 
-def _train(cfg: Config, splits: Splits, layout: RunLayout, progress: Progress) -> str:
+def _train(cfg: Config, splits: Splits, layout: RunLayout, progress: Progress, strategy: str) -> str:
     from cllnn_edge.train import train
 
-    result = train(cfg, splits, layout.train_dir, progress=progress)
+    result = train(cfg, splits, layout.train_dir, progress=progress, strategy=strategy)
     final = result.history["final"]
     return f"val accuracy {final['val_accuracy']:.4f}, test accuracy {final['test_accuracy']:.4f}"
 
