@@ -29,6 +29,7 @@ from cllnn_edge.config import Config, check_fits_in_memory
 from cllnn_edge.data import Split, Splits, config_for_data
 from cllnn_edge.model import build_model, model_input, trainable_params
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
+from cllnn_edge.shards import ShardedData
 from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE, PREPROCESSING_FILE
 from cllnn_edge.versions import library_versions
 from runtime.atomic import atomic_path, json_text
@@ -126,13 +127,14 @@ def compile_model(model: keras.Model, cfg: Config) -> None:
 
 def train(
     cfg: Config,
-    splits: Splits,
+    splits: Splits | ShardedData,
     out_dir: str | Path,
     *,
     verbose: int | str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train a CLLNN on ``splits`` and write model, statistics and history to ``out_dir``.
+    """Train a CLLNN on ``splits`` (in memory, or a shard directory streamed through ``tf.data``)
+    and write model, statistics and history to ``out_dir``.
 
     With ``progress``, each epoch reports one line through it (and a live step
     counter on a terminal) instead of Keras' own output.
@@ -145,7 +147,17 @@ def train(
     cfg = adapted
     check_fits_in_memory(cfg.model)
     keras.utils.set_random_seed(cfg.model.seed)
-    stats = fit_standardizer(splits.train.x)
+    if isinstance(splits, Splits):
+        stats = fit_standardizer(splits.train.x)
+        fit_data: dict[str, Any] = {
+            "x": as_model_input(splits.train), "y": splits.train.y, "batch_size": cfg.train.batch_size,
+            "validation_data": (as_model_input(splits.val), splits.val.y)}
+        test_data: dict[str, Any] = {"x": as_model_input(splits.test), "y": splits.test.y, "batch_size": 256}
+    else:  # a shard directory, streamed through tf.data: the statistics from one pass over its records
+        stats = splits.standardizer_stats()
+        fit_data = {"x": splits.train_dataset(cfg.train.batch_size, seed=cfg.model.seed),
+                    "validation_data": splits.val_dataset(256), "shuffle": False}  # the pipeline shuffles
+        test_data = {"x": splits.test_dataset(256)}
     model = build_model(cfg.model, stats)
     compile_model(model, cfg)
     timer = StepTimer()
@@ -162,19 +174,9 @@ def train(
     elif verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
-    fit = model.fit(
-        as_model_input(splits.train),
-        splits.train.y,
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        validation_data=(as_model_input(splits.val), splits.val.y),
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    fit = model.fit(**fit_data, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
     train_seconds = time.perf_counter() - started
-    test_loss, test_accuracy = model.evaluate(
-        as_model_input(splits.test), splits.test.y, batch_size=256, verbose=0
-    )
+    test_loss, test_accuracy = model.evaluate(**test_data, verbose=0)
     history = {
         "epochs": {key: [float(v) for v in values] for key, values in fit.history.items()},
         "final": {
