@@ -193,14 +193,14 @@ def test_corrupt_shard_names_the_file(grey_dir: Path) -> None:
     raw[len(raw) // 2] ^= 0xFF  # a pixel byte: the record's CRC no longer matches
     shard.write_bytes(bytes(raw))
     with pytest.raises(DataError, match="val-00000-of-00001.tfrecord: cannot read record"):
-        ShardedData(grey_dir).summary()
+        ShardedData(grey_dir).scan()
 
 
 def test_record_of_the_wrong_size(grey_dir: Path) -> None:
     rewrite_meta(grey_dir, image_shape=[10, 12, 3])
     with pytest.raises(DataError, match=r"train-00000-of-00003.tfrecord: record 0 holds 120 image bytes; "
                                         r"shards.json says 10x12x3 = 360"):
-        ShardedData(grey_dir).summary()
+        ShardedData(grey_dir).scan()
 
 
 def test_label_out_of_range(tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_counts_not_matching(grey_dir: Path) -> None:
     (grey_dir / SHARDS_FILE).write_text(json.dumps(meta))
     with pytest.raises(DataError, match="test-00000-of-00001.tfrecord: shards.json declares 31 records, "
                                         "the file holds 30"):
-        ShardedData(grey_dir).summary()
+        ShardedData(grey_dir).standardizer_stats()
     meta["splits"]["test"]["records"] = 30
     (grey_dir / SHARDS_FILE).write_text(json.dumps(meta))
     with pytest.raises(DataError, match="splits.test.records is 30, its files hold 31"):
