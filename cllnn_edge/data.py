@@ -9,7 +9,9 @@
 - ``"keras"``: ``keras.datasets.mnist.load_data()`` (downloads, needs network);
 - a path to an ``.npz`` file in keras's cache layout
   (``x_train, y_train, x_test, y_test``) of any image size, grey or RGB;
-- a path to a directory of MNIST IDX files, raw or gzipped.
+- a path to a directory of MNIST IDX files, raw or gzipped;
+- a path to a shard directory (``shards.json`` + TFRecord files, ``cllnn_edge.shards``):
+  ``data_for`` streams it, ``splits_for`` holds only its first images of each split.
 
 Whatever the source, the result is the same: uint8 images as a camera gives them,
 ``(N, H, W)`` grey or ``(N, H, W, 3)`` RGB, and int64 labels 0..K-1 (K >= 2 classes,
@@ -29,6 +31,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -36,12 +39,16 @@ from sklearn.model_selection import train_test_split
 from cllnn_edge.config import CHANNELS, IMAGE_SIDE, Config, TrainConfig
 from cllnn_edge.errors import DataError
 
+if TYPE_CHECKING:
+    from cllnn_edge.shards import ShardedData
+
 _TRAIN_DEFAULTS = TrainConfig()  # the split settings a bare load_splits(source) uses
 EMBEDDED_TEST_SIZE = 1000
 SKLEARN_DIGITS_TEST_SIZE = 360  # a fifth of the 1,797, stratified
 SKLEARN_DIGITS_MAX = 16  # load_digits' pixel values are 0..16
 MAX_LABEL = 2**16 - 1  # class indices, 0..K-1; a larger one is a corrupt label, not a class
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+SHARDS_FILE = "shards.json"  # marks a shard directory (cllnn_edge.shards)
 IDX_IMAGES_MAGIC = 0x00000803  # 2051: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801  # 2049: unsigned bytes, 1 dimension
 IDX_FILES = {
@@ -55,7 +62,8 @@ ACCEPTED_SOURCES = (
     "'sklearn-digits' (1,797 8x8 digits shipped with scikit-learn), "
     "'keras' (downloads MNIST), a path to an .npz file with keys "
     f"{', '.join(NPZ_KEYS)} (images (N, H, W) or (N, H, W, 3)), or a directory of MNIST IDX files "
-    f"({', '.join(IDX_FILES.values())}, optionally .gz)"
+    f"({', '.join(IDX_FILES.values())}, optionally .gz), or a shard directory with a {SHARDS_FILE} "
+    "('cllnn-export shards')"
 )
 
 
@@ -150,10 +158,30 @@ def config_for_data(cfg: Config, splits: Splits) -> Config:
 
 
 def splits_for(cfg: Config, source: str) -> Splits:
-    """``load_splits`` with the validation fraction and split seed of ``cfg.train``."""
+    """``load_splits`` with the validation fraction and split seed of ``cfg.train``; for a shard
+    directory (``cllnn_edge.shards``), the first images of each split that export and parity use."""
+    if _is_shard_dir(source):
+        from cllnn_edge.shards import sharded_for, with_images_of
+
+        return with_images_of(sharded_for(cfg, source), cfg)
     return load_splits(
         source, validation_fraction=cfg.train.validation_fraction, split_seed=cfg.train.split_seed
     )
+
+
+def data_for(cfg: Config, source: str) -> Splits | ShardedData:
+    """What training reads: ``splits_for``, except that a shard directory stays on disk, read
+    through ``tf.data`` (``cllnn_edge.shards.ShardedData``) and never loaded whole."""
+    if _is_shard_dir(source):
+        from cllnn_edge.shards import sharded_for
+
+        return sharded_for(cfg, source)
+    return splits_for(cfg, source)
+
+
+def _is_shard_dir(source: str) -> bool:
+    """A directory with a ``shards.json`` (checked without importing TensorFlow; IDX directories have none)."""
+    return bool(source.strip()) and (Path(source).expanduser() / SHARDS_FILE).is_file()
 
 
 def load_splits(

@@ -210,35 +210,34 @@ def dataset(x: np.ndarray, y: np.ndarray, global_batch: int, *, seed: int | None
     return data.batch(global_batch).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def fit_distributed(
+def fit_pipelines(
     model: keras.Model,
-    strategy: tf.distribute.Strategy,
+    strategy: tf.distribute.Strategy | None,
     plan: Plan,
-    inputs: Sequence[tuple[np.ndarray, np.ndarray]],
+    pipelines: Sequence[tf.data.Dataset],
     *,
-    epochs: int,
     batch: int,
-    seed: int,
+    epochs: int,
     callbacks: list[keras.callbacks.Callback],
     verbose: int | str,
     resumed: int,
 ) -> tuple[float, float, float]:
-    """``model.fit`` on the train split and ``evaluate`` on the test split (``inputs``: train, val, test
-    as (x, y)) through ``dataset`` under the strategy; every worker calls it. A failed peer becomes a
+    """``model.fit`` on the train pipeline and ``evaluate`` on the test one (``pipelines``: train, val,
+    test), under ``strategy`` if there is one; every worker calls it. A failed peer becomes a
     ``ClusterError`` naming it. Returns train seconds, test loss and test accuracy."""
     import tensorflow as tf
 
-    (x, y), (x_val, y_val), (x_test, y_test) = inputs
-    per_replica_batch(batch, strategy.num_replicas_in_sync)  # the global batch splits evenly
+    train, val, test = pipelines
     started = time.perf_counter()
     try:
-        check_same_resume_epoch(strategy, plan, resumed)
-        with fitting(model, strategy):
-            model.fit(dataset(x, y, batch, seed=seed), epochs=epochs,
-                      shuffle=False,  # the dataset shuffles itself, with the seed
-                      validation_data=dataset(x_val, y_val, batch, seed=None), callbacks=callbacks, verbose=verbose)
+        if strategy is not None:
+            per_replica_batch(batch, strategy.num_replicas_in_sync)  # the global batch splits evenly
+            check_same_resume_epoch(strategy, plan, resumed)
+        with fitting(model, strategy) if strategy is not None else contextlib.nullcontext():
+            model.fit(train, epochs=epochs, shuffle=False,  # the pipeline shuffles itself, with the seed
+                      validation_data=val, callbacks=callbacks, verbose=verbose)
             seconds = time.perf_counter() - started
-            loss, accuracy = model.evaluate(dataset(x_test, y_test, 256, seed=None), verbose=0)
+            loss, accuracy = model.evaluate(test, verbose=0)
     except tf.errors.OpError as exc:
         error = cluster_error(exc, plan)
         if error is None:

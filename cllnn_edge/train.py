@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -32,7 +32,8 @@ from cllnn_edge.data import Split, Splits, config_for_data
 from cllnn_edge.distribute import (
     ONE_DEVICE,
     adopt_shared_backup,
-    fit_distributed,
+    dataset,
+    fit_pipelines,
     make_strategy,
     per_replica_batch,
     plan,
@@ -40,9 +41,13 @@ from cllnn_edge.distribute import (
 )
 from cllnn_edge.model import build_model, model_input, trainable_params
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
+from cllnn_edge.shards import ShardedData
 from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE, PREPROCESSING_FILE
 from cllnn_edge.versions import library_versions
 from runtime.atomic import atomic_path, json_text
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 @dataclass(frozen=True)
@@ -158,14 +163,15 @@ def compile_model(model: keras.Model, cfg: Config) -> None:
 
 def train(
     cfg: Config,
-    splits: Splits,
+    splits: Splits | ShardedData,
     out_dir: str | Path,
     *,
     verbose: int | str = "auto",
     progress: Callable[[str], None] | None = None,
     strategy: str = ONE_DEVICE,
 ) -> TrainResult:
-    """Train a CLLNN on ``splits`` and write model, statistics and history to ``out_dir``.
+    """Train a CLLNN on ``splits`` (in memory, or a shard directory streamed through ``tf.data``)
+    and write model, statistics and history to ``out_dir``.
 
     With ``progress``, each epoch reports one line through it (and a live step
     counter on a terminal) instead of Keras' own output. ``strategy`` is a
@@ -183,7 +189,10 @@ def train(
     check_fits_in_memory(cfg.model)
     distributed = make_strategy(how) if how.distributed else None  # before any other TensorFlow work
     keras.utils.set_random_seed(cfg.model.seed)
-    stats = fit_standardizer(splits.train.x)
+    if isinstance(splits, Splits):
+        stats = fit_standardizer(splits.train.x)
+    else:  # a shard directory, streamed through tf.data: the statistics from one pass over its records
+        stats = splits.standardizer_stats()
     with distributed.scope() if distributed else contextlib.nullcontext():
         model = build_model(cfg.model, stats)
         compile_model(model, cfg)
@@ -208,7 +217,7 @@ def train(
     elif verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
-    if distributed is None:  # one device, in memory: the path every recorded figure came from
+    if distributed is None and isinstance(splits, Splits):  # the path every recorded figure came from
         model.fit(
             as_model_input(splits.train),
             splits.train.y,
@@ -222,11 +231,10 @@ def train(
         test_loss, test_accuracy = model.evaluate(
             as_model_input(splits.test), splits.test.y, batch_size=256, verbose=0
         )
-    else:  # tf.data batched by the global batch, sharded by DATA, shuffled with the model seed
-        inputs = [(as_model_input(split), split.y) for split in (splits.train, splits.val, splits.test)]
-        train_seconds, test_loss, test_accuracy = fit_distributed(
-            model, distributed, how, inputs, epochs=cfg.train.epochs, batch=cfg.train.batch_size,
-            seed=cfg.model.seed, callbacks=callbacks, verbose=verbose, resumed=resumed,
+    else:  # tf.data: a shard directory's pipelines, or in-memory arrays batched by the global batch
+        train_seconds, test_loss, test_accuracy = fit_pipelines(
+            model, distributed, how, _pipelines(splits, cfg), batch=cfg.train.batch_size, epochs=cfg.train.epochs,
+            callbacks=callbacks, verbose=verbose, resumed=resumed,
         )
     history = {
         "epochs": epoch_log.history,
@@ -258,6 +266,18 @@ def train(
     else:
         shutil.rmtree(backup, ignore_errors=True)  # the worker's own temp backup; nothing in out_dir
     return TrainResult(model=model, stats=stats, history=history, out_dir=out_dir)
+
+
+def _pipelines(splits: Splits | ShardedData, cfg: Config) -> tuple[tf.data.Dataset, ...]:
+    """Train (shuffled with the model seed), validation and test as ``tf.data`` pipelines: a shard
+    directory's own (read file by file, so a multi-worker strategy shards them by FILE), or in-memory
+    arrays sharded by DATA."""
+    batch, seed = cfg.train.batch_size, cfg.model.seed
+    if isinstance(splits, ShardedData):
+        return splits.train_dataset(batch, seed=seed), splits.val_dataset(256), splits.test_dataset(256)
+    return (dataset(as_model_input(splits.train), splits.train.y, batch, seed=seed),
+            dataset(as_model_input(splits.val), splits.val.y, batch, seed=None),
+            dataset(as_model_input(splits.test), splits.test.y, 256, seed=None))
 
 
 def save_training(

