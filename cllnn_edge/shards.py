@@ -27,7 +27,7 @@ records in every pass and on every worker, and identical images always on the sa
 
 ``ShardedData`` reads such a directory: its summary, a fingerprint hashed from the files'
 bytes, the standardiser's statistics in one streaming pass (``ColumnMoments``), batched
-``tf.data`` pipelines (``list_files`` + ``interleave``, so a multi-worker strategy's FILE
+``tf.data`` pipelines (file names + ``interleave``, so a multi-worker strategy's FILE
 auto-shard policy can give each worker its own files) and ``head(n)``: the first ``n`` images
 of each split in memory, for export's calibration and check images and for parity. Every bad
 directory, file or record raises ``DataError`` naming the file and what is wrong.
@@ -351,10 +351,11 @@ class ShardedData:
     # --- tf.data pipelines ---
 
     def _records(self, split: str, *, cycle: int = 4) -> tf.data.Dataset:
-        """Serialised records of a split: ``list_files`` (in a fixed order) interleaved through
-        ``TFRecordDataset``, the shape a FILE auto-shard policy splits across workers."""
+        """Serialised records of a split: its files' names, in a fixed order, interleaved through
+        ``TFRecordDataset``, the shape a FILE auto-shard policy splits across workers. The names are
+        given as they are (not as ``list_files`` patterns, which would read "[" or "*" in a path)."""
         source = "train" if split == "val" and self.derived_val else split
-        files = tf.data.Dataset.list_files([str(p) for p in self.files[source]], shuffle=False)
+        files = tf.data.Dataset.from_tensor_slices([str(p) for p in self.files[source]])
         records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle, len(self.files[source])),
                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if source == "train" and self.derived_val:

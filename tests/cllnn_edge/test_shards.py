@@ -276,3 +276,13 @@ def test_train_streams_a_shard_directory(tmp_path: Path) -> None:
     assert result.history["timing"]["steps_per_epoch"] == -(-data.summary()["train"] // 64)
     saved = StandardizerStats.load(tmp_path / "out" / "preprocessing.json")
     assert_stats_close(saved, data.standardizer_stats())
+
+
+def test_a_directory_named_with_glob_characters_reads_its_own_files(tmp_path: Path) -> None:
+    splits = grey_splits()
+    other = Splits(train=splits.train, val=splits.val, test=Split(*images(30, (12, 10), 3, 9)), source="other")
+    write_shards(other, tmp_path / "grey", per_shard=40)  # what the path read as a pattern would match
+    directory = write_shards(splits, tmp_path / "gr[e]y*", per_shard=40)
+    x, y = dataset_arrays(ShardedData(directory).test_dataset(64))
+    np.testing.assert_array_equal(x[..., 0], splits.test.x.astype(np.float32))
+    np.testing.assert_array_equal(y, splits.test.y)
