@@ -198,16 +198,26 @@ def make_strategy(plan: Plan) -> tf.distribute.Strategy:
 
 
 def dataset(x: np.ndarray, y: np.ndarray, global_batch: int, *, seed: int | None) -> tf.data.Dataset:
-    """In-memory arrays as a ``tf.data`` pipeline batched by the global batch and sharded by DATA, so
-    each worker computes its part of every batch; ``seed`` shuffles (reshuffled each epoch), None keeps order."""
+    """In-memory arrays as a ``tf.data`` pipeline batched by the global batch and sharded by DATA
+    (``sharded_by_data``); ``seed`` shuffles (reshuffled each epoch), None keeps order."""
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensor_slices((x, y))
     if seed is not None:
         data = data.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    return sharded_by_data(data.batch(global_batch).prefetch(tf.data.AUTOTUNE))
+
+
+def sharded_by_data(pipeline: tf.data.Dataset) -> tf.data.Dataset:
+    """``pipeline`` (of global batches) auto-sharded by DATA: every worker reads it all and computes
+    its part of every batch, so every worker takes the same number of steps. By FILE (each worker its
+    own shard files) the workers' record counts differ, and the one that runs out first fed an
+    empty batch to a convolution (two workers on a 4-file shard directory failed so)."""
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return data.batch(global_batch).prefetch(tf.data.AUTOTUNE).with_options(options)
+    return pipeline.with_options(options)
 
 
 def fit_pipelines(

@@ -27,8 +27,8 @@ records in every pass and on every worker, and identical images always on the sa
 
 ``ShardedData`` reads such a directory: its summary, a fingerprint hashed from the files'
 bytes, the standardiser's statistics in one streaming pass (``ColumnMoments``), batched
-``tf.data`` pipelines (file names + ``interleave``, so a multi-worker strategy's FILE
-auto-shard policy can give each worker its own files) and ``head(n)``: the first ``n`` images
+``tf.data`` pipelines (file names + ``interleave``; a multi-worker strategy shards them by
+DATA, ``cllnn_edge.distribute.sharded_by_data``) and ``head(n)``: the first ``n`` images
 of each split in memory, for export's calibration and check images and for parity. Every bad
 directory, file or record raises ``DataError`` naming the file and what is wrong.
 """
@@ -352,7 +352,7 @@ class ShardedData:
 
     def _records(self, split: str, *, cycle: int = 4) -> tf.data.Dataset:
         """Serialised records of a split: its files' names, in a fixed order, interleaved through
-        ``TFRecordDataset``, the shape a FILE auto-shard policy splits across workers. The names are
+        ``TFRecordDataset``. The names are
         given as they are (not as ``list_files`` patterns, which would read "[" or "*" in a path)."""
         source = "train" if split == "val" and self.derived_val else split
         files = tf.data.Dataset.from_tensor_slices([str(p) for p in self.files[source]])

@@ -38,6 +38,7 @@ from cllnn_edge.distribute import (
     per_replica_batch,
     plan,
     resume_epoch,
+    sharded_by_data,
 )
 from cllnn_edge.model import build_model, model_input, trainable_params
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
@@ -269,12 +270,12 @@ def train(
 
 
 def _pipelines(splits: Splits | ShardedData, cfg: Config) -> tuple[tf.data.Dataset, ...]:
-    """Train (shuffled with the model seed), validation and test as ``tf.data`` pipelines: a shard
-    directory's own (read file by file, so a multi-worker strategy shards them by FILE), or in-memory
-    arrays sharded by DATA."""
+    """Train (shuffled with the model seed), validation and test as ``tf.data`` pipelines of global
+    batches, sharded by DATA under a strategy: a shard directory's own, or over in-memory arrays."""
     batch, seed = cfg.train.batch_size, cfg.model.seed
     if isinstance(splits, ShardedData):
-        return splits.train_dataset(batch, seed=seed), splits.val_dataset(256), splits.test_dataset(256)
+        return tuple(sharded_by_data(pipeline) for pipeline in (
+            splits.train_dataset(batch, seed=seed), splits.val_dataset(256), splits.test_dataset(256)))
     return (dataset(as_model_input(splits.train), splits.train.y, batch, seed=seed),
             dataset(as_model_input(splits.val), splits.val.y, batch, seed=None),
             dataset(as_model_input(splits.test), splits.test.y, 256, seed=None))
