@@ -407,28 +407,16 @@ def test_npz_image_shape_that_is_no_image(tmp_path: Path, shape: tuple[int, ...]
         load_splits(str(path))
 
 
-def test_negative_labels_are_refused(tmp_path: Path) -> None:
-    labels = mnist_arrays()["y_train"].astype(np.int64)
-    labels[5] = -1
-    path = write_npz(tmp_path / "m.npz", y_train=labels)
-    with pytest.raises(DataError, match=r"expected labels in 0\.\.65535, found values from -1 to 9"):
-        load_splits(str(path))
-
-
-def test_a_test_class_the_training_labels_lack_is_refused(tmp_path: Path) -> None:
-    labels = mnist_arrays()["y_test"].astype(np.int64)
-    labels[3] = 10
-    path = write_npz(tmp_path / "m.npz", y_test=labels)
-    with pytest.raises(DataError, match=r"test labels reach class 10, the training labels only 9"):
-        load_splits(str(path))
-
-
-def test_a_class_with_one_training_image_cannot_be_split(tmp_path: Path) -> None:
-    labels = mnist_arrays()["y_train"].astype(np.int64)
-    labels[5] = 10
-    path = write_npz(tmp_path / "m.npz", y_train=labels)
-    with pytest.raises(DataError, match=r"11 classes, fewest examples in a class: 1 of class 10"):
-        load_splits(str(path))
+@pytest.mark.parametrize(("key", "label", "match"), [
+    ("y_train", -1, r"expected labels in 0\.\.65535, found values from -1 to 9"),
+    ("y_test", 10, r"test labels reach class 10, the training labels only 9"),  # a class the model cannot learn
+    ("y_train", 10, r"11 classes, fewest examples in a class: 1 of class 10"),  # one image cannot be split
+])
+def test_labels_that_make_no_set_of_classes_are_refused(tmp_path: Path, key: str, label: int, match: str) -> None:
+    labels = mnist_arrays()[key].astype(np.int64)
+    labels[5] = label
+    with pytest.raises(DataError, match=match):
+        load_splits(str(write_npz(tmp_path / "m.npz", **{key: labels})))
 
 
 def test_labels_not_one_dimensional(tmp_path: Path) -> None:
