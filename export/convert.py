@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from cllnn_edge.config import PLAIN, Config
-from cllnn_edge.data import Splits, splits_for
+from cllnn_edge.data import Splits
 from cllnn_edge.model import load_trained
+from cllnn_edge.sources import splits_for
 from cllnn_edge.train_files import HISTORY_FILE
 from cllnn_edge.versions import library_versions
 from export.describe import PROBES_DIR, describe_artifact, describe_probe

@@ -23,9 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cllnn_edge.config import Config
-from cllnn_edge.data import Splits, splits_for
+from cllnn_edge.data import Splits
 from cllnn_edge.errors import CllnnError
 from cllnn_edge.model import load_trained
+from cllnn_edge.sources import splits_for
 from cllnn_edge.versions import library_versions
 from export.reference import KerasRunner, trained_reference
 from runtime.errors import SignatureError

@@ -112,8 +112,8 @@ def run_pipeline(
     ``strategy``: how the train stage trains (``cllnn_edge.train.train``); the trained model does not
     depend on it beyond noise, so it is not part of the stage's key."""
     from cllnn_edge.config import check_fits_in_memory
-    from cllnn_edge.data import data_for
     from cllnn_edge.shards import with_images_of
+    from cllnn_edge.sources import data_for
     from cllnn_edge.versions import library_versions
     from export.formats import parse_formats
     from runtime.outputs import check_output_dir

@@ -178,8 +178,8 @@ def sweep(
 ) -> SweepResult:
     """Convert, check and time every variant of ``model_path`` into ``out_dir``; write the sweep files.
     ``splits`` and ``reference`` (else loaded from ``data`` and the model file): as for ``convert``."""
-    from cllnn_edge.data import splits_for
     from cllnn_edge.model import load_trained
+    from cllnn_edge.sources import splits_for
     from export.convert import convert, training_source
     from export.parity import run_parity
     from export.reference import trained_reference

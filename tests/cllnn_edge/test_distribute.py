@@ -313,7 +313,7 @@ def test_two_workers_train_from_a_shard_directory_of_uneven_files(tmp_path: Path
     """Four training shards between two workers: each worker reads every shard and keeps its part of each
     batch (DATA). Sharded by FILE, a worker ran out of records first and failed on an empty batch."""
     from cllnn_edge.data import load_splits
-    from cllnn_edge.shards import write_shards
+    from cllnn_edge.shard_writer import write_shards
 
     shards = write_shards(load_splits("embedded"), tmp_path / "shards", per_shard=1000)
     assert len(list(shards.glob("train-*"))) == 4  # 3,600 records: 1,000 + 1,000 + 1,000 + 600

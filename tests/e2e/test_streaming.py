@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cllnn_edge.shards import write_shards
+from cllnn_edge.shard_writer import write_shards
 
 SHAPE = (64, 64, 3)  # 12,288 bytes per image
 CLASSES = 5

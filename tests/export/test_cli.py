@@ -135,13 +135,14 @@ def test_a_bad_tolerance_override_exits_2(tmp_path: Path, capsys: pytest.Capture
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if a subcommand starts its work: these errors must come first."""
-    import cllnn_edge.data
+    import cllnn_edge.sources
     import export.run
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the work started before its inputs and outputs were checked")
 
-    monkeypatch.setattr(cllnn_edge.data, "splits_for", refuse)
+    monkeypatch.setattr(cllnn_edge.sources, "splits_for", refuse)
+    monkeypatch.setattr(cllnn_edge.sources, "data_for", refuse)
     monkeypatch.setattr(export.run, "run_pipeline", refuse)
 
 
