@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import cllnn_edge.data
+import cllnn_edge.sources
 import runtime
 from cllnn_edge.config import Config
 from export import reference
@@ -54,7 +55,7 @@ def counted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunState, lis
 
     lines: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cllnn_edge.data, "load_splits", counted_load)
+        patch.setattr(cllnn_edge.sources, "load_splits", counted_load)  # what --data resolves through
         patch.setattr(reference.KerasRunner, "_compute", counted_compute)
         state = run_pipeline(Config.from_dict(TINY), tmp_path_factory.mktemp("run") / "run", data="embedded",
                              progress=lines.append)
