@@ -96,9 +96,7 @@ class Splits:
     source: str  # the source string as given
 
     def __post_init__(self) -> None:
-        shapes = {split.image_shape for split in (self.train, self.val, self.test)}
-        if len(shapes) != 1:
-            raise DataError(f"{self.source}: every split must hold images of one shape, got {sorted(shapes)}")
+        self._check_one_image_shape()
         classes = self.num_classes
         missing = sorted(set(range(classes)) - set(np.unique(self.train.y).tolist()))
         if classes < 2 or missing:
@@ -106,6 +104,11 @@ class Splits:
                 f"{self.source}: expected labels 0..K-1 of K >= 2 classes, each with training images; "
                 + (f"found only class {classes - 1}" if classes < 2 else f"class(es) {missing} have none")
             )
+
+    def _check_one_image_shape(self) -> None:
+        shapes = {split.image_shape for split in (self.train, self.val, self.test)}
+        if len(shapes) != 1:
+            raise DataError(f"{self.source}: every split must hold images of one shape, got {sorted(shapes)}")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -150,6 +153,14 @@ def is_shard_dir(source: str | Path) -> bool:
     return bool(str(source).strip()) and (Path(source).expanduser() / SHARDS_FILE).is_file()
 
 
+def checked_fraction(validation_fraction: object) -> float:
+    """The validation fraction as a float strictly between 0 and 1, or a ``DataError`` naming it."""
+    is_number = isinstance(validation_fraction, numbers.Real) and not isinstance(validation_fraction, bool)
+    if not is_number or not 0.0 < validation_fraction < 1.0:  # type: ignore[operator]
+        raise DataError(f"validation_fraction: expected a number strictly between 0 and 1, got {validation_fraction!r}")
+    return float(validation_fraction)  # type: ignore[arg-type]
+
+
 def load_splits(
     source: str,
     *,
@@ -163,14 +174,7 @@ def load_splits(
     training images becomes the validation split, stratified by class with
     ``random_state=split_seed`` so the same call always gives the same splits.
     """
-    is_number = isinstance(validation_fraction, numbers.Real) and not isinstance(
-        validation_fraction, bool
-    )
-    if not is_number or not 0.0 < validation_fraction < 1.0:
-        raise DataError(
-            f"validation_fraction: expected a number strictly between 0 and 1, "
-            f"got {validation_fraction!r}"
-        )
+    validation_fraction = checked_fraction(validation_fraction)
     if source == "embedded":
         x_train, y_train, x_test, y_test = _load_embedded(split_seed)
     elif source == "sklearn-digits":
@@ -181,7 +185,7 @@ def load_splits(
         x_train, y_train, x_test, y_test = _load_path(source)
 
     x_fit, x_val, y_fit, y_val = _stratified_split(
-        x_train, y_train, float(validation_fraction), split_seed,
+        x_train, y_train, validation_fraction, split_seed,
         where=f"{source}: validation split",
     )
     return Splits(

@@ -14,7 +14,7 @@ Each record is a serialised ``tf.train.Example`` with two features:
   exactly H * W * C bytes (C = 1 grey or 3 RGB);
 - ``label``: one int64 value, the class index 0..K-1.
 
-``shards.json`` (written last by ``write_shards``)::
+``shards.json`` (written last by ``cllnn_edge.shard_writer.write_shards``)::
 
     {"format": "cllnn-edge-shards", "version": 1, "image_shape": [H, W, C], "classes": K,
      "splits": {"train": {"records": N, "files": {"train-00000-of-00008.tfrecord": n0, ...}},
@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from cllnn_edge.config import CHANNELS, Config
-from cllnn_edge.data import MAX_LABEL, SHARDS_FILE, Split, Splits
+from cllnn_edge.config import CHANNELS
+from cllnn_edge.data import MAX_LABEL, SHARDS_FILE, Split, Splits, checked_fraction
 from cllnn_edge.errors import DataError
 from cllnn_edge.preprocessing import ColumnMoments, StandardizerStats
 
@@ -57,7 +57,6 @@ SPLIT_NAMES = ("train", "val", "test")
 REQUIRED_SPLITS = ("train", "test")
 SHARD_SUFFIX = ".tfrecord"
 SHARD_BYTES = 64 * 2**20  # default shard size: big enough to read fast, small enough to spread over workers
-HEAD_IMAGES = 1000  # images per split export and parity hold in memory, at least (check_size, wide calibration)
 SCAN_BATCH = 256  # records parsed at once in the streaming passes (25 MiB of float64 moments at 64x64x3)
 SHUFFLE_RECORDS = 1024  # training shuffle buffer, in serialised records (12 MiB of 64x64 RGB images)
 VAL_BUCKETS = 1_000_000  # resolution of the validation fraction in the keyed hash
@@ -66,10 +65,6 @@ FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
     "label": tf.io.FixedLenFeature([], tf.int64),
 }
-
-Progress = Callable[[str], None]
-Arrays = Mapping[str, tuple[np.ndarray, np.ndarray]]  # split name -> (images, labels)
-
 
 def shard_name(split: str, index: int, count: int) -> str:
     """``train-00003-of-00008.tfrecord``: the split, the shard's index and the shard count."""
@@ -96,9 +91,7 @@ class SplitsHead(Splits):
     data_summary: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        shapes = {split.image_shape for split in (self.train, self.val, self.test)}
-        if len(shapes) != 1:
-            raise DataError(f"{self.source}: every split must hold images of one shape, got {sorted(shapes)}")
+        self._check_one_image_shape()  # not the class check: a head may lack a class
 
     @property
     def num_classes(self) -> int:
@@ -115,10 +108,7 @@ class ShardedData:
     def __init__(self, directory: str | Path, *, validation_fraction: float = 0.1, split_seed: int = 42) -> None:
         self.source = str(directory)
         self.directory = Path(directory).expanduser()
-        if not 0.0 < float(validation_fraction) < 1.0:
-            raise DataError(f"validation_fraction: expected a number strictly between 0 and 1, "
-                            f"got {validation_fraction!r}")
-        self.validation_fraction = float(validation_fraction)
+        self.validation_fraction = checked_fraction(validation_fraction)
         self.split_seed = int(split_seed)
         meta = _read_meta(self.directory)
         self.image_shape: tuple[int, int, int] = tuple(meta["image_shape"])  # type: ignore[assignment]
@@ -265,7 +255,7 @@ class ShardedData:
     def test_dataset(self, batch_size: int) -> tf.data.Dataset:
         return self._decoded(self._records("test"), batch_size)
 
-    def head(self, n: int = HEAD_IMAGES) -> SplitsHead:
+    def head(self, n: int) -> SplitsHead:
         """The first ``n`` images of each split (in file order) in memory, as ``Splits``."""
         splits = {}
         for split in SPLIT_NAMES:
@@ -289,7 +279,7 @@ def _read_meta(directory: Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError as exc:
         raise DataError(f"{meta_path}: missing; a shard directory is written by "
-                        "'cllnn-export shards SOURCE --out DIR' (cllnn_edge.shards.write_shards)") from exc
+                        "'cllnn-export shards SOURCE --out DIR' (cllnn_edge.shard_writer.write_shards)") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{meta_path}: cannot read as JSON: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
@@ -334,25 +324,3 @@ def _check_split(directory: Path, meta_path: Path, split: str, entry: Any) -> No
     if extra:
         raise DataError(f"{directory}: {extra[0]} is not listed in {SHARDS_FILE}; a shard directory "
                         "holds only the files its shards.json lists")
-
-
-# --- wiring ----------------------------------------------------------------------------------
-
-
-def head_size(cfg: Config) -> int:
-    """Images per split export and parity need in memory: calibration, checks, the check set."""
-    calibration = [int(t.get("images", 0)) for t in cfg.export.calibration.values()]
-    return max(HEAD_IMAGES, cfg.export.calibration_size, cfg.export.check_size, cfg.export.check_set_size,
-               *calibration)
-
-
-def sharded_for(cfg: Config, source: str) -> ShardedData:
-    """``ShardedData`` with the validation fraction and split seed of ``cfg.train``."""
-    return ShardedData(source, validation_fraction=cfg.train.validation_fraction, split_seed=cfg.train.split_seed)
-
-
-def with_images_of(data: Splits | ShardedData, cfg: Config) -> Splits:
-    """In-memory splits as export and parity take them: ``data`` itself, or a shard set's head."""
-    return data if isinstance(data, Splits) else data.head(head_size(cfg))
-
-

@@ -26,7 +26,7 @@ The data enters the keys by its content (``Splits.fingerprint``, or for a shard
 directory ``ShardedData.fingerprint``, its files' bytes), not its name, and every key
 includes the library versions: a changed file at the same path, or an upgraded
 converter, redoes what it affects. A shard directory is streamed by training; the
-other stages hold only its first images of each split (``cllnn_edge.shards.head_size``).
+other stages hold only its first images of each split (``cllnn_edge.sources.head_size``).
 """
 
 from __future__ import annotations
@@ -112,8 +112,7 @@ def run_pipeline(
     ``strategy``: how the train stage trains (``cllnn_edge.train.train``); the trained model does not
     depend on it beyond noise, so it is not part of the stage's key."""
     from cllnn_edge.config import check_fits_in_memory
-    from cllnn_edge.shards import with_images_of
-    from cllnn_edge.sources import data_for
+    from cllnn_edge.sources import data_for, with_images_of
     from cllnn_edge.versions import library_versions
     from export.formats import parse_formats
     from runtime.outputs import check_output_dir

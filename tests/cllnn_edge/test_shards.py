@@ -16,8 +16,8 @@ from cllnn_edge.data import Split, Splits, load_splits
 from cllnn_edge.errors import DataError
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
 from cllnn_edge.shard_writer import write_shards
-from cllnn_edge.shards import SHARDS_FILE, ShardedData, SplitsHead, head_size
-from cllnn_edge.sources import data_for, splits_for
+from cllnn_edge.shards import SHARDS_FILE, ShardedData, SplitsHead
+from cllnn_edge.sources import data_for, head_size, splits_for
 from export.cli import main as cli_main
 
 
