@@ -224,6 +224,11 @@ class ExportConfig:
     # Per format: {method = "minmax" | "moving-average" | "entropy" | ..., images = N}, over the
     # format's defaults (export.formats.calibration_for, which checks the method).
     calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The microcontroller budget the TFLM formats must fit (runtime.boards, checked there): a named
+    # board, and / or flash and RAM in KiB, which replace the board's figures (0: not given).
+    board: str = ""
+    flash_kib: int = 0
+    ram_kib: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.formats, list):
@@ -235,6 +240,12 @@ class ExportConfig:
         for name in ("calibration_size", "check_size", "check_set_size"):
             _require_positive_int(self, name)
         _require_int(self, "workers")
+        for name in ("flash_kib", "ram_kib"):
+            _require_int(self, name)
+            if getattr(self, name) < 0:
+                raise ConfigError(f"export.{name} must be >= 0 (0: not limited), got {getattr(self, name)}")
+        if not isinstance(self.board, str):
+            raise ConfigError(f"export.board must be a board's name, got {self.board!r}")
         if self.workers < 0:
             raise ConfigError(f"export.workers must be >= 0 (0: one per CPU core), got {self.workers}")
         _require_int(self, "onnx_opset")

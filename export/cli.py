@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "unnamed stages int8) of the tflite-mixed / onnx-mixed formats, e.g. "
                          "reservoir=int16x8,cnn=float32 (default: [export] recipe, cnn=int16x8,reservoir=int16x8)")
     _data_and_config(convert)
+    _budget(convert)
     convert.set_defaults(handler=run_convert)
 
     parity = commands.add_parser(
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="redo every stage")
     run.add_argument("--sweep", action="store_true",
                      help="after convert, run the precision sweep (as 'sweep', default variants) into DIR/sweep/")
+    _budget(run)
     _strategy(run)
     run.set_defaults(handler=run_run)
 
@@ -192,6 +194,18 @@ def _strategy(parser: argparse.ArgumentParser) -> None:
                         "(only the chief writes files), 'mirrored' over this machine's devices, 'one-device' "
                         "as before; 'auto': multi-worker when TF_CONFIG names more than one task, else "
                         "one-device (default: auto)")
+
+
+def _budget(parser: argparse.ArgumentParser) -> None:
+    """--board / --flash-kib / --ram-kib: the budget the tflm-int8 file must fit (runtime.boards)."""
+    from runtime.boards import boards_help
+
+    parser.add_argument("--board", metavar="NAME",
+                        help=f"a microcontroller the tflm-int8 file must fit (flash and arena): {boards_help()}")
+    parser.add_argument("--flash-kib", type=int, metavar="N",
+                        help="flash the model may take, KiB (replaces the board's figure)")
+    parser.add_argument("--ram-kib", type=int, metavar="N",
+                        help="RAM its tensor arena may take, KiB (replaces the board's figure)")
 
 
 def _model_and_out(parser: argparse.ArgumentParser, out_help: str) -> None:
@@ -387,7 +401,7 @@ def check_before_work(args: argparse.Namespace) -> None:
 
 def load_config(args: argparse.Namespace) -> Config:
     """The --config file (or the defaults) with the flags a subcommand has applied on top:
-    --epochs, --formats, --calibration-size and --recipe, where the subcommand offers them. The format
+    --epochs, --formats, --calibration-size, --recipe and the budget, where the subcommand offers them. The format
     list is checked against the registry and spelled out ("all" becomes every name)."""
     from cllnn_edge.config import Config
     from export.formats import parse_formats
@@ -402,7 +416,13 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg = cfg.replace("export", calibration_size=args.calibration_size)
     if getattr(args, "recipe", None) is not None:
         cfg = cfg.replace("export", recipe=Recipe.parse(args.recipe).to_dict())
+    for flag in ("board", "flash_kib", "ram_kib"):
+        if getattr(args, flag, None) is not None:
+            cfg = cfg.replace("export", **{flag: getattr(args, flag)})
     Recipe.parse(cfg.export.recipe)  # a bad recipe fails here, before any work
+    from export.mcu import memory_budget
+
+    memory_budget(cfg)  # so does an unknown board
     return cfg
 
 

@@ -50,6 +50,7 @@ from export.formats import (
     formats_for,
 )
 from export.isolate import Job, run_isolated
+from export.mcu import memory_budget, with_mcu_record
 from export.precision import MINMAX, Calibration, ai_edge_recipe
 from export.reference import KerasRunner, trained_reference
 from export.unroll import UnrollResult, prove_equivalent, unroll
@@ -133,6 +134,7 @@ def convert(
     on the check images are computed once for every comparison.
     """
     formats = formats_for(cfg) if formats is None else formats
+    memory_budget(cfg)  # an unknown board fails here, before any work
     calibrations = {f.name: calibration_for(f, cfg) for f in formats if f.calibrated}
     out_dir = _writable_dir(Path(out_dir))
     model_path = Path(model_path)
@@ -241,9 +243,11 @@ def _export_graphs(work: Path, graphs: dict[str, UnrollResult | None]) -> _Graph
 
 def _move_into_place(entry: ArtifactEntry, work: Path, out_dir: Path) -> ArtifactEntry:
     probe = entry.details.probe
-    if probe is not None and probe.file is not None:
-        (out_dir / PROBES_DIR).mkdir(exist_ok=True)
-        (work / probe.file).replace(out_dir / probe.file)
+    beside = [probe.file] if probe is not None and probe.file is not None else []
+    beside += [source.file for source in entry.details.mcu.sources] if entry.details.mcu else []
+    for name in beside:
+        (out_dir / name).parent.mkdir(exist_ok=True)
+        (work / name).replace(out_dir / name)
     (work / entry.file).replace(out_dir / entry.file)
     return entry
 
@@ -308,6 +312,8 @@ def _convert_one(
         done = run_isolated(job)
         entry = describe_artifact(fmt, target, checker.images, checker.reference,
                                   cfg.tolerances[fmt.precision])
+        if fmt.for_mcu:
+            entry = with_mcu_record(entry, target, checker.work, memory_budget(cfg))
     except ConversionError as exc:
         return FormatResult(fmt, None, time.perf_counter() - started, error=str(exc))
     probe_record = (ProbeRecord(error=done.probe_error) if done.probe_error

@@ -29,7 +29,7 @@ def describe_artifact(
     against ``reference`` (the trained model's, on ``images``) under ``tolerance.at_export()``,
     the file itself against the format's own checks."""
     try:
-        model = runtime.load(path)
+        model = runtime.load(path, backend=fmt.runtime)
     except (ValueError, OSError) as exc:
         raise ConversionError(f"{fmt.name}: the device runtime cannot load the file: {exc}") from exc
     with model:

@@ -112,6 +112,9 @@ class Format:
     takes_recipe: bool = False
     family: str = ""  # the registry format a variant was made from (``with_recipe``); "" for its own
     split_projection: bool = False  # converted from SPLIT_GRAPH (see ``graph``)
+    # For microcontrollers: runs on TFLite Micro (the ``tflm`` extra); its arena is measured and
+    # its C sources written beside it (export.mcu).
+    for_mcu: bool = False
 
     @property
     def converter(self) -> str:
@@ -190,23 +193,32 @@ ONNX_MIXED = Format("onnx-mixed", "cllnn_mixed.onnx", "onnxruntime", INT8,
                     reproducible=False, reproducibility_note=_TF2ONNX_NAMES,
                     calibration_methods=(MINMAX, ENTROPY, PERCENTILE, DISTRIBUTION), takes_recipe=True)
 
+TFLM_INT8 = Format("tflm-int8", "cllnn_tflm_int8.tflite", "tflm", "int8",
+                   "tflite-int8's file on TensorFlow Lite Micro's kernels, for microcontrollers: arena measured, "
+                   "C sources in mcu/",
+                   _tflite("int8"), (BUILTINS_ONLY, RAW_UINT8_INPUT, INT8_AFTER_FRONT),
+                   calibrated=True, calibration_methods=(MINMAX,), for_mcu=True)
+
 FORMATS: dict[str, Format] = {
     f.name: f for f in (TFLITE_FP32, TFLITE_FP16, TFLITE_DYNAMIC, TFLITE_INT8, TFLITE_INT16X8,
-                        ONNX_FP32, ONNX_INT8, TFLITE_MIXED, ONNX_MIXED)
+                        ONNX_FP32, ONNX_INT8, TFLM_INT8, TFLITE_MIXED, ONNX_MIXED)
 }
 RECIPE_FORMATS = tuple(name for name, f in FORMATS.items() if f.takes_recipe)
 
 
 def parse_formats(names: str | tuple[str, ...] | list[str] | None) -> tuple[Format, ...]:
     """``"tflite-int8,onnx-fp32"`` (or a list of names) -> formats; None or "all" -> every format of a
-    fixed precision (the "-mixed" formats are built when named, from ``[export] recipe``)."""
+    fixed precision (the "-mixed" formats are built when named, from ``[export] recipe``), the
+    microcontroller format where its runtime (``tflite-micro``) is installed."""
+    from runtime.tflm import INSTALL_HINT, available  # runtime loads numpy: not for --help
+
     if names is None:
         names = ALL
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     names = list(names)
     if names == [ALL]:
-        return tuple(f for f in FORMATS.values() if not f.takes_recipe)
+        return tuple(f for f in FORMATS.values() if not f.takes_recipe and (available() or not f.for_mcu))
     unknown = [n for n in names if n not in FORMATS]
     if unknown or not names:
         from export.errors import ExportError
@@ -214,7 +226,13 @@ def parse_formats(names: str | tuple[str, ...] | list[str] | None) -> tuple[Form
         raise ExportError(
             f"unknown format(s) {unknown or names}; choose from {', '.join(FORMATS)} (or '{ALL}')"
         )
-    return tuple(FORMATS[n] for n in dict.fromkeys(names))
+    chosen = tuple(FORMATS[n] for n in dict.fromkeys(names))
+    if any(f.for_mcu for f in chosen) and not available():
+        from export.errors import ExportError
+
+        raise ExportError(f"{', '.join(f.name for f in chosen if f.for_mcu)} runs on TensorFlow Lite Micro: "
+                          f"{INSTALL_HINT}")
+    return chosen
 
 
 def formats_help() -> str:

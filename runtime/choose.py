@@ -39,7 +39,8 @@ from typing import Any
 
 from runtime.atomic import write_json_atomic
 from runtime.bench import BenchSettings, bench_model, environment
-from runtime.errors import EdgeRuntimeError
+from runtime.boards import KIB, budget_for
+from runtime.errors import BudgetError
 from runtime.machine import CpuInfo
 from runtime.manifest import contained, load_manifest
 from runtime.parity import ArtifactParity
@@ -56,10 +57,6 @@ SIGNATURE_NOTE = "not signed: deploy/ carries SHA-256 checksums only (cllnn-expo
 SIGNED_NOTE = ("signed{checked}: deploy/ carries the export's manifest.json and manifest.sig byte for byte "
                "(they list every exported file; the chosen one is checked on load)")
 _SLACK = 1e-9  # a figure computed to equal its limit (e.g. 1/64 of 100 points) is within it
-
-
-class BudgetError(EdgeRuntimeError, ValueError):
-    """A budget limit is negative, not a number, or out of range (the message says which)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +80,8 @@ class Limit:
 
     def describe(self, value: float, limit: float) -> str:
         """E.g. "p99 412 us > budget 300 us"."""
+        if math.isinf(value):
+            return "not a microcontroller file (no tensor arena measured)"
         return f"{self.what} {_number(value)}{self.unit} {'>' if self.at_most else '<'} budget {limit:g}{self.unit}"
 
 
@@ -91,6 +90,9 @@ LIMITS = (
     Limit("min_agreement", "--min-agreement", "top-1 agreement", "agreement_pct", "%", False),
     Limit("max_size_kib", "--max-size-kib", "size", "size_kib", " KiB", True),
     Limit("max_p99_us", "--max-p99-us", "p99", "p99_us", " us", True),
+    # A microcontroller's memory (runtime.boards): only files with a measured arena (tflm) qualify.
+    Limit("max_flash_kib", "--flash-kib", "flash", "flash_kib", " KiB", True),
+    Limit("max_ram_kib", "--ram-kib", "tensor arena", "arena_kib", " KiB", True),
 )
 
 
@@ -101,13 +103,18 @@ class Budget:
     ``max_accuracy_drop``: percentage points of accuracy on the check set
     below the trained model's; ``min_agreement``: percent of check images
     whose top-1 class matches the trained model's; ``max_size_kib``: file
-    size; ``max_p99_us``: 99th-percentile latency of one call at the set batch.
+    size; ``max_p99_us``: 99th-percentile latency of one call at the set batch;
+    ``max_flash_kib`` / ``max_ram_kib``: a microcontroller's flash and RAM (a
+    board's, ``for_board``), which only a file with a measured tensor arena
+    (``details.mcu``, format tflm-int8) can be held to.
     """
 
     max_accuracy_drop: float | None = None
     min_agreement: float | None = None
     max_size_kib: float | None = None
     max_p99_us: float | None = None
+    max_flash_kib: float | None = None
+    max_ram_kib: float | None = None
 
     def __post_init__(self) -> None:
         for limit in LIMITS:
@@ -120,6 +127,17 @@ class Budget:
                 raise BudgetError(f"{limit.flag} must be >= 0, got {value:g}")
         if self.min_agreement is not None and self.min_agreement > 100:
             raise BudgetError(f"--min-agreement is a percentage (0 to 100), got {self.min_agreement:g}")
+
+    @classmethod
+    def for_board(cls, board: str | None, **limits: float | None) -> Budget:
+        """``limits`` (the fields above; None: not set), a named board's flash and RAM where its
+        ``max_flash_kib`` / ``max_ram_kib`` are not set (``runtime.boards.BOARDS``)."""
+        memory = budget_for(board) if board else None
+        if memory is not None:
+            for name, figure in (("max_flash_kib", memory.flash_bytes), ("max_ram_kib", memory.ram_bytes)):
+                if limits.get(name) is None and figure is not None:
+                    limits[name] = figure / KIB
+        return cls(**limits)
 
     def limits(self) -> list[tuple[Limit, float]]:
         """The limits that are set, with their values."""
@@ -146,10 +164,20 @@ class Candidate:
     p99_us: float | None = None
     chosen: bool = False
     reason: str = ""
+    arena_bytes: int | None = None  # the tensor arena to allocate, for a microcontroller file (details.mcu)
 
     @property
     def size_kib(self) -> float:
         return self.size / 1024
+
+    @property
+    def flash_kib(self) -> float:
+        """The file's bytes in a microcontroller's flash; inf for a file that is not for one."""
+        return self.size_kib if self.arena_bytes is not None else math.inf
+
+    @property
+    def arena_kib(self) -> float:
+        return self.arena_bytes / KIB if self.arena_bytes is not None else math.inf
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "size_kib": self.size_kib}
@@ -243,6 +271,7 @@ def select(
     manifest = load_manifest(artifacts_dir) if trusted_key is None else load_verified_manifest(artifacts_dir,
                                                                                                 trusted_key)
     sizes = {entry.file: entry.size for entry in manifest.artifacts}
+    arenas = {entry.file: entry.details.mcu.arena_bytes for entry in manifest.artifacts if entry.details.mcu}
     verified = sum(r.passed for r in report.results)
     candidates = []
     for result in report.results:
@@ -252,7 +281,7 @@ def select(
             p50, p99 = timing.p50_us, timing.p99_us
             progress(f"[{sum(c.verified for c in candidates) + 1}/{verified}] {result.format:<15} "
                      f"batch {settings.batch}, {settings.runs} runs: p50 {p50:,.1f} us, p99 {p99:,.1f} us")
-        candidates.append(candidate_of(result, sizes[result.file], p50, p99))
+        candidates.append(candidate_of(result, sizes[result.file], p50, p99, arenas.get(result.file)))
     marked, verdict = choose(candidates, budget)
     env = environment()
     record = manifest.check_set
@@ -281,8 +310,8 @@ def _signature_note(artifacts_dir: Path, trusted_key: TrustedKey | None) -> str:
     return SIGNED_NOTE.format(checked=checked)
 
 
-def candidate_of(result: ArtifactParity, size: int,
-                 p50_us: float | None, p99_us: float | None) -> Candidate:
+def candidate_of(result: ArtifactParity, size: int, p50_us: float | None, p99_us: float | None,
+                 arena_bytes: int | None = None) -> Candidate:
     """A verification result as a candidate; one that failed carries the checks it broke as its reason."""
     metrics = result.metrics
     broken = [f"{c.name} {c.value:.4g} {'<' if c.rule == '>=' else '>'} {c.limit:g}"
@@ -291,7 +320,7 @@ def candidate_of(result: ArtifactParity, size: int,
         format=result.format, file=result.file, precision=result.precision, size=size,
         verified=result.passed, agreement_pct=100 * metrics["top1_agreement"],
         accuracy=metrics["accuracy"], accuracy_drop_pp=0.0 - 100 * metrics["accuracy_delta"],  # no -0.0
-        max_abs=metrics["max_abs"], p50_us=p50_us, p99_us=p99_us,
+        max_abs=metrics["max_abs"], p50_us=p50_us, p99_us=p99_us, arena_bytes=arena_bytes,
         reason="" if result.passed else "failed verification: " + "; ".join(broken),
     )
 
@@ -304,8 +333,9 @@ def choose(candidates: Sequence[Candidate], budget: Budget) -> tuple[tuple[Candi
     Verified candidates must carry p50 and p99.
     """
     verified = [c for c in candidates if c.verified]
-    over = {c.file: [limit.describe(getattr(c, limit.figure), value) for limit, value in budget.limits()
-                     if not limit.admits(getattr(c, limit.figure), value)] for c in verified}
+    over = {c.file: list(dict.fromkeys(limit.describe(getattr(c, limit.figure), value)
+                                       for limit, value in budget.limits()
+                                       if not limit.admits(getattr(c, limit.figure), value))) for c in verified}
     within = sorted((c for c in verified if not over[c.file]),
                     key=lambda c: (c.p50_us, c.p99_us, c.size, c.file))
     if not within:

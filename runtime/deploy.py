@@ -2,7 +2,8 @@
 
 ``write_deploy(selection, artifacts_dir, out)`` leaves ``out`` holding exactly:
 
-- the chosen model file, copied under its own name (its SHA-256 checked after the copy);
+- the chosen model file, copied under its own name (its SHA-256 checked after the copy), with
+  its C sources (``mcu/``) where it is a microcontroller file;
 - ``manifest.json`` with that file's entry alone (without its stage probe,
   which stays behind) and the export's metadata as the source manifest has
   it (config, versions, source model, data, unroll report), so
@@ -42,6 +43,7 @@ from runtime.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from runtime.choose import SELECTION_NAME, TOOL, Selection
 from runtime.manifest import (
     MANIFEST_NAME,
+    MCU_DIR,
     Manifest,
     ManifestError,
     load_manifest,
@@ -84,7 +86,7 @@ def check_out_dir(out: str | Path) -> None:
             f"--out {out} is a non-empty directory that cllnn-bench select did not write (no {SELECTION_NAME} "
             f"of select's in it); give a new or empty directory"
         )
-    allowed = {SELECTION_NAME, MANIFEST_NAME, SIGNATURE_NAME, str(earlier.get("chosen"))}
+    allowed = {SELECTION_NAME, MANIFEST_NAME, SIGNATURE_NAME, MCU_DIR, str(earlier.get("chosen"))}
     foreign = sorted(names - allowed)
     if foreign:
         raise DeployError(
@@ -119,11 +121,13 @@ def write_deploy(
     _remove_stale(out)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        with open_contained(artifacts_dir, entry.file) as source_file, atomic_path(work / entry.file) as tmp:
-            with open(tmp, "wb") as copy:
-                shutil.copyfileobj(source_file, copy)
-        if sha256_file(work / entry.file) != entry.sha256:
-            raise ManifestError(f"{artifacts_dir / entry.file} changed after it was verified; refusing to deploy it")
+        for name, sha256 in entry.delivered_files():  # the file, and a microcontroller file's C sources
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            with open_contained(artifacts_dir, name) as source_file, atomic_path(work / name) as tmp:
+                with open(tmp, "wb") as copy:
+                    shutil.copyfileobj(source_file, copy)
+            if sha256_file(work / name) != sha256:
+                raise ManifestError(f"{artifacts_dir / name} changed after it was verified; refusing to deploy it")
         if signed is None:
             deployed = dataclasses.replace(entry, details=dataclasses.replace(entry.details, probe=None))
             metadata = {k: v for k, v in source.metadata.items() if k not in _NOT_DEPLOYED}

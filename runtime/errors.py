@@ -46,3 +46,8 @@ class CheckSetError(EdgeRuntimeError, ValueError):
 class SignatureError(ModelLoadError):
     """Artefacts given a trusted key are not signed by it: no signature, a file or the manifest
     changed after signing, another key, or no library to check with (the message says which)."""
+
+
+class BudgetError(EdgeRuntimeError, ValueError):
+    """A budget limit is negative, not a number or out of range, or a board is unknown (the message
+    says which)."""

@@ -69,7 +69,8 @@ def new_interpreter(data: bytes, name: str, threads: int | None, delegates: bool
         raise ModelLoadError(f"{name}: LiteRT cannot load it: {exc}") from exc
 
 
-def _spec(details: dict[str, Any], name: str | None = None) -> TensorSpec:
+def tensor_spec(details: dict[str, Any], name: str | None = None) -> TensorSpec:
+    """A tensor as the manifest records it, from LiteRT's tensor details (the batch as in the file)."""
     shape = tuple(int(d) for d in details["shape_signature"]) or tuple(int(d) for d in details["shape"])
     scale, zero_point = details["quantization"]
     quantized = float(scale) != 0.0
@@ -82,7 +83,7 @@ def _spec(details: dict[str, Any], name: str | None = None) -> TensorSpec:
     )
 
 
-def _output_names(interpreter: Any, outputs: list[int]) -> dict[int, str]:
+def output_names(interpreter: Any, outputs: list[int]) -> dict[int, str]:
     """Output tensor index -> the name the exporting model gave that output.
 
     A converted file keeps the SavedModel's SignatureDef, whose output names
@@ -134,9 +135,9 @@ class LiteRTModel(RuntimeModel):
             )
         self._input_index = int(inputs[0])
         self._output_indices = tuple(outputs)
-        names = _output_names(first, outputs)
-        input_spec = _spec(tensor_details(first, self._input_index, path.name))
-        output_specs = tuple(_spec(tensor_details(first, i, path.name), names.get(i)) for i in outputs)
+        names = output_names(first, outputs)
+        input_spec = tensor_spec(tensor_details(first, self._input_index, path.name))
+        output_specs = tuple(tensor_spec(tensor_details(first, i, path.name), names.get(i)) for i in outputs)
         super().__init__(path, input_spec, output_specs, threads, entry)
         try:
             first.allocate_tensors()

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING
 from runtime.errors import ModelLoadError, SignatureError
 from runtime.litert import LiteRTModel
 from runtime.manifest import (
+    BACKENDS,
+    LITERT,
     MANIFEST_NAME,
+    ONNXRUNTIME,
+    TFLM,
     ArtifactEntry,
     ManifestError,
     load_manifest,
@@ -35,11 +39,16 @@ def load(
     threads: int | None = None,
     manifest: str | Path | None = None,
     trusted_key: TrustedKeyLike | None = None,
+    backend: str | None = None,
 ) -> RuntimeModel:
     """Load a ``.tflite`` (LiteRT) or ``.onnx`` (ONNX Runtime) model for inference.
 
     The backend is chosen by content: a TFLite flatbuffer carries ``TFL3`` at
-    bytes 4..8, anything else is tried as ONNX. If ``manifest`` is given, or a
+    bytes 4..8, anything else is tried as ONNX. A ``.tflite`` runs on
+    TensorFlow Lite Micro's kernels (``runtime.tflm``, the ``tflm`` extra)
+    when its manifest entry's ``runtime`` says ``"tflm"`` or ``backend="tflm"``
+    is asked for; ``backend`` (one of ``BACKENDS``) must otherwise agree with
+    the content. If ``manifest`` is given, or a
     ``manifest.json`` lies beside the file, the file's SHA-256 must match its
     entry, else ``ManifestError``; the file must then be a regular file, not a
     symlink (``runtime.manifest.contained``: a manifest vouches for the files in
@@ -58,6 +67,8 @@ def load(
     needs the ``cryptography`` package (``pip install 'cllnn-edge[signing]'``).
     """
     path = Path(path)
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} or None, got {backend!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     if not path.is_file():
@@ -73,8 +84,17 @@ def load(
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
     if entry is not None and hashlib.sha256(data).hexdigest() != entry.sha256:
         raise ManifestError(f"{path} changed while it was being loaded; refusing to load")
+    backend = backend or (entry.runtime if entry is not None else None)
     if looks_like_tflite(data):
+        if backend == TFLM:
+            from runtime.tflm import TFLMModel  # tflite-micro only where a file asks for it
+
+            return TFLMModel(path, data, entry)
+        if backend not in (None, LITERT):
+            raise ModelLoadError(f"{path.name}: a TFLite file runs on {LITERT} or {TFLM}, not {backend}")
         return LiteRTModel(path, data, threads, entry)
+    if backend not in (None, ONNXRUNTIME):
+        raise ModelLoadError(f"{path.name}: not a TFLite flatbuffer, so it cannot run on {backend}")
     try:
         return OnnxRuntimeModel(path, data, threads, entry)
     except NotOnnxError as exc:

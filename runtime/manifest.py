@@ -25,10 +25,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from runtime.errors import ManifestError
-from runtime.manifest_schema import (
+from runtime.manifest_schema import (  # noqa: F401  (BACKENDS .. TFLM: re-exported)
+    BACKENDS,
+    LITERT,
     MAX_MANIFEST_BYTES,
+    ONNXRUNTIME,
     PLAIN_NAME_RULE,
     SCHEMA_VERSION,
+    TFLM,
     is_plain_name,
     validated_document,
 )
@@ -99,6 +103,48 @@ class ProbeRecord:
 
 
 @dataclass(frozen=True)
+class ListedFile:
+    """A file written beside an artefact (its C sources), relative to the manifest's directory."""
+
+    file: str
+    sha256: str
+    size: int
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ListedFile:
+        return cls(file=str(data["file"]), sha256=str(data["sha256"]), size=int(data["size"]))
+
+
+MCU_DIR = "mcu"  # beside the artefacts: a microcontroller file's C sources (McuRecord.sources)
+
+
+@dataclass(frozen=True)
+class McuRecord:
+    """A microcontroller file's memory budget, measured on TFLite Micro, and its C sources
+    (``manifest.json``: ``details.mcu``; ``export.mcu`` measures and writes it)."""
+
+    flash_bytes: int  # the model's bytes, as the C array holds them in flash
+    arena_min_bytes: int  # the smallest tensor arena TFLM ran the file in
+    arena_bytes: int  # what to allocate: the minimum plus ``runtime.tflm.arena_margin``
+    stage_activation_bytes: dict[str, int] = field(default_factory=dict)  # stage -> its peak op working set
+    sources: tuple[ListedFile, ...] = ()  # cllnn_model.h / cllnn_model.cc
+
+    @property
+    def arena_margin_bytes(self) -> int:
+        return self.arena_bytes - self.arena_min_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "sources": [asdict(source) for source in self.sources]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> McuRecord:
+        return cls(flash_bytes=int(data["flash_bytes"]), arena_min_bytes=int(data["arena_min_bytes"]),
+                   arena_bytes=int(data["arena_bytes"]),
+                   stage_activation_bytes={str(k): int(v) for k, v in data.get("stage_activation_bytes", {}).items()},
+                   sources=tuple(ListedFile.from_dict(s) for s in data.get("sources", ())))
+
+
+@dataclass(frozen=True)
 class ArtifactDetails:
     """What the export measured and checked about one file (``manifest.json``: ``details``)."""
 
@@ -110,6 +156,7 @@ class ArtifactDetails:
     probe: ProbeRecord | None = None
     # How the file was quantized: graph, calibration, recipe (export.convert.quantization_record).
     quantization: dict[str, Any] = field(default_factory=dict)
+    mcu: McuRecord | None = None  # a file for microcontrollers (runtime "tflm"): memory and C sources
 
     @property
     def passed(self) -> bool:
@@ -127,6 +174,8 @@ class ArtifactDetails:
             data["probe"] = self.probe.to_dict()
         if self.quantization:
             data["quantization"] = self.quantization
+        if self.mcu is not None:
+            data["mcu"] = self.mcu.to_dict()
         return data
 
     @classmethod
@@ -141,6 +190,7 @@ class ArtifactDetails:
             reproducibility=str(data.get("reproducibility", "")),
             probe=None if probe is None else ProbeRecord.from_dict(probe),
             quantization=dict(data.get("quantization") or {}),
+            mcu=None if data.get("mcu") is None else McuRecord.from_dict(data["mcu"]),
         )
 
 
@@ -177,7 +227,7 @@ class ArtifactEntry:
 
     file: str  # relative to the manifest's directory
     format: str  # a name of the format registry (export.formats)
-    runtime: str  # "litert" or "onnxruntime"
+    runtime: str  # one of ``BACKENDS``
     precision: str  # "float32", "float16", "dynamic-int8", "int8"
     sha256: str
     size: int
@@ -185,6 +235,11 @@ class ArtifactEntry:
     outputs: tuple[TensorSpec, ...]
     ops: dict[str, int] = field(default_factory=dict)  # op type -> count
     details: ArtifactDetails = field(default_factory=ArtifactDetails)
+
+    def delivered_files(self) -> list[tuple[str, str]]:
+        """(file, SHA-256) of what a user takes away: the file, and its C sources where it has them."""
+        sources = self.details.mcu.sources if self.details.mcu is not None else ()
+        return [(self.file, self.sha256), *((source.file, source.sha256) for source in sources)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,6 +296,16 @@ class Manifest:
             metadata=metadata,
             check_set=None if check_set is None else CheckSetRecord.from_dict(check_set),
         )
+
+    def listed_files(self) -> list[tuple[str, str]]:
+        """(file, SHA-256) of every file the manifest vouches for: each artefact and its C sources,
+        the stage probes, the check set."""
+        listed = [item for entry in self.artifacts for item in entry.delivered_files()]
+        listed += [(entry.details.probe.file, entry.details.probe.sha256) for entry in self.artifacts
+                   if entry.details.probe is not None and entry.details.probe.file is not None]
+        if self.check_set is not None:
+            listed.append((self.check_set.file, self.check_set.sha256))
+        return listed
 
     def entry_for(self, file_name: str) -> ArtifactEntry | None:
         return next((a for a in self.artifacts if a.file == file_name), None)

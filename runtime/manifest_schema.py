@@ -31,6 +31,9 @@ MAX_DEPTH = 20  # nesting of objects and arrays; convert's manifests reach 8
 MAX_ARTIFACTS = 64
 MAX_NAME_PARTS = 2  # "cllnn_int8.tflite", "probes/cllnn_int8.tflite"
 SCHEMA_VERSION = 1
+# The runtimes an artefact names (its ``runtime``): LiteRT, ONNX Runtime, TensorFlow Lite Micro.
+LITERT, ONNXRUNTIME, TFLM = "litert", "onnxruntime", "tflm"
+BACKENDS = (LITERT, ONNXRUNTIME, TFLM)
 
 _PART = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
 PLAIN_NAME = re.compile(rf"{_PART}(?:/{_PART}){{0,{MAX_NAME_PARTS - 1}}}")
@@ -88,6 +91,15 @@ _PROBE = _object(
     "a probe record ({file, sha256, size, ...} or {error})",
     dependencies={"file": ["sha256", "size"]},
 )
+_LISTED = _object({"file": _FILE, "sha256": _SHA256, "size": _SIZE}, ("file", "sha256", "size"),
+                  "a listed file (file, sha256, size)")
+_MCU = _object(
+    {"flash_bytes": _SIZE, "arena_min_bytes": _SIZE, "arena_bytes": _SIZE,
+     "stage_activation_bytes": _map(_SIZE, "an object of stage -> bytes"),
+     "sources": {"type": "array", "items": _LISTED, "maxItems": 16, "description": "a list of listed files"}},
+    ("flash_bytes", "arena_min_bytes", "arena_bytes"),
+    "an mcu record (flash_bytes, arena_min_bytes, arena_bytes, ...)",
+)
 _DETAILS = _object(
     {
         "description": _TEXT,
@@ -97,6 +109,7 @@ _DETAILS = _object(
         "reproducibility": _TEXT,
         "probe": {**_PROBE, "type": ["object", "null"]},
         "quantization": {"type": "object", "description": "how the file was quantized (graph, calibration, recipe)"},
+        "mcu": {**_MCU, "type": ["object", "null"]},
     },
     (),
     "an object of what the export measured (details)",
@@ -105,7 +118,7 @@ _ENTRY = _object(
     {
         "file": _FILE,
         "format": _SHORT,
-        "runtime": {"enum": ["litert", "onnxruntime"], "description": "'litert' or 'onnxruntime'"},
+        "runtime": {"enum": list(BACKENDS), "description": " or ".join(repr(b) for b in BACKENDS)},
         "precision": _SHORT,
         "sha256": _SHA256,
         "size": _SIZE,

@@ -167,14 +167,14 @@ def check_listed_files(manifest: Manifest, artifacts_dir: Path) -> None:
     (``runtime.manifest.contained``) and matches its checksum, else ``ManifestError``."""
     if not manifest.artifacts:
         raise ManifestError(f"the manifest in {artifacts_dir} lists no artefacts")
-    for entry in manifest.artifacts:
-        path = contained(artifacts_dir, entry.file)
+    for file, sha256 in (item for entry in manifest.artifacts for item in entry.delivered_files()):
+        path = contained(artifacts_dir, file)
         if not path.is_file():
             raise ManifestError(
-                f"{entry.file} is listed in the manifest but missing from {artifacts_dir}; "
+                f"{file} is listed in the manifest but missing from {artifacts_dir}; "
                 f"re-run cllnn-export convert"
             )
-        if sha256_contained(artifacts_dir, entry.file) != entry.sha256:
+        if sha256_contained(artifacts_dir, file) != sha256:
             raise ManifestError(
                 f"{path} does not match its manifest checksum (modified after export); "
                 f"re-run cllnn-export convert"

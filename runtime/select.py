@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.bench import BenchSettings
+from runtime.boards import boards_help
 from runtime.choose import (
     EXIT_CHOSEN,
     EXIT_NONE_FITS,
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="top-1 agreement with the trained model, in percent")
     budget.add_argument("--max-size-kib", type=float, metavar="N", help="file size in KiB")
     budget.add_argument("--max-p99-us", type=float, metavar="N", help="p99 latency in microseconds")
+    budget.add_argument("--board", metavar="NAME",
+                        help=f"a microcontroller: only files for TFLite Micro whose flash and tensor arena fit it "
+                        f"qualify; {boards_help()}")
+    budget.add_argument("--flash-kib", type=float, metavar="N",
+                        help="microcontroller flash for the model, KiB (replaces the board's)")
+    budget.add_argument("--ram-kib", type=float, metavar="N",
+                        help="microcontroller RAM for the tensor arena, KiB (replaces the board's)")
     timing = parser.add_argument_group("measurement (as cllnn-bench)")
     add_timing_flags(timing)
     add_tolerance_flag(parser, "the exported tolerance table for verification")
@@ -65,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        budget = Budget(max_accuracy_drop=args.max_accuracy_drop, min_agreement=args.min_agreement,
-                        max_size_kib=args.max_size_kib, max_p99_us=args.max_p99_us)
+        budget = Budget.for_board(args.board, max_accuracy_drop=args.max_accuracy_drop,
+                                  min_agreement=args.min_agreement, max_size_kib=args.max_size_kib,
+                                  max_p99_us=args.max_p99_us, max_flash_kib=args.flash_kib,
+                                  max_ram_kib=args.ram_kib)
         settings = BenchSettings(batch=args.batch, threads=args.threads, warmup=args.warmup, runs=args.runs)
         if not args.artifacts.is_dir():
             raise ManifestError(f"artifacts directory not found: {args.artifacts}")

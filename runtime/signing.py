@@ -240,11 +240,7 @@ def sign_artifacts(artifacts_dir: str | os.PathLike[str], key: str | os.PathLike
 
 def check_signed_files(manifest: Manifest, artifacts_dir: Path) -> None:
     """Every file ``manifest`` lists is in ``artifacts_dir`` with its recorded SHA-256, else ``ManifestError``."""
-    listed = [(entry.file, entry.sha256) for entry in manifest.artifacts]
-    listed += [(entry.details.probe.file, entry.details.probe.sha256) for entry in manifest.artifacts
-               if entry.details.probe is not None and entry.details.probe.file is not None]
-    if manifest.check_set is not None:
-        listed.append((manifest.check_set.file, manifest.check_set.sha256))
+    listed = manifest.listed_files()
     if not manifest.artifacts:
         raise ManifestError(f"the manifest in {artifacts_dir} lists no artefacts; nothing to sign")
     for name, sha256 in listed:

@@ -11,6 +11,7 @@ from cllnn_edge.config import Config, ConfigError
 from export.errors import ExportError
 from export.formats import FLOAT_GRAPH, FORMATS, INT8_GRAPH, SPLIT_GRAPH, calibration_for, formats_for, parse_formats
 from export.precision import FLOAT32, INT8, INT16X8, STAGES, Recipe, ai_edge_recipe, stage_of
+from runtime import tflm
 
 
 def test_a_recipe_names_stages_and_the_rest_are_int8() -> None:
@@ -65,8 +66,10 @@ def test_the_ai_edge_recipe_has_one_rule_per_stage_matching_only_its_layers() ->
 
 
 def test_all_means_the_fixed_formats_and_mixed_ones_take_the_config_recipe() -> None:
+    microcontroller = ["tflm-int8"] if tflm.available() else []  # where the tflm extra is installed
     assert [f.name for f in parse_formats("all")] == [
-        "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tflite-int16x8", "onnx-fp32", "onnx-int8"]
+        "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tflite-int16x8", "onnx-fp32", "onnx-int8",
+        *microcontroller]
     cfg = Config.from_dict({"export": {"formats": ["tflite-mixed", "tflite-int16x8"],
                                        "recipe": {"cnn": "float32", "reservoir": "int16x8"}}})
     mixed, int16x8 = formats_for(cfg)
