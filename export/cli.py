@@ -416,12 +416,15 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg = cfg.replace("export", calibration_size=args.calibration_size)
     if getattr(args, "recipe", None) is not None:
         cfg = cfg.replace("export", recipe=Recipe.parse(args.recipe).to_dict())
-    for flag in ("board", "flash_kib", "ram_kib"):
-        if getattr(args, flag, None) is not None:
-            cfg = cfg.replace("export", **{flag: getattr(args, flag)})
-    Recipe.parse(cfg.export.recipe)  # a bad recipe fails here, before any work
     from export.mcu import memory_budget
+    from runtime.boards import budget_for
 
+    figures = {flag: getattr(args, flag) for flag in ("flash_kib", "ram_kib") if getattr(args, flag, None) is not None}
+    budget_for(**figures)  # a flag of 0 is an error (in a config file, 0 means "not given")
+    if getattr(args, "board", None) is not None:
+        figures["board"] = args.board
+    cfg = cfg.replace("export", **figures) if figures else cfg
+    Recipe.parse(cfg.export.recipe)  # a bad recipe fails here, before any work
     memory_budget(cfg)  # so does an unknown board
     return cfg
 

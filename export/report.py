@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 from export.layout import RunLayout
+from export.mcu_report import mcu_html, mcu_markdown, mcu_rows
 from export.sweep import HEADER as SWEEP_HEADER
 from export.sweep import SWEEP_PNG, SweepRow, machine_line, table_rows
 from export.tables import html_table, markdown_table
@@ -50,6 +51,7 @@ def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dic
         "selection": selection.to_dict(),
     }
     report["formats"] = format_rows(parity, manifest, report["bench"])
+    report["microcontroller"] = mcu_rows(manifest)
     if layout.sweep_json.is_file():  # run --sweep: its table and plot, as the sweep wrote them
         report["sweep"] = {**json.loads(layout.sweep_json.read_text()),
                            "plot": (layout.sweep / SWEEP_PNG).relative_to(layout.root).as_posix()}
@@ -133,6 +135,7 @@ def markdown(report: dict[str, Any]) -> str:
                        [[name, "yes" if s["ran"] else "reused", str(s["seconds"])]
                         for name, s in report["stages"].items()]),
     ]
+    lines += mcu_markdown(report.get("microcontroller", []))
     if "sweep" in report:
         lines += ["", "## Precision sweep", "", *sweep_summary(report["sweep"]), "",
                   markdown_table(SWEEP_HEADER, sweep_cells(report["sweep"])), "",
@@ -205,6 +208,7 @@ def html_page(report: dict[str, Any]) -> str:
         _figure(plots["tradeoff"], "Accuracy against latency; marker area is the file size."),
         _figure(plots["latency"],
                 "Every timed batch-1 call per format (box: quartiles; whiskers: p1 to p99)."),
+        *mcu_html(report.get("microcontroller", [])),
         *(_sweep_section(report["sweep"]) if "sweep" in report else []),
         "<h2>Training</h2>",
         f"<p>Test accuracy of the trained model: <b>{history['final']['test_accuracy']:.4f}</b> "

@@ -12,8 +12,12 @@ import numpy as np
 import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 import runtime
 from runtime.manifest import load_manifest, sha256_file
+from runtime.tflm import available as tflm_available
 
 CLI = str(Path(sys.executable).parent / "cllnn-export")
+# What `cllnn-export run` exports by default ("all"): tflm-int8 where the tflm extra is installed (CI).
+ALL_FORMATS = frozenset({"tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tflite-int16x8",
+                         "onnx-fp32", "onnx-int8", *(["tflm-int8"] if tflm_available() else [])})
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -18,8 +18,9 @@ import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 from cllnn_edge.data import load_splits
 from cllnn_edge.train import as_model_input
 from export.file_checks import float_front, float_kernels
+from runtime import load as runtime_load
 from runtime.manifest import load_manifest, sha256_file
-from tests.e2e.helpers import CLI, assert_formats_match, gate_flags, run_cli
+from tests.e2e.helpers import ALL_FORMATS, CLI, assert_formats_match, gate_flags, run_cli
 
 pytestmark = pytest.mark.slow  # the README's main job, trained and converted
 
@@ -52,12 +53,11 @@ def test_main_job_passes_parity_on_every_format_and_writes_the_report(seed_run) 
     model_path, artifacts, done = seed_run
     out = model_path.parent.parent
     parity = json.loads((out / "parity.json").read_text())
-    assert parity["passed"] and len(parity["results"]) == 7
+    assert parity["passed"] and len(parity["results"]) == len(ALL_FORMATS)
     assert done.stdout.rstrip().endswith("PASSED")
     assert f"report: {out / 'report.html'}" in done.stdout
     report = json.loads((out / "report.json").read_text())
-    assert {row["format"] for row in report["formats"]} == {
-        "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tflite-int16x8", "onnx-fp32", "onnx-int8"}
+    assert {row["format"] for row in report["formats"]} == ALL_FORMATS
     for image in report["plots"].values():
         assert (out / image).stat().st_size > 1000
 
@@ -67,9 +67,7 @@ def test_every_format_exports_loads_and_matches_keras(seed_run, test_split) -> N
     assert converted.returncode == 0, converted.stdout[-3000:] + converted.stderr[-3000:]
     assert "PASSED" in converted.stdout
     sizes = assert_formats_match(model_path, artifacts, test_split.x)
-    assert set(sizes) == {
-        "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tflite-int16x8", "onnx-fp32", "onnx-int8"
-    }
+    assert set(sizes) == ALL_FORMATS
     assert sizes["tflite-int8"] <= 0.30 * sizes["tflite-fp32"]
 
 
@@ -90,9 +88,10 @@ def test_manifest_describes_each_file(seed_run) -> None:
         if entry.runtime == "onnxruntime":
             assert not {"Loop", "Scan"} & set(entry.ops)
     assert manifest.check_set is not None
+    sources = ["mcu"] if any(a.details.mcu for a in manifest.artifacts) else []  # tflm-int8's C sources
     assert sorted(p.name for p in artifacts.iterdir()) == sorted(
-        [a.file for a in manifest.artifacts] + ["manifest.json", "probes", manifest.check_set.file]
-    ), "nothing but the artefacts, their stage probes, the check set and the manifest is left behind"
+        [a.file for a in manifest.artifacts] + ["manifest.json", "probes", manifest.check_set.file, *sources]
+    ), "nothing but the artefacts, their stage probes and C sources, the check set and the manifest is left behind"
     probes = [entry.details.probe for entry in manifest.artifacts]
     assert all(probe is not None and probe.file is not None for probe in probes), probes
     assert sorted(p.name for p in (artifacts / "probes").iterdir()) == sorted(
@@ -197,7 +196,7 @@ def test_parity_gate_of_the_workflow_passes(seed_run, tmp_path: Path) -> None:
                 *gate_flags(), "--json", str(report_json), "--junit", str(report_xml))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     report = ParityReport.load_json(report_json)
-    assert report.images == 1000 and len(report.results) == 7 and bool(report)
+    assert report.images == 1000 and len(report.results) == len(ALL_FORMATS) and bool(report)
     for result in report.results:
         assert [s.stage for s in result.stages] == ["cnn", "reservoir", "lstm", "output"]
         assert result.first_failing_stage is None, (result.format, result.stages)
@@ -212,10 +211,62 @@ def test_device_side_verify_and_the_choice_on_the_main_job(seed_run, tmp_path: P
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "v.json").read_text())
-    assert report["passed"] and len(report["results"]) == 7 and report["images"] == 300
+    assert report["passed"] and len(report["results"]) == len(ALL_FORMATS) and report["images"] == 300
     run_dir = model_path.parent.parent
     selection = json.loads((run_dir / "selection.json").read_text())
     chosen = selection["chosen"]
     assert sorted(p.name for p in (run_dir / "deploy").iterdir()) == sorted([chosen, "manifest.json",
                                                                           "selection.json"])
     assert chosen in (run_dir / "report.md").read_text().split("\n\n")[1]
+
+
+def test_the_int8_file_on_tflm_kernels_passes_parity_and_its_c_sources_hold_it(seed_run) -> None:
+    """Microcontrollers: tflm-int8 is tflite-int8's file on TensorFlow Lite Micro's kernels, gated at the
+    int8 row's own limits; its header's figures are the measured ones and its arena is the smallest
+    TFLM runs the model in, plus the stated margin."""
+    pytest.importorskip("tflite_micro", reason="the tflm extra is not installed")
+    from export.mcu import read_c_array, read_header
+    from runtime.errors import ModelLoadError
+    from runtime.tflm import TFLMModel, arena_margin, smallest_arena
+
+    model_path, artifacts, _ = seed_run
+    parity = json.loads((model_path.parent.parent / "parity.json").read_text())
+    (micro,) = [r for r in parity["results"] if r["format"] == "tflm-int8"]
+    assert micro["passed"] and parity["images"] == 1000
+    assert micro["metrics"]["top1_agreement"] >= 0.99 and -micro["metrics"]["accuracy_delta"] <= 0.005, micro
+
+    manifest = load_manifest(artifacts)
+    (entry,) = [a for a in manifest.artifacts if a.format == "tflm-int8"]
+    data = (artifacts / entry.file).read_bytes()
+    assert entry.runtime == "tflm" and data == (artifacts / "cllnn_int8.tflite").read_bytes()
+    mcu = entry.details.mcu
+    assert mcu is not None and mcu.flash_bytes == len(data)
+    assert mcu.arena_min_bytes == smallest_arena(data) and mcu.arena_bytes == mcu.arena_min_bytes + arena_margin(
+        mcu.arena_min_bytes)
+    # the seed's shapes at batch 1: conv1's float32 output and pool1's; the reservoir's input projection
+    # (1,152 int8 features -> 512), the LSTM's (512 -> 128), the head (128 -> 10)
+    assert mcu.stage_activation_bytes == {"cnn": 4 * (28 * 28 * 32 + 14 * 14 * 32), "reservoir": 1152 + 512,
+                                          "lstm": 512 + 128, "head": 128 + 10}
+    header, source = (artifacts / s.file for s in mcu.sources)
+    assert [s.sha256 for s in mcu.sources] == [sha256_file(header), sha256_file(source)]
+    assert read_c_array(source.read_text()) == data
+    figures = read_header(header.read_text())
+    spec_in, spec_out = entry.inputs[0], entry.outputs[0]
+    assert figures == {
+        "CLLNN_MODEL_BYTES": len(data), "CLLNN_ARENA_MIN_BYTES": mcu.arena_min_bytes,
+        "CLLNN_ARENA_MARGIN_BYTES": mcu.arena_margin_bytes, "CLLNN_ARENA_BYTES": mcu.arena_bytes,
+        "CLLNN_INPUT_HEIGHT": 28, "CLLNN_INPUT_WIDTH": 28, "CLLNN_INPUT_CHANNELS": 1,
+        "CLLNN_INPUT_SCALE": 1.0, "CLLNN_INPUT_ZERO_POINT": 0, "CLLNN_NUM_CLASSES": 10,
+        "CLLNN_OUTPUT_SCALE": spec_out.scale, "CLLNN_OUTPUT_ZERO_POINT": spec_out.zero_point}
+    assert (spec_in.dtype, spec_in.scale, spec_in.zero_point) == ("uint8", 1.0, 0)
+
+    images = load_splits("embedded").test.x[:20]
+    with TFLMModel(artifacts / entry.file, data, entry, arena_bytes=figures["CLLNN_ARENA_BYTES"]) as model:
+        at_header = model.predict(images)
+    with runtime_load(artifacts / "cllnn_int8.tflite") as lite:
+        assert np.array_equal(at_header.argmax(1), lite.predict(images).argmax(1))
+    short = figures["CLLNN_ARENA_BYTES"] - figures["CLLNN_ARENA_MARGIN_BYTES"] - 16  # below the smallest
+    with pytest.raises(ModelLoadError, match=f"cannot run it in a tensor arena of {short:,} bytes"):
+        TFLMModel(artifacts / entry.file, data, entry, arena_bytes=short)
+    report = (model_path.parent.parent / "report.md").read_text()
+    assert "## Microcontrollers" in report and "fits nano33-ble" in report

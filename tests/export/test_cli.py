@@ -171,6 +171,11 @@ def _tree(root: Path) -> list[str]:
          "unknown precision(s) {{'head': 'int4'}} in recipe; choose from float32, int16x8, int8"),
         (["run", "--config", "{root}/recipe.toml", "--out", "{root}/run"],
          "unknown stage(s) ['conv'] in recipe; stages: cnn, reservoir, lstm, head"),
+        (["convert", "{root}/model.keras", "--out", "{root}/out", "--board", "uno"],
+         "unknown board 'uno'; choose from nano33-ble, stm32h743, stm32f746, nrf52832"),
+        (["run", "--out", "{root}/run", "--board", "nano33-ble", "--ram-kib", "0"],
+         "ram_kib must be a positive whole number of KiB, got 0"),
+        (["run", "--config", "{root}/board.toml", "--out", "{root}/run"], "export.flash_kib must be >= 0"),
     ],
 )
 def test_bad_outputs_and_configs_exit_2_before_the_work_creating_nothing(
@@ -181,6 +186,7 @@ def test_bad_outputs_and_configs_exit_2_before_the_work_creating_nothing(
     (tmp_path / "bogus.toml").write_text('[export]\nformats = ["bogus"]\n')
     (tmp_path / "big.toml").write_text(f"[model]\nreservoir_dim = {2**40}\n")
     (tmp_path / "recipe.toml").write_text('[export]\nrecipe = { conv = "int8" }\n')
+    (tmp_path / "board.toml").write_text('[export]\nflash_kib = -1\n')
     before = _tree(tmp_path)
     code = main([arg.format(root=tmp_path) for arg in argv])
     err = capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -35,6 +36,25 @@ def test_backend_is_chosen_by_content(
         assert model.backend == backend
         assert model.format == ("tflite" if backend == "litert" else "onnx")
         np.testing.assert_allclose(model.predict(tiny.images[:2]), tiny.reference[:2], atol=1e-5)
+
+
+def test_a_backend_asked_for_must_suit_the_content(tiny: TinyModels) -> None:
+    with pytest.raises(ValueError, match="backend must be one of litert, onnxruntime, tflm or None, got 'tpu'"):
+        runtime.load(tiny.int8_tflite, backend="tpu")
+    with pytest.raises(runtime.ModelLoadError, match="a TFLite file runs on litert or tflm, not onnxruntime"):
+        runtime.load(tiny.int8_tflite, backend="onnxruntime")
+    with pytest.raises(runtime.ModelLoadError, match="not a TFLite flatbuffer, so it cannot run on tflm"):
+        runtime.load(tiny.int8_onnx, backend="tflm")
+    with runtime.load(tiny.int8_tflite, backend="litert") as model:
+        assert model.backend == "litert"
+
+
+def test_tflm_without_its_package_says_how_to_install_it(
+    tiny: TinyModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tflite_micro", None)  # as where the tflm extra is not installed
+    with pytest.raises(runtime.ModelLoadError, match=r"needs tflite-micro: pip install 'cllnn-edge\[tflm\]'"):
+        runtime.load(tiny.int8_tflite, backend="tflm")
 
 
 def test_metadata(tiny: TinyModels) -> None:

@@ -225,8 +225,29 @@ def test_the_choice_rule_and_the_tightest_constraint_rule() -> None:
     assert "tightest constraint: --max-size-kib 39.5 excludes 1 of 2" in verdict  # 1.3% over against 1.9% short
 
 
+def test_a_board_admits_only_microcontroller_files_whose_flash_and_arena_fit_it() -> None:
+    host = _candidate("int8.tflite", 80, 150, 892)
+    seed = replace(_candidate("seed_tflm.tflite", 4800, 7000, 892), arena_bytes=154_000)
+    small = replace(_candidate("small_tflm.tflite", 1500, 2500, 300), arena_bytes=150_000)
+    marked, verdict = choose([host, seed, small], Budget.for_board("nano33-ble"))  # 1,024 KiB flash, 256 KiB RAM
+    assert marked[0].reason == "not a microcontroller file (no tensor arena measured)"  # said once, not per limit
+    assert marked[2].chosen and verdict == "the fastest by p50 of the 2 verified files within budget"
+    marked, verdict = choose([host, seed, small], Budget.for_board("nrf52832"))  # 512 KiB flash, 64 KiB RAM
+    assert not any(c.chosen for c in marked)
+    assert marked[1].reason == "flash 892 KiB > budget 512 KiB; tensor arena 150 KiB > budget 64 KiB"
+    assert verdict == ("no file fits the budget; tightest constraint: --ram-kib 64 excludes 3 of 3 verified files "
+                       "(nearest: small_tflm.tflite, tensor arena 146 KiB > budget 64 KiB); also --flash-kib 512 "
+                       "excludes 2")
+    budget = Budget.for_board("nrf52832", max_ram_kib=200.0)  # a flag replaces the board's figure
+    assert (budget.max_flash_kib, budget.max_ram_kib) == (512.0, 200.0)
+    with pytest.raises(BudgetError, match="unknown board 'uno'; choose from nano33-ble"):
+        Budget.for_board("uno")
+
+
 @pytest.mark.parametrize(("flags", "expected"), [
     (["--max-p99-us", "-1"], "--max-p99-us must be >= 0, got -1"),
+    (["--board", "uno"], "unknown board 'uno'"),
+    (["--ram-kib", "-5"], "--ram-kib must be >= 0, got -5"),
     (["--max-accuracy-drop", "-0.5"], "--max-accuracy-drop must be >= 0"),
     (["--max-size-kib", "nan"], "--max-size-kib must be a finite number"),
     (["--min-agreement", "101"], "--min-agreement is a percentage (0 to 100), got 101"),
