@@ -13,7 +13,7 @@ import pytest
 import runtime
 from cllnn_edge.data import load_splits
 from runtime.manifest import load_manifest
-from tests.e2e.helpers import run_cli
+from tests.e2e.helpers import ALL_FORMATS, run_cli
 
 pytestmark = pytest.mark.slow  # trains and converts
 
@@ -30,13 +30,13 @@ def test_sklearn_digits_run_exports_every_format_and_the_runtime_takes_8x8_pixel
     assert history["data"]["image_shape"] == [8, 8, 1] and history["config"]["model"]["image_shape"] == [8, 8, 1]
     assert history["final"]["test_accuracy"] > 0.9
     parity = json.loads((out / "parity.json").read_text())
-    assert parity["passed"] and len(parity["results"]) == 7
+    assert parity["passed"] and len(parity["results"]) == len(ALL_FORMATS)
     assert (out / "report.html").is_file() or (out / "report.md").is_file()
 
     test = load_splits("sklearn-digits").test
     assert test.x.shape[1:] == (8, 8) and test.x.dtype == np.uint8
     manifest = load_manifest(out / "artifacts")
-    assert len(manifest.artifacts) == 7
+    assert {entry.format for entry in manifest.artifacts} == ALL_FORMATS
     for entry in manifest.artifacts:
         assert entry.inputs[0].shape[1:] == (8, 8, 1)
         with runtime.load(out / "artifacts" / entry.file) as model:
