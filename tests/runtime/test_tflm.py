@@ -5,6 +5,7 @@ These run where the ``tflm`` extra is installed (CI installs it); elsewhere the 
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shutil
 from dataclasses import replace
@@ -13,16 +14,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the project's tomli dependency
+    import tomli as tomllib
+
 import runtime
+from runtime import tflm
 from runtime.atomic import write_json_atomic
 from runtime.errors import ModelClosedError, ModelLoadError
 from runtime.manifest import MANIFEST_NAME, Manifest, McuRecord, load_manifest
 from runtime.verify import verify
 from tests.runtime.conftest import TinyModels
+from tests.runtime.helpers import REPO, describe, run_python
 
 tflite_micro = pytest.importorskip("tflite_micro", reason="the tflm extra is not installed")
-
-from runtime import tflm  # noqa: E402  (after the skip: imports tflite-micro only when used)
 
 
 def test_an_int8_file_runs_on_tflm_behind_the_same_interface(tiny: TinyModels) -> None:
@@ -130,3 +136,18 @@ def test_closed_and_threads(tiny: TinyModels, tmp_path: Path) -> None:
     model.close()
     with pytest.raises(ModelClosedError):
         model.predict(tiny.images[0])
+
+
+def test_the_tflm_backend_needs_no_tensorflow_and_the_base_install_pulls_no_tflm(tiny: TinyModels) -> None:
+    done = run_python("import sys, numpy as np, runtime\n"
+                      "with runtime.load(sys.argv[1], backend='tflm') as model:\n"
+                      "    model.predict(np.zeros((2, 28, 28), np.uint8))\n"
+                      "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n",
+                      str(tiny.int8_tflite))
+    assert done.returncode == 0 and done.stdout.strip() == "[]", describe(done)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    base = " ".join(project["dependencies"]).lower()
+    assert "tflite-micro" not in base and "tensorflow" not in base and "keras" not in base
+    assert any(r.startswith("tflite-micro") for r in project["optional-dependencies"]["tflm"])
+    pulled = " ".join(importlib.metadata.requires("tflite-micro") or []).lower()
+    assert "tensorflow" not in pulled  # the extra itself: numpy, flatbuffers, pyyaml
