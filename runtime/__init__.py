@@ -10,6 +10,9 @@ as float32, keyed by output name (``model.output_specs``), and ``predict`` refus
 
 Backends import ai-edge-litert / onnxruntime only when a file of their format
 is loaded, so this package imports with numpy and either one of them alone.
+TensorFlow Lite Micro (``runtime.tflm``, the ``tflm`` extra) runs a ``.tflite``
+as a microcontroller does, for a file whose manifest entry says ``"tflm"`` or
+with ``load(path, backend="tflm")``; board budgets are ``runtime.boards``.
 
 Also here, because a device needs them and they need only numpy: the
 tolerance table (``runtime.tolerances``), the comparator (``runtime.compare``,
