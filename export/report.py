@@ -120,7 +120,7 @@ def markdown(report: dict[str, Any]) -> str:
              "p99 us (batch 1)", f"images/s (batch {batch})", "parity", ERROR_ENTRY],
             [[row["format"], f"{row['size_kib']:.1f}", f"{row['accuracy']:.4f}",
               f"{100 * row['top1_agreement']:.1f}%", f"{row['max_abs']:.2e}", f"{row['p50_us']:.0f}",
-              f"{row['p99_us']:.0f}", f"{row['throughput_ips']:.0f}", _verdict(row), row["error_entry"]]
+              f"{row['p99_us']:.0f}", _count(row["throughput_ips"]), _verdict(row), row["error_entry"]]
              for row in rows],
         ),
         "",
@@ -276,7 +276,7 @@ def _formats_table(rows: list[dict[str, Any]]) -> str:
               "p50 µs (batch 1)", "p99 µs (batch 1)", f"images/s (batch {batch})", "parity", ERROR_ENTRY]
     body = [[row["format"], row["precision"], f"{row['size_kib']:,.1f}", f"{row['accuracy']:.4f}",
              f"{100 * row['top1_agreement']:.1f}%", f"{row['max_abs']:.2e}", f"{row['p50_us']:,.0f}",
-             f"{row['p99_us']:,.0f}", f"{row['throughput_ips']:,.0f}", _verdict(row), row["error_entry"]]
+             f"{row['p99_us']:,.0f}", _count(row["throughput_ips"]), _verdict(row), row["error_entry"]]
             for row in rows]
     return html_table(header, body)
 
@@ -346,6 +346,11 @@ def _environment_section(report: dict[str, Any]) -> str:
 
 def _figure(src: str, caption: str) -> str:
     return f"<figure><img src='{_e(src)}' alt='{_e(caption)}'><figcaption>{_e(caption)}</figcaption></figure>"
+
+
+def _count(value: float) -> str:
+    """A figure not measured (a file timed at batch 1 only) is "-", not "nan"."""
+    return "-" if math.isnan(value) else f"{value:,.0f}"
 
 
 def _verdict(row: dict[str, Any]) -> str:

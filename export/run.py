@@ -286,7 +286,10 @@ def _bench(layout: RunLayout, progress: Progress) -> str:
     from runtime.manifest import contained, load_manifest
 
     manifest = load_manifest(layout.manifest)
-    jobs = [(batch, entry) for batch in BENCH_BATCHES for entry in manifest.artifacts]
+    # A file that takes one image per call (a TFLM file's batch is 1) is timed at batch 1 only: at a
+    # larger batch it would make that many batch-1 calls, which says nothing more.
+    jobs = [(batch, entry) for batch in BENCH_BATCHES for entry in manifest.artifacts
+            if batch == 1 or entry.inputs[0].shape[0] != 1]
     results = []
     for index, (batch, entry) in enumerate(jobs, start=1):
         settings = BenchSettings(batch=batch, threads=1, warmup=10, runs=BENCH_RUNS[batch])
