@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"timed calls per file, batch 1, one thread (default {BENCH_RUNS})")
     sweep.add_argument("--tolerance", action="append", default=[], metavar="PRECISION.LIMIT=VALUE",
                        help="override one limit of the tolerance table (repeatable), as for 'parity'")
+    _budget(sweep)  # the tflm-int8 variant is held to it; 'cllnn-bench select DIR --board' chooses from DIR
     sweep.set_defaults(handler=run_sweep)
     shards = commands.add_parser(
         "shards",

@@ -251,6 +251,12 @@ def _rows(variants: tuple[Format, ...], report: Any, parity: Any,
         metrics = result.metrics if result is not None else {}
         stage = result.error_entry if result is not None else None
         broken = [c.name for c in result.checks if not c.passed] if result is not None else ["not checked"]
+        unfit = [name for name, check in entry.details.checks.items() if not check.passed]  # e.g. fits_budget
+        problems = []
+        if broken:
+            problems.append(f"parity: {', '.join(broken)} broken")
+        if unfit:
+            problems.append(f"export: {', '.join(unfit)} failed")
         p50, p99 = timings.get(fmt.name, (None, None))
         rows.append(SweepRow(
             name=fmt.name, file=entry.file, runtime=entry.runtime, precision=entry.precision,
@@ -261,7 +267,7 @@ def _rows(variants: tuple[Format, ...], report: Any, parity: Any,
             accuracy_drop_pt=(0.0 - 100 * metrics["accuracy_delta"]) if "accuracy_delta" in metrics else None,
             max_abs=metrics.get("max_abs"), main_error_stage=stage.stage if stage is not None else None,
             parity_passed=bool(result is not None and result.passed), p50_us=p50, p99_us=p99,
-            error=f"parity: {', '.join(broken)} broken" if broken else None,
+            error="; ".join(problems) or None,
         ))
     return rows
 
@@ -287,7 +293,7 @@ def table_rows(rows: Sequence[SweepRow]) -> list[tuple[str, ...]]:
     cells = []
     for r in ordered:
         calibration = f"{r.calibration['method']} {r.calibration['images']}" if r.calibration else "-"
-        verdict = "pass" if r.parity_passed else _short(f"FAILED: {r.error or ''}")
+        verdict = "pass" if r.parity_passed and not r.error else _short(f"FAILED: {r.error or ''}")
         cells.append((r.name, r.runtime, calibration, num(r.size_kib, ".1f"), num(r.size_pct_fp32, ".0f"),
                       "-" if r.top1_agreement is None else f"{100 * r.top1_agreement:.2f}%",
                       "-" if r.accuracy_drop_pt is None else f"{r.accuracy_drop_pt:+.2f} pt",

@@ -176,6 +176,7 @@ def _tree(root: Path) -> list[str]:
         (["run", "--out", "{root}/run", "--board", "nano33-ble", "--ram-kib", "0"],
          "ram_kib must be a positive whole number of KiB, got 0"),
         (["run", "--config", "{root}/board.toml", "--out", "{root}/run"], "export.flash_kib must be >= 0"),
+        (["sweep", "{root}/model.keras", "--out", "{root}/sweep", "--board", "uno"], "unknown board 'uno'"),
     ],
 )
 def test_bad_outputs_and_configs_exit_2_before_the_work_creating_nothing(
