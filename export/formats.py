@@ -86,7 +86,7 @@ class Format:
 
     name: str  # as the CLI spells it
     file: str  # file name inside the artefacts directory
-    runtime: str  # the ``runtime`` backend that runs it: "litert" or "onnxruntime"
+    runtime: str  # the ``runtime`` backend that runs it: one of ``runtime.manifest.BACKENDS``
     precision: str  # its row of the tolerance table
     description: str
     convert: Converter  # runs inside a worker process (export.worker)
