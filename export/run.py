@@ -266,7 +266,8 @@ def _convert(cfg: Config, splits: Splits, reference: KerasRunner, layout: RunLay
             f"stage 'convert' failed: formats failed to convert or failed their checks: {failed} "
             f"(see {layout.manifest}; the trained model is kept)"
         )
-    return f"{len(report.results)} formats exported and checked"
+    count = len(report.results)
+    return f"{count} {'format' if count == 1 else 'formats'} exported and checked"
 
 
 def _parity(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layout: RunLayout,
