@@ -55,6 +55,7 @@ from export.precision import MINMAX, Calibration, ai_edge_recipe
 from export.reference import KerasRunner, trained_reference
 from export.unroll import UnrollResult, prove_equivalent, unroll
 from runtime.atomic import write_json_atomic
+from runtime.boards import MemoryBudget
 from runtime.checkset import CHECK_SET_NAME, CheckSet, write_check_set
 from runtime.compare import Comparison
 from runtime.manifest import (
@@ -134,7 +135,7 @@ def convert(
     on the check images are computed once for every comparison.
     """
     formats = formats_for(cfg) if formats is None else formats
-    memory_budget(cfg)  # an unknown board fails here, before any work
+    budget = memory_budget(cfg)  # an unknown board fails here, before any work
     calibrations = {f.name: calibration_for(f, cfg) for f in formats if f.calibrated}
     out_dir = _writable_dir(Path(out_dir))
     model_path = Path(model_path)
@@ -184,7 +185,7 @@ def convert(
         calibration_file = work / "calibration.npy"
         np.save(calibration_file, calibration)
         expected = reference.predict_outputs(check_images)
-        checker = _Checker(cfg, work, check_images, expected, progress)
+        checker = _Checker(cfg, work, check_images, expected, progress, budget)
         results = _convert_all(formats, cfg, graphs, calibration_file, checker, calibrations)
         entries = [_move_into_place(item.entry, work, out_dir) for item in results if item.entry]
         check_set = _write_check_set(out_dir, splits, cfg.export.check_set_size, reference, expected)
@@ -261,6 +262,7 @@ class _Checker:
     images: np.ndarray
     reference: dict[str, np.ndarray]  # the trained model's outputs on ``images``
     progress: Progress
+    budget: MemoryBudget | None  # what a microcontroller file must fit ([export] board, flash_kib, ram_kib)
 
 
 def _convert_all(
@@ -313,7 +315,7 @@ def _convert_one(
         entry = describe_artifact(fmt, target, checker.images, checker.reference,
                                   cfg.tolerances[fmt.precision])
         if fmt.for_mcu:
-            entry = with_mcu_record(entry, target, checker.work, memory_budget(cfg))
+            entry = with_mcu_record(entry, target, checker.work, checker.budget)
     except ConversionError as exc:
         return FormatResult(fmt, None, time.perf_counter() - started, error=str(exc))
     probe_record = (ProbeRecord(error=done.probe_error) if done.probe_error

@@ -246,10 +246,15 @@ def tflite_op_dtypes(path: str | Path) -> list[OpDtypes]:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+    return _op_dtypes(checked_interpreter(data, path.name), path.name)
+
+
+def checked_interpreter(data: bytes, name: str) -> Any:
+    """An unallocated interpreter (XNNPACK off) for bytes that must be a TFLite file, after LiteRT's
+    flatbuffer verifier and ``check_interpreter``: the checks for a tool that reads the file's
+    graph, or for another runtime that trusts the bytes unverified (``runtime.tflm``)."""
     if not looks_like_tflite(data):
-        raise ModelLoadError(
-            f"{path.name}: expected a TFLite flatbuffer ('TFL3' at bytes 4..8), got {data[4:8]!r}"
-        )
-    interpreter = new_interpreter(data, path.name, None, delegates=False)
-    check_interpreter(interpreter, path.name)
-    return _op_dtypes(interpreter, path.name)
+        raise ModelLoadError(f"{name}: expected a TFLite flatbuffer ('TFL3' at bytes 4..8), got {data[4:8]!r}")
+    interpreter = new_interpreter(data, name, None, delegates=False)
+    check_interpreter(interpreter, name)
+    return interpreter

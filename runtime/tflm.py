@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import InferenceError, ModelLoadError
-from runtime.litert import new_interpreter, output_names, tensor_spec
+from runtime.litert import checked_interpreter, output_names, tensor_spec
 from runtime.manifest import ArtifactEntry
 from runtime.model import RuntimeModel
-from runtime.tflite_check import check_interpreter, looks_like_tflite, op_details, tensor_details
+from runtime.tflite_check import op_details, tensor_details
 
 INSTALL_HINT = "pip install 'cllnn-edge[tflm]' (the tflite-micro package; x86-64 Linux wheels)"
 ARENA_ALIGNMENT = 16  # TFLM aligns the arena and every buffer in it to 16 bytes
@@ -128,7 +128,12 @@ def smallest_arena(data: bytes, name: str = "model") -> int:
     runs any input. Raises ``ModelLoadError`` if the file does not run on TFLM
     at all (an unsupported op) or needs more than ``MAX_ARENA_BYTES``.
     """
-    _checked_tflite(data, name)
+    checked_interpreter(data, name)
+    return _search_arena(data, name)
+
+
+def _search_arena(data: bytes, name: str) -> int:
+    """``smallest_arena`` for bytes that already passed ``checked_interpreter``."""
     high = -(-max(MIN_ARENA_BYTES, len(data) // 4) // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
     while not _runs_in(data, high, name):
         if high >= MAX_ARENA_BYTES:
@@ -154,16 +159,6 @@ def _runs_in(data: bytes, arena_bytes: int, name: str) -> bool:
     return True
 
 
-def _checked_tflite(data: bytes, name: str) -> Any:
-    """LiteRT's flatbuffer verifier and ``tflite_check`` on the bytes TFLM will read unverified;
-    the unallocated LiteRT interpreter, for the file's tensor specs and ops."""
-    if not looks_like_tflite(data):
-        raise ModelLoadError(f"{name}: expected a TFLite flatbuffer ('TFL3' at bytes 4..8), got {data[4:8]!r}")
-    interpreter = new_interpreter(data, name, None, delegates=False)
-    check_interpreter(interpreter, name)
-    return interpreter
-
-
 class TFLMModel(RuntimeModel):
     """A ``.tflite`` model on TensorFlow Lite Micro's kernels; ``ops`` lists its builtin ops."""
 
@@ -172,7 +167,7 @@ class TFLMModel(RuntimeModel):
 
     def __init__(self, path: Path, data: bytes, entry: ArtifactEntry | None, arena_bytes: int | None = None) -> None:
         name = path.name
-        checked = _checked_tflite(data, name)
+        checked = checked_interpreter(data, name)
         inputs = [int(i) for i in checked._interpreter.InputIndices()]
         outputs = [int(i) for i in checked._interpreter.OutputIndices()]
         if len(inputs) != 1 or not outputs:
@@ -190,7 +185,7 @@ class TFLMModel(RuntimeModel):
             mcu = entry.details.mcu if entry is not None else None
             arena_bytes = mcu.arena_bytes if mcu is not None else None
         if arena_bytes is None:
-            minimum = smallest_arena(data, name)
+            minimum = _search_arena(data, name)  # the bytes were checked above
             arena_bytes = minimum + arena_margin(minimum)
         if isinstance(arena_bytes, bool) or not isinstance(arena_bytes, int):
             raise ValueError(f"arena_bytes must be an int, got {arena_bytes!r}")
