@@ -31,9 +31,9 @@ from pathlib import Path
 
 from benchmarks import store
 from benchmarks.common import say
-from export.formats import TFLITE_INT8
+from export.formats.registry import TFLITE_INT8
 from runtime.atomic import write_json_atomic
-from runtime.lifeline import child_env, guarded
+from export.lifeline import child_env, guarded
 
 SECTIONS = ("inference", "floor", "training", "scaling", "memory")
 QUICK_FORMATS = (TFLITE_INT8.name,)

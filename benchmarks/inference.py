@@ -33,7 +33,7 @@ from benchmarks.common import (
     section_args,
     summary,
 )
-from export.layout import RunLayout
+from export.pipeline.layout import RunLayout
 
 BATCHES = (1, 4, 16, 64, 256)
 
@@ -62,7 +62,7 @@ def keras_contenders(work: Path, image: Any) -> dict[str, Any]:
 
 
 def artifacts(work: Path) -> list[tuple[str, Path]]:
-    from runtime.manifest import contained, load_manifest
+    from runtime.artifacts.manifest import contained, load_manifest
 
     layout = RunLayout(work)
     manifest = load_manifest(layout.manifest)

@@ -1,7 +1,7 @@
 """The int8 graph variants side by side: latency against float32 and fidelity, on this CPU.
 
 ``[export] int8_graph`` chooses the graph int8 files are built from
-(``cllnn_edge.config.INT8_GRAPHS``, see ``export.unroll``). This section
+(``cllnn_edge.config.INT8_GRAPHS``, see ``export.graph.unroll``). This section
 trains the demo model (sequence length 1, the seed's epochs) and a 3-epoch
 model at sequence length 3, converts each with every variant through the
 CLI a user runs, and reports per variant and runtime:
@@ -12,7 +12,7 @@ CLI a user runs, and reports per variant and runtime:
   the T = 1 model timed in interleaved rounds in one process, as a ratio to
   the float32 file of the same runtime. One more contender runs the default
   ONNX int8 file in a session with ONNX Runtime's default graph optimizers
-  (``runtime`` turns one off, ``runtime.onnxrt.DISABLED_OPTIMIZERS``).
+  (``runtime`` turns one off, ``runtime.backends.onnxrt.DISABLED_OPTIMIZERS``).
 
     python -m benchmarks.int8_graphs --json benchmarks/int8_graphs.json --md benchmarks/INT8_GRAPH.md \
         [--epochs 10] [--rounds 8] [--render]
@@ -34,8 +34,8 @@ from typing import Any
 from benchmarks.common import interleaved, say, summary
 from benchmarks.spread import machine_line, run_cli
 from cllnn_edge.config import FLOAT_FRONT, INT8_GRAPHS
-from export.formats import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8
-from export.tables import markdown_table
+from export.formats.registry import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8
+from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 
 FLOAT_FORMATS = (TFLITE_FP32, ONNX_FP32)
@@ -63,7 +63,7 @@ def convert(model: Path, out: Path, formats: Sequence[str], sequence_length: int
 
 def disagreements(artifacts: Path) -> dict[str, int]:
     """Per format, the check images whose top-1 class differs from the trained model's."""
-    from runtime.manifest import load_manifest
+    from runtime.artifacts.manifest import load_manifest
 
     manifest = load_manifest(artifacts)
     images = manifest.metadata["data"]["check_images"]
@@ -165,7 +165,7 @@ def markdown(results: dict[str, Any]) -> str:
                   f"Default within 5% of the fastest: {verdicts(results)[fmt]}.", ""]
     lines += [f"The default ONNX int8 file in an ONNX Runtime session with its default optimizers ran in "
               f"{results['ort_defaults_vs_float32']:.2f}x the float32 file's time "
-              "(`runtime` turns QDQPropagationTransformer off, `runtime.onnxrt.DISABLED_OPTIMIZERS`).", ""]
+              "(`runtime` turns QDQPropagationTransformer off, `runtime.backends.onnxrt.DISABLED_OPTIMIZERS`).", ""]
     return "\n".join(lines)
 
 

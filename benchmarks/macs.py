@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runtime.errors import ModelLoadError
-from runtime.litert import new_interpreter  # the runtime's own verified loader
-from runtime.tflite_check import check_interpreter, looks_like_tflite, op_details, tensor_details
+from runtime.backends.litert import new_interpreter  # the runtime's own verified loader
+from runtime.backends.tflite_check import check_interpreter, looks_like_tflite, op_details, tensor_details
 
 # Ops whose cost is one operation per output element, counted apart from MACs.
 TFLITE_ELEMENTWISE = frozenset(

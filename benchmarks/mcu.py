@@ -9,7 +9,7 @@ file's flash bytes, the smallest tensor arena TensorFlow Lite Micro ran it
 in and the arena to allocate with the margin, each stage's peak activation
 working set). Accuracy is the trained model's and the TFLM file's, on TFLM's
 kernels, on the whole embedded test split (1,000 images). Each board profile
-(``runtime.boards``) says whether the flash image and the arena fit.
+(``runtime.deploy.boards``) says whether the flash image and the arena fit.
 
     python -m benchmarks.mcu [--work runs/mcu] --json benchmarks/mcu.json --md benchmarks/MCU.md
 
@@ -32,9 +32,9 @@ import numpy as np
 from benchmarks.common import say
 from benchmarks.spread import machine_line
 from cllnn_edge.config import BOUNDED, FLOAT_FRONT
-from export.tables import markdown_table
+from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
-from runtime.boards import BOARDS, KIB, budget_for
+from runtime.deploy.boards import BOARDS, KIB, budget_for
 
 CLI = str(Path(sys.executable).with_name("cllnn-export"))
 
@@ -99,7 +99,7 @@ def measure(case: Case, work: Path, epochs: int | None) -> dict[str, Any]:
 
 
 def _fits(board: str, mcu: dict[str, Any]) -> bool:
-    from runtime.manifest import McuRecord
+    from runtime.artifacts.manifest import McuRecord
 
     budget = budget_for(board)
     assert budget is not None

@@ -1,7 +1,7 @@
 """Size and memory: each format's file size, and the peak resident memory of a fresh
 process that only imports ``runtime``, loads that format and predicts 100 times,
 against a process that imports TensorFlow and does the same with the trained
-Keras model. Peak RSS is VmHWM (``runtime.bench.peak_rss_mib``): the process's own.
+Keras model. Peak RSS is VmHWM (``runtime.bench.latency.peak_rss_mib``): the process's own.
 
     python -m benchmarks.memory --work runs/bench --json memory.json [--quick]
 """
@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import save, say, section_args
-from export.layout import RunLayout
-from runtime.lifeline import child_env, guarded
+from export.pipeline.layout import RunLayout
+from export.lifeline import child_env, guarded
 
 RUNTIME_PROCESS = """
 import sys, numpy as np, runtime
-from runtime.bench import peak_rss_mib
+from runtime.bench.latency import peak_rss_mib
 model = runtime.load(sys.argv[1], threads=1)
 image = np.random.default_rng(0).integers(0, 256, (1, 28, 28), dtype=np.uint8)
 for _ in range(int(sys.argv[2])):
@@ -32,7 +32,7 @@ KERAS_PROCESS = """
 import os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np, keras, cllnn_edge
-from runtime.bench import peak_rss_mib
+from runtime.bench.latency import peak_rss_mib
 model = keras.saving.load_model(sys.argv[1])
 image = np.random.default_rng(0).integers(0, 256, (1, 28, 28, 1)).astype(np.float32)
 for _ in range(int(sys.argv[2])):
@@ -53,7 +53,7 @@ def peak_of(script: str, target: Path, calls: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = section_args(argv, "file size and peak memory per format, against TensorFlow")
-    from runtime.manifest import contained, load_manifest
+    from runtime.artifacts.manifest import contained, load_manifest
 
     calls = 5 if args.quick else 100
     layout = RunLayout(args.work)

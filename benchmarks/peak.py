@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.macs import graph_macs, shape_text
-from runtime.lifeline import child_env, guarded
-from runtime.litert import new_interpreter  # the runtime's own verified loader
+from export.lifeline import child_env, guarded
+from runtime.backends.litert import new_interpreter  # the runtime's own verified loader
 
 PROBE_KINDS = ("float32", "int8")
 PROBE_CACHE = Path(tempfile.gettempdir()) / "cllnn-floor-probes"

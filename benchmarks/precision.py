@@ -2,7 +2,7 @@
 
 For one trained model (the demo model by default) this converts the unrolled
 graph, and its split-projection variant, to float32 TFLite once, then
-quantizes each with AI Edge Quantizer (``export.aeq.quantize_tflite``, the
+quantizes each with AI Edge Quantizer (``export.formats.aeq.quantize_tflite``, the
 converter ``tflite-int16x8`` and ``tflite-mixed`` use) under each setting,
 and compares every file with the float32 file on the embedded test split
 (1,000 images, through ``runtime``):
@@ -10,16 +10,16 @@ and compares every file with the float32 file on the embedded test split
 - int16x8 calibration: method (overall ``minmax`` vs AI Edge Quantizer's
   ``moving-average``) x calibration images (100 .. 3,600);
 - int16x8 with and without the reservoir's input projection split in two
-  exact int8 parts (``export.unroll._split_projection``);
+  exact int8 parts (``export.graph.unroll._split_projection``);
 - int16x8 but one stage float32: how much of the error each stage's 8-bit
   weights bring (the sweep's stage attribution, measured by leaving it out);
 - per-stage mixes, each converted from the graph ``tflite-mixed`` uses;
-- the int16 CNN stage's range headroom (``export.aeq.CNN_INT16_HEADROOM``) against none,
+- the int16 CNN stage's range headroom (``export.formats.aeq.CNN_INT16_HEADROOM``) against none,
   on the demo model and on two models trained here on ``sklearn-digits`` (the seed's
   sizes, and reservoir 128 / LSTM 32; 10 epochs each), each on its own test split;
 - ``onnx-int8`` calibration: ONNX Runtime's methods (minmax, entropy,
   percentile, distribution) x 200 / 1,000 images, quantizing one float ONNX
-  file of the int8 graph (tf2onnx, once) with ``export.onnx.quantize_onnx``;
+  file of the int8 graph (tf2onnx, once) with ``export.formats.onnx.quantize_onnx``;
   and ``onnx-mixed`` with the default recipe on 200 / 1,000 images.
 
     python -m benchmarks.precision [--model runs/demo/train/model.keras] \
@@ -42,9 +42,9 @@ import numpy as np
 from benchmarks.common import say
 from benchmarks.spread import machine_line
 from cllnn_edge.config import FLOAT_FRONT, ExportConfig
-from export.formats import FLOAT_GRAPH, INT8_GRAPH, ONNX_MIXED, SPLIT_GRAPH, TFLITE_MIXED
-from export.precision import FLOAT32, INT16X8, MINMAX, MOVING_AVERAGE, STAGES, Recipe
-from export.tables import markdown_table
+from export.formats.registry import FLOAT_GRAPH, INT8_GRAPH, ONNX_MIXED, SPLIT_GRAPH, TFLITE_MIXED
+from export.formats.precision import FLOAT32, INT16X8, MINMAX, MOVING_AVERAGE, STAGES, Recipe
+from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 
 SIZES = (100, 200, 500, 1000, 3600)
@@ -55,12 +55,12 @@ DEFAULT_MODEL = Path("runs/demo/train/model.keras")
 
 
 def float_tflite(model_path: Path, work: Path, graph: str) -> bytes:
-    """One of the graphs formats convert from (``export.formats.Format.graph``) as a float32 TFLite
+    """One of the graphs formats convert from (``export.formats.registry.Format.graph``) as a float32 TFLite
     file: the unrolled graph, its int8 variant (the default float-front one) or the split projection."""
     from cllnn_edge.model import load_trained
-    from export.isolate import Conversion
-    from export.tflite import to_tflite
-    from export.unroll import unroll
+    from export.formats.isolate import Conversion
+    from export.formats.tflite import to_tflite
+    from export.graph.unroll import unroll
 
     saved, out = work / f"saved_{graph}", work / f"float_{graph}.tflite"
     options = {SPLIT_GRAPH: {"split_projection": True}, INT8_GRAPH: {"int8_graph": FLOAT_FRONT}}.get(graph, {})
@@ -73,9 +73,9 @@ def float_onnx(model_path: Path, work: Path, graph: str) -> tuple[Path, tuple[st
     """A graph formats convert from (the int8 one for onnx-int8) as a float ONNX file, and the layers
     its int8 converter keeps float."""
     from cllnn_edge.model import load_trained
-    from export.isolate import Conversion
-    from export.onnx import to_onnx_float
-    from export.unroll import unroll
+    from export.formats.isolate import Conversion
+    from export.formats.onnx import to_onnx_float
+    from export.graph.unroll import unroll
 
     unrolled = unroll(load_trained(model_path), int8_graph=FLOAT_FRONT if graph == INT8_GRAPH else None)
     unrolled.model.export(str(work / f"saved_onnx_{graph}"), verbose=False)
@@ -87,7 +87,7 @@ def float_onnx(model_path: Path, work: Path, graph: str) -> tuple[Path, tuple[st
 def evaluate(data: bytes, images: np.ndarray, reference: np.ndarray, work: Path,
              suffix: str = ".tflite") -> dict[str, float]:
     import runtime
-    from runtime.metrics import probability_metrics
+    from runtime.checks.metrics import probability_metrics
 
     path = work / f"candidate{suffix}"
     path.write_bytes(data)
@@ -107,7 +107,7 @@ def headroom_rows(model_path: Path, work: Path) -> list[dict[str, Any]]:
     from cllnn_edge.config import Config
     from cllnn_edge.data import load_splits
     from cllnn_edge.train import train
-    from export.aeq import CNN_INT16_HEADROOM, quantize_tflite
+    from export.formats.aeq import CNN_INT16_HEADROOM, quantize_tflite
 
     models = {"MNIST demo": (model_path, load_splits("embedded"))}
     for name, sizes in DIGITS_MODELS.items():
@@ -132,9 +132,9 @@ def headroom_rows(model_path: Path, work: Path) -> list[dict[str, Any]]:
 def measure(model_path: Path) -> dict[str, Any]:
     import runtime
     from cllnn_edge.data import load_splits
-    from export.aeq import quantize_tflite
-    from export.isolate import Conversion
-    from export.onnx import ORT_CALIBRATION, quantize_onnx
+    from export.formats.aeq import quantize_tflite
+    from export.formats.isolate import Conversion
+    from export.formats.onnx import ORT_CALIBRATION, quantize_onnx
 
     splits = load_splits("embedded")
     images, calibration = splits.test.x, splits.train.x
@@ -227,14 +227,14 @@ def render(result: dict[str, Any]) -> str:
         "## Per-stage mixes, as `tflite-mixed` builds them (unnamed stages int8)",
         "",
         "An int8 reservoir is converted from the int8 graph (its tanh input clipped to +-4, "
-        "`export.unroll`); an int8 CNN through AI Edge Quantizer is int8 from the standardiser on "
+        "`export.graph.unroll`); an int8 CNN through AI Edge Quantizer is int8 from the standardiser on "
         "(the recipe, not the float front of `tflite-int8`, decides).",
         "",
         table("mixes", ["recipe", "graph"]),
         "",
         "## Headroom for an int16 CNN stage (`tflite-int16x8`, each model on its own test split)",
         "",
-        "Every int16x8 row above has the CNN stage's ranges doubled (`export.aeq.CNN_INT16_HEADROOM`). "
+        "Every int16x8 row above has the CNN stage's ranges doubled (`export.formats.aeq.CNN_INT16_HEADROOM`). "
         "A test digit a little brighter at an edge column than any calibration image (sklearn-digits: "
         "column 0 reaches 48 in training, 64 in a test digit; that column's deviation is 0.8) leaves the "
         "calibrated range after the standardiser and is clipped at every ReLU; doubled ranges hold it.",

@@ -26,9 +26,9 @@ import numpy as np
 from benchmarks.macs import read_model, tflite_ops
 from benchmarks.peak import WARMUP_RUNS, fill_inputs
 from runtime.errors import ModelLoadError
-from runtime.litert import new_interpreter  # the runtime's own verified loader
-from runtime.onnxrt import DISABLED_OPTIMIZERS
-from runtime.tflite_check import looks_like_tflite
+from runtime.backends.litert import new_interpreter  # the runtime's own verified loader
+from runtime.backends.onnxrt import DISABLED_OPTIMIZERS
+from runtime.backends.tflite_check import looks_like_tflite
 
 _ONNX_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
                       "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32}

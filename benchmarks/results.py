@@ -15,8 +15,8 @@ from typing import Any
 
 from benchmarks import store
 from benchmarks.targets import targets
-from export.formats import TFLITE_FP32
-from export.tables import markdown_table
+from export.formats.registry import TFLITE_FP32
+from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic
 from runtime.machine import CpuInfo
 
@@ -31,7 +31,7 @@ COMMANDS = {
 
 def machine() -> dict[str, Any]:
     from cllnn_edge.versions import library_versions
-    from runtime.bench import environment
+    from runtime.bench.latency import environment
 
     env = environment()
     return {**env["machine"], "versions": library_versions()}
@@ -315,7 +315,7 @@ def draw_plots(sections: dict[str, Any], directory: Path) -> dict[str, str]:
     """PNG files for the sections that ran; name -> path relative to RESULTS.md."""
     import matplotlib.pyplot as plt
 
-    from export.plots import save_png  # selects the headless backend
+    from export.report.plots import save_png  # selects the headless backend
 
     def save(figure: Any, name: str) -> str:
         return f"{directory.parent.name}/{directory.name}/{save_png(figure, directory / name, dpi=100)}"

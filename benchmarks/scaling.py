@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import QUICK_MODEL, save, say, section_args
-from export.formats import TFLITE_FP32, TFLITE_INT8
-from runtime.lifeline import child_env, guarded
+from export.formats.registry import TFLITE_FP32, TFLITE_INT8
+from export.lifeline import child_env, guarded
 
 RESERVOIR_DIMS = (128, 256, 512, 1024, 2048)
 SEQUENCE_LENGTHS = (1, 2, 3, 4, 6, 9)

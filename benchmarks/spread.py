@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import say
-from export.formats import TFLITE_FP32, TFLITE_INT8
-from export.tables import markdown_table
+from export.formats.registry import TFLITE_FP32, TFLITE_INT8
+from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
-from runtime.lifeline import child_env, guarded
+from export.lifeline import child_env, guarded
 
 CLI = str(Path(sys.executable).parent / "cllnn-export")
 

@@ -4,7 +4,7 @@
      "classes": {"x86-64 AVX-512 VNNI": RUN, "x86-64 AVX2 (no VNNI)": RUN, ...}}
 
 A RUN is what one run of the suite measured on one machine: ``command``, ``work``,
-``prepare``, ``model`` (its run's report.json), ``machine`` (``runtime.bench.environment``'s,
+``prepare``, ``model`` (its run's report.json), ``machine`` (``runtime.bench.latency.environment``'s,
 with ``cpu``, ``cpu_arch``, ``cpu_isa``, ``cpu_class``), ``quick``, ``seconds`` and
 ``sections`` (name -> that section's JSON, with ``measured``, ``seconds`` and ``cpu``).
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from export.formats import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8
+from export.formats.registry import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8
 
 SEED_PREDICT = "seed-form Keras, model.predict"
 SEED_FUNCTION = "seed-form Keras, tf.function"

@@ -23,13 +23,13 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from cllnn_edge.errors import ConfigError
 from runtime.errors import ToleranceError
-from runtime.tolerances import ToleranceConfig
+from runtime.checks.tolerances import ToleranceConfig
 
 IMAGE_SIDE = 28  # MNIST's, the default image shape's side
 MNIST_IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
-# Channels an image may have: grey or RGB (runtime.images takes the same).
+# Channels an image may have: grey or RGB (runtime.backends.images takes the same).
 CHANNELS = (1, 3)
-# The graph variants int8 formats can be built from (``ExportConfig.int8_graph``, export.unroll).
+# The graph variants int8 formats can be built from (``ExportConfig.int8_graph``, export.graph.unroll).
 FLOAT_FRONT, BOUNDED, PLAIN = "float-front", "bounded", "plain"
 INT8_GRAPHS = (FLOAT_FRONT, BOUNDED, PLAIN)
 # The largest model a config may describe: 2 GiB of float32 weights, the limit of the files it
@@ -191,11 +191,11 @@ class TrainConfig:
 class ExportConfig:
     """How ``cllnn-export convert`` builds and checks the deployable files."""
 
-    # Names from the format registry (export.formats), or ["all"]; checked where they are used.
+    # Names from the format registry (export.formats.registry), or ["all"]; checked where they are used.
     formats: tuple[str, ...] = ("all",)
     # Training images for int8 calibration. Calibration keeps each tensor's min / max,
     # so more images widen ranges with rare outliers: 200 gave the best top-1
-    # agreement of 100 .. 3000 tried (T = 1 and T = 3, see export.unroll).
+    # agreement of 100 .. 3000 tried (T = 1 and T = 3, see export.graph.unroll).
     calibration_size: int = 200
     check_size: int = 1000  # test images for the export-time checks
     # Test images (the split parity uses) kept beside the artefacts with their labels and
@@ -206,7 +206,7 @@ class ExportConfig:
     check_set_size: int = 300
     onnx_opset: int = 18
     onnx_per_channel: bool = True
-    # The graph int8 formats are built from (INT8_GRAPHS, see export.unroll):
+    # The graph int8 formats are built from (INT8_GRAPHS, see export.graph.unroll):
     # "float-front" keeps the standardiser, conv1 and pool1 in float32 inside the
     # int8 files (exact there, and the fastest int8 graph on both CPU classes
     # measured); "bounded" is integer-only (for integer-only targets), "plain" the
@@ -216,15 +216,15 @@ class ExportConfig:
     # single-threaded); 0: one per usable CPU core. Does not change the files.
     workers: int = 0
     # Precision per stage (cnn, reservoir, lstm, head: float32, int16x8 or int8) of the
-    # "-mixed" formats; unnamed stages are int8. Checked where used (export.precision). The
+    # "-mixed" formats; unnamed stages are int8. Checked where used (export.formats.precision). The
     # default kept the demo model's top-1 class on all 1,000 test images, max abs 0.046, at
     # int8 size; an int8 CNN or reservoir through AI Edge Quantizer lost 3 to 8 of them
     # (benchmarks/PRECISION.md).
     recipe: dict[str, str] = field(default_factory=lambda: {"cnn": "int16x8", "reservoir": "int16x8"})
     # Per format: {method = "minmax" | "moving-average" | "entropy" | ..., images = N}, over the
-    # format's defaults (export.formats.calibration_for, which checks the method).
+    # format's defaults (export.formats.registry.calibration_for, which checks the method).
     calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # The microcontroller budget the TFLM formats must fit (runtime.boards, checked there): a named
+    # The microcontroller budget the TFLM formats must fit (runtime.deploy.boards, checked there): a named
     # board, and / or flash and RAM in KiB, which replace the board's figures (0: not given).
     board: str = ""
     flash_kib: int = 0

@@ -17,12 +17,12 @@ owns lives there and nowhere else):
 - pipeline: ``convert``, ``sweep`` (many precision variants, timed, with
   their Pareto front), ``run`` (the resumable stages), ``layout`` (every
   path of a run directory), ``report``, ``plots``, ``tables``;
-- ``sign`` (``cllnn-export keygen`` / ``sign``: the build host's half of ``runtime.signing``);
+- ``sign`` (``cllnn-export keygen`` / ``sign``: the build host's half of ``runtime.artifacts.signing``);
 - ``cli`` on top; ``errors`` beside everything.
 
-The limits every check applies are the tolerance table, ``runtime.tolerances``;
-the comparator (``runtime.compare``, ``runtime.metrics``), the parity report
-and per-file loop (``runtime.parity``) and the check set ``convert`` keeps
-(``runtime.checkset``) live in ``runtime`` too, so a device's ``cllnn-bench
+The limits every check applies are the tolerance table, ``runtime.checks.tolerances``;
+the comparator (``runtime.checks.compare``, ``runtime.checks.metrics``), the parity report
+and per-file loop (``runtime.checks.parity``) and the check set ``convert`` keeps
+(``runtime.artifacts.checkset``) live in ``runtime`` too, so a device's ``cllnn-bench
 verify`` runs the same code without TensorFlow.
 """

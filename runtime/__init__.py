@@ -10,18 +10,18 @@ as float32, keyed by output name (``model.output_specs``), and ``predict`` refus
 
 Backends import ai-edge-litert / onnxruntime only when a file of their format
 is loaded, so this package imports with numpy and either one of them alone.
-TensorFlow Lite Micro (``runtime.tflm``, the ``tflm`` extra) runs a ``.tflite``
+TensorFlow Lite Micro (``runtime.backends.tflm``, the ``tflm`` extra) runs a ``.tflite``
 as a microcontroller does, for a file whose manifest entry says ``"tflm"`` or
-with ``load(path, backend="tflm")``; board budgets are ``runtime.boards``.
+with ``load(path, backend="tflm")``; board budgets are ``runtime.deploy.boards``.
 
 Also here, because a device needs them and they need only numpy: the
-tolerance table (``runtime.tolerances``), the comparator (``runtime.compare``,
-``runtime.metrics``), the parity report and per-file loop (``runtime.parity``),
-the check set kept beside exported files (``runtime.checkset``), the
-command that checks files against it (``runtime.verify``, ``cllnn-bench
+tolerance table (``runtime.checks.tolerances``), the comparator (``runtime.checks.compare``,
+``runtime.checks.metrics``), the parity report and per-file loop (``runtime.checks.parity``),
+the check set kept beside exported files (``runtime.artifacts.checkset``), the
+command that checks files against it (``runtime.checks.verify``, ``cllnn-bench
 verify``) and the one that chooses, on the device, the file to deploy
-(``runtime.select``, ``runtime.deploy``, ``cllnn-bench select``).
-Signed artefacts (``runtime.signing``): ``runtime.load(path, trusted_key="cllnn-signing.pub")``
+(``runtime.deploy.select``, ``runtime.deploy.directory``, ``cllnn-bench select``).
+Signed artefacts (``runtime.artifacts.signing``): ``runtime.load(path, trusted_key="cllnn-signing.pub")``
 loads only files listed in a manifest signed by that key; checking needs ``cryptography``
 (``pip install 'cllnn-edge[signing]'``), imported only when a key is given.
 ``cllnn_edge`` and ``export`` import these; nothing here imports them.
@@ -35,11 +35,11 @@ from runtime.errors import (
     ModelLoadError,
     SignatureError,
 )
-from runtime.litert import LiteRTModel, OpDtypes, tflite_op_dtypes
+from runtime.backends.litert import LiteRTModel, OpDtypes, tflite_op_dtypes
 from runtime.loader import load
-from runtime.manifest import ManifestError, TensorSpec
-from runtime.model import RuntimeModel
-from runtime.onnxrt import OnnxRuntimeModel
+from runtime.artifacts.manifest import ManifestError, TensorSpec
+from runtime.backends.model import RuntimeModel
+from runtime.backends.onnxrt import OnnxRuntimeModel
 
 __all__ = [
     "EdgeRuntimeError",

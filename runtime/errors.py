@@ -19,7 +19,7 @@ class ModelLoadError(EdgeRuntimeError, ValueError):
 class ManifestError(EdgeRuntimeError, ValueError):
     """A manifest is missing, unreadable or malformed, names a file it may not, or does not vouch for a file.
 
-    Also importable as ``runtime.manifest.ManifestError`` and ``runtime.ManifestError``.
+    Also importable as ``runtime.artifacts.manifest.ManifestError`` and ``runtime.ManifestError``.
     """
 
 

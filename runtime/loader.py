@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.errors import ModelLoadError, SignatureError
-from runtime.litert import LiteRTModel
-from runtime.manifest import (
+from runtime.backends.litert import LiteRTModel
+from runtime.artifacts.manifest import (
     BACKENDS,
     LITERT,
     MANIFEST_NAME,
@@ -26,12 +26,12 @@ from runtime.manifest import (
     open_contained,
     verify_file,
 )
-from runtime.model import RuntimeModel
-from runtime.onnxrt import NotOnnxError, OnnxRuntimeModel
-from runtime.tflite_check import TFLITE_IDENTIFIER, looks_like_tflite
+from runtime.backends.model import RuntimeModel
+from runtime.backends.onnxrt import NotOnnxError, OnnxRuntimeModel
+from runtime.backends.tflite_check import TFLITE_IDENTIFIER, looks_like_tflite
 
 if TYPE_CHECKING:
-    from runtime.signing import TrustedKeyLike
+    from runtime.artifacts.signing import TrustedKeyLike
 
 
 def load(
@@ -45,13 +45,13 @@ def load(
 
     The backend is chosen by content: a TFLite flatbuffer carries ``TFL3`` at
     bytes 4..8, anything else is tried as ONNX. A ``.tflite`` runs on
-    TensorFlow Lite Micro's kernels (``runtime.tflm``, the ``tflm`` extra)
+    TensorFlow Lite Micro's kernels (``runtime.backends.tflm``, the ``tflm`` extra)
     when its manifest entry's ``runtime`` says ``"tflm"`` or ``backend="tflm"``
     is asked for; ``backend`` (one of ``BACKENDS``) must otherwise agree with
     the content. If ``manifest`` is given, or a
     ``manifest.json`` lies beside the file, the file's SHA-256 must match its
     entry, else ``ManifestError``; the file must then be a regular file, not a
-    symlink (``runtime.manifest.contained``: a manifest vouches for the files in
+    symlink (``runtime.artifacts.manifest.contained``: a manifest vouches for the files in
     its directory; without a manifest a symlink is followed). The bytes that
     were hashed are the bytes loaded, so a file swapped after the check is never
     run. An ONNX model that keeps weights in external files is refused
@@ -60,7 +60,7 @@ def load(
     is one thread for LiteRT and one per core for ONNX Runtime).
 
     With ``trusted_key`` (a public key's PEM file or bytes, or a
-    ``runtime.signing.TrustedKey``), the manifest is required and must carry
+    ``runtime.artifacts.signing.TrustedKey``), the manifest is required and must carry
     a signature by that key (``manifest.sig`` beside it, ``cllnn-export
     sign``); a missing or wrong signature, or a file or manifest changed
     after signing, raises ``SignatureError`` (a ``ModelLoadError``). Checking
@@ -87,7 +87,7 @@ def load(
     backend = backend or (entry.runtime if entry is not None else None)
     if looks_like_tflite(data):
         if backend == TFLM:
-            from runtime.tflm import TFLMModel  # tflite-micro only where a file asks for it
+            from runtime.backends.tflm import TFLMModel  # tflite-micro only where a file asks for it
 
             return TFLMModel(path, data, entry)
         if backend not in (None, LITERT):
@@ -117,7 +117,7 @@ def _verify_against_manifest(
         manifest = beside
     if trusted_key is None:
         return verify_file(path, load_manifest(manifest))
-    from runtime.signing import load_verified_manifest  # cryptography only when a key is given
+    from runtime.artifacts.signing import load_verified_manifest  # cryptography only when a key is given
 
     signed = load_verified_manifest(manifest, trusted_key)
     try:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from benchmarks.mcu import markdown
-from runtime.boards import BOARDS, budget_for
-from runtime.manifest import McuRecord
+from runtime.deploy.boards import BOARDS, budget_for
+from runtime.artifacts.manifest import McuRecord
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 

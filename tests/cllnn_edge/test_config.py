@@ -8,7 +8,7 @@ import pytest
 
 from cllnn_edge.config import MAX_WEIGHT_BYTES, Config, ModelConfig, TrainConfig, check_fits_in_memory
 from cllnn_edge.errors import ConfigError
-from runtime.tolerances import DEFAULT_TOLERANCES, ToleranceConfig
+from runtime.checks.tolerances import DEFAULT_TOLERANCES, ToleranceConfig
 
 
 def test_defaults_are_the_seeds_hyperparameters() -> None:

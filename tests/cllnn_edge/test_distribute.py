@@ -134,7 +134,7 @@ def test_cli_rejects_a_bad_strategy_name_with_exit_2(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["train", "run"])
 def test_cli_help_names_every_strategy(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from export.cli import build_parser
+    from export.cli.main import build_parser
 
     with pytest.raises(SystemExit):
         build_parser().parse_args([command, "--help"])

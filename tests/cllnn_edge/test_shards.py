@@ -18,7 +18,7 @@ from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
 from cllnn_edge.shard_writer import write_shards
 from cllnn_edge.shards import SHARDS_FILE, ShardedData, SplitsHead
 from cllnn_edge.sources import data_for, head_size, splits_for
-from export.cli import main as cli_main
+from export.cli.main import main as cli_main
 
 
 def images(count: int, shape: tuple[int, ...], classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

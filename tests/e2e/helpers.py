@@ -11,8 +11,8 @@ import numpy as np
 
 import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 import runtime
-from runtime.manifest import load_manifest, sha256_file
-from runtime.tflm import available as tflm_available
+from runtime.artifacts.manifest import load_manifest, sha256_file
+from runtime.backends.tflm import available as tflm_available
 
 CLI = str(Path(sys.executable).parent / "cllnn-export")
 # What `cllnn-export run` exports by default ("all"): tflm-int8 where the tflm extra is installed (CI).

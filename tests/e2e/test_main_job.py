@@ -17,9 +17,9 @@ import pytest
 import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 from cllnn_edge.data import load_splits
 from cllnn_edge.train import as_model_input
-from export.file_checks import float_front, float_kernels
+from export.checks.file_checks import float_front, float_kernels
 from runtime import load as runtime_load
-from runtime.manifest import load_manifest, sha256_file
+from runtime.artifacts.manifest import load_manifest, sha256_file
 from tests.e2e.helpers import ALL_FORMATS, CLI, assert_formats_match, gate_flags, run_cli
 
 pytestmark = pytest.mark.slow  # the README's main job, trained and converted
@@ -102,7 +102,7 @@ def test_manifest_describes_each_file(seed_run) -> None:
 
 
 def test_int8_tflite_is_int8_after_its_float_front(seed_run) -> None:
-    """Standardiser, conv1 and pool1 stay float32 (export.unroll's float front); nothing after."""
+    """Standardiser, conv1 and pool1 stay float32 (export.graph.unroll's float front); nothing after."""
     _, artifacts, _ = seed_run
     front, after = float_front(artifacts / "cllnn_int8.tflite")
     assert set(front) == {"DEQUANTIZE", "SUB", "MUL", "CONV_2D", "MAX_POOL_2D"} and front.count("CONV_2D") == 1
@@ -135,7 +135,7 @@ def test_runtime_process_needs_a_fraction_of_the_memory(seed_run) -> None:
 
 def test_reproducible_formats_give_the_same_bytes_again(seed_run, tmp_path: Path) -> None:
     """Converting the same model again gives identical files where the manifest says so."""
-    from export.formats import FORMATS
+    from export.formats.registry import FORMATS
 
     model_path, artifacts, _ = seed_run
     first = {a.format: a.sha256 for a in load_manifest(artifacts).artifacts}
@@ -189,7 +189,7 @@ def test_int16x8_has_no_float_kernel_between_input_and_output(seed_run) -> None:
 def test_parity_gate_of_the_workflow_passes(seed_run, tmp_path: Path) -> None:
     """The gate of .github/workflows/parity.yml, on the seed model trained as briefly: every
     format passes (tolerances: the defaults, with the quantized top-1 floor of BRIEF_TRAINING_GATE)."""
-    from runtime.parity import ParityReport
+    from runtime.checks.parity import ParityReport
 
     model_path, artifacts, _ = seed_run
     report_json, report_xml = tmp_path / "parity.json", tmp_path / "parity.xml"
@@ -226,9 +226,9 @@ def test_the_int8_file_on_tflm_kernels_passes_parity_and_its_c_sources_hold_it(s
     int8 row's own limits; its header's figures are the measured ones and its arena is the smallest
     TFLM runs the model in, plus the stated margin."""
     pytest.importorskip("tflite_micro", reason="the tflm extra is not installed")
-    from export.mcu import read_c_array, read_header
+    from export.formats.mcu import read_c_array, read_header
     from runtime.errors import ModelLoadError
-    from runtime.tflm import TFLMModel, arena_margin, smallest_arena
+    from runtime.backends.tflm import TFLMModel, arena_margin, smallest_arena
 
     model_path, artifacts, _ = seed_run
     parity = json.loads((model_path.parent.parent / "parity.json").read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import runtime
-from runtime.manifest import load_manifest
+from runtime.artifacts.manifest import load_manifest
 from tests.e2e.helpers import CLI, gate_flags, run_cli
 
 pytestmark = pytest.mark.slow  # trains and converts

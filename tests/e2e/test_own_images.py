@@ -12,7 +12,7 @@ import pytest
 
 import runtime
 from cllnn_edge.data import load_splits
-from runtime.manifest import load_manifest
+from runtime.artifacts.manifest import load_manifest
 from tests.e2e.helpers import ALL_FORMATS, run_cli
 
 pytestmark = pytest.mark.slow  # trains and converts

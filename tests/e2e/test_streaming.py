@@ -55,7 +55,7 @@ workers = 1
 MEASURE = (  # runs cllnn-export commands in one process; after each, the peak resident set since it began
     "import json, re, sys\n"
     "from pathlib import Path\n"
-    "from export.cli import main\n"
+    "from export.cli.main import main\n"
     "for argv in json.loads(sys.argv[1]):\n"
     "    Path('/proc/self/clear_refs').write_text('5')  # VmHWM := the current resident set\n"
     "    code = main(argv)\n"

@@ -9,8 +9,8 @@ import pytest
 
 import runtime
 from export.errors import ConversionError
-from export.file_checks import float_kernels
-from export.precision import INT16X8, MINMAX, MOVING_AVERAGE, Recipe
+from export.checks.file_checks import float_kernels
+from export.formats.precision import INT16X8, MINMAX, MOVING_AVERAGE, Recipe
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,9 @@ def float_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, np.ndar
     from cllnn_edge.data import load_splits
     from cllnn_edge.model import build_model
     from cllnn_edge.preprocessing import fit_standardizer
-    from export.isolate import Conversion
-    from export.tflite import to_tflite
-    from export.unroll import unroll
+    from export.formats.isolate import Conversion
+    from export.formats.tflite import to_tflite
+    from export.graph.unroll import unroll
 
     splits = load_splits("embedded")
     trained = build_model(ModelConfig(conv_filters=(4, 8, 16), reservoir_dim=48, lstm_units=12),
@@ -40,7 +40,7 @@ def _load(data: bytes, path: Path) -> runtime.RuntimeModel:
 
 
 def test_int16x8_takes_raw_pixels_and_has_no_float_kernel(float_file, tmp_path: Path) -> None:
-    from export.aeq import quantize_tflite
+    from export.formats.aeq import quantize_tflite
 
     float_model, calibration, images = float_file
     data = quantize_tflite(float_model, Recipe.uniform(INT16X8), calibration, MINMAX)
@@ -53,7 +53,7 @@ def test_int16x8_takes_raw_pixels_and_has_no_float_kernel(float_file, tmp_path: 
 
 
 def test_a_float_cnn_stays_float_and_the_rest_is_integer(float_file, tmp_path: Path) -> None:
-    from export.aeq import quantize_tflite
+    from export.formats.aeq import quantize_tflite
 
     float_model, calibration, images = float_file
     data = quantize_tflite(float_model, Recipe.parse("cnn=float32"), calibration, MINMAX)
@@ -67,7 +67,7 @@ def test_a_float_cnn_stays_float_and_the_rest_is_integer(float_file, tmp_path: P
 
 
 def test_calibration_methods_differ_and_an_unknown_one_is_refused(float_file) -> None:
-    from export.aeq import quantize_tflite
+    from export.formats.aeq import quantize_tflite
 
     float_model, calibration, _ = float_file
     recipe = Recipe.uniform(INT16X8)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from export.cli import EXIT_USAGE, main
+from export.cli.main import EXIT_USAGE, main
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,14 +136,14 @@ def test_a_bad_tolerance_override_exits_2(tmp_path: Path, capsys: pytest.Capture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if a subcommand starts its work: these errors must come first."""
     import cllnn_edge.sources
-    import export.run
+    import export.pipeline.run
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the work started before its inputs and outputs were checked")
 
     monkeypatch.setattr(cllnn_edge.sources, "splits_for", refuse)
     monkeypatch.setattr(cllnn_edge.sources, "data_for", refuse)
-    monkeypatch.setattr(export.run, "run_pipeline", refuse)
+    monkeypatch.setattr(export.pipeline.run, "run_pipeline", refuse)
 
 
 def _tree(root: Path) -> list[str]:

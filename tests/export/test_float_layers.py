@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from export.isolate import Conversion
+from export.formats.isolate import Conversion
 
 FRONT = Conversion(calibration=None, opset=18, per_channel=True, float_layers=("standardize", "conv1", "pool1"))
 

@@ -1,5 +1,4 @@
-"""kill -9 of ``cllnn-export convert`` during an export leaves no converter behind: the worker
-(``python -m export.worker``) and the tf2onnx process it started die with it (runtime.lifeline)."""
+"""export.lifeline: a child the toolkit starts dies with its parent, even on kill -9, grandchildren too."""
 
 from __future__ import annotations
 
@@ -12,62 +11,90 @@ from pathlib import Path
 
 import pytest
 
-from cllnn_edge.config import Config
-from cllnn_edge.data import Split, Splits, load_splits
-from cllnn_edge.train import train
-from tests.runtime.test_lifeline import alive
+from tests.runtime.helpers import REPO
 
-pytestmark = [
-    pytest.mark.slow,  # trains a tiny model, then starts a real export
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
-]
-CLI = str(Path(sys.executable).parent / "cllnn-export")
-TINY = Config.from_dict({"model": {"conv_filters": [4, 8, 16], "reservoir_dim": 32, "lstm_units": 8},
-                         "train": {"epochs": 1}})
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the tie is Linux's")
 
-
-def processes_of(marker: str) -> dict[int, str]:
-    """Live processes whose command line names ``marker`` (the test's directory), pid -> command line."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline and alive(int(entry.name)):
-            found[int(entry.name)] = cmdline
-    return found
+# A parent that starts a tied Python child (die_with_parent, as export.formats.worker does), which starts a
+# command through guarded() (as the worker starts tf2onnx); each prints its pid, then all wait.
+PARENT = """
+import subprocess, sys, time
+from export.lifeline import child_env
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], env=child_env())
+print("child", child.pid, flush=True)
+child.wait()
+"""
+CHILD = """
+import subprocess, sys
+from export.lifeline import child_env, die_with_parent, guarded
+assert die_with_parent()
+grandchild = subprocess.Popen(guarded([sys.executable, "-c", "import time; time.sleep(300)", sys.argv[1]]),
+                              env=child_env())
+print("grandchild", grandchild.pid, flush=True)
+grandchild.wait()
+"""
 
 
-def test_kill_9_of_convert_leaves_no_worker_or_tf2onnx_running(tmp_path: Path) -> None:
-    full = load_splits("embedded")
-    splits = Splits(Split(full.train.x[:300], full.train.y[:300]), full.val, full.test, "embedded")
-    train(TINY, splits, tmp_path / "train", verbose=0)
-    out = tmp_path / "artifacts"
-    parent = subprocess.Popen([CLI, "convert", str(tmp_path / "train" / "model.keras"), "--out", str(out),
-                               "--formats", "onnx-fp32"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
     try:
-        deadline = time.monotonic() + 300
-        running: dict[int, str] = {}
-        while time.monotonic() < deadline and parent.poll() is None:
-            running = {pid: cmd for pid, cmd in processes_of(str(out)).items() if pid != parent.pid}
-            if any("tf2onnx.convert" in cmd for cmd in running.values()):
-                break
-            time.sleep(0.1)
-        assert parent.poll() is None, "convert ended before its converter could be caught running"
-        assert any("export.worker" in cmd for cmd in running.values()), running
-        assert any("tf2onnx.convert" in cmd for cmd in running.values()), running
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_gone(pids: list[int], seconds: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def test_kill_9_of_the_parent_takes_its_child_and_grandchild_with_it(tmp_path: Path) -> None:
+    marker = str(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, CHILD, marker], stdout=subprocess.PIPE, text=True,
+                              env=env, start_new_session=True)
+    try:
+        # each prints "<role> <pid>" into the same pipe, in either order
+        pids = dict(parent.stdout.readline().split() for _ in range(2))
+        child, grandchild = int(pids["child"]), int(pids["grandchild"])
+        expected = [b"-c", b"import time; time.sleep(300)", marker.encode()]
+        deadline = time.monotonic() + 30
+        # until the lifeline has exec'd into the command (mid-exec, /proc/<pid>/cmdline reads empty)
+        while _cmdline(grandchild).split(b"\0")[1:4] != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _cmdline(grandchild).split(b"\0")[1:4] == expected
+        assert alive(child) and alive(grandchild)
         parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=30)
-        deadline = time.monotonic() + 10
-        while processes_of(str(out)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert processes_of(str(out)) == {}, "left running after kill -9 of convert"
+        parent.wait(timeout=10)
+        assert wait_gone([child, grandchild]) == []
     finally:
-        try:
-            os.killpg(parent.pid, signal.SIGKILL)  # whatever the test's failure left
-        except ProcessLookupError:
-            pass
+        for pid in (parent.pid,):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_child_whose_parent_is_already_gone_ends_at_once(tmp_path: Path) -> None:
+    """The parent died before the signal was armed: the child must not run on as an orphan."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CLLNN_PARENT_PID": "1" if os.getpid() != 1 else "2"}
+    done = subprocess.run([sys.executable, "-m", "export.lifeline", "sleep", "300"], env=env, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+
+
+def test_without_a_parent_named_the_command_just_runs() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CLLNN_PARENT_PID"}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run([sys.executable, "-m", "export.lifeline", sys.executable, "-c", "print('ran')"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "ran\n"
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

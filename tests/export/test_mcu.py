@@ -1,4 +1,4 @@
-"""The C sources of a microcontroller file (``export.mcu``): the array holds the file's bytes, the
+"""The C sources of a microcontroller file (``export.formats.mcu``): the array holds the file's bytes, the
 header its measured figures, and a C++ compiler takes both. The measured figures of a real
 export are checked in tests/e2e (test_main_job.py and test_mcu.py)."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.mcu import ARRAY, HEADER, LENGTH, SOURCE, read_c_array, read_header, write_c_sources
-from runtime.manifest import McuRecord, TensorSpec
+from export.formats.mcu import ARRAY, HEADER, LENGTH, SOURCE, read_c_array, read_header, write_c_sources
+from runtime.artifacts.manifest import McuRecord, TensorSpec
 
 RECORD = McuRecord(flash_bytes=1000, arena_min_bytes=140_000, arena_bytes=154_000)
 INPUT = TensorSpec("pixels", (1, 8, 12, 3), "uint8", 1.0, 0)

@@ -18,10 +18,10 @@ from cllnn_edge.config import ModelConfig
 from cllnn_edge.model import build_model
 from cllnn_edge.preprocessing import fit_standardizer
 from export.errors import ConversionError
-from export.isolate import Conversion
-from export.onnx import ORT_CALIBRATION, node_stages, quantize_onnx, to_onnx_float, to_onnx_recipe
-from export.precision import MOVING_AVERAGE, Recipe
-from export.unroll import unroll
+from export.formats.isolate import Conversion
+from export.formats.onnx import ORT_CALIBRATION, node_stages, quantize_onnx, to_onnx_float, to_onnx_recipe
+from export.formats.precision import MOVING_AVERAGE, Recipe
+from export.graph.unroll import unroll
 
 SMALL = ModelConfig(conv_filters=(4, 8, 16), reservoir_dim=32, lstm_units=8)
 QDQ = ("QuantizeLinear", "DequantizeLinear")

@@ -21,15 +21,15 @@ import pytest
 from cllnn_edge.config import Config, ModelConfig, TrainConfig
 from cllnn_edge.data import Split, Splits, load_splits
 from cllnn_edge.train import train
-from export.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, main
-from export.convert import convert
-from export.parity import run_parity
-from export.reference import STAGES
+from export.cli.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, main
+from export.pipeline.convert import convert
+from export.checks.parity import run_parity
+from export.checks.reference import STAGES
 from runtime.atomic import write_json_atomic
-from runtime.checkset import CHECK_SET_NAME, load_check_set, write_check_set
-from runtime.manifest import MANIFEST_NAME, load_manifest, sha256_file
-from runtime.parity import ParityReport
-from runtime.tolerances import ToleranceConfig
+from runtime.artifacts.checkset import CHECK_SET_NAME, load_check_set, write_check_set
+from runtime.artifacts.manifest import MANIFEST_NAME, load_manifest, sha256_file
+from runtime.checks.parity import ParityReport
+from runtime.checks.tolerances import ToleranceConfig
 
 pytestmark = pytest.mark.slow  # trains a small model and converts it to three formats
 
@@ -189,7 +189,7 @@ def test_unknown_tolerance_is_a_usage_error(
 
 # -- the same gate on a device: cllnn-bench verify, against the check set convert kept -----------
 def _verify(artifacts: Path, *args: str) -> int:
-    from runtime.verify import main as verify_main
+    from runtime.checks.verify import main as verify_main
 
     return verify_main([str(artifacts), *INT8_GATE, *args])
 
@@ -267,9 +267,9 @@ def test_verify_fails_on_a_file_from_another_training(
 
 
 def test_verify_without_tensorflow_on_converted_files(exported: Path) -> None:
-    """python -m runtime.verify in a fresh process: the stage probes too, and no TensorFlow imported."""
-    script = ("import runpy, sys\nsys.argv = ['runtime.verify', *sys.argv[1:]]\n"
-              "try:\n    runpy.run_module('runtime.verify', run_name='__main__', alter_sys=True)\n"
+    """python -m runtime.checks.verify in a fresh process: the stage probes too, and no TensorFlow imported."""
+    script = ("import runpy, sys\nsys.argv = ['runtime.checks.verify', *sys.argv[1:]]\n"
+              "try:\n    runpy.run_module('runtime.checks.verify', run_name='__main__', alter_sys=True)\n"
               "except SystemExit as exc:\n    print('exit:', exc.code)\n"
               "heavy = ('tensorflow', 'keras', 'cllnn_edge', 'export')\n"
               "print('heavy:', sorted(m for m in heavy if m in sys.modules))\n")
@@ -283,8 +283,8 @@ def test_a_signed_export_passes_parity_and_verify_with_its_key_only(
     exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Sign the converted files; parity with --trusted-key passes, another key is refused (exit 2), and
-    python -m runtime.verify --trusted-key passes in a fresh process that never imports TensorFlow."""
-    from runtime.signing import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, generate_keys
+    python -m runtime.checks.verify --trusted-key passes in a fresh process that never imports TensorFlow."""
+    from runtime.artifacts.signing import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, generate_keys
 
     run = _copy(exported, tmp_path)
     assert main(["keygen", "--out", str(tmp_path / "keys")]) == EXIT_OK
@@ -299,8 +299,8 @@ def test_a_signed_export_passes_parity_and_verify_with_its_key_only(
                  "--trusted-key", str(other.public)])
     err = capsys.readouterr().err
     assert code == EXIT_USAGE and "is signed by another key" in err, err
-    script = ("import runpy, sys\nsys.argv = ['runtime.verify', *sys.argv[1:]]\n"
-              "try:\n    runpy.run_module('runtime.verify', run_name='__main__', alter_sys=True)\n"
+    script = ("import runpy, sys\nsys.argv = ['runtime.checks.verify', *sys.argv[1:]]\n"
+              "try:\n    runpy.run_module('runtime.checks.verify', run_name='__main__', alter_sys=True)\n"
               "except SystemExit as exc:\n    print('exit:', exc.code)\n"
               "heavy = ('tensorflow', 'keras', 'cllnn_edge', 'export')\n"
               "print('heavy:', sorted(m for m in heavy if m in sys.modules))\n")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from export.cli import EXIT_USAGE, main
-from runtime.manifest import MANIFEST_NAME, sha256_file
+from export.cli.main import EXIT_USAGE, main
+from runtime.artifacts.manifest import MANIFEST_NAME, sha256_file
 
 MODEL_BYTES = b"placeholder for model.keras"
 

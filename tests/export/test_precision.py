@@ -9,9 +9,9 @@ import pytest
 
 from cllnn_edge.config import Config, ConfigError
 from export.errors import ExportError
-from export.formats import FLOAT_GRAPH, FORMATS, INT8_GRAPH, SPLIT_GRAPH, calibration_for, formats_for, parse_formats
-from export.precision import FLOAT32, INT8, INT16X8, STAGES, Recipe, ai_edge_recipe, stage_of
-from runtime import tflm
+from export.formats.registry import FLOAT_GRAPH, FORMATS, INT8_GRAPH, SPLIT_GRAPH, calibration_for, formats_for, parse_formats
+from export.formats.precision import FLOAT32, INT8, INT16X8, STAGES, Recipe, ai_edge_recipe, stage_of
+from runtime.backends import tflm
 
 
 def test_a_recipe_names_stages_and_the_rest_are_int8() -> None:
@@ -111,9 +111,9 @@ def test_the_split_projection_sums_to_the_weights_and_its_coarse_part_is_int8_ex
     from cllnn_edge.data import load_splits
     from cllnn_edge.model import build_model
     from cllnn_edge.preprocessing import fit_standardizer
-    from export.reference import trained_reference
-    from export.unroll import prove_equivalent, unroll
-    from runtime.tolerances import ToleranceConfig
+    from export.checks.reference import trained_reference
+    from export.graph.unroll import prove_equivalent, unroll
+    from runtime.checks.tolerances import ToleranceConfig
 
     images = load_splits("embedded").test.x[:64]
     trained = build_model(ModelConfig(conv_filters=(4, 8, 16), reservoir_dim=48, lstm_units=12),

@@ -12,9 +12,9 @@ import runtime
 from cllnn_edge.config import Config, ModelConfig
 from cllnn_edge.model import build_model, load_trained
 from cllnn_edge.preprocessing import fit_standardizer
-from export.convert import ConvertReport, convert
-from export.reference import STAGES, trained_reference
-from runtime.manifest import MANIFEST_NAME, ProbeRecord, sha256_file
+from export.pipeline.convert import ConvertReport, convert
+from export.checks.reference import STAGES, trained_reference
+from runtime.artifacts.manifest import MANIFEST_NAME, ProbeRecord, sha256_file
 
 pytestmark = pytest.mark.slow  # converts three formats with their probes
 
@@ -115,7 +115,7 @@ def test_a_failed_probe_conversion_does_not_fail_the_format(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker reports a probe failure; the artefact stands and the manifest says why."""
-    from export import isolate
+    from export.formats.registry import isolate
 
     real = isolate.run_isolated
 
@@ -124,7 +124,7 @@ def test_a_failed_probe_conversion_does_not_fail_the_format(
             job = isolate.Job(**{**job.__dict__, "probe_source": str(tmp_path / "missing")})
         return real(job, **kwargs)
 
-    monkeypatch.setattr("export.convert.run_isolated", broken_probe)
+    monkeypatch.setattr("export.pipeline.convert.run_isolated", broken_probe)
     images = np.zeros((4, 28, 28), np.uint8)
     model = build_model(ModelConfig(**SMALL), fit_standardizer(images + 1))
     model.save(tmp_path / "model.keras")

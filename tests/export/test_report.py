@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from export.report import deploy_line, format_rows, html_page, markdown
-from runtime.choose import Budget, Candidate, Selection
-from runtime.compare import compare
-from runtime.manifest import ArtifactEntry, Manifest, TensorSpec
-from runtime.parity import ArtifactParity, ParityReport
-from runtime.tolerances import Tolerance
+from export.report.build import deploy_line, format_rows, html_page, markdown
+from runtime.deploy.choose import Budget, Candidate, Selection
+from runtime.checks.compare import compare
+from runtime.artifacts.manifest import ArtifactEntry, Manifest, TensorSpec
+from runtime.checks.parity import ArtifactParity, ParityReport
+from runtime.checks.tolerances import Tolerance
 
 MACHINE = {"cpu": "Test CPU", "cpu_arch": "x86-64", "cpu_isa": ["fma", "avx2"], "cpu_class": "x86-64 AVX2 (no VNNI)"}
 

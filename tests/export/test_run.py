@@ -16,12 +16,12 @@ import cllnn_edge.data
 import cllnn_edge.sources
 import runtime
 from cllnn_edge.config import Config
-from export import reference
-from export.layout import RunLayout
-from export.run import RunState, run_pipeline
-from runtime.choose import SELECTION_NAME, Selection
+from export.checks import reference
+from export.pipeline.layout import RunLayout
+from export.pipeline.run import RunState, run_pipeline
+from runtime.deploy.choose import SELECTION_NAME, Selection
 from runtime.machine import cpu_info
-from runtime.manifest import MANIFEST_NAME, load_manifest
+from runtime.artifacts.manifest import MANIFEST_NAME, load_manifest
 
 pytestmark = pytest.mark.slow  # trains and converts a (tiny) model
 
@@ -120,7 +120,7 @@ def test_a_rerun_after_tampering_redoes_the_changed_stage_and_those_after_it(
     counted_run, tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Resume checks what it reuses against the checksums recorded when it was written."""
-    from export.cli import main
+    from export.cli.main import main
 
     state, _, _, _ = counted_run
     layout: RunLayout = state.layout
@@ -160,7 +160,7 @@ def test_a_manifest_spoiled_between_runs_is_written_again(
 ) -> None:
     """A manifest of the wrong shape on disk is never parsed for reuse: its checksum differs from the
     one recorded, so convert runs again and writes a good one."""
-    from export.cli import main
+    from export.cli.main import main
 
     state, _, _, _ = counted_run
     root = shutil.copytree(state.layout.root, tmp_path / "run")

@@ -3,7 +3,7 @@
 The seed wraps its reservoir cell in ``keras.layers.RNN`` and follows it with
 an ``LSTM``: a symbolic loop over time. The TFLite converter lowers that loop
 to tensor-list ops that builtin kernels cannot run, and tf2onnx emits a
-``Loop`` node. After ``export.unroll`` both convert to plain static graphs.
+``Loop`` node. After ``export.graph.unroll`` both convert to plain static graphs.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 
 from cllnn_edge.config import ModelConfig
 from cllnn_edge.model import build_model
-from export.isolate import Conversion
-from export.onnx import to_onnx_float
-from export.tflite import to_tflite
-from export.unroll import unroll
+from export.formats.isolate import Conversion
+from export.formats.onnx import to_onnx_float
+from export.formats.tflite import to_tflite
+from export.graph.unroll import unroll
 
 SMALL = ModelConfig(conv_filters=(4, 8, 16), reservoir_dim=32, lstm_units=8)
 
@@ -80,7 +80,7 @@ def test_a_failing_converter_process_becomes_a_conversion_error(
 ) -> None:
     """A worker that dies by a signal, or fails, is reported with the format's name."""
     from export.errors import ConversionError
-    from export.isolate import Job, run_isolated
+    from export.formats.isolate import Job, run_isolated
 
     worker = tmp_path / "python"
     worker.write_text(f"#!/bin/sh\n{script}\n")

@@ -10,11 +10,11 @@ import pytest
 from cllnn_edge.config import Config
 from cllnn_edge.data import Split, Splits, load_splits
 from cllnn_edge.train import train
-from export.cli import EXIT_OK, EXIT_USAGE, main
+from export.cli.main import EXIT_OK, EXIT_USAGE, main
 from export.errors import ExportError
-from export.formats import parse_formats
-from export.report import _sweep_section, sweep_cells
-from export.sweep import (
+from export.formats.registry import parse_formats
+from export.report.build import _sweep_section, sweep_cells
+from export.pipeline.sweep import (
     SWEEP_JSON,
     SWEEP_MD,
     SWEEP_PNG,
@@ -28,7 +28,7 @@ from export.sweep import (
     write_sweep,
 )
 from runtime.machine import cpu_info
-from runtime.manifest import load_manifest
+from runtime.artifacts.manifest import load_manifest
 
 
 def _row(name: str, disagreement: float | None, p50: float | None, size: float | None) -> SweepRow:

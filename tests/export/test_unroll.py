@@ -11,9 +11,9 @@ from cllnn_edge.errors import ModelError
 from cllnn_edge.model import build_model
 from cllnn_edge.preprocessing import fit_standardizer
 from export.errors import EquivalenceError, ExportError
-from export.reference import STAGES, trained_reference
-from export.unroll import prove_equivalent, unroll
-from runtime.tolerances import ToleranceConfig
+from export.checks.reference import STAGES, trained_reference
+from export.graph.unroll import prove_equivalent, unroll
+from runtime.checks.tolerances import ToleranceConfig
 
 SMALL = dict(conv_filters=(4, 8, 16), reservoir_dim=48, lstm_units=12)
 FLOAT32 = ToleranceConfig()["float32"]

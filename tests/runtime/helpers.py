@@ -13,8 +13,8 @@ import numpy as np
 
 import runtime
 from runtime.atomic import write_json_atomic
-from runtime.checkset import CHECK_SET_NAME, CheckSet, write_check_set
-from runtime.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, sha256_file
+from runtime.artifacts.checkset import CHECK_SET_NAME, CheckSet, write_check_set
+from runtime.artifacts.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, sha256_file
 
 if TYPE_CHECKING:
     from tests.runtime.conftest import TinyModels

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runtime.atomic import atomic_path, write_json_atomic
-from runtime.manifest import sha256_file
+from runtime.artifacts.manifest import sha256_file
 
 
 def test_success_renames_into_place_with_the_usual_mode(tmp_path: Path) -> None:

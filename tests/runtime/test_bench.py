@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.bench import BenchResult, BenchSettings, bench_model, format_table, main
+from runtime.bench.latency import BenchResult, BenchSettings, bench_model, format_table, main
 from runtime.machine import CpuInfo, cpu_info
 from tests.runtime.conftest import TinyModels
 
@@ -109,12 +109,12 @@ def test_console_script(tiny: TinyModels) -> None:
 @pytest.fixture
 def no_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if anything is measured: these errors must come before the work."""
-    import runtime.bench
+    import runtime.bench.latency
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the benchmark ran before its inputs and outputs were checked")
 
-    monkeypatch.setattr(runtime.bench, "bench_model", refuse)
+    monkeypatch.setattr(runtime.bench.latency, "bench_model", refuse)
 
 
 @pytest.mark.parametrize(

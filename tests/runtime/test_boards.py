@@ -1,12 +1,12 @@
-"""Microcontroller budgets (``runtime.boards``): named boards, figures given, and the fit verdict."""
+"""Microcontroller budgets (``runtime.deploy.boards``): named boards, figures given, and the fit verdict."""
 
 from __future__ import annotations
 
 import pytest
 
-from runtime.boards import BOARDS, KIB, budget_for
+from runtime.deploy.boards import BOARDS, KIB, budget_for
 from runtime.errors import BudgetError
-from runtime.manifest import McuRecord
+from runtime.artifacts.manifest import McuRecord
 
 SEED_INT8 = McuRecord(flash_bytes=913_616, arena_min_bytes=140_000, arena_bytes=154_000)  # the demo's file
 

@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from runtime.compare import Comparison, StageContribution, StageResult, compare
-from runtime.parity import ArtifactParity
-from runtime.tolerances import Tolerance
+from runtime.checks.compare import Comparison, StageContribution, StageResult, compare
+from runtime.checks.parity import ArtifactParity
+from runtime.checks.tolerances import Tolerance
 
 STAGES = ("cnn", "reservoir", "lstm", "output")
 LOOSE = Tolerance(max_abs=1.0, stage_nrmse=10.0)

@@ -25,7 +25,7 @@ from hypothesis.extra import numpy as hnp
 import runtime
 from cllnn_edge.config import Config
 from cllnn_edge.errors import ConfigError
-from runtime.manifest import MANIFEST_NAME, Manifest, load_manifest, parse_manifest
+from runtime.artifacts.manifest import MANIFEST_NAME, Manifest, load_manifest, parse_manifest
 from tests.runtime.conftest import TinyModels
 from tests.runtime.helpers import write_artifacts
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import runtime
-from runtime.manifest import MANIFEST_NAME
+from runtime.artifacts.manifest import MANIFEST_NAME
 from tests.runtime.conftest import SEED, TinyModels, _keras_model
 from tests.runtime.helpers import REPO
 

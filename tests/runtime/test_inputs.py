@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import runtime
-from runtime.images import as_image_batch, decode, encode
-from runtime.manifest import TensorSpec
+from runtime.backends.images import as_image_batch, decode, encode
+from runtime.artifacts.manifest import TensorSpec
 from tests.runtime.conftest import TinyModels
 
 FORMATS = ["fp32_tflite", "int8_tflite", "fp32_onnx", "int8_onnx"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import runtime
-from runtime.manifest import ArtifactEntry, Manifest, sha256_file
+from runtime.artifacts.manifest import ArtifactEntry, Manifest, sha256_file
 from tests.runtime.conftest import TinyModels
 
 

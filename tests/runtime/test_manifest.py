@@ -1,8 +1,8 @@
 """manifest.json as untrusted input: validated as a whole, and only files inside its directory opened.
 
 Documents of the wrong shape, too big or too deep are ``ManifestError`` naming the manifest and
-the field (``runtime.manifest_schema``); every file a manifest names goes through
-``runtime.manifest.contained`` (plain names, no symlinks, regular files). The CLIs turn both
+the field (``runtime.artifacts.manifest_schema``); every file a manifest names goes through
+``runtime.artifacts.manifest.contained`` (plain names, no symlinks, regular files). The CLIs turn both
 into exit 2 with one line; an audit hook on ``open`` shows that nothing outside the artefacts
 directory is opened when a manifest points outside (``test_nothing_outside_is_opened``).
 """
@@ -22,14 +22,14 @@ from typing import Any
 import pytest
 
 import runtime
-from runtime.bench import main as bench_main
-from runtime.checkset import CHECK_SET_NAME
+from runtime.bench.latency import main as bench_main
+from runtime.artifacts.checkset import CHECK_SET_NAME
 from runtime.errors import EdgeRuntimeError
-from runtime.manifest import MANIFEST_NAME, Manifest, contained, load_manifest, open_contained, sha256_file
-from runtime.manifest_schema import MAX_DEPTH, MAX_MANIFEST_BYTES, nesting_depth, validated_document
-from runtime.select import main as select_main
-from runtime.verify import main as verify_main
-from runtime.verify import verify
+from runtime.artifacts.manifest import MANIFEST_NAME, Manifest, contained, load_manifest, open_contained, sha256_file
+from runtime.artifacts.manifest_schema import MAX_DEPTH, MAX_MANIFEST_BYTES, nesting_depth, validated_document
+from runtime.deploy.select import main as select_main
+from runtime.checks.verify import main as verify_main
+from runtime.checks.verify import verify
 from tests.runtime.conftest import TinyModels
 from tests.runtime.helpers import describe, run_python, write_artifacts
 
@@ -292,11 +292,11 @@ AUDIT_SCRIPT = """
 import json, os, sys
 from pathlib import Path
 import runtime
-from runtime.bench import main as bench_main
-from runtime.parity import check_listed_files
-from runtime.select import main as select_main
-from runtime.verify import main as verify_main, verify
-from runtime.manifest import load_manifest
+from runtime.bench.latency import main as bench_main
+from runtime.checks.parity import check_listed_files
+from runtime.deploy.select import main as select_main
+from runtime.checks.verify import main as verify_main, verify
+from runtime.artifacts.manifest import load_manifest
 good, out, cases = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
 verify(good)
 bench_main([str(good / "fp32.onnx"), "--runs", "1", "--warmup", "0"])
@@ -378,9 +378,9 @@ def test_a_model_given_as_a_symlink_beside_a_manifest_is_refused(artifacts: Path
 
 
 def test_deploy_refuses_a_chosen_file_swapped_for_a_symlink(artifacts: Path, tmp_path: Path) -> None:
-    from runtime.bench import BenchSettings
-    from runtime.choose import Budget, select
-    from runtime.deploy import write_deploy
+    from runtime.bench.latency import BenchSettings
+    from runtime.deploy.choose import Budget, select
+    from runtime.deploy.directory import write_deploy
 
     selection = select(artifacts, Budget(), BenchSettings(runs=3, warmup=0))
     assert selection.chosen is not None

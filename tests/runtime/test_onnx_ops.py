@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from runtime.errors import ModelLoadError
-from runtime.onnx_ops import onnx_op_counts
+from runtime.backends.onnx_ops import onnx_op_counts
 
 
 def _len_field(number: int, payload: bytes) -> bytes:
@@ -81,7 +81,7 @@ def test_a_model_with_external_data_is_refused_wherever_the_process_runs(
     import onnxruntime as ort
 
     import runtime
-    from runtime.onnx_ops import onnx_external_data
+    from runtime.backends.onnx_ops import onnx_external_data
 
     model_dir, cwd = tmp_path / "model", tmp_path / "cwd"
     model_dir.mkdir()

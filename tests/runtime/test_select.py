@@ -20,9 +20,9 @@ import pytest
 
 import runtime
 from runtime.atomic import write_json_atomic
-from runtime.bench import BenchSettings
-from runtime.checkset import CHECK_SET_NAME, load_check_set, write_check_set
-from runtime.choose import (
+from runtime.bench.latency import BenchSettings
+from runtime.artifacts.checkset import CHECK_SET_NAME, load_check_set, write_check_set
+from runtime.deploy.choose import (
     EXIT_CHOSEN,
     EXIT_NONE_FITS,
     EXIT_USAGE,
@@ -34,10 +34,10 @@ from runtime.choose import (
     choose,
     select,
 )
-from runtime.cli import main as bench_main
-from runtime.deploy import DeployError, check_out_dir, write_deploy
-from runtime.manifest import MANIFEST_NAME, load_manifest
-from runtime.select import main
+from runtime.cli.main import main as bench_main
+from runtime.deploy.directory import DeployError, check_out_dir, write_deploy
+from runtime.artifacts.manifest import MANIFEST_NAME, load_manifest
+from runtime.deploy.select import main
 from tests.runtime.helpers import FILES, REPO, describe, run_python
 
 FAST = ["--runs", "5", "--warmup", "1"]
@@ -348,14 +348,14 @@ import runpy
 import sys
 entry, artifacts, out = sys.argv[1], sys.argv[2], sys.argv[3]
 args = [artifacts, "--out", out, "--runs", "3", "--warmup", "0"]
-if entry == "module":  # python -m runtime.select ARTIFACTS_DIR --out DIR
-    sys.argv = ["runtime.select", *args]
+if entry == "module":  # python -m runtime.deploy.select ARTIFACTS_DIR --out DIR
+    sys.argv = ["runtime.deploy.select", *args]
     try:
-        runpy.run_module("runtime.select", run_name="__main__", alter_sys=True)
+        runpy.run_module("runtime.deploy.select", run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         code = exc.code
 else:  # cllnn-bench select ARTIFACTS_DIR --out DIR
-    from runtime.cli import main
+    from runtime.cli.main import main
     code = main(["select", *args])
 heavy = ("tensorflow", "keras", "tf2onnx", "onnx", "cllnn_edge", "export")
 print("exit:", code)

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 import runtime
-from export.cli import main as export_main
-from runtime.cli import main as bench_main
+from export.cli.main import main as export_main
+from runtime.cli.main import main as bench_main
 from runtime.errors import SignatureError
-from runtime.manifest import MANIFEST_NAME, ManifestError, load_manifest
-from runtime.signing import (
+from runtime.artifacts.manifest import MANIFEST_NAME, ManifestError, load_manifest
+from runtime.artifacts.signing import (
     PRIVATE_KEY_NAME,
     PUBLIC_KEY_NAME,
     SIGNATURE_NAME,
@@ -33,7 +33,7 @@ from runtime.signing import (
     load_verified_manifest,
     sign_artifacts,
 )
-from runtime.verify import verify
+from runtime.checks.verify import verify
 from tests.runtime.helpers import describe, run_python
 
 FAST = ["--runs", "3", "--warmup", "0"]
@@ -258,7 +258,7 @@ RUNTIME_ONLY_SCRIPT = """
 import sys
 import numpy as np
 import runtime
-from runtime.cli import main
+from runtime.cli.main import main
 artifacts, key = sys.argv[1], sys.argv[2]
 for name in ("int8.tflite", "fp32.onnx"):
     with runtime.load(f"{artifacts}/{name}", trusted_key=key) as model:
@@ -301,7 +301,7 @@ def test_without_cryptography_runtime_works_and_a_key_gives_a_clear_error(signed
 
 KEYGEN_AND_SIGN_SCRIPT = """
 import sys
-from export.cli import main
+from export.cli.main import main
 keys, artifacts = sys.argv[1], sys.argv[2]
 print("keygen:", main(["keygen", "--out", keys]))
 print("sign:", main(["sign", artifacts, "--key", keys + "/cllnn-signing.key"]))

@@ -1,4 +1,4 @@
-"""The TensorFlow Lite Micro backend (``runtime.tflm``) on the tiny golden files: the same
+"""The TensorFlow Lite Micro backend (``runtime.backends.tflm``) on the tiny golden files: the same
 ``load`` / ``predict`` as LiteRT, the arena it needs, and what a manifest entry says.
 
 These run where the ``tflm`` extra is installed (CI installs it); elsewhere the module is skipped."""
@@ -20,11 +20,11 @@ except ModuleNotFoundError:  # Python 3.10: the project's tomli dependency
     import tomli as tomllib
 
 import runtime
-from runtime import tflm
+from runtime.backends import tflm
 from runtime.atomic import write_json_atomic
 from runtime.errors import ModelClosedError, ModelLoadError
-from runtime.manifest import MANIFEST_NAME, Manifest, McuRecord, load_manifest
-from runtime.verify import verify
+from runtime.artifacts.manifest import MANIFEST_NAME, Manifest, McuRecord, load_manifest
+from runtime.checks.verify import verify
 from tests.runtime.conftest import TinyModels
 from tests.runtime.helpers import REPO, describe, run_python
 

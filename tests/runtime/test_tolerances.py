@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from runtime.errors import ToleranceError
-from runtime.tolerances import DEFAULT_TOLERANCES, Tolerance, ToleranceConfig
+from runtime.checks.tolerances import DEFAULT_TOLERANCES, Tolerance, ToleranceConfig
 
 
 def test_a_row_changes_only_the_limits_it_names() -> None:

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 
 from runtime.atomic import write_json_atomic
-from runtime.checkset import CHECK_SET_NAME, CheckSet, load_check_set, write_check_set
-from runtime.cli import main as bench_main
+from runtime.artifacts.checkset import CHECK_SET_NAME, CheckSet, load_check_set, write_check_set
+from runtime.cli.main import main as bench_main
 from runtime.errors import CheckSetError
-from runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
-from runtime.parity import ParityReport
-from runtime.verify import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from runtime.artifacts.manifest import MANIFEST_NAME, Manifest, load_manifest
+from runtime.checks.parity import ParityReport
+from runtime.checks.verify import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from tests.runtime.conftest import TinyModels
 from tests.runtime.helpers import FILES, REPO, describe, manifest_entry, run_python
 
@@ -171,14 +171,14 @@ NO_TENSORFLOW_SCRIPT = """
 import runpy
 import sys
 entry, artifacts = sys.argv[1], sys.argv[2]
-if entry == "module":  # python -m runtime.verify ARTIFACTS_DIR
-    sys.argv = ["runtime.verify", artifacts]
+if entry == "module":  # python -m runtime.checks.verify ARTIFACTS_DIR
+    sys.argv = ["runtime.checks.verify", artifacts]
     try:
-        runpy.run_module("runtime.verify", run_name="__main__", alter_sys=True)
+        runpy.run_module("runtime.checks.verify", run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         code = exc.code
 else:  # cllnn-bench verify ARTIFACTS_DIR
-    from runtime.cli import main
+    from runtime.cli.main import main
     code = main(["verify", artifacts])
 heavy = ("tensorflow", "keras", "tf2onnx", "onnx", "cllnn_edge", "export")
 print("exit:", code)

@@ -1,0 +1,75 @@
+"""The reference runner: a Keras model's named stage outputs behind the runtime's interface.
+
+Exports are compared stage by stage with the trained model: the CNN features,
+the reservoir's last state, the LSTM's output and the probabilities
+(``STAGES``). ``KerasRunner`` offers ``predict`` and ``predict_outputs`` as a
+``runtime`` model does, so a comparison reads alike whichever side it is on,
+and it computes each image set once: the equivalence proof, every format's
+export-time check and the parity gate of one process share one call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+import keras
+import numpy as np
+
+from cllnn_edge.model import HEAD, LSTM, RESERVOIR
+from runtime.backends.images import as_image_batch
+
+STAGES = ("cnn", "reservoir", "lstm", "output")  # the named outputs of every stage probe
+CACHED_IMAGE_SETS = 4
+
+
+class KerasRunner:
+    """A Keras model whose outputs are a dict of stage name -> tensor (``STAGES``)."""
+
+    def __init__(self, model: keras.Model, name: str, source: keras.Model | None = None) -> None:
+        self.model = model
+        self.name = name
+        self.source = source if source is not None else model  # the model the stages were read from
+        self._cache: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+
+    def predict_outputs(self, images: object) -> dict[str, np.ndarray]:
+        """Every stage's output on ``images`` (uint8 or raw float pixels, as ``runtime`` takes)."""
+        batch = as_image_batch(images, *self.model.input_shape[1:])
+        key = _digest(batch)
+        if key not in self._cache:
+            self._cache[key] = self._compute(batch)
+            while len(self._cache) > CACHED_IMAGE_SETS:
+                self._cache.popitem(last=False)
+        return self._cache[key]
+
+    def predict(self, images: object) -> np.ndarray:
+        """Class probabilities, float32 (N, classes)."""
+        return self.predict_outputs(images)["output"]
+
+    def _compute(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.model.predict(batch.astype(np.float32), verbose=0, batch_size=256)
+        return {name: np.asarray(outputs[name], np.float32) for name in STAGES if name in outputs}
+
+
+def trained_reference(trained: keras.Model) -> KerasRunner:
+    """The trained model as the reference: its stage outputs, the reservoir and LSTM at the last step."""
+    sequence = trained.get_layer(RESERVOIR).output
+    last_state = keras.layers.Lambda(lambda s: s[:, -1], name="reservoir_last")(sequence)
+    probe = keras.Model(
+        trained.input,
+        {
+            "cnn": trained.get_layer("flatten").output,
+            "reservoir": last_state,
+            "lstm": trained.get_layer(LSTM).output,
+            "output": trained.get_layer(HEAD).output,
+        },
+        name="cllnn_probe",
+    )
+    return KerasRunner(probe, f"trained model {trained.name!r}", source=trained)
+
+
+def _digest(batch: np.ndarray) -> str:
+    """The identity of an image set: its shape, dtype and bytes."""
+    digest = hashlib.sha256(f"{batch.shape}{batch.dtype}".encode())
+    digest.update(np.ascontiguousarray(batch).tobytes())
+    return digest.hexdigest()

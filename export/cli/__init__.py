@@ -1,0 +1,2 @@
+"""``cllnn-export``: the build host's command line (``main``). The top of export: nothing imports it.
+"""

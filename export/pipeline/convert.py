@@ -1,0 +1,367 @@
+"""``convert``: trained model.keras -> unrolled, converted, checked artefacts + manifest.json.
+
+Steps: load and unroll the trained model; prove the unrolled graph equivalent
+on real images; export it once as a SavedModel into a private work directory;
+convert each format in its own worker process (a converter crash fails that
+format only), several at once on a machine with several cores; load every
+file through ``runtime`` (the code a device runs) and check it against the
+trained model; move the files into place and write the manifest last. Each
+format's worker also converts the *stage probe* (the same graph with one
+named output per stage, ``export.checks.reference.STAGES``) with the same settings
+into ``probes/<file>``, recorded as the ``probe`` of the artefact's manifest
+details (with an error instead if only the probe failed). Beside the files,
+``check_set.npz`` keeps ``export.check_set_size`` test images, their labels
+and the trained model's stage outputs on them (``runtime.artifacts.checkset``), listed
+in the manifest's ``check_set`` with its SHA-256, so a device can verify the
+files without TensorFlow (``cllnn-bench verify``). Each file is
+renamed into place whole, so an interrupted run leaves no half-written
+artefact; the work directory is always removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cllnn_edge.config import PLAIN, Config
+from cllnn_edge.data import Splits
+from cllnn_edge.model import load_trained
+from cllnn_edge.sources import splits_for
+from cllnn_edge.train_files import HISTORY_FILE
+from cllnn_edge.versions import library_versions
+from export.checks.describe import PROBES_DIR, describe_artifact, describe_probe
+from export.errors import ConversionError, ExportError
+from export.formats.registry import (
+    FLOAT_GRAPH,
+    INT8_GRAPH,
+    SPLIT_GRAPH,
+    Format,
+    calibration_for,
+    formats_for,
+)
+from export.formats.isolate import Job, run_isolated
+from export.formats.mcu import memory_budget, with_mcu_record
+from export.formats.precision import MINMAX, Calibration, ai_edge_recipe
+from export.checks.reference import KerasRunner, trained_reference
+from export.graph.unroll import UnrollResult, prove_equivalent, unroll
+from runtime.atomic import write_json_atomic
+from runtime.deploy.boards import MemoryBudget
+from runtime.artifacts.checkset import CHECK_SET_NAME, CheckSet, write_check_set
+from runtime.checks.compare import Comparison
+from runtime.artifacts.manifest import (
+    MANIFEST_NAME,
+    ArtifactEntry,
+    CheckSetRecord,
+    Manifest,
+    ProbeRecord,
+    sha256_file,
+)
+from runtime.outputs import OutputPathError, check_output_dir
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FormatResult:
+    """How one format fared: its manifest entry, or why it has none."""
+
+    format: Format
+    entry: ArtifactEntry | None
+    seconds: float
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.entry is not None and self.entry.details.passed
+
+
+@dataclass(frozen=True)
+class ConvertReport:
+    """Everything ``convert`` did; truthy when every format exported and passed its checks."""
+
+    out_dir: Path
+    results: tuple[FormatResult, ...]
+    manifest: Manifest
+
+    def __bool__(self) -> bool:
+        return all(r.passed for r in self.results)
+
+
+@dataclass(frozen=True)
+class _Graphs:
+    """The SavedModels in the work directory: graph kind (``Format.graph``) -> (main, probe)."""
+
+    saved: dict[str, tuple[Path, Path]]
+    float_layers: tuple[str, ...] = ()  # of the int8 graph: layers its converters keep in float32
+
+    def kind_for(self, fmt: Format) -> str:
+        """The graph the format asks for where it was built (no int8 variant with
+        ``int8_graph = "plain"``), else the float graph."""
+        return fmt.graph if fmt.graph in self.saved else FLOAT_GRAPH
+
+    def for_format(self, fmt: Format) -> tuple[Path, Path, tuple[str, ...]]:
+        """That graph's SavedModels, and the layers its converters keep float."""
+        kind = self.kind_for(fmt)
+        return (*self.saved[kind], self.float_layers if kind == INT8_GRAPH else ())
+
+
+def convert(
+    model_path: str | Path,
+    out_dir: str | Path,
+    cfg: Config,
+    *,
+    data: str | None = None,
+    splits: Splits | None = None,
+    reference: KerasRunner | None = None,
+    progress: Progress = lambda line: None,
+    formats: tuple[Format, ...] | None = None,
+) -> ConvertReport:
+    """Export ``model_path`` to every format in ``cfg.export.formats`` (or ``formats``: a
+    sweep's variants) under ``out_dir``.
+
+    ``splits`` (else loaded from ``data``, else from the source the model was
+    trained on) give the calibration and check images; ``reference`` (else
+    built from the model file) is the trained model's runner, whose outputs
+    on the check images are computed once for every comparison.
+    """
+    formats = formats_for(cfg) if formats is None else formats
+    budget = memory_budget(cfg)  # an unknown board fails here, before any work
+    calibrations = {f.name: calibration_for(f, cfg) for f in formats if f.calibrated}
+    out_dir = _writable_dir(Path(out_dir))
+    model_path = Path(model_path)
+    if reference is None:
+        reference = trained_reference(load_trained(model_path))
+    if splits is None:
+        splits = splits_for(cfg, data or training_source(model_path))
+    # a small data set calibrates on what it has: the manifest records the images really used
+    calibrations = {name: replace(c, images=min(c.images, len(splits.train)))
+                    for name, c in calibrations.items()}
+    calibration = splits.train.x[: max((c.images for c in calibrations.values()), default=0)]
+    check_images = splits.test.x[: cfg.export.check_size]
+    tolerances = cfg.tolerances
+
+    progress(f"unroll: {reference.source.name} -> static graph")
+    result = unroll(reference.source)
+    equivalence = prove_equivalent(reference, result, check_images, tolerances["float32"])
+    removed = result.removed_summary()
+    progress(
+        f"unroll: equivalent on {len(check_images)} test images (max abs "
+        f"{equivalence.metrics['max_abs']:.1e}); left out {removed['weight_bytes']:,} weight bytes, "
+        f"{removed['macs_per_image']:,} MACs per image"
+    )
+    int8: UnrollResult | None = None
+    calibrated = [f for f in formats if f.graph == INT8_GRAPH]
+    int8_graph: dict[str, Any] = {"variant": cfg.export.int8_graph} if calibrated else {}
+    if calibrated and cfg.export.int8_graph != PLAIN:
+        int8 = unroll(reference.source, int8_graph=cfg.export.int8_graph)
+        deviation = prove_equivalent(reference, int8, check_images,
+                                     tolerances[calibrated[0].precision].of_int8_graph())
+        int8_graph.update(float_layers=list(int8.float_layers),
+                          max_abs_vs_trained=_stage_max_abs(deviation))
+        progress(f"unroll: {int8.name}, max abs {deviation.metrics['max_abs']:.1e} from the trained model"
+                 + (f"; {', '.join(int8.float_layers)} stay float32" if int8.float_layers else ""))
+
+    for stale in out_dir.glob(".work-*"):  # left by a run that was killed (one convert per dir)
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
+    try:
+        split = None
+        if any(f.graph == SPLIT_GRAPH for f in formats):
+            split = unroll(reference.source, split_projection=True)
+            prove_equivalent(reference, split, check_images, tolerances["float32"])
+            progress("unroll: the reservoir's input projection split in two exact parts, for int16x8")
+        graphs = _export_graphs(work, {FLOAT_GRAPH: result, INT8_GRAPH: int8, SPLIT_GRAPH: split})
+        (work / PROBES_DIR).mkdir()
+        calibration_file = work / "calibration.npy"
+        np.save(calibration_file, calibration)
+        expected = reference.predict_outputs(check_images)
+        checker = _Checker(cfg, work, check_images, expected, progress, budget)
+        results = _convert_all(formats, cfg, graphs, calibration_file, checker, calibrations)
+        entries = [_move_into_place(item.entry, work, out_dir) for item in results if item.entry]
+        check_set = _write_check_set(out_dir, splits, cfg.export.check_set_size, reference, expected)
+        manifest = Manifest(
+            artifacts=tuple(entries),
+            check_set=check_set,
+            metadata={
+                "source_model": {"file": str(model_path), "sha256": sha256_file(model_path)},
+                "config": cfg.to_dict(),
+                "data": {**splits.summary(), "calibration_images": len(calibration),
+                         "check_images": len(check_images)},
+                "unroll": {**removed, "equivalence_max_abs": _stage_max_abs(equivalence)},
+                "int8_graph": int8_graph,
+                "failed": {r.format.name: r.error for r in results if r.error},
+                "versions": library_versions(),
+            },
+        )
+        write_json_atomic(out_dir / MANIFEST_NAME, manifest.to_dict())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ConvertReport(out_dir=out_dir, results=tuple(results), manifest=manifest)
+
+
+def _write_check_set(
+    out_dir: Path, splits: Splits, size: int, reference: KerasRunner, expected: dict[str, np.ndarray]
+) -> CheckSetRecord:
+    """The first ``size`` test images (the split parity uses), their labels and the trained
+    model's stage outputs on them, for a device's ``cllnn-bench verify``. ``expected`` (the
+    outputs on the first ``check_size`` test images, computed once for every check) covers
+    them unless the check set is the larger; the trained model then runs on it too."""
+    images, labels = splits.test.x[:size], splits.test.y[:size]
+    if len(images) <= len(expected["output"]):
+        outputs = {stage: values[: len(images)] for stage, values in expected.items()}
+    else:
+        outputs = reference.predict_outputs(images)
+    check_set = CheckSet(images=images, labels=labels, reference=outputs)
+    return write_check_set(out_dir / CHECK_SET_NAME, check_set, source=splits.source, split="test")
+
+
+def _stage_max_abs(comparison: Comparison) -> dict[str, float]:
+    return {stage.stage: stage.max_abs for stage in comparison.stages}
+
+
+def _export_graphs(work: Path, graphs: dict[str, UnrollResult | None]) -> _Graphs:
+    saved = {}
+    for kind, graph in graphs.items():
+        if graph is None:
+            continue
+        main, probe = work / f"saved_model_{kind}", work / f"saved_model_{kind}_probe"
+        graph.model.export(str(main), verbose=False)
+        graph.probe.export(str(probe), verbose=False)
+        saved[kind] = (main, probe)
+    int8 = graphs.get(INT8_GRAPH)
+    return _Graphs(saved, float_layers=int8.float_layers if int8 else ())
+
+
+def _move_into_place(entry: ArtifactEntry, work: Path, out_dir: Path) -> ArtifactEntry:
+    probe = entry.details.probe
+    beside = [probe.file] if probe is not None and probe.file is not None else []
+    beside += [source.file for source in entry.details.mcu.sources] if entry.details.mcu else []
+    for name in beside:
+        (out_dir / name).parent.mkdir(exist_ok=True)
+        (work / name).replace(out_dir / name)
+    (work / entry.file).replace(out_dir / entry.file)
+    return entry
+
+
+@dataclass(frozen=True)
+class _Checker:
+    """What each format's conversion is checked against, once it is written."""
+
+    cfg: Config
+    work: Path
+    images: np.ndarray
+    reference: dict[str, np.ndarray]  # the trained model's outputs on ``images``
+    progress: Progress
+    budget: MemoryBudget | None  # what a microcontroller file must fit ([export] board, flash_kib, ram_kib)
+
+
+def _convert_all(
+    formats: tuple[Format, ...], cfg: Config, graphs: _Graphs, calibration: Path, checker: _Checker,
+    calibrations: dict[str, Calibration],
+) -> list[FormatResult]:
+    """Convert each format in its own process, ``conversion_workers(cfg)`` at a time; results
+    in the order of ``formats``. A converter is mostly single-threaded, so on a machine with
+    several cores the formats convert side by side."""
+
+    def one(index: int, fmt: Format) -> FormatResult:
+        item = _convert_one(fmt, f"[{index}/{len(formats)}] {fmt.name:<15}", cfg, graphs, calibration,
+                            checker, calibrations.get(fmt.name))
+        checker.progress(_progress_line(f"[{index}/{len(formats)}] {fmt.name:<15}", item))
+        return item
+
+    with ThreadPoolExecutor(max_workers=conversion_workers(cfg)) as pool:
+        futures = [pool.submit(one, index, fmt) for index, fmt in enumerate(formats, start=1)]
+        return [future.result() for future in futures]
+
+
+def conversion_workers(cfg: Config) -> int:
+    """How many formats convert at once: ``export.workers``, or one per usable CPU core."""
+    if cfg.export.workers:
+        return cfg.export.workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _convert_one(
+    fmt: Format, head: str, cfg: Config, graphs: _Graphs, calibration: Path, checker: _Checker,
+    settings: Calibration | None,
+) -> FormatResult:
+    started = time.perf_counter()
+    calibrating = (f" (calibrating on {settings.images} training images, {settings.method})"
+                   if settings else "")
+    checker.progress(f"{head} converting{calibrating}")
+    target, probe = checker.work / fmt.file, checker.work / PROBES_DIR / fmt.file
+    source, probe_source, float_layers = graphs.for_format(fmt)
+    job = Job(format=fmt.converter, source=str(source), out=str(target), calibration=str(calibration),
+              calibration_images=settings.images if settings else None,
+              calibration_method=settings.method if settings else MINMAX,
+              opset=cfg.export.onnx_opset, per_channel=cfg.export.onnx_per_channel,
+              float_layers=float_layers, recipe=fmt.recipe.precisions if fmt.recipe else None,
+              probe_source=str(probe_source), probe_out=str(probe))
+    try:
+        done = run_isolated(job)
+        entry = describe_artifact(fmt, target, checker.images, checker.reference,
+                                  cfg.tolerances[fmt.precision])
+        if fmt.for_mcu:
+            entry = with_mcu_record(entry, target, checker.work, checker.budget)
+    except ConversionError as exc:
+        return FormatResult(fmt, None, time.perf_counter() - started, error=str(exc))
+    probe_record = (ProbeRecord(error=done.probe_error) if done.probe_error
+                    else describe_probe(probe, checker.work, checker.images))
+    entry = replace(entry, details=replace(entry.details, probe=probe_record,
+                                           quantization=quantization_record(fmt, settings, graphs)))
+    return FormatResult(fmt, entry, time.perf_counter() - started)
+
+
+def quantization_record(fmt: Format, settings: Calibration | None, graphs: _Graphs) -> dict[str, Any]:
+    """What the manifest keeps of how a file was quantized, enough to build it again: the graph,
+    the calibration and, for a recipe, its stages and the rules AI Edge Quantizer applied."""
+    record: dict[str, Any] = {"graph": graphs.kind_for(fmt)}
+    if settings is not None:
+        record["calibration"] = settings.to_dict()
+    if fmt.recipe is not None:
+        record["recipe"] = {"stages": fmt.recipe.to_dict()}
+        if fmt.runtime == "litert":
+            record["recipe"]["ai_edge_quantizer"] = ai_edge_recipe(fmt.recipe)
+    return record
+
+
+def _progress_line(head: str, item: FormatResult) -> str:
+    if item.entry is None:
+        return f"{head} FAILED ({item.seconds:.1f} s): {item.error}"
+    verdict = "ok" if item.passed else "CHECK FAILED"
+    return f"{head} {verdict:<12} {item.entry.size / 1024:8.1f} KiB  {item.seconds:5.1f} s"
+
+
+def _writable_dir(path: Path) -> Path:
+    """Prove ``path`` can be a writable directory (``runtime.outputs``), then create it, before any
+    expensive work."""
+    try:
+        check_output_dir(path)
+        path.mkdir(parents=True, exist_ok=True)
+    except OutputPathError as exc:
+        raise ExportError(str(exc)) from exc
+    except OSError as exc:
+        raise ExportError(f"output directory {path} cannot be written: {exc.strerror or exc}") from exc
+    return path
+
+
+def training_source(model_path: Path) -> str:
+    """The data source the model was trained on (from history.json beside it), else embedded."""
+    history = model_path.with_name(HISTORY_FILE)
+    try:
+        return str(json.loads(history.read_text())["data"]["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "embedded"

@@ -1,0 +1,353 @@
+"""``cllnn-export run``: data -> train -> convert -> parity -> benchmark -> select -> report, resumable.
+
+``select`` is a device's ``cllnn-bench select`` on the machine the run runs on:
+every file verified against the check set under the run's tolerance table,
+timed at batch 1 on one thread, and the fastest (p50) within the budget, which
+is the parity gate's alone (no size or latency limits), written to ``deploy/``.
+The report opens with that choice.
+
+Each stage writes under one output directory and records a key: a hash of
+everything its result depends on (its config sections, the data, the library
+versions, the keys of the stages before it), and the SHA-256 of every file it
+wrote. A re-run skips a stage whose recorded key matches, whose outputs are
+present and unchanged (each file checked against its recorded checksum) and
+whose input stage did not run again, so an interrupted run resumes where it
+stopped and a change redoes only what it affects; a file changed or removed
+since it was written makes its stage, and those reading it, run again, and the
+run says which file; ``force`` redoes all. The toolkit's own code enters the
+keys only as its version: after editing it, use ``force``. A
+stage's record is written only after its outputs are complete, and every output
+is written atomically, so a failing stage leaves the earlier ones intact.
+
+The layout of ``out`` is ``export.pipeline.layout.RunLayout``. The data is loaded once and the
+trained model's reference outputs computed once per image set, for every stage.
+
+The data enters the keys by its content (``Splits.fingerprint``, or for a shard
+directory ``ShardedData.fingerprint``, its files' bytes), not its name, and every key
+includes the library versions: a changed file at the same path, or an upgraded
+converter, redoes what it affects. A shard directory is streamed by training; the
+other stages hold only its first images of each split (``cllnn_edge.sources.head_size``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cllnn_edge.config import Config
+from cllnn_edge.errors import CllnnError
+from export.pipeline.layout import RunLayout
+from runtime.atomic import write_json_atomic
+
+if TYPE_CHECKING:
+    from cllnn_edge.data import Splits
+    from cllnn_edge.shards import ShardedData
+    from export.checks.reference import KerasRunner
+
+Progress = Callable[[str], None]
+BENCH_BATCHES = (1, 64)
+BENCH_RUNS = {1: 200, 64: 20}  # timed calls per batch size
+SELECT_SETTINGS = {"batch": 1, "threads": 1, "warmup": 10, "runs": BENCH_RUNS[1]}  # as bench's batch 1
+
+
+class StageError(CllnnError):
+    """A stage of the run failed; earlier stages' results are kept."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the run: what it depends on, what it writes, how to do it."""
+
+    name: str
+    key: str  # hash of everything its result depends on
+    outputs: tuple[Path, ...]  # files or directories, present when it completed; every file in them checksummed
+    action: Callable[[], str]  # does the work; returns a one-line summary
+    reads: str | None = None  # the stage whose outputs it reads: it runs again when that one ran
+
+
+@dataclass
+class RunState:
+    """What the run did: per stage, whether it ran or was reused, its key and duration."""
+
+    layout: RunLayout
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return self.layout.root
+
+    def record(self, name: str, key: str, ran: bool, seconds: float) -> None:
+        self.stages[name] = {"key": key, "ran": ran, "seconds": round(seconds, 2)}
+
+    def ran(self, name: str | None) -> bool:
+        return name is not None and self.stages[name]["ran"]
+
+
+def stage_key(name: str, *parts: Any) -> str:
+    """A stable hash of a stage's inputs (JSON of the parts, keys sorted)."""
+    payload = json.dumps([name, *parts], sort_keys=True, default=str).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def run_pipeline(
+    cfg: Config,
+    out: str | Path,
+    *,
+    data: str = "embedded",
+    force: bool = False,
+    sweep: bool = False,
+    config_file: str | Path | None = None,
+    progress: Progress = lambda line: None,
+    strategy: str = "one-device",
+) -> RunState:
+    """Run every stage that is not already done with the same inputs, then write the report;
+    ``sweep``: the precision sweep too (``export.pipeline.sweep``, default variants, into ``sweep/``).
+    ``config_file``: the TOML file ``cfg`` came from, for the sweep's reproduce command.
+    ``strategy``: how the train stage trains (``cllnn_edge.train.train``); the trained model does not
+    depend on it beyond noise, so it is not part of the stage's key."""
+    from cllnn_edge.config import check_fits_in_memory
+    from cllnn_edge.sources import data_for, with_images_of
+    from cllnn_edge.versions import library_versions
+    from export.formats.registry import parse_formats
+    from runtime.outputs import check_output_dir
+
+    # everything that can be checked before the work is, and nothing is created until it passed
+    parse_formats(cfg.export.formats)
+    check_fits_in_memory(cfg.model)
+    layout = RunLayout(check_output_dir(Path(out)))
+    data_set = data_for(cfg, data)  # a shard directory stays on disk: training streams it
+    layout.root.mkdir(parents=True, exist_ok=True)
+    state = RunState(layout)
+    data_summary = {**data_set.summary(), "fingerprint": data_set.fingerprint()}
+    progress(f"data: {data}: train {data_summary['train']}, val {data_summary['val']}, "
+             f"test {data_summary['test']} (fingerprint {data_summary['fingerprint'][:12]})")
+    sections, versions = cfg.to_dict(), library_versions()
+    reference = _reference_of(layout)
+    train_key = stage_key("train", sections["model"], sections["train"], data_summary["fingerprint"],
+                          versions)
+    convert_key = stage_key("convert", train_key, sections["export"])
+    splits = with_images_of(data_set, cfg)  # what export and parity hold: the first images of each split
+    stages = (
+        Stage("train", train_key, (layout.train_dir,), lambda: _train(cfg, data_set, layout, progress, strategy)),
+        Stage("convert", convert_key, (layout.artifacts, layout.manifest),
+              lambda: _convert(cfg, splits, reference(), layout, progress), reads="train"),
+        Stage("parity", stage_key("parity", convert_key, sections["tolerances"]),
+              (layout.parity_json, layout.parity_junit),
+              lambda: _parity(cfg, data, splits, reference(), layout, progress), reads="convert"),
+        Stage("bench", stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS), (layout.bench,),
+              lambda: _bench(layout, progress), reads="convert"),
+        # the choice is this machine's: its CPU enters the key; deploy/ is absent when nothing fits,
+        # so such a stage runs again each time (it takes seconds)
+        Stage("select", stage_key("select", convert_key, sections["tolerances"], SELECT_SETTINGS,
+                                  _machine()), (layout.selection, layout.deploy, layout.deploy_selection),
+              lambda: _select(cfg, layout, progress), reads="convert"),
+    )
+    if sweep:  # last: the main files are checked and chosen whatever the sweep finds
+        from export.pipeline.sweep import BENCH_RUNS as SWEEP_RUNS
+
+        stages += (Stage("sweep", stage_key("sweep", convert_key, sections["tolerances"], SWEEP_RUNS, _machine()),
+                         (layout.sweep,), lambda: _sweep(cfg, data, splits, reference(), layout, config_file, progress),
+                         reads="train"),)
+    for stage in stages:
+        _run_stage(stage, state, force, progress)
+    started = time.perf_counter()
+    from export.report.build import write_report
+
+    write_report(layout, state.stages, data_summary)
+    progress(f"report: done in {time.perf_counter() - started:.1f} s: {layout.report_html}")
+    return state
+
+
+def _reference_of(layout: RunLayout) -> Callable[[], KerasRunner]:
+    """The trained model's reference runner, loaded on first use and shared by the stages after."""
+
+    @functools.cache
+    def get() -> KerasRunner:
+        from cllnn_edge.model import load_trained
+        from export.checks.reference import trained_reference
+
+        return trained_reference(load_trained(layout.model))
+
+    return get
+
+
+def _run_stage(stage: Stage, state: RunState, force: bool, progress: Progress) -> None:
+    record_file = state.layout.stage_record(stage.name)
+    record = _read_record(record_file)
+    done = record is not None and record.get("key") == stage.key
+    if done and not force and not state.ran(stage.reads) and all(p.exists() for p in stage.outputs):
+        changed = _changed_output(state.layout.root, record["files"])
+        if changed is None:
+            progress(f"{stage.name}: reused (inputs unchanged, key {stage.key}; "
+                     f"{len(record['files'])} files match their checksums)")
+            state.record(stage.name, stage.key, False, 0.0)
+            return
+        progress(f"{stage.name}: {changed}; running again")
+    record_file.unlink(missing_ok=True)
+    progress(f"{stage.name}: running")
+    started = time.perf_counter()
+    try:
+        summary = stage.action()
+    except StageError:
+        raise
+    except CllnnError as exc:
+        if isinstance(exc, ValueError):  # bad input (data, model, config): the caller's to fix
+            raise
+        raise StageError(
+            f"stage {stage.name!r} failed: {exc} (earlier stages are kept in {state.out})"
+        ) from exc
+    files = _checksums(state.layout.root, stage.outputs)
+    write_json_atomic(record_file, {"stage": stage.name, "key": stage.key, "files": files})
+    seconds = time.perf_counter() - started
+    state.record(stage.name, stage.key, True, seconds)
+    progress(f"{stage.name}: done in {seconds:.1f} s: {summary}")
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A stage's record, or None when absent or not one this module wrote (the stage then runs)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        return None
+    return record
+
+
+def _checksums(root: Path, outputs: tuple[Path, ...]) -> dict[str, str]:
+    """SHA-256 of every file a stage wrote (directories walked), keyed by its path under ``root``."""
+    from runtime.artifacts.manifest import sha256_file
+
+    files: set[Path] = set()
+    for output in outputs:
+        if output.is_dir():
+            files.update(p for p in output.rglob("*") if p.is_file())
+        elif output.is_file():
+            files.add(output)
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(files)}
+
+
+def _changed_output(root: Path, recorded: dict[str, str]) -> str | None:
+    """Why a stage's outputs are not what it wrote (the first file that differs), or None."""
+    from runtime.artifacts.manifest import sha256_file
+
+    for name, digest in sorted(recorded.items()):
+        path = root / name
+        if not path.is_file():
+            return f"{name} is missing since it was written"
+        if sha256_file(path) != digest:
+            return f"{name} changed since it was written (checksum)"
+    return None
+
+
+def _train(cfg: Config, splits: Splits | ShardedData, layout: RunLayout, progress: Progress, strategy: str) -> str:
+    from cllnn_edge.train import train
+
+    result = train(cfg, splits, layout.train_dir, progress=progress, strategy=strategy)
+    final = result.history["final"]
+    return f"val accuracy {final['val_accuracy']:.4f}, test accuracy {final['test_accuracy']:.4f}"
+
+
+def _convert(cfg: Config, splits: Splits, reference: KerasRunner, layout: RunLayout,
+             progress: Progress) -> str:
+    from export.pipeline.convert import convert
+
+    report = convert(layout.model, layout.artifacts, cfg, splits=splits, reference=reference,
+                     progress=progress)
+    if not report:
+        failed = [r.format.name for r in report.results if not r.passed]
+        raise StageError(
+            f"stage 'convert' failed: formats failed to convert or failed their checks: {failed} "
+            f"(see {layout.manifest}; the trained model is kept)"
+        )
+    count = len(report.results)
+    return f"{count} {'format' if count == 1 else 'formats'} exported and checked"
+
+
+def _parity(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layout: RunLayout,
+            progress: Progress) -> str:
+    from export.checks.parity import run_parity
+
+    report = run_parity(layout.model, layout.artifacts, data=data, splits=splits, reference=reference,
+                        tolerances=cfg.tolerances, progress=progress)
+    report.save_json(layout.parity_json)
+    report.save_junit(layout.parity_junit)
+    passed = sum(r.passed for r in report.results)
+    return f"{passed}/{len(report.results)} formats within tolerance on {report.images} images"
+
+
+def _bench(layout: RunLayout, progress: Progress) -> str:
+    from runtime.bench.latency import BenchSettings, bench_model, environment
+    from runtime.artifacts.manifest import contained, load_manifest
+
+    manifest = load_manifest(layout.manifest)
+    # A file that takes one image per call (a TFLM file's batch is 1) is timed at batch 1 only: at a
+    # larger batch it would make that many batch-1 calls, which says nothing more.
+    jobs = [(batch, entry) for batch in BENCH_BATCHES for entry in manifest.artifacts
+            if batch == 1 or entry.inputs[0].shape[0] != 1]
+    results = []
+    for index, (batch, entry) in enumerate(jobs, start=1):
+        settings = BenchSettings(batch=batch, threads=1, warmup=10, runs=BENCH_RUNS[batch])
+        result = bench_model(contained(layout.artifacts, entry.file), settings)
+        results.append({**result.to_dict(), "export_format": entry.format})
+        progress(f"[{index}/{len(jobs)}] {entry.format:<15} batch {batch:<3} {settings.runs} runs: "
+                 f"p50 {result.p50_us:,.0f} us, {result.throughput_ips:,.0f} images/s")
+    settings = {"threads": 1, "warmup": 10, "runs": {str(b): n for b, n in BENCH_RUNS.items()},
+                "images": "random uint8"}
+    write_json_atomic(layout.bench, {**environment(), "settings": settings, "results": results})
+    best = min((r for r in results if r["batch"] == 1), key=lambda r: r["p50_us"])
+    return f"fastest at batch 1: {best['export_format']} p50 {best['p50_us']:,.0f} us"
+
+
+def _sweep(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layout: RunLayout,
+           config_file: str | Path | None, progress: Progress) -> str:
+    import shlex
+
+    from export.pipeline.sweep import sweep
+
+    command = ["cllnn-export", "sweep", str(layout.model), "--out", str(layout.sweep), "--data", data]
+    command += ["--config", str(config_file)] if config_file is not None else []
+    result = sweep(layout.model, layout.sweep, cfg, data=data, splits=splits, reference=reference,
+                   command=shlex.join(command), progress=progress)
+    front = [r.name for r in result.rows if r.on_pareto_front]
+    return f"{len(result.rows)} variants; Pareto front: {', '.join(front) or 'none'}"
+
+
+def _machine() -> dict[str, Any]:
+    from runtime.machine import cpu_info
+
+    return cpu_info().record()
+
+
+def _select(cfg: Config, layout: RunLayout, progress: Progress) -> str:
+    """``cllnn-bench select`` on this machine, under the run's tolerance table and no further budget."""
+    import shutil
+
+    from runtime.bench.latency import BenchSettings
+    from runtime.deploy.choose import Budget, select
+    from runtime.deploy.directory import write_deploy
+    from runtime.errors import EdgeRuntimeError
+    from runtime.artifacts.manifest import ManifestError
+
+    try:
+        selection = select(layout.artifacts, Budget(), BenchSettings(**SELECT_SETTINGS),
+                           tolerances=cfg.tolerances, progress=progress)
+        if selection:
+            write_deploy(selection, layout.artifacts, layout.deploy)
+        else:  # an earlier run's choice must not outlive this one's verdict
+            shutil.rmtree(layout.deploy, ignore_errors=True)
+    except ManifestError:  # the artefacts' manifest is malformed, or names or lists files wrongly: an input error
+        raise
+    except EdgeRuntimeError as exc:
+        raise StageError(f"stage 'select' failed: {exc} (earlier stages are kept in {layout.root})") from exc
+    selection.save_json(layout.selection)
+    chosen = selection.chosen
+    if chosen is None:
+        return f"no file to deploy: {selection.verdict}"
+    return f"deploy/{chosen.file}: p50 {chosen.p50_us:,.0f} us, {selection.verdict}"

@@ -1,0 +1,260 @@
+"""LiteRT backend: ``.tflite`` files through ``ai_edge_litert.interpreter.Interpreter``.
+
+A LiteRT interpreter is not thread-safe, so the model keeps a small pool of
+interpreters built from the same verified bytes: a call borrows one, and a
+second is built only when calls overlap (at most one per CPU). Each
+interpreter remembers the batch size it is allocated for, so repeated
+same-size calls skip ``resize_tensor_input`` / ``allocate_tensors``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from runtime.errors import InferenceError, ModelLoadError
+from runtime.artifacts.manifest import ArtifactEntry, TensorSpec
+from runtime.backends.model import RuntimeModel
+from runtime.backends.tflite_check import (
+    check_header,
+    check_interpreter,
+    looks_like_tflite,
+    op_details,
+    tensor_details,
+)
+
+_LOAD_ERRORS = (ValueError, RuntimeError, UnicodeDecodeError)
+
+
+class OpDtypes(NamedTuple):
+    """One op of a TFLite graph with the dtypes of its operands and results."""
+
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def _litert() -> ModuleType:
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError as exc:
+        raise ModelLoadError(
+            "loading a .tflite model needs ai-edge-litert: pip install ai-edge-litert"
+        ) from exc
+    module: ModuleType = interpreter
+    return module
+
+
+def new_interpreter(data: bytes, name: str, threads: int | None, delegates: bool = True) -> Any:
+    """An unallocated interpreter for ``data``, after ``check_header`` (LiteRT's own flatbuffer
+    verifier runs in its constructor); the checked way to build one, for tools beside the runtime.
+    ``delegates=False`` lists builtin ops instead of a DELEGATE node (XNNPACK off)."""
+    check_header(data, name)
+    module = _litert()
+    resolver = (
+        module.OpResolverType.AUTO if delegates else module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    try:
+        return module.Interpreter(
+            model_content=data, num_threads=threads, experimental_op_resolver_type=resolver
+        )
+    except _LOAD_ERRORS as exc:
+        raise ModelLoadError(f"{name}: LiteRT cannot load it: {exc}") from exc
+
+
+def tensor_spec(details: dict[str, Any], name: str | None = None) -> TensorSpec:
+    """A tensor as the manifest records it, from LiteRT's tensor details (the batch as in the file)."""
+    shape = tuple(int(d) for d in details["shape_signature"]) or tuple(int(d) for d in details["shape"])
+    scale, zero_point = details["quantization"]
+    quantized = float(scale) != 0.0
+    return TensorSpec(
+        name=name or str(details["name"]),
+        shape=shape,
+        dtype=np.dtype(details["dtype"]).name,
+        scale=float(scale) if quantized else None,
+        zero_point=int(zero_point) if quantized else None,
+    )
+
+
+def output_names(interpreter: Any, outputs: list[int]) -> dict[int, str]:
+    """Output tensor index -> the name the exporting model gave that output.
+
+    A converted file keeps the SavedModel's SignatureDef, whose output names
+    are the model's own (a Keras model's dict keys, or ``output_0``,
+    ``output_1``, ... for a list), while its tensors carry generated names
+    (``StatefulPartitionedCall:1``). A file with one signature over exactly
+    its outputs is named from it; any other file keeps its tensor names.
+    """
+    try:
+        signatures = interpreter.get_signature_list()
+        if len(signatures) != 1:
+            return {}
+        details = interpreter.get_signature_runner(next(iter(signatures))).get_output_details()
+    except (ValueError, RuntimeError, KeyError):
+        return {}
+    named = {int(d["index"]): str(name) for name, d in details.items()}
+    return named if sorted(named) == sorted(outputs) else {}
+
+
+@dataclass
+class _Slot:
+    """One interpreter and the batch size its tensors are allocated for."""
+
+    interpreter: Any
+    batch: int | None  # None until tensors are allocated
+
+
+class LiteRTModel(RuntimeModel):
+    """A ``.tflite`` model; ``ops`` lists builtin ops with XNNPACK off, so no DELEGATE node hides them."""
+
+    format = "tflite"
+    backend = "litert"
+
+    def __init__(self, path: Path, data: bytes, threads: int | None, entry: ArtifactEntry | None) -> None:
+        if not looks_like_tflite(data):
+            raise ModelLoadError(
+                f"{path.name}: expected a TFLite flatbuffer ('TFL3' at bytes 4..8), got {data[4:8]!r}"
+            )
+        self._data = data
+        self._name = path.name
+        first = new_interpreter(data, path.name, threads)
+        check_interpreter(first, path.name)
+        inputs = first._interpreter.InputIndices()
+        outputs = [int(i) for i in first._interpreter.OutputIndices()]
+        if len(inputs) != 1 or not outputs:
+            raise ModelLoadError(
+                f"{path.name}: expected one input and at least one output, got {len(inputs)} and "
+                f"{len(outputs)}"
+            )
+        self._input_index = int(inputs[0])
+        self._output_indices = tuple(outputs)
+        names = output_names(first, outputs)
+        input_spec = tensor_spec(tensor_details(first, self._input_index, path.name))
+        output_specs = tuple(tensor_spec(tensor_details(first, i, path.name), names.get(i)) for i in outputs)
+        super().__init__(path, input_spec, output_specs, threads, entry)
+        try:
+            first.allocate_tensors()
+        except _LOAD_ERRORS as exc:
+            raise ModelLoadError(f"{path.name}: LiteRT cannot prepare the model: {exc}") from exc
+        slot = _Slot(first, batch=int(first.get_input_details()[0]["shape"][0]))
+        self._idle: list[_Slot] = [slot]
+        self._live = 1
+        self._max_live = max(1, os.cpu_count() or 1)
+        self._pool = threading.Condition()
+
+    # -- interpreter pool -------------------------------------------------------------
+    def _acquire(self) -> _Slot:
+        with self._pool:
+            while True:
+                self._check_open()
+                if self._idle:
+                    return self._idle.pop()
+                if self._live < self._max_live:
+                    self._live += 1
+                    break
+                self._pool.wait()
+        try:
+            return _Slot(new_interpreter(self._data, self._name, self._threads), batch=None)
+        except BaseException:
+            with self._pool:
+                self._live -= 1
+                self._pool.notify()
+            raise
+
+    def _release(self, slot: _Slot) -> None:
+        with self._pool:
+            if self.closed:
+                self._live -= 1
+            else:
+                self._idle.append(slot)
+            self._pool.notify()
+
+    def _prepare(self, slot: _Slot, batch: int) -> None:
+        """Size the interpreter for ``batch`` images (only the dynamic batch axis may change)."""
+        if slot.batch == batch:
+            return
+        shape = [batch, *self._input_spec.shape[1:]]
+        try:
+            slot.interpreter.resize_tensor_input(self._input_index, shape, strict=True)
+            slot.interpreter.allocate_tensors()
+        except _LOAD_ERRORS as exc:
+            slot.batch = None
+            raise InferenceError(
+                f"{self._name}: LiteRT cannot prepare the model for input shape {shape}: {exc}"
+            ) from exc
+        slot.batch = batch
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _run_impl(self, model_input: np.ndarray) -> list[np.ndarray]:
+        slot = self._acquire()
+        try:
+            self._prepare(slot, len(model_input))
+            interpreter = slot.interpreter
+            interpreter.set_tensor(self._input_index, model_input)
+            interpreter.invoke()
+            return [interpreter.get_tensor(index) for index in self._output_indices]
+        except (ValueError, RuntimeError) as exc:
+            if isinstance(exc, InferenceError):
+                raise
+            raise InferenceError(f"{self._name}: LiteRT failed on input {model_input.shape}: {exc}") from exc
+        finally:
+            self._release(slot)
+
+    def _close_impl(self) -> None:
+        with self._pool:
+            self._live -= len(self._idle)
+            self._idle.clear()
+            self._pool.notify_all()
+
+    def _ops_impl(self) -> dict[str, int]:
+        return dict(Counter(op.op for op in self.op_dtypes()))
+
+    def op_dtypes(self) -> list[OpDtypes]:
+        """Each op with its operand and result dtypes, in execution order (see ``tflite_op_dtypes``)."""
+        return _op_dtypes(new_interpreter(self._data, self._name, None, delegates=False), self._name)
+
+
+def _op_dtypes(interpreter: Any, name: str) -> list[OpDtypes]:
+    return [
+        OpDtypes(
+            op=str(op["op_name"]),
+            inputs=tuple(np.dtype(t).name for t in op["operand_types"]),
+            outputs=tuple(np.dtype(t).name for t in op["result_types"]),
+        )
+        for op in op_details(interpreter, name)
+    ]
+
+
+def tflite_op_dtypes(path: str | Path) -> list[OpDtypes]:
+    """Ops of a ``.tflite`` file with their tensor dtypes, without running it.
+
+    Lets a caller prove that a full-int8 model has no float kernel between its
+    input and output. Operands include constants (weights, int32 biases); an
+    absent optional operand is left out. XNNPACK is disabled for the listing
+    so the builtin ops are shown instead of a DELEGATE node. Covers the main
+    subgraph only.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+    return _op_dtypes(checked_interpreter(data, path.name), path.name)
+
+
+def checked_interpreter(data: bytes, name: str) -> Any:
+    """An unallocated interpreter (XNNPACK off) for bytes that must be a TFLite file, after LiteRT's
+    flatbuffer verifier and ``check_interpreter``: the checks for a tool that reads the file's
+    graph, or for another runtime that trusts the bytes unverified (``runtime.backends.tflm``)."""
+    if not looks_like_tflite(data):
+        raise ModelLoadError(f"{name}: expected a TFLite flatbuffer ('TFL3' at bytes 4..8), got {data[4:8]!r}")
+    interpreter = new_interpreter(data, name, None, delegates=False)
+    check_interpreter(interpreter, name)
+    return interpreter

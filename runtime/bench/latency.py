@@ -1,0 +1,317 @@
+"""Latency benchmark through the device runtime: ``cllnn-bench MODEL...``.
+
+(``runtime.cli.main`` dispatches ``cllnn-bench verify`` and ``cllnn-bench select`` to
+``runtime.checks.verify`` and ``runtime.deploy.select``.)
+
+Times ``model.predict(images)`` end to end, as an application calls it (input
+checks, quantization, inference, dequantization), after a warm-up. Reports per
+model: load time, p50 / p90 / p99 / mean latency in microseconds, throughput,
+file size and the process's peak resident memory, under the CPU's int8 class;
+writes JSON with the machine (CPU model, ISA features, class), library
+versions and settings; with a baseline, fails when p50 regresses by more than
+a given percentage. Imports only numpy and the runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.atomic import write_bytes_atomic
+from runtime.errors import EdgeRuntimeError
+from runtime.cli.flags import add_timing_flags, add_trusted_key_flag
+from runtime.loader import load
+from runtime.machine import CpuInfo, cpu_info
+from runtime.artifacts.manifest import ManifestError
+from runtime.outputs import check_output_file
+from runtime.artifacts.signing import TrustedKeyLike, load_trusted_key
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    batch: int = 1
+    threads: int | None = 1
+    warmup: int = 20
+    runs: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "warmup", "runs"):
+            value = getattr(self, name)
+            if value < (0 if name == "warmup" else 1):
+                raise ValueError(f"--{name} must be >= {0 if name == 'warmup' else 1}, got {value}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One model's figures; latencies in microseconds per call of ``batch`` images."""
+
+    model: str
+    format: str
+    file_size: int
+    load_ms: float
+    batch: int
+    threads: int | None
+    runs: int
+    p50_us: float
+    p90_us: float
+    p99_us: float
+    mean_us: float
+    throughput_ips: float  # images per second at the mean latency
+    peak_rss_mib: float  # of the whole benchmarking process, so far
+    samples_us: tuple[float, ...] = ()  # every timed call, in order (for distributions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB.
+
+    On Linux, VmHWM from /proc: getrusage's ru_maxrss survives fork + exec, so
+    a small process started by a large one would report its parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def bench_model(
+    path: str | Path,
+    settings: BenchSettings = BenchSettings(),
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    trusted_key: TrustedKeyLike | None = None,
+) -> BenchResult:
+    """Load ``path`` and time ``predict`` on random uint8 images of the set batch size.
+
+    ``trusted_key``: load only if the manifest beside ``path`` is signed by it (``runtime.load``).
+    """
+    path = Path(path)
+    started = time.perf_counter()
+    model = load(path, threads=settings.threads, trusted_key=trusted_key)
+    load_ms = (time.perf_counter() - started) * 1e3
+    rng = np.random.default_rng(settings.seed)
+    images = rng.integers(0, 256, (settings.batch, *model.image_shape, model.channels), dtype=np.uint8)
+    with model:
+        for _ in range(settings.warmup):
+            model.predict(images)
+        times = np.empty(settings.runs)
+        for index in range(settings.runs):
+            begin = time.perf_counter_ns()
+            model.predict(images)
+            times[index] = (time.perf_counter_ns() - begin) / 1e3
+            if progress is not None:
+                progress(index + 1, settings.runs)
+        fmt = model.format
+    mean = float(times.mean())
+    return BenchResult(
+        model=str(path),
+        format=fmt,
+        file_size=path.stat().st_size,
+        load_ms=load_ms,
+        batch=settings.batch,
+        threads=settings.threads,
+        runs=settings.runs,
+        p50_us=float(np.percentile(times, 50)),
+        p90_us=float(np.percentile(times, 90)),
+        p99_us=float(np.percentile(times, 99)),
+        mean_us=mean,
+        throughput_ips=settings.batch / (mean / 1e6),
+        peak_rss_mib=peak_rss_mib(),
+        samples_us=tuple(round(float(t), 2) for t in times),
+    )
+
+
+def environment() -> dict[str, Any]:
+    """Machine (with the CPU's model, ISA and int8 class) and library versions, for the JSON report."""
+    versions = {}
+    for name in ("numpy", "ai-edge-litert", "onnxruntime"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            **cpu_info().record(),  # cpu (the model), cpu_arch, cpu_isa, cpu_class
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "versions": versions,
+    }
+
+
+class BaselineError(EdgeRuntimeError, ValueError):
+    """A ``--baseline`` file is unreadable or not a report an earlier ``--json`` run wrote."""
+
+
+def load_baseline(path: str | Path) -> dict[str, float]:
+    """The p50 (us) per model file name of a report an earlier ``--json`` run wrote, checked whole:
+    a JSON object whose ``results`` is a list of objects, each with a ``model`` name and a positive,
+    finite ``p50_us``. Read before anything is measured, so a bad baseline costs no benchmark."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BaselineError(f"--baseline {path}: cannot read it as JSON: {exc}") from exc
+    results = document.get("results") if isinstance(document, dict) else None
+    if not isinstance(results, list):
+        raise BaselineError(f"--baseline {path}: expected a JSON object with a 'results' list (as --json "
+                            f"writes), got {type(document).__name__}"
+                            + (" without a 'results' list" if isinstance(document, dict) else ""))
+    p50s: dict[str, float] = {}
+    for index, result in enumerate(results):
+        where = f"--baseline {path}: results[{index}]"
+        if not isinstance(result, dict):
+            raise BaselineError(f"{where} must be an object, got {type(result).__name__}")
+        model, p50 = result.get("model"), result.get("p50_us")
+        if not isinstance(model, str) or not model:
+            raise BaselineError(f"{where} needs 'model', the file's path, got {model!r}")
+        if isinstance(p50, bool) or not isinstance(p50, (int, float)) or not math.isfinite(p50) or p50 <= 0:
+            raise BaselineError(f"{where} ({model}) needs 'p50_us', a positive number of microseconds, got {p50!r}")
+        p50s[Path(model).name] = float(p50)
+    return p50s
+
+
+def regressions(
+    results: Sequence[BenchResult], baseline: dict[str, float], max_regression_pct: float
+) -> list[str]:
+    """Models whose p50 grew by more than ``max_regression_pct`` over the baseline's
+    (``load_baseline``: p50 in us per model file name)."""
+    failures = []
+    for result in results:
+        old = baseline.get(Path(result.model).name)
+        if old is None:
+            continue
+        change = (result.p50_us / old - 1.0) * 100.0
+        if change > max_regression_pct:
+            failures.append(
+                f"{Path(result.model).name}: p50 {result.p50_us:.0f} us vs baseline "
+                f"{old:.0f} us (+{change:.1f}%, allowed +{max_regression_pct:g}%)"
+            )
+    return failures
+
+
+def format_table(results: Sequence[BenchResult], cpu: CpuInfo | None = None) -> str:
+    """The figures, one row per model, and under them the CPU they were measured on
+    (``cpu``, default this machine's) with its class: figures compare within one class."""
+    cpu = cpu or cpu_info()
+    header = ("model", "size KiB", "load ms", "p50 us", "p90 us", "p99 us", "mean us", "img/s", "peak MiB")
+    rows = [header] + [
+        (
+            Path(r.model).name,
+            f"{r.file_size / 1024:.1f}",
+            f"{r.load_ms:.1f}",
+            f"{r.p50_us:.1f}",
+            f"{r.p90_us:.1f}",
+            f"{r.p99_us:.1f}",
+            f"{r.mean_us:.1f}",
+            f"{r.throughput_ips:.0f}",
+            f"{r.peak_rss_mib:.1f}",
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    return "\n".join([*lines, f"CPU class {cpu.cpu_class}: {cpu.model} ({cpu.isa_line})"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cllnn-bench",
+        description="Time exported CLLNN models (.tflite / .onnx) through the device runtime: "
+        "predict() on random uint8 images, after a warm-up.",
+        epilog="cllnn-bench verify ARTIFACTS_DIR checks exported files against the check set stored "
+        "beside them (see cllnn-bench verify --help); cllnn-bench select ARTIFACTS_DIR --out DIR chooses "
+        "the file to deploy on this machine within a budget (see cllnn-bench select --help).",
+    )
+    parser.add_argument("models", nargs="+", type=Path, metavar="MODEL")
+    add_timing_flags(parser)
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--baseline", type=Path, metavar="FILE",
+                        help="a JSON written by an earlier --json run to compare p50 against")
+    parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
+                        help="with --baseline: exit 1 if a p50 grew by more (default 10)")
+    add_trusted_key_flag(parser, "Only files listed in it are timed")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = BenchSettings(batch=args.batch, threads=args.threads,
+                                 warmup=args.warmup, runs=args.runs)
+        if args.json:
+            check_output_file(args.json, "--json")
+        baseline = load_baseline(args.baseline) if args.baseline else None
+        trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
+    except (ValueError, OSError) as exc:
+        print(f"cllnn-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    results = []
+    for number, path in enumerate(args.models, start=1):
+        label = f"[{number}/{len(args.models)}] {path.name}"
+        try:
+            results.append(bench_model(path, settings, progress=_progress_printer(label),
+                                       trusted_key=trusted_key))
+        except (EdgeRuntimeError, ManifestError, ValueError, OSError) as exc:
+            print(f"\ncllnn-bench: error: {path}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    print(format_table(results))
+    report = {"settings": asdict(settings), **environment(),
+              "results": [r.to_dict() for r in results]}
+    if args.json:
+        _write_json(args.json, report)
+    if baseline is not None:
+        failures = regressions(results, baseline, args.max_regression)
+        for line in failures:
+            print(f"REGRESSION {line}")
+        print("FAILED" if failures else "PASSED")
+        return EXIT_REGRESSION if failures else EXIT_OK
+    return EXIT_OK
+
+
+def _progress_printer(label: str) -> Callable[[int, int], None]:
+    """A live line on a terminal, nothing in logs."""
+    interactive = sys.stderr.isatty()
+
+    def show(done: int, total: int) -> None:
+        if interactive and (done == total or done % max(1, total // 20) == 0):
+            end = "\n" if done == total else ""
+            print(f"\r{label}: {done}/{total} runs", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _write_json(path: Path, report: dict[str, Any]) -> None:
+    """Temp file + rename, so a reader never sees half a report (and a failure leaves no temp file)."""
+    write_bytes_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

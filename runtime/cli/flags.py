@@ -1,0 +1,37 @@
+"""Command-line flags the device's commands share, defined once: the timing settings of
+``cllnn-bench`` and ``cllnn-bench select``, the ``--tolerance`` override of ``verify`` and
+``select``, and the ``--trusted-key`` of all three. Standard library only.
+
+``cllnn-export parity`` spells its ``--tolerance`` / ``--trusted-key`` itself: importing
+anything of ``runtime`` loads the package (numpy, ~0.1 s), which ``cllnn-export --help`` avoids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ArgumentTarget = Any  # an argparse parser or argument group: anything with add_argument
+
+
+def add_timing_flags(target: ArgumentTarget) -> None:
+    """``--batch``, ``--threads``, ``--warmup``, ``--runs``: ``runtime.bench.latency.BenchSettings``."""
+    target.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    target.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
+    target.add_argument("--warmup", type=int, default=20, help="untimed calls first (default 20)")
+    target.add_argument("--runs", type=int, default=200, help="timed calls (default 200)")
+
+
+def add_tolerance_flag(target: ArgumentTarget, table: str) -> None:
+    """``--tolerance PRECISION.LIMIT=VALUE``, repeatable: ``runtime.checks.tolerances.ToleranceConfig.override``.
+    ``table`` says which table it overrides, e.g. "the exported tolerance table"."""
+    target.add_argument("--tolerance", action="append", default=[], metavar="PRECISION.LIMIT=VALUE",
+                        help=f"override one limit of {table}, e.g. int8.min_top1=0.98 (repeatable)")
+
+
+def add_trusted_key_flag(target: ArgumentTarget, note: str = "") -> None:
+    """``--trusted-key PUBKEY``: ``runtime.artifacts.signing``; ``note`` adds what the key means to this command."""
+    target.add_argument("--trusted-key", type=Path, metavar="PUBKEY",
+                        help="require manifest.json to be signed with this public key (cllnn-export keygen / "
+                        "sign); a missing or wrong signature, or a file changed after signing: exit 2"
+                        + (f". {note}" if note else ""))

@@ -1,0 +1,32 @@
+"""``cllnn-bench``: the device's command. ``cllnn-bench MODEL...`` times models
+(``runtime.bench.latency``), ``cllnn-bench verify`` checks exported files against the check set
+(``runtime.checks.verify``), ``cllnn-bench select`` chooses the file to deploy (``runtime.deploy.select``).
+
+Kept apart from those modules so none of them imports another's command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+COMMANDS = ("verify", "select")  # a model file named like one of them: pass it as ./verify
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["verify"]:
+        from runtime.checks.verify import main as verify_main
+
+        return verify_main(argv[1:])
+    if argv[:1] == ["select"]:
+        from runtime.deploy.select import main as select_main
+
+        return select_main(argv[1:])
+    from runtime.bench.latency import main as bench_main
+
+    return bench_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
