@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.floor --work DIR --json FILE [--quick]``: MACs, peaks and op
     profiles of every exported file; the suite divides section 1's latencies by the floors."""
     from benchmarks.common import save, say, section_args  # imports cllnn_edge, and so Keras
-    from export.pipeline.layout import RunLayout
+    from export.layout import RunLayout
     from runtime.artifacts.manifest import contained, load_manifest
 
     args = section_args(argv, "compute floor: MACs per image, single-core peaks, op profiles")

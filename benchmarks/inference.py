@@ -33,7 +33,7 @@ from benchmarks.common import (
     section_args,
     summary,
 )
-from export.pipeline.layout import RunLayout
+from export.layout import RunLayout
 
 BATCHES = (1, 4, 16, 64, 256)
 

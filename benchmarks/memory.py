@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import save, say, section_args
-from export.pipeline.layout import RunLayout
+from export.layout import RunLayout
 from export.lifeline import child_env, guarded
 
 RUNTIME_PROCESS = """

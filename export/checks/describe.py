@@ -14,7 +14,7 @@ import numpy as np
 import runtime
 from export.errors import ConversionError
 from export.formats.registry import Format
-from export.checks.reference import STAGES
+from export.graph.reference import STAGES
 from runtime.checks.compare import compare
 from runtime.artifacts.manifest import ArtifactDetails, ArtifactEntry, ProbeRecord, sha256_file
 from runtime.checks.tolerances import Tolerance

@@ -28,7 +28,7 @@ from cllnn_edge.errors import CllnnError
 from cllnn_edge.model import load_trained
 from cllnn_edge.sources import splits_for
 from cllnn_edge.versions import library_versions
-from export.checks.reference import KerasRunner, trained_reference
+from export.graph.reference import KerasRunner, trained_reference
 from runtime.errors import SignatureError
 from runtime.artifacts.manifest import Manifest, ManifestError, load_manifest, sha256_file
 from runtime.checks.parity import ParityReport, check_listed_files, compare_artifacts, reference_summary

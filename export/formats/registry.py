@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export.checks.file_checks import BUILTINS_ONLY, INT8_AFTER_FRONT, INTEGER_ONLY, NO_LOOP, RAW_UINT8_INPUT, FileCheck
+from export.formats.file_checks import BUILTINS_ONLY, INT8_AFTER_FRONT, INTEGER_ONLY, NO_LOOP, RAW_UINT8_INPUT, FileCheck
 from export.formats.precision import (
     DISTRIBUTION,
     ENTROPY,

@@ -59,7 +59,7 @@ from cllnn_edge.model import (
 from cllnn_edge.preprocessing import Standardize
 from export.errors import EquivalenceError, ExportError
 from export.graph.layers import Clip, TakeStep
-from export.checks.reference import STAGES, KerasRunner
+from export.graph.reference import STAGES, KerasRunner
 from runtime.checks.compare import Comparison, compare
 from runtime.checks.tolerances import Tolerance
 

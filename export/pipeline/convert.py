@@ -7,7 +7,7 @@ format only), several at once on a machine with several cores; load every
 file through ``runtime`` (the code a device runs) and check it against the
 trained model; move the files into place and write the manifest last. Each
 format's worker also converts the *stage probe* (the same graph with one
-named output per stage, ``export.checks.reference.STAGES``) with the same settings
+named output per stage, ``export.graph.reference.STAGES``) with the same settings
 into ``probes/<file>``, recorded as the ``probe`` of the artefact's manifest
 details (with an error instead if only the probe failed). Beside the files,
 ``check_set.npz`` keeps ``export.check_set_size`` test images, their labels
@@ -52,7 +52,7 @@ from export.formats.registry import (
 from export.formats.isolate import Job, run_isolated
 from export.formats.mcu import memory_budget, with_mcu_record
 from export.formats.precision import MINMAX, Calibration, ai_edge_recipe
-from export.checks.reference import KerasRunner, trained_reference
+from export.graph.reference import KerasRunner, trained_reference
 from export.graph.unroll import UnrollResult, prove_equivalent, unroll
 from runtime.atomic import write_json_atomic
 from runtime.deploy.boards import MemoryBudget

@@ -19,7 +19,7 @@ keys only as its version: after editing it, use ``force``. A
 stage's record is written only after its outputs are complete, and every output
 is written atomically, so a failing stage leaves the earlier ones intact.
 
-The layout of ``out`` is ``export.pipeline.layout.RunLayout``. The data is loaded once and the
+The layout of ``out`` is ``export.layout.RunLayout``. The data is loaded once and the
 trained model's reference outputs computed once per image set, for every stage.
 
 The data enters the keys by its content (``Splits.fingerprint``, or for a shard
@@ -42,13 +42,13 @@ from typing import TYPE_CHECKING, Any
 
 from cllnn_edge.config import Config
 from cllnn_edge.errors import CllnnError
-from export.pipeline.layout import RunLayout
+from export.layout import RunLayout
 from runtime.atomic import write_json_atomic
 
 if TYPE_CHECKING:
     from cllnn_edge.data import Splits
     from cllnn_edge.shards import ShardedData
-    from export.checks.reference import KerasRunner
+    from export.graph.reference import KerasRunner
 
 Progress = Callable[[str], None]
 BENCH_BATCHES = (1, 64)
@@ -170,7 +170,7 @@ def _reference_of(layout: RunLayout) -> Callable[[], KerasRunner]:
     @functools.cache
     def get() -> KerasRunner:
         from cllnn_edge.model import load_trained
-        from export.checks.reference import trained_reference
+        from export.graph.reference import trained_reference
 
         return trained_reference(load_trained(layout.model))
 

@@ -32,7 +32,7 @@ from export.formats.precision import _error as ExportError  # noqa: N812  (lazy:
 if TYPE_CHECKING:
     from cllnn_edge.config import Config
     from cllnn_edge.data import Splits
-    from export.checks.reference import KerasRunner
+    from export.graph.reference import KerasRunner
 
 Progress = Callable[[str], None]
 SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
@@ -182,7 +182,7 @@ def sweep(
     from cllnn_edge.sources import splits_for
     from export.pipeline.convert import convert, training_source
     from export.checks.parity import run_parity
-    from export.checks.reference import trained_reference
+    from export.graph.reference import trained_reference
     from runtime.machine import cpu_info
 
     started = time.perf_counter()

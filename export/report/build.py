@@ -20,7 +20,7 @@ import json
 import math
 from typing import Any
 
-from export.pipeline.layout import RunLayout
+from export.layout import RunLayout
 from export.report.mcu_report import mcu_html, mcu_markdown, mcu_rows
 from export.pipeline.sweep import HEADER as SWEEP_HEADER
 from export.pipeline.sweep import SWEEP_PNG, SweepRow, machine_line, table_rows
@@ -35,7 +35,7 @@ ERROR_ENTRY = "most error enters at"  # the summary tables' column, quantized fi
 
 def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
     """Assemble the report from the stages' files, draw the plots, write all three files."""
-    from export.report.build import plots
+    from export.report import plots
 
     parity = ParityReport.load_json(layout.parity_json)
     manifest = load_manifest(layout.manifest)

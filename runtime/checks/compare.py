@@ -3,7 +3,7 @@
 The unroller's equivalence proof, ``convert``'s export-time checks, the
 ``parity`` gate and a device's ``cllnn-bench verify`` all call ``compare``:
 outputs are probabilities, stages are matched by name (the export names them,
-``export.checks.reference.STAGES``), and the result is data, including the stage
+``export.graph.reference.STAGES``), and the result is data, including the stage
 where most of the error enters (``Comparison.main_error_stage``, the one
 place that attribution is made). numpy only, so it lives
 in ``runtime`` where a device can run it.

@@ -17,7 +17,7 @@ import pytest
 import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 from cllnn_edge.data import load_splits
 from cllnn_edge.train import as_model_input
-from export.checks.file_checks import float_front, float_kernels
+from export.formats.file_checks import float_front, float_kernels
 from runtime import load as runtime_load
 from runtime.artifacts.manifest import load_manifest, sha256_file
 from tests.e2e.helpers import ALL_FORMATS, CLI, assert_formats_match, gate_flags, run_cli

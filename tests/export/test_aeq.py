@@ -9,7 +9,7 @@ import pytest
 
 import runtime
 from export.errors import ConversionError
-from export.checks.file_checks import float_kernels
+from export.formats.file_checks import float_kernels
 from export.formats.precision import INT16X8, MINMAX, MOVING_AVERAGE, Recipe
 
 

@@ -24,7 +24,7 @@ from cllnn_edge.train import train
 from export.cli.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, main
 from export.pipeline.convert import convert
 from export.checks.parity import run_parity
-from export.checks.reference import STAGES
+from export.graph.reference import STAGES
 from runtime.atomic import write_json_atomic
 from runtime.artifacts.checkset import CHECK_SET_NAME, load_check_set, write_check_set
 from runtime.artifacts.manifest import MANIFEST_NAME, load_manifest, sha256_file

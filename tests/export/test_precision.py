@@ -111,7 +111,7 @@ def test_the_split_projection_sums_to_the_weights_and_its_coarse_part_is_int8_ex
     from cllnn_edge.data import load_splits
     from cllnn_edge.model import build_model
     from cllnn_edge.preprocessing import fit_standardizer
-    from export.checks.reference import trained_reference
+    from export.graph.reference import trained_reference
     from export.graph.unroll import prove_equivalent, unroll
     from runtime.checks.tolerances import ToleranceConfig
 

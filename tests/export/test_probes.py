@@ -13,7 +13,7 @@ from cllnn_edge.config import Config, ModelConfig
 from cllnn_edge.model import build_model, load_trained
 from cllnn_edge.preprocessing import fit_standardizer
 from export.pipeline.convert import ConvertReport, convert
-from export.checks.reference import STAGES, trained_reference
+from export.graph.reference import STAGES, trained_reference
 from runtime.artifacts.manifest import MANIFEST_NAME, ProbeRecord, sha256_file
 
 pytestmark = pytest.mark.slow  # converts three formats with their probes

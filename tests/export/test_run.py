@@ -16,8 +16,8 @@ import cllnn_edge.data
 import cllnn_edge.sources
 import runtime
 from cllnn_edge.config import Config
-from export.checks import reference
-from export.pipeline.layout import RunLayout
+from export.graph import reference
+from export.layout import RunLayout
 from export.pipeline.run import RunState, run_pipeline
 from runtime.deploy.choose import SELECTION_NAME, Selection
 from runtime.machine import cpu_info

@@ -11,7 +11,7 @@ from cllnn_edge.errors import ModelError
 from cllnn_edge.model import build_model
 from cllnn_edge.preprocessing import fit_standardizer
 from export.errors import EquivalenceError, ExportError
-from export.checks.reference import STAGES, trained_reference
+from export.graph.reference import STAGES, trained_reference
 from export.graph.unroll import prove_equivalent, unroll
 from runtime.checks.tolerances import ToleranceConfig
 
