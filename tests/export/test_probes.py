@@ -115,7 +115,7 @@ def test_a_failed_probe_conversion_does_not_fail_the_format(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker reports a probe failure; the artefact stands and the manifest says why."""
-    from export.formats.registry import isolate
+    from export.formats import isolate
 
     real = isolate.run_isolated
 
