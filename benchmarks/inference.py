@@ -40,16 +40,15 @@ BATCHES = (1, 4, 16, 64, 256)
 
 def keras_contenders(work: Path, image: Any) -> dict[str, Any]:
     """The four Keras paths on one image."""
-    import keras
     import numpy as np
     import tensorflow as tf
 
-    import cllnn_edge  # noqa: F401  (registers the custom layers)
     from benchmarks.seed import seed_inputs, seed_model
+    from cllnn_edge.model import load_trained
 
     seed = seed_model()
     seed_call = tf.function(seed)
-    trained = keras.saving.load_model(RunLayout(work).model)
+    trained = load_trained(RunLayout(work).model)
     trained_call = tf.function(trained)
     raw = image.astype(np.float32)[..., None]
     standardised = seed_inputs(image)

@@ -31,9 +31,10 @@ print(peak_rss_mib(), 'tensorflow' in sys.modules)
 KERAS_PROCESS = """
 import os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np, keras, cllnn_edge
+import numpy as np
+from cllnn_edge.model import load_trained
 from runtime.bench.latency import peak_rss_mib
-model = keras.saving.load_model(sys.argv[1])
+model = load_trained(sys.argv[1])
 image = np.random.default_rng(0).integers(0, 256, (1, 28, 28, 1)).astype(np.float32)
 for _ in range(int(sys.argv[2])):
     model.predict(image, verbose=0)

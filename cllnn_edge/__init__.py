@@ -1,9 +1,8 @@
 """cllnn_edge: the CLLNN model core (config, data, preprocessing, reservoir, model, training).
 
-Importing the package registers its custom Keras layers, so
-``keras.saving.load_model("model.keras")`` works once ``cllnn_edge`` is imported.
+Importing the package loads neither Keras nor TensorFlow: the custom Keras layers register
+where a model is built or loaded (``cllnn_edge.model``), so load a saved model with
+``cllnn_edge.model.load_trained("model.keras")``.
 """
-
-from cllnn_edge import preprocessing, reservoir  # noqa: F401  (registers Keras layers)
 
 __version__ = "0.1.0"

@@ -9,10 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 from cllnn_edge.config import Config, ModelConfig, TrainConfig
 from cllnn_edge.data import Split, Splits, load_splits
-from cllnn_edge.model import STANDARDIZE
+from cllnn_edge.model import STANDARDIZE, load_trained
 from cllnn_edge.preprocessing import StandardizerStats
 from cllnn_edge.train import (
     HISTORY_FILE,
@@ -63,14 +62,14 @@ def test_writes_model_history_and_statistics(trained) -> None:
 
 
 def test_model_reloads_and_predicts_identically(trained, small_splits: Splits) -> None:
-    reloaded = keras.saving.load_model(trained.model_path)
+    reloaded = load_trained(trained.model_path)
     x = as_model_input(small_splits.test)
     np.testing.assert_array_equal(reloaded.predict(x, verbose=0), trained.model.predict(x, verbose=0))
 
 
 def test_statistics_file_matches_the_weights_inside_the_model(trained) -> None:
     stats = StandardizerStats.load(trained.out_dir / PREPROCESSING_FILE)
-    layer = keras.saving.load_model(trained.model_path).get_layer(STANDARDIZE)
+    layer = load_trained(trained.model_path).get_layer(STANDARDIZE)
     np.testing.assert_allclose(layer.mean.numpy(), stats.mean.astype(np.float32))
     np.testing.assert_allclose(layer.scale.numpy(), stats.scale.astype(np.float32))
     assert stats.samples == 320

@@ -6,10 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 
-import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
+from cllnn_edge.model import load_trained
 import runtime
 from runtime.artifacts.manifest import load_manifest, sha256_file
 from runtime.backends.tflm import available as tflm_available
@@ -25,7 +24,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def keras_probs(model_path: Path, images: np.ndarray) -> np.ndarray:
-    model = keras.saving.load_model(model_path)
+    model = load_trained(model_path)
     return model.predict(images.astype(np.float32)[..., None], verbose=0, batch_size=256)
 
 

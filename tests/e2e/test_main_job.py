@@ -10,12 +10,11 @@ import json
 import subprocess
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
-import cllnn_edge  # noqa: F401  (registers the custom layers for load_model)
 from cllnn_edge.data import load_splits
+from cllnn_edge.model import load_trained
 from cllnn_edge.train import as_model_input
 from export.formats.file_checks import float_front, float_kernels
 from runtime import load as runtime_load
@@ -42,7 +41,7 @@ def test_main_job_trains_to_the_seed_accuracy_and_the_model_reloads(seed_run) ->
     assert history["trainable_params"] == 422_154
     assert "epoch 3/3: loss" in done.stdout and "val accuracy" in done.stdout
 
-    model = keras.saving.load_model(model_path)
+    model = load_trained(model_path)
     test = load_splits("embedded").test
     probs = model.predict(as_model_input(test), verbose=0)
     correct = int(np.sum(probs.argmax(axis=1) == test.y))
