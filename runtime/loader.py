@@ -7,7 +7,6 @@ sees it. This is the only module that knows every backend.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from runtime.artifacts.manifest import (
     ONNXRUNTIME,
     TFLM,
     ArtifactEntry,
+    Manifest,
     ManifestError,
     load_manifest,
     open_contained,
@@ -73,17 +73,11 @@ def load(
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
-    entry = _verify_against_manifest(path, manifest, trusted_key)
+    listing = _manifest_for(path, manifest, trusted_key)
     try:
-        if entry is None:
-            data = path.read_bytes()
-        else:  # the file the manifest vouched for, never a symlink swapped in since
-            with open_contained(path.parent, path.name) as handle:
-                data = handle.read()
+        data, entry = (path.read_bytes(), None) if listing is None else _read_listed(path, *listing)
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
-    if entry is not None and hashlib.sha256(data).hexdigest() != entry.sha256:
-        raise ManifestError(f"{path} changed while it was being loaded; refusing to load")
     backend = backend or (entry.runtime if entry is not None else None)
     if looks_like_tflite(data):
         if backend == TFLM:
@@ -104,9 +98,11 @@ def load(
         ) from exc
 
 
-def _verify_against_manifest(
+def _manifest_for(
     path: Path, manifest: str | Path | None, trusted_key: TrustedKeyLike | None
-) -> ArtifactEntry | None:
+) -> tuple[Manifest, bool] | None:
+    """The manifest that vouches for ``path`` (signature checked when a key is given) and whether it
+    was signed; None when there is none and none is required."""
     if manifest is None:
         beside = path.parent / MANIFEST_NAME
         if not os.path.lexists(beside):  # a dangling symlink there is refused, not taken for "none"
@@ -116,11 +112,21 @@ def _verify_against_manifest(
             return None
         manifest = beside
     if trusted_key is None:
-        return verify_file(path, load_manifest(manifest))
+        return load_manifest(manifest), False
     from runtime.artifacts.signing import load_verified_manifest  # cryptography only when a key is given
 
-    signed = load_verified_manifest(manifest, trusted_key)
+    return load_verified_manifest(manifest, trusted_key), True
+
+
+def _read_listed(path: Path, listing: Manifest, signed: bool) -> tuple[bytes, ArtifactEntry]:
+    """``path``'s bytes, read once and never through a symlink, and its entry once those bytes hash
+    to it (the bytes hashed are the bytes run); else ``ManifestError``, or ``SignatureError`` when
+    the manifest was signed."""
     try:
-        return verify_file(path, signed)
+        with open_contained(path.parent, path.name) as handle:
+            data = handle.read()
+        return data, verify_file(path, listing, data)
     except ManifestError as exc:
-        raise SignatureError(f"{path.name} is not what was signed: {exc}") from exc
+        if signed:
+            raise SignatureError(f"{path.name} is not what was signed: {exc}") from exc
+        raise

@@ -437,16 +437,23 @@ def _sha256_of(handle: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def verify_file(path: str | os.PathLike[str], manifest: Manifest) -> ArtifactEntry:
-    """Check ``path`` against its manifest entry; raise ManifestError on any mismatch.
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of bytes already read: the one hash of a file ``runtime.load`` runs."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify_file(path: str | os.PathLike[str], manifest: Manifest, data: bytes | None = None) -> ArtifactEntry:
+    """Check ``path`` (or ``data``, its bytes already read through ``open_contained``) against its
+    manifest entry; raise ManifestError on any mismatch.
 
     The file must be listed under its own name and be a regular file (``contained``): a
-    symlink beside a manifest is refused, whatever it points to."""
+    symlink beside a manifest is refused, whatever it points to. With ``data`` the file is
+    hashed once, from the very bytes the caller will run."""
     path = Path(path)
     entry = manifest.entry_for(path.name)
     if entry is None:
         raise ManifestError(f"{path.name} is not listed in the manifest")
-    actual = sha256_contained(path.parent, path.name)  # a symlink is refused here, not followed
+    actual = sha256_contained(path.parent, path.name) if data is None else sha256_bytes(data)
     if actual != entry.sha256:
         raise ManifestError(
             f"{path} does not match its manifest: SHA-256 {actual[:16]}... expected "
