@@ -24,6 +24,7 @@ from export.layout import RunLayout
 from export.report.mcu_report import mcu_html, mcu_markdown, mcu_rows
 from export.pipeline.sweep import HEADER as SWEEP_HEADER
 from export.pipeline.sweep import SWEEP_PNG, SweepRow, machine_line, table_rows
+from export.report.page import IMAGE_CHECK, PAGE, STYLE
 from export.report.tables import html_table, markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.deploy.choose import Selection
@@ -128,7 +129,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Choice on this machine",
         "",
-        markdown_table(["", "file", "format", "p50 us", "p99 us", "size KiB", "top-1 agreement",
+        "p50 and p99 in this table: select's own timing (its ranking uses them); the table above: bench's.",
+        "",
+        markdown_table(["", "file", "format", "p50 us (select)", "p99 us (select)", "size KiB", "top-1 agreement",
                         "accuracy drop (points)", "reason"], _candidate_rows(report["selection"])),
         "",
         markdown_table(["stage", "ran", "seconds"],
@@ -177,7 +180,9 @@ def _selection_section(selection: dict[str, Any]) -> str:
         f"{'; ' + _e(limits) if limits else ', no size or latency limit'}) copied to <code>deploy/</code> with "
         f"its manifest entry and <code>selection.json</code>. Signature: "
         f"{_e(selection.get('signature', 'not recorded'))}.</p>"
-        + html_table(["", "file", "format", "p50 µs", "p99 µs", "size (KiB)", "top-1 agreement",
+        + "<p class='note'>p50 and p99 here are select's own timing on this machine (its ranking uses them); "
+        "the formats table above shows bench's.</p>"
+        + html_table(["", "file", "format", "p50 µs (select)", "p99 µs (select)", "size (KiB)", "top-1 agreement",
                       "accuracy drop (points)", "reason"], _candidate_rows(selection))
     )
 
@@ -205,7 +210,8 @@ def html_page(report: dict[str, Any]) -> str:
         _formats_table(report["formats"]),
         "<h2>Choice on this machine</h2>",
         _selection_section(report["selection"]),
-        _figure(plots["tradeoff"], "Accuracy against latency; marker area is the file size."),
+        _figure(plots["tradeoff"], "Max abs error against the trained model vs p50 latency (bench's timing); "
+                                   "marker area is the file size."),
         _figure(plots["latency"],
                 "Every timed batch-1 call per format (box: quartiles; whiskers: p1 to p99)."),
         *mcu_html(report.get("microcontroller", [])),
@@ -366,45 +372,3 @@ def _batch1_samples(report: dict[str, Any]) -> dict[str, list[float]]:
 
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
-
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; margin-top: 1.6em; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
-th { background: #f3f3f3; }
-figure { margin: 0.8em 0; display: inline-block; } img { max-width: 100%; }
-figcaption, .note { color: #555; font-size: 0.85em; }
-.verdict { font-size: 1.2em; padding: 0.4em 0.8em; border-radius: 4px; display: inline-block; }
-.pass { background: #e3f4e3; } .fail { background: #f8dddd; }
-.row { display: flex; flex-wrap: wrap; gap: 1em; }
-code { font-size: 0.9em; }
-"""
-
-IMAGE_CHECK = """
-window.addEventListener("load", function () {
-  var images = Array.prototype.slice.call(document.images);
-  var missing = images.filter(function (img) { return !(img.complete && img.naturalWidth > 0); });
-  var line = document.getElementById("image-check");
-  line.textContent = missing.length === 0
-    ? "Images: all " + images.length + " loaded."
-    : "Images: MISSING " + missing.map(function (img) { return img.getAttribute("src"); }).join(", ");
-  line.setAttribute("data-missing", String(missing.length));
-});
-"""
-
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>CLLNN deployment report</title>
-<style>{style}</style>
-</head>
-<body>
-{body}
-<script>{script}</script>
-</body>
-</html>
-"""

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from runtime.atomic import write_bytes_atomic  # noqa: E402
 
 DPI = 110
+FLOOR = 1e-9  # the tradeoff plot's lowest error: log axes have no zero
 
 
 def save_png(figure: plt.Figure, path: Path, dpi: int = DPI) -> str:
@@ -89,21 +90,61 @@ def latency_distribution(samples: dict[str, Sequence[float]], path: Path) -> str
 
 
 def tradeoff(rows: Sequence[dict[str, Any]], path: Path) -> str:
-    """Accuracy against p50 latency; each marker's area is proportional to the file size."""
-    figure, axis = plt.subplots(figsize=(7.5, 4.4))
-    largest = max(row["size_kib"] for row in rows)
-    for row in rows:
-        axis.scatter(row["p50_us"], 100 * row["accuracy"], s=60 + 900 * row["size_kib"] / largest,
-                     alpha=0.55)
-        axis.annotate(f"{row['format']}\n{row['size_kib']:.0f} KiB", (row["p50_us"], 100 * row["accuracy"]),
-                      textcoords="offset points", xytext=(8, 6), fontsize=8)
+    """The fidelity-against-latency figure (``tradeoff_figure``) written as PNG."""
+    return save_png(tradeoff_figure(rows), path)
+
+
+def tradeoff_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
+    """Fidelity to the trained model against p50 latency; each marker's area is proportional to the file size.
+
+    The y axis is the max abs error of the output probabilities against the trained model on a log
+    axis: accuracy puts every format at the same height, the error separates float32 (rounding,
+    ~1e-7), float16 and the integer formats by orders of magnitude. Labels are placed by
+    ``place_labels`` so formats of close latency do not write over each other."""
+    figure, axis = plt.subplots(figsize=(8.5, 5))
+    largest = max((row["size_kib"] for row in rows), default=1.0) or 1.0
+    ordered = sorted(rows, key=lambda r: r["p50_us"])
+    points = [(row["p50_us"], max(row["max_abs"], FLOOR)) for row in ordered]  # log axes have no zero
+    for row, (x, y) in zip(ordered, points):
+        axis.scatter(x, y, s=40 + 900 * row["size_kib"] / largest, alpha=0.55)
     axis.set_xscale("log")
-    axis.set_xlabel("p50 latency, batch 1, one thread (microseconds, log scale)")
-    axis.set_ylabel("test accuracy (%)")
+    axis.set_yscale("log")
+    axis.set_xlabel("p50 latency, batch 1, one thread (microseconds, log scale; from bench)")
+    axis.set_ylabel("max abs error vs trained model (log scale)")
     axis.grid(alpha=0.3, which="both")
-    axis.set_title("accuracy vs latency (marker area: file size)")
-    axis.margins(x=0.25, y=0.3)
-    return save_png(figure, path)
+    axis.set_title("fidelity vs latency (marker area: file size)")
+    axis.margins(x=0.3, y=0.15)
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 52, not 5.2x10^1
+    axis.xaxis.set_major_formatter(plain)
+    axis.xaxis.set_minor_formatter(plain)
+    place_labels(axis, points, [f"{row['format']} {row['size_kib']:.0f} KiB" for row in ordered])
+    return figure
+
+
+# Offsets (points) tried in turn for each label: near the marker first, then further out above and below.
+_OFFSETS = [(dx, dy) for dy in (8, -16, 20, -28, 32, -40, 44, -52, 56, -64) for dx in (10, -90, 40, -130)]
+
+
+def place_labels(axis: plt.Axes, points: Sequence[tuple[float, float]], labels: Sequence[str]) -> list[Any]:
+    """Annotate each point with the first offset whose text box overlaps no label placed before it and
+    stays inside the figure (the renderer's own extents, so what is checked is what is drawn); the
+    last offset tried is kept if none is free. Returns the annotations, in the order of ``points``."""
+    figure = axis.figure
+    renderer = figure.canvas.get_renderer()
+    inside, placed, notes = figure.bbox, [], []
+    for (x, y), label in zip(points, labels):
+        for dx, dy in _OFFSETS:
+            note = axis.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                                 arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5})
+            box = note.get_window_extent(renderer)
+            fits = (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1)
+            if fits and not any(box.overlaps(other) for other in placed):
+                break
+            if (dx, dy) != _OFFSETS[-1]:
+                note.remove()
+        placed.append(box)
+        notes.append(note)
+    return notes
 
 
 def pareto_plot(rows: Sequence[dict[str, Any]], machine: str, path: Path) -> str:
