@@ -14,7 +14,7 @@ import numpy as np
 import runtime
 from export.errors import ConversionError
 from export.formats.registry import Format
-from export.graph.reference import STAGES
+from export.graph.stages import PROBE_OUTPUTS
 from runtime.checks.compare import compare
 from runtime.artifacts.manifest import ArtifactDetails, ArtifactEntry, ProbeRecord, sha256_file
 from runtime.checks.tolerances import Tolerance
@@ -61,7 +61,7 @@ def describe_probe(path: Path, root: Path, images: np.ndarray) -> ProbeRecord:
     """The manifest's record of a stage probe file, or why the runtime cannot run it.
 
     A probe is the artefact's graph converted with the same settings but with
-    one named output per stage (``STAGES``); ``parity`` reads it with
+    one named output per stage (``PROBE_OUTPUTS``); ``parity`` reads it with
     ``RuntimeModel.predict_outputs``. It is run once on a few ``images`` here,
     so a recorded probe is known to load and run.
     """
@@ -71,12 +71,12 @@ def describe_probe(path: Path, root: Path, images: np.ndarray) -> ProbeRecord:
             specs = model.output_specs
     except (ValueError, OSError, runtime.EdgeRuntimeError) as exc:
         return ProbeRecord(error=f"the device runtime cannot run the probe: {exc}")
-    if sorted(outputs) != sorted(STAGES):
-        return ProbeRecord(error=f"the probe's outputs are {sorted(outputs)}, expected {list(STAGES)}")
+    if sorted(outputs) != sorted(PROBE_OUTPUTS):
+        return ProbeRecord(error=f"the probe's outputs are {sorted(outputs)}, expected {list(PROBE_OUTPUTS)}")
     return ProbeRecord(
         file=path.relative_to(root).as_posix(),
         sha256=sha256_file(path),
         size=path.stat().st_size,
-        stages=STAGES,
+        stages=PROBE_OUTPUTS,
         outputs=specs,
     )

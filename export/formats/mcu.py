@@ -21,7 +21,8 @@ import numpy as np
 
 from cllnn_edge.config import Config
 from export.errors import ConversionError, ExportError
-from export.formats.precision import STAGES, stage_of
+from export.formats.precision import stage_of
+from export.graph.stages import STAGES
 from runtime.atomic import write_bytes_atomic
 from runtime.deploy.boards import BudgetError, MemoryBudget, budget_for
 from runtime.errors import ModelLoadError
@@ -72,7 +73,7 @@ def describe_mcu(path: Path, root: Path, inputs: TensorSpec, outputs: TensorSpec
 
 
 def stage_activation_bytes(data: bytes, name: str) -> dict[str, int]:
-    """Each stage's (``export.formats.precision.STAGES``) peak working set, in bytes at batch 1: over its
+    """Each stage's (``export.graph.stages.STAGES``) peak working set, in bytes at batch 1: over its
     ops, the largest sum of one op's activation inputs and outputs (weights live in flash).
 
     An op is in the stage its output's name says; an op named after none (the

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-STAGES = ("cnn", "reservoir", "lstm", "head")
+from export.graph.stages import HEAD, STAGES
+
 FLOAT32, INT16X8, INT8 = "float32", "int16x8", "int8"
 STAGE_PRECISIONS = (FLOAT32, INT16X8, INT8)  # finest first
 SHORT = {FLOAT32: "f32", INT16X8: "i16", INT8: "i8"}  # in variant names
@@ -31,7 +32,7 @@ STAGE_LAYERS: Mapping[str, str] = {
     "cnn": r"standardize\w*|clip_pixels|pixel_outliers|conv\d\w*|pool\d|cnn_features|to_sequence",
     "reservoir": r"reservoir_\w+",
     "lstm": r"lstm_\w+",
-    "head": r"head",
+    HEAD: r"head",  # the layer cllnn_edge.model.HEAD
 }
 
 # Calibration methods. "minmax": each tensor's range is the smallest and largest value seen on
@@ -177,6 +178,6 @@ def ai_edge_recipe(recipe: Recipe) -> list[dict[str, Any]]:
         algorithm, config = _op_config(precision)
         rules.append({"regex": _aeq_scope(stage), "operation": "*", "algorithm_key": algorithm,
                       "op_config": config})
-    algorithm, config = _op_config(recipe.of("head"))
+    algorithm, config = _op_config(recipe.of(HEAD))
     rules.append({"regex": ".*", "operation": "SOFTMAX", "algorithm_key": algorithm, "op_config": config})
     return rules

@@ -2,7 +2,7 @@
 
 Exports are compared stage by stage with the trained model: the CNN features,
 the reservoir's last state, the LSTM's output and the probabilities
-(``STAGES``). ``KerasRunner`` offers ``predict`` and ``predict_outputs`` as a
+(``PROBE_OUTPUTS``). ``KerasRunner`` offers ``predict`` and ``predict_outputs`` as a
 ``runtime`` model does, so a comparison reads alike whichever side it is on,
 and it computes each image set once: the equivalence proof, every format's
 export-time check and the parity gate of one process share one call.
@@ -17,14 +17,14 @@ import keras
 import numpy as np
 
 from cllnn_edge.model import HEAD, LSTM, RESERVOIR
+from export.graph.stages import PROBABILITIES, PROBE_OUTPUTS
 from runtime.backends.images import as_image_batch
 
-STAGES = ("cnn", "reservoir", "lstm", "output")  # the named outputs of every stage probe
 CACHED_IMAGE_SETS = 4
 
 
 class KerasRunner:
-    """A Keras model whose outputs are a dict of stage name -> tensor (``STAGES``)."""
+    """A Keras model whose outputs are a dict of stage name -> tensor (``PROBE_OUTPUTS``)."""
 
     def __init__(self, model: keras.Model, name: str, source: keras.Model | None = None) -> None:
         self.model = model
@@ -44,11 +44,11 @@ class KerasRunner:
 
     def predict(self, images: object) -> np.ndarray:
         """Class probabilities, float32 (N, classes)."""
-        return self.predict_outputs(images)["output"]
+        return self.predict_outputs(images)[PROBABILITIES]
 
     def _compute(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.model.predict(batch.astype(np.float32), verbose=0, batch_size=256)
-        return {name: np.asarray(outputs[name], np.float32) for name in STAGES if name in outputs}
+        return {name: np.asarray(outputs[name], np.float32) for name in PROBE_OUTPUTS if name in outputs}
 
 
 def trained_reference(trained: keras.Model) -> KerasRunner:
@@ -61,7 +61,7 @@ def trained_reference(trained: keras.Model) -> KerasRunner:
             "cnn": trained.get_layer("flatten").output,
             "reservoir": last_state,
             "lstm": trained.get_layer(LSTM).output,
-            "output": trained.get_layer(HEAD).output,
+            PROBABILITIES: trained.get_layer(HEAD).output,
         },
         name="cllnn_probe",
     )

@@ -59,7 +59,8 @@ from cllnn_edge.model import (
 from cllnn_edge.preprocessing import Standardize
 from export.errors import EquivalenceError, ExportError
 from export.graph.layers import Clip, TakeStep
-from export.graph.reference import STAGES, KerasRunner
+from export.graph.reference import KerasRunner
+from export.graph.stages import PROBABILITIES, PROBE_OUTPUTS
 from runtime.checks.compare import Comparison, compare
 from runtime.checks.tolerances import Tolerance
 
@@ -88,7 +89,7 @@ class UnrollResult:
     """The static model, a probe of its stage outputs, and what was left out."""
 
     model: keras.Model
-    probe: keras.Model  # same graph, outputs = {stage: tensor} for each of STAGES
+    probe: keras.Model  # same graph, outputs = {stage: tensor} for each of PROBE_OUTPUTS
     config: ModelConfig
     removed: tuple[Removed, ...]
     int8_graph: str | None = None  # the int8 variant this is (INT8_GRAPHS), None: the float graph
@@ -134,7 +135,7 @@ def unroll(trained: keras.Model, *, int8_graph: str | None = None, split_project
     model = keras.Model(pixels, probs, name="cllnn_unrolled")
     reservoir_state = keras.layers.Rescaling(cfg.leak_rate, name="reservoir_state")(states[-1])
     probe = keras.Model(
-        pixels, dict(zip(STAGES, (features, reservoir_state, lstm_h, probs))), name="cllnn_unrolled_probe"
+        pixels, dict(zip(PROBE_OUTPUTS, (features, reservoir_state, lstm_h, probs))), name="cllnn_unrolled_probe"
     )
     return UnrollResult(
         model=model, probe=probe, config=cfg, removed=_removed(cfg), int8_graph=int8_graph,
@@ -231,7 +232,7 @@ def prove_equivalent(
     at its own bug (the CNN, the reservoir recurrence, the LSTM gates, the head).
     """
     outputs = result.runner().predict_outputs(images)
-    comparison = compare(reference.predict_outputs(images), outputs["output"], tolerance, stages=outputs)
+    comparison = compare(reference.predict_outputs(images), outputs[PROBABILITIES], tolerance, stages=outputs)
     if not comparison:
         (check,) = [c for c in comparison.checks if not c.passed]
         per_stage = ", ".join(f"{s.stage} {s.max_abs:.3g}" for s in comparison.stages)

@@ -24,7 +24,7 @@ from cllnn_edge.train import train
 from export.cli.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, main
 from export.pipeline.convert import convert
 from export.checks.parity import run_parity
-from export.graph.reference import STAGES
+from export.graph.stages import PROBE_OUTPUTS
 from runtime.atomic import write_json_atomic
 from runtime.artifacts.checkset import CHECK_SET_NAME, load_check_set, write_check_set
 from runtime.artifacts.manifest import MANIFEST_NAME, load_manifest, sha256_file
@@ -87,7 +87,7 @@ def test_float_exports_pass_and_reports_validate(
     assert fp32.metrics["max_abs"] <= 1e-5 and fp32.first_failing_stage is None
     int8 = next(r for r in report.results if r.format == "tflite-int8")  # where its error enters, said once
     entry = int8.error_entry
-    assert entry is not None and entry.stage in STAGES and 0 < entry.share <= 1
+    assert entry is not None and entry.stage in PROBE_OUTPUTS and 0 < entry.share <= 1
     progress = {line.split()[1]: line for line in out.splitlines() if line.startswith("[")}
     assert progress["tflite-int8"].endswith(f"most error enters at: {entry.describe()}")
     assert "most error enters" not in progress["tflite-fp32"]
@@ -202,7 +202,7 @@ def test_verify_on_the_device_gives_parity_s_verdicts(
     manifest = load_manifest(artifacts)
     record = manifest.check_set
     assert record is not None and record.file == CHECK_SET_NAME and record.images == SMALL.export.check_set_size
-    assert record.stages == STAGES and sha256_file(artifacts / record.file) == record.sha256
+    assert record.stages == PROBE_OUTPUTS and sha256_file(artifacts / record.file) == record.sha256
     report_json, report_xml = tmp_path / "verify.json", tmp_path / "verify.xml"
     code = _verify(artifacts, "--json", str(report_json), "--junit", str(report_xml))
     out = capsys.readouterr().out
@@ -214,7 +214,7 @@ def test_verify_on_the_device_gives_parity_s_verdicts(
     for mine, theirs in zip(verified.results, parity.results, strict=True):
         assert mine.file == theirs.file and [c.passed for c in mine.checks] == [c.passed for c in theirs.checks]
         assert mine.metrics == pytest.approx(theirs.metrics, abs=1e-6)
-        assert [s.stage for s in mine.stages] == list(STAGES)
+        assert [s.stage for s in mine.stages] == list(PROBE_OUTPUTS)
         assert (mine.error_entry is None) == (theirs.error_entry is None) == (mine.precision == "float32")
     assert verified.reference_confusion == parity.reference_confusion
     int8 = next(r for r in verified.results if r.format == "tflite-int8")

@@ -125,3 +125,18 @@ def test_the_split_projection_sums_to_the_weights_and_its_coarse_part_is_int8_ex
     step = np.abs(coarse).max(axis=0) / 127
     assert np.allclose(coarse / step, np.round(coarse / step), atol=1e-3)
     assert np.all(np.abs(residual) <= step / 2 + 1e-7)
+
+
+def test_stage_names_have_one_home_and_keep_the_names_on_disk() -> None:
+    """Recipes name the head's stage 'head'; probes, check sets and parity.json name its output
+    'output' (runtime reads that key): both derive from export.graph.stages, so they cannot drift."""
+    from export.graph import stages
+    from export.graph.reference import PROBE_OUTPUTS as read_by_reference
+
+    assert STAGES is stages.STAGES and STAGES == ("cnn", "reservoir", "lstm", "head")
+    assert stages.PROBE_OUTPUTS == ("cnn", "reservoir", "lstm", "output") and read_by_reference is stages.PROBE_OUTPUTS
+    assert [stages.output_of(s) for s in STAGES] == list(stages.PROBE_OUTPUTS)
+    assert Recipe.parse("cnn=int16x8,head=int8", default=FLOAT32).stages == {"cnn": INT16X8, "reservoir": FLOAT32,
+                                                                 "lstm": FLOAT32, "head": INT8}
+    with pytest.raises(ValueError, match="unknown stage 'output'"):
+        stages.output_of("output")

@@ -13,7 +13,8 @@ from cllnn_edge.config import Config, ModelConfig
 from cllnn_edge.model import build_model, load_trained
 from cllnn_edge.preprocessing import fit_standardizer
 from export.pipeline.convert import ConvertReport, convert
-from export.graph.reference import STAGES, trained_reference
+from export.graph.reference import trained_reference
+from export.graph.stages import PROBE_OUTPUTS
 from runtime.artifacts.manifest import MANIFEST_NAME, ProbeRecord, sha256_file
 
 pytestmark = pytest.mark.slow  # converts three formats with their probes
@@ -66,7 +67,7 @@ def test_every_artefact_has_a_probe_file_recorded_in_the_manifest(
         assert probe["file"] == f"probes/{artefact['file']}"
         assert probe["sha256"] == sha256_file(out / probe["file"])
         assert probe["size"] == (out / probe["file"]).stat().st_size
-        assert probe["stages"] == list(STAGES)
+        assert probe["stages"] == list(PROBE_OUTPUTS)
     assert sorted(p.name for p in (out / "probes").iterdir()) == sorted(
         a["file"] for a in manifest["artifacts"]
     )
@@ -80,7 +81,7 @@ def test_probe_stages_match_the_trained_model(
     root, report = converted
     with runtime.load(root / "artifacts" / str(_probe(report, name).file)) as probe:
         stages = probe.predict_outputs(images)
-    assert sorted(stages) == sorted(STAGES)  # matched by name, whatever order the file keeps
+    assert sorted(stages) == sorted(PROBE_OUTPUTS)  # matched by name, whatever order the file keeps
     for stage, want in reference.items():
         got = stages[stage]
         assert got.shape == want.shape, (stage, got.shape, want.shape)
