@@ -20,7 +20,7 @@ tolerance table (``runtime.checks.tolerances``), the comparator (``runtime.check
 the check set kept beside exported files (``runtime.artifacts.checkset``), the
 command that checks files against it (``runtime.checks.verify``, ``cllnn-bench
 verify``) and the one that chooses, on the device, the file to deploy
-(``runtime.deploy.select``, ``runtime.deploy.directory``, ``cllnn-bench select``).
+(``runtime.cli.select``, ``runtime.deploy.directory``, ``cllnn-bench select``).
 Signed artefacts (``runtime.artifacts.signing``): ``runtime.load(path, trusted_key="cllnn-signing.pub")``
 loads only files listed in a manifest signed by that key; checking needs ``cryptography``
 (``pip install 'cllnn-edge[signing]'``), imported only when a key is given.

@@ -24,7 +24,7 @@ from export.layout import RunLayout
 from export.report.mcu_report import mcu_html, mcu_markdown, mcu_rows
 from export.pipeline.sweep import HEADER as SWEEP_HEADER
 from export.pipeline.sweep import SWEEP_PNG, SweepRow, machine_line, table_rows
-from export.report.build.page import IMAGE_CHECK, PAGE, STYLE
+from export.report.page import IMAGE_CHECK, PAGE, STYLE
 from export.report.tables import html_table, markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.deploy.choose import Selection

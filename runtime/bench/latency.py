@@ -1,7 +1,7 @@
 """Latency benchmark through the device runtime: ``cllnn-bench MODEL...``.
 
 (``runtime.cli.main`` dispatches ``cllnn-bench verify`` and ``cllnn-bench select`` to
-``runtime.checks.verify`` and ``runtime.deploy.select``.)
+``runtime.checks.verify`` and ``runtime.cli.select``.)
 
 Times ``model.predict(images)`` end to end, as an application calls it (input
 checks, quantization, inference, dequantization), after a warm-up. Reports per
@@ -14,7 +14,6 @@ a given percentage. Imports only numpy and the runtime.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -30,14 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from runtime.atomic import write_bytes_atomic
 from runtime.errors import EdgeRuntimeError
-from runtime.cli.flags import add_timing_flags, add_trusted_key_flag
 from runtime.loader import load
 from runtime.machine import CpuInfo, cpu_info
-from runtime.artifacts.manifest import ManifestError
-from runtime.outputs import check_output_file
-from runtime.artifacts.signing import TrustedKeyLike, load_trusted_key
+from runtime.artifacts.signing import TrustedKeyLike
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
@@ -239,79 +234,3 @@ def format_table(results: Sequence[BenchResult], cpu: CpuInfo | None = None) -> 
     lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
     return "\n".join([*lines, f"CPU class {cpu.cpu_class}: {cpu.model} ({cpu.isa_line})"])
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cllnn-bench",
-        description="Time exported CLLNN models (.tflite / .onnx) through the device runtime: "
-        "predict() on random uint8 images, after a warm-up.",
-        epilog="cllnn-bench verify ARTIFACTS_DIR checks exported files against the check set stored "
-        "beside them (see cllnn-bench verify --help); cllnn-bench select ARTIFACTS_DIR --out DIR chooses "
-        "the file to deploy on this machine within a budget (see cllnn-bench select --help).",
-    )
-    parser.add_argument("models", nargs="+", type=Path, metavar="MODEL")
-    add_timing_flags(parser)
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
-    parser.add_argument("--baseline", type=Path, metavar="FILE",
-                        help="a JSON written by an earlier --json run to compare p50 against")
-    parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
-                        help="with --baseline: exit 1 if a p50 grew by more (default 10)")
-    add_trusted_key_flag(parser, "Only files listed in it are timed")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        settings = BenchSettings(batch=args.batch, threads=args.threads,
-                                 warmup=args.warmup, runs=args.runs)
-        if args.json:
-            check_output_file(args.json, "--json")
-        baseline = load_baseline(args.baseline) if args.baseline else None
-        trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
-    except (ValueError, OSError) as exc:
-        print(f"cllnn-bench: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    results = []
-    for number, path in enumerate(args.models, start=1):
-        label = f"[{number}/{len(args.models)}] {path.name}"
-        try:
-            results.append(bench_model(path, settings, progress=_progress_printer(label),
-                                       trusted_key=trusted_key))
-        except (EdgeRuntimeError, ManifestError, ValueError, OSError) as exc:
-            print(f"\ncllnn-bench: error: {path}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    print(format_table(results))
-    report = {"settings": asdict(settings), **environment(),
-              "results": [r.to_dict() for r in results]}
-    if args.json:
-        _write_json(args.json, report)
-    if baseline is not None:
-        failures = regressions(results, baseline, args.max_regression)
-        for line in failures:
-            print(f"REGRESSION {line}")
-        print("FAILED" if failures else "PASSED")
-        return EXIT_REGRESSION if failures else EXIT_OK
-    return EXIT_OK
-
-
-def _progress_printer(label: str) -> Callable[[int, int], None]:
-    """A live line on a terminal, nothing in logs."""
-    interactive = sys.stderr.isatty()
-
-    def show(done: int, total: int) -> None:
-        if interactive and (done == total or done % max(1, total // 20) == 0):
-            end = "\n" if done == total else ""
-            print(f"\r{label}: {done}/{total} runs", end=end, file=sys.stderr, flush=True)
-
-    return show
-
-
-def _write_json(path: Path, report: dict[str, Any]) -> None:
-    """Temp file + rename, so a reader never sees half a report (and a failure leaves no temp file)."""
-    write_bytes_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

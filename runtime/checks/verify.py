@@ -13,23 +13,19 @@ with ``--tolerance`` overrides. No TensorFlow, no data set, no trained model.
 Exit 0: every file passes; 1: a tolerance is broken; 2: usage or input error
 (no such directory, no manifest, no check set, a checksum mismatch). The
 report is ``runtime.checks.parity.ParityReport``, as parity's: ``--json`` and
-``--junit`` write it. Also ``python -m runtime.checks.verify``.
+``--junit`` write it. Also ``python -m runtime.cli.verify``.
 """
 
 from __future__ import annotations
 
-import argparse
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runtime.artifacts.checkset import load_check_set
-from runtime.errors import EdgeRuntimeError, SignatureError
-from runtime.cli.flags import add_tolerance_flag, add_trusted_key_flag
+from runtime.errors import SignatureError
 from runtime.artifacts.manifest import Manifest, ManifestError, load_manifest
-from runtime.outputs import check_output_file
 from runtime.checks.parity import ParityReport, check_listed_files, compare_artifacts, reference_summary
 from runtime.artifacts.signing import TrustedKeyLike, load_trusted_key, load_verified_manifest
 from runtime.checks.tolerances import ToleranceConfig
@@ -102,60 +98,7 @@ def exported_tolerances(manifest: Manifest) -> ToleranceConfig:
     return ToleranceConfig.from_dict(rows)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Check exported CLLNN files on this device: run each file listed in the manifest "
-        "(and its stage probe) through the runtime on the check set stored at export, and compare "
-        "with the trained model's stored outputs under parity's tolerance table. "
-        "Exit 0: all pass; 1: a tolerance is broken; 2: usage or input error.",
-    )
-    parser.add_argument("artifacts", type=Path, metavar="ARTIFACTS_DIR",
-                        help="the directory convert wrote (manifest.json, check_set.npz, the files)")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
-    parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML (one case per file and check)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="runtime threads (default: each backend's own choice)")
-    add_tolerance_flag(parser, "the exported tolerance table")
-    add_trusted_key_flag(parser)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        print(f"{PROG}: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        for flag, path in (("--json", args.json), ("--junit", args.junit)):
-            if path is not None:
-                check_output_file(path, flag)
-        trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
-        report = verify(args.artifacts, tolerance_overrides=args.tolerance, threads=args.threads,
-                        progress=lambda line: print(line, flush=True), trusted_key=trusted_key)
-        if args.json:
-            report.save_json(args.json)
-        if args.junit:
-            report.save_junit(args.junit, gate="verify")
-    except (EdgeRuntimeError, ManifestError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    for result in report.results:
-        for check in result.checks:
-            if not check.passed:
-                print(f"FAILED {result.format} ({result.file}): {check.name} = {check.value:.6g}, expected "
-                      f"{check.rule} {check.limit:g}; first stage past tolerance: "
-                      f"{result.first_failing_stage or '-'}")
-    print(f"{report.images} {report.split} images, {report.seconds:.1f} s")
-    print("PASSED" if report else "FAILED")
-    return EXIT_OK if report else EXIT_FAILED
-
-
 def _versions() -> dict[str, str]:
     from runtime.bench.latency import environment  # the device's libraries, as its benchmarks record them
 
     return {"python": platform.python_version(), **environment()["versions"]}
-
-
-if __name__ == "__main__":
-    sys.exit(main())

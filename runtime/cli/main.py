@@ -1,6 +1,6 @@
 """``cllnn-bench``: the device's command. ``cllnn-bench MODEL...`` times models
 (``runtime.bench.latency``), ``cllnn-bench verify`` checks exported files against the check set
-(``runtime.checks.verify``), ``cllnn-bench select`` chooses the file to deploy (``runtime.deploy.select``).
+(``runtime.checks.verify``), ``cllnn-bench select`` chooses the file to deploy (``runtime.cli.select``).
 
 Kept apart from those modules so none of them imports another's command line.
 """
@@ -16,14 +16,14 @@ COMMANDS = ("verify", "select")  # a model file named like one of them: pass it 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["verify"]:
-        from runtime.checks.verify import main as verify_main
+        from runtime.cli.verify import main as verify_main
 
         return verify_main(argv[1:])
     if argv[:1] == ["select"]:
-        from runtime.deploy.select import main as select_main
+        from runtime.cli.select import main as select_main
 
         return select_main(argv[1:])
-    from runtime.bench.latency import main as bench_main
+    from runtime.cli.bench import main as bench_main
 
     return bench_main(argv)
 

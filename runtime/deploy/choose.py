@@ -22,7 +22,7 @@ the deploy directory with the chosen file alone. When no file fits, the
 message names the tightest constraint: the limit that excludes the most
 verified files (on a tie, the one its nearest excluded file misses by the
 smaller relative margin), with that nearest file's figure, so the user knows
-what to relax. The command is ``runtime.deploy.select`` (``cllnn-bench select``).
+what to relax. The command is ``runtime.cli.select`` (``cllnn-bench select``).
 """
 
 

@@ -189,7 +189,7 @@ def test_unknown_tolerance_is_a_usage_error(
 
 # -- the same gate on a device: cllnn-bench verify, against the check set convert kept -----------
 def _verify(artifacts: Path, *args: str) -> int:
-    from runtime.checks.verify import main as verify_main
+    from runtime.cli.verify import main as verify_main
 
     return verify_main([str(artifacts), *INT8_GATE, *args])
 
@@ -267,7 +267,7 @@ def test_verify_fails_on_a_file_from_another_training(
 
 
 def test_verify_without_tensorflow_on_converted_files(exported: Path) -> None:
-    """python -m runtime.checks.verify in a fresh process: the stage probes too, and no TensorFlow imported."""
+    """python -m runtime.cli.verify in a fresh process: the stage probes too, and no TensorFlow imported."""
     script = ("import runpy, sys\nsys.argv = ['runtime.checks.verify', *sys.argv[1:]]\n"
               "try:\n    runpy.run_module('runtime.checks.verify', run_name='__main__', alter_sys=True)\n"
               "except SystemExit as exc:\n    print('exit:', exc.code)\n"
@@ -283,7 +283,7 @@ def test_a_signed_export_passes_parity_and_verify_with_its_key_only(
     exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Sign the converted files; parity with --trusted-key passes, another key is refused (exit 2), and
-    python -m runtime.checks.verify --trusted-key passes in a fresh process that never imports TensorFlow."""
+    python -m runtime.cli.verify --trusted-key passes in a fresh process that never imports TensorFlow."""
     from runtime.artifacts.signing import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, generate_keys
 
     run = _copy(exported, tmp_path)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.bench.latency import BenchResult, BenchSettings, bench_model, format_table, main
+from runtime.bench.latency import BenchResult, BenchSettings, bench_model, format_table
+from runtime.cli.bench import main
 from runtime.machine import CpuInfo, cpu_info
 from tests.runtime.conftest import TinyModels
 

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 
 import runtime
-from runtime.bench.latency import main as bench_main
+from runtime.cli.bench import main as bench_main
 from runtime.artifacts.checkset import CHECK_SET_NAME
 from runtime.errors import EdgeRuntimeError
 from runtime.artifacts.manifest import MANIFEST_NAME, Manifest, contained, load_manifest, open_contained, sha256_file
 from runtime.artifacts.manifest_schema import MAX_DEPTH, MAX_MANIFEST_BYTES, nesting_depth, validated_document
-from runtime.deploy.select import main as select_main
-from runtime.checks.verify import main as verify_main
+from runtime.cli.select import main as select_main
+from runtime.cli.verify import main as verify_main
 from runtime.checks.verify import verify
 from tests.runtime.conftest import TinyModels
 from tests.runtime.helpers import describe, run_python, write_artifacts
@@ -292,10 +292,11 @@ AUDIT_SCRIPT = """
 import json, os, sys
 from pathlib import Path
 import runtime
-from runtime.bench.latency import main as bench_main
+from runtime.cli.bench import main as bench_main
 from runtime.checks.parity import check_listed_files
-from runtime.deploy.select import main as select_main
-from runtime.checks.verify import main as verify_main, verify
+from runtime.cli.select import main as select_main
+from runtime.cli.verify import main as verify_main
+from runtime.checks.verify import verify
 from runtime.artifacts.manifest import load_manifest
 good, out, cases = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
 verify(good)

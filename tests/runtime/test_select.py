@@ -37,7 +37,7 @@ from runtime.deploy.choose import (
 from runtime.cli.main import main as bench_main
 from runtime.deploy.directory import DeployError, check_out_dir, write_deploy
 from runtime.artifacts.manifest import MANIFEST_NAME, load_manifest
-from runtime.deploy.select import main
+from runtime.cli.select import main
 from tests.runtime.helpers import FILES, REPO, describe, run_python
 
 FAST = ["--runs", "5", "--warmup", "1"]
@@ -348,10 +348,10 @@ import runpy
 import sys
 entry, artifacts, out = sys.argv[1], sys.argv[2], sys.argv[3]
 args = [artifacts, "--out", out, "--runs", "3", "--warmup", "0"]
-if entry == "module":  # python -m runtime.deploy.select ARTIFACTS_DIR --out DIR
-    sys.argv = ["runtime.deploy.select", *args]
+if entry == "module":  # python -m runtime.cli.select ARTIFACTS_DIR --out DIR
+    sys.argv = ["runtime.cli.select", *args]
     try:
-        runpy.run_module("runtime.deploy.select", run_name="__main__", alter_sys=True)
+        runpy.run_module("runtime.cli.select", run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         code = exc.code
 else:  # cllnn-bench select ARTIFACTS_DIR --out DIR

@@ -27,7 +27,8 @@ from runtime.cli.main import main as bench_main
 from runtime.errors import CheckSetError
 from runtime.artifacts.manifest import MANIFEST_NAME, Manifest, load_manifest
 from runtime.checks.parity import ParityReport
-from runtime.checks.verify import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from runtime.checks.verify import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from runtime.cli.verify import main
 from tests.runtime.conftest import TinyModels
 from tests.runtime.helpers import FILES, REPO, describe, manifest_entry, run_python
 
@@ -171,10 +172,10 @@ NO_TENSORFLOW_SCRIPT = """
 import runpy
 import sys
 entry, artifacts = sys.argv[1], sys.argv[2]
-if entry == "module":  # python -m runtime.checks.verify ARTIFACTS_DIR
+if entry == "module":  # python -m runtime.cli.verify ARTIFACTS_DIR
     sys.argv = ["runtime.checks.verify", artifacts]
     try:
-        runpy.run_module("runtime.checks.verify", run_name="__main__", alter_sys=True)
+        runpy.run_module("runtime.cli.verify", run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         code = exc.code
 else:  # cllnn-bench verify ARTIFACTS_DIR

@@ -8,7 +8,7 @@ Exit 0: a file was chosen and ``DIR`` written; 1: no file fits (none passed
 verification, or the budget excludes every verified one), with the tightest
 constraint named; 2: usage or input error (no such directory, no manifest or
 check set, a checksum mismatch, a negative budget, an ``--out`` that select
-did not write). No TensorFlow. Also ``python -m runtime.deploy.select``.
+did not write). No TensorFlow. Also ``python -m runtime.cli.select``.
 """
 
 from __future__ import annotations
