@@ -8,6 +8,7 @@ imported only once a subcommand runs, so ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import sys
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cllnn-export",
         description="Train the CLLNN and turn it into verified, deployable files.",
     )
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's and absl's own log messages (hidden by default)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser(
         "train",
@@ -430,14 +433,22 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def quiet_tensorflow() -> None:
+    """Hide TensorFlow's and absl's log chatter (C++ start-up lines, retracing warnings): the program,
+    not the library, decides, before TensorFlow is imported; errors still show."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("tensorflow", "absl"):  # TensorFlow keeps a level set before its import
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for what reproduces a result
     if args.command in SIGNING_COMMANDS:  # no TensorFlow: they handle their own errors (exit 2)
         return int(args.handler(args))
-    # The program (not the library) chooses to hide TensorFlow's C++ start-up chatter.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.verbose:
+        quiet_tensorflow()
     from cllnn_edge.errors import CllnnError, ClusterError
     from export.errors import EquivalenceError
     from runtime.errors import EdgeRuntimeError

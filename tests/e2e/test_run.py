@@ -43,11 +43,32 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory, config: Path) -> tuple[Path, str]:
+def first_process(tmp_path_factory: pytest.TempPathFactory,
+                  config: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out = tmp_path_factory.mktemp("run") / "out"
     done = _run(out, config)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, done
+
+
+@pytest.fixture(scope="module")
+def first_run(first_process: tuple[Path, subprocess.CompletedProcess[str]]) -> tuple[Path, str]:
+    out, done = first_process
     return out, done.stdout
+
+
+# What TensorFlow and absl print by themselves; `run` hides it unless --verbose (make demo stays readable).
+TENSORFLOW_NOISE = ("triggered tf.function retracing", "WARNING:tensorflow", "WARNING:absl",
+                    "This TensorFlow binary is optimized", "cpu_feature_guard")
+
+
+def test_run_prints_a_short_progress_log_without_tensorflow_noise(
+    first_process: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    _, done = first_process
+    assert len(done.stdout.splitlines()) < 150, done.stdout
+    for noise in TENSORFLOW_NOISE:
+        assert noise not in done.stdout + done.stderr, (noise, done.stderr[-3000:])
 
 
 def test_run_writes_the_report(first_run: tuple[Path, str]) -> None:
