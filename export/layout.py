@@ -20,6 +20,9 @@ from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE
 from runtime.deploy.choose import SELECTION_NAME
 from runtime.artifacts.manifest import MANIFEST_NAME
 
+# The precision sweep's own files, in the sweep directory (``export.pipeline.sweep`` writes them).
+SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -79,8 +82,6 @@ class RunLayout:
 
     @property
     def sweep_json(self) -> Path:
-        from export.pipeline.sweep import SWEEP_JSON
-
         return self.sweep / SWEEP_JSON
 
     @property

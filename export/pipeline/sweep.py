@@ -21,13 +21,21 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from export.layout import SWEEP_JSON, SWEEP_MD, SWEEP_PNG
+from export.report.tables import markdown_table
+from export.report.sweep_table import HEADER, SweepRow, machine_line, table_rows
 from export.formats.registry import ALL, FORMATS, RECIPE_FORMATS, Format, parse_formats
 from export.formats.precision import Recipe
-from export.formats.precision import _error as ExportError  # noqa: N812  (lazy: ``--help`` must not load Keras)
+from export.errors import ExportError
+from runtime.artifacts.manifest import contained
+from runtime.atomic import write_bytes_atomic, write_json_atomic
+from runtime.bench.latency import BenchSettings, bench_model
+from runtime.errors import EdgeRuntimeError
+from runtime.machine import cpu_info
 
 if TYPE_CHECKING:
     from cllnn_edge.config import Config
@@ -35,7 +43,6 @@ if TYPE_CHECKING:
     from export.graph.reference import KerasRunner
 
 Progress = Callable[[str], None]
-SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
 BENCH_RUNS = 100  # timed calls per variant at batch 1: p50 settles well before, and the sweep stays short
 BENCH_WARMUP = 10
 FLOAT32_REFERENCE = "tflite-fp32"  # sizes are given as a share of this file
@@ -98,33 +105,6 @@ def _variant(item: str) -> tuple[Format, ...]:
     return (fmt.with_recipe(Recipe.parse(recipe), variant=True),)
 
 
-@dataclass(frozen=True)
-class SweepRow:
-    """One variant's figures; None where it has none (no file: conversion failed)."""
-
-    name: str
-    file: str
-    runtime: str
-    precision: str  # its row of the tolerance table
-    recipe: dict[str, str] | None  # stage -> precision, for recipe variants
-    calibration: dict[str, Any] | None  # method and images, for calibrated files
-    size_kib: float | None
-    size_pct_fp32: float | None  # of the float32 TFLite file, when the sweep has one
-    top1_agreement: float | None
-    accuracy_drop_pt: float | None  # trained model's accuracy minus the file's, percentage points
-    max_abs: float | None
-    main_error_stage: str | None  # quantized files: where most error enters
-    parity_passed: bool
-    p50_us: float | None
-    p99_us: float | None
-    on_pareto_front: bool = False
-    error: str | None = None  # why it has no figures, or which checks it broke
-
-    @property
-    def measured(self) -> bool:
-        return None not in (self.p50_us, self.top1_agreement, self.size_kib)
-
-
 def pareto_front(points: Sequence[Sequence[float] | None]) -> list[bool]:
     """For each point (lower is better on every axis; None: not measured), whether no other point
     is at least as good on every axis and better on one. Equal points are all on the front."""
@@ -140,7 +120,6 @@ def with_front(rows: Sequence[SweepRow]) -> list[SweepRow]:
     (measured rows only). Disagreement, not accuracy drop: on the demo model a variant whose rounding
     flipped 3 of 1,000 boundary images the right way "gained" 0.3 points and took a place on the
     front by chance; disagreement with the trained model cannot go below zero."""
-    from dataclasses import replace
 
     points = [(1.0 - r.top1_agreement, r.p50_us, r.size_kib) if r.measured else None for r in rows]
     return [replace(r, on_pareto_front=front) for r, front in zip(rows, pareto_front(points))]
@@ -183,7 +162,6 @@ def sweep(
     from export.pipeline.convert import convert, training_source
     from export.checks.parity import run_parity
     from export.graph.reference import trained_reference
-    from runtime.machine import cpu_info
 
     started = time.perf_counter()
     variants = default_variants() if variants is None else variants
@@ -213,9 +191,6 @@ def sweep(
 
 def _bench_all(manifest: Any, out_dir: Path, runs: int, progress: Progress) -> dict[str, tuple[float, float]]:
     """p50 / p99 (us) of each file the manifest lists, batch 1, one thread, in this process."""
-    from runtime.bench.latency import BenchSettings, bench_model
-    from runtime.errors import EdgeRuntimeError
-    from runtime.artifacts.manifest import contained
 
     settings = BenchSettings(batch=1, threads=1, warmup=BENCH_WARMUP, runs=runs)
     timings = {}
@@ -279,40 +254,8 @@ def _command(model_path: Path, out_dir: Path) -> str:
 
 # ---- the files -------------------------------------------------------------------------------
 
-HEADER = ("variant", "runtime", "calibration", "size KiB", "% fp32", "top-1", "acc drop", "max abs",
-          "error enters at", "parity", "p50 us", "p99 us", "front")
-
-
-def table_rows(rows: Sequence[SweepRow]) -> list[tuple[str, ...]]:
-    """Cells, sorted by p50 (unmeasured rows last); a front row is marked "*"."""
-
-    def num(value: float | None, pattern: str) -> str:
-        return "-" if value is None else format(value, pattern)
-
-    ordered = sorted(rows, key=lambda r: (r.p50_us is None, r.p50_us or 0.0, r.name))
-    cells = []
-    for r in ordered:
-        calibration = f"{r.calibration['method']} {r.calibration['images']}" if r.calibration else "-"
-        verdict = "pass" if r.parity_passed and not r.error else _short(f"FAILED: {r.error or ''}")
-        cells.append((r.name, r.runtime, calibration, num(r.size_kib, ".1f"), num(r.size_pct_fp32, ".0f"),
-                      "-" if r.top1_agreement is None else f"{100 * r.top1_agreement:.2f}%",
-                      "-" if r.accuracy_drop_pt is None else f"{r.accuracy_drop_pt:+.2f} pt",
-                      num(r.max_abs, ".1e"), r.main_error_stage or "-", verdict,
-                      num(r.p50_us, ",.0f"), num(r.p99_us, ",.0f"), "*" if r.on_pareto_front else ""))
-    return cells
-
-
-def _short(text: str, width: int = 72) -> str:
-    """A table cell's reason, cut to ``width`` (sweep.json keeps it whole)."""
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def machine_line(machine: dict[str, Any]) -> str:
-    return f"CPU: {machine.get('cpu')} ({machine.get('cpu_class')}); {machine.get('isa_line')}"
-
 
 def markdown(result: SweepResult) -> str:
-    from export.report.tables import markdown_table
 
     return "\n".join([
         "# Precision sweep", "",
@@ -329,7 +272,6 @@ def markdown(result: SweepResult) -> str:
 def write_sweep(result: SweepResult) -> None:
     """``sweep.json``, ``sweep.md`` and ``sweep.png`` into the sweep directory, each atomically."""
     from export.report.plots import pareto_plot
-    from runtime.atomic import write_bytes_atomic, write_json_atomic
 
     write_json_atomic(result.out_dir / SWEEP_JSON, result.to_dict())
     write_bytes_atomic(result.out_dir / SWEEP_MD, markdown(result).encode())

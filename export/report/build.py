@@ -22,8 +22,9 @@ from typing import Any
 
 from export.layout import RunLayout
 from export.report.mcu_report import mcu_html, mcu_markdown, mcu_rows
-from export.pipeline.sweep import HEADER as SWEEP_HEADER
-from export.pipeline.sweep import SWEEP_PNG, SweepRow, machine_line, table_rows
+from export.layout import SWEEP_PNG
+from export.report.sweep_table import HEADER as SWEEP_HEADER
+from export.report.sweep_table import SweepRow, machine_line, table_rows
 from export.report.page import IMAGE_CHECK, PAGE, STYLE
 from export.report.tables import html_table, markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic

@@ -305,7 +305,7 @@ from export.cli.main import main
 keys, artifacts = sys.argv[1], sys.argv[2]
 print("keygen:", main(["keygen", "--out", keys]))
 print("sign:", main(["sign", artifacts, "--key", keys + "/cllnn-signing.key"]))
-print("heavy:", sorted(name for name in ("tensorflow", "keras", "cllnn_edge") if name in sys.modules))
+print("heavy:", sorted(name for name in ("tensorflow", "keras", "cllnn_edge.model", "cllnn_edge.train") if name in sys.modules))
 """
 
 
