@@ -16,10 +16,12 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/cllnn-export run --data embedded --out runs/demo
 
-## test: run the test suite (pytest's "no tests collected", exit 5, fails the target).
+## test: build docs/ (mkdocs --strict: a broken link fails) and run the test suite (pytest's "no tests
+## collected", exit 5, fails the target).
 ## Debian's chromium is installed first where possible, for the report-rendering test.
 test: $(BIN)/.installed
 	./scripts/ensure-chromium
+	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest --durations=15
 
 ## bench: the benchmark suite (about 15 minutes on 2 cores): benchmarks/RESULTS.md and benchmarks/plots/

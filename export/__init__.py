@@ -1,24 +1,19 @@
 """export: trained CLLNN -> deployable files, and the ``cllnn-export`` command line.
 
-The modules, by role, in pipeline order (one job each; the concept each one
-owns lives there and nowhere else):
+Sub-packages by role, each importing only those listed before it (``tests/test_code_shape.py``
+holds this; each one's ``__init__`` says what lives there):
 
-- graph rewriting: ``unroll`` (the static graph, proven equivalent),
-  ``layers`` (the Keras layers it needs);
-- formats: ``formats`` (the registry: one declaration per format),
-  ``precision`` (precision per stage: recipes, calibration choices),
-  ``tflite``, ``aeq`` (recipes through AI Edge Quantizer) and ``onnx`` (the
-  converters), ``tflite_edit`` (raw uint8 in, integer out, on a converted
-  TFLite graph), ``isolate`` and ``worker`` (a conversion in its own
-  process), ``file_checks`` (what a file must be);
-- verification: ``reference`` (the trained model's stage outputs behind the
-  runtime's interface), ``describe`` (the export-time gate of one file),
-  ``parity`` (the CI gate, with the trained model as reference);
-- pipeline: ``convert``, ``sweep`` (many precision variants, timed, with
-  their Pareto front), ``run`` (the resumable stages), ``layout`` (every
-  path of a run directory), ``report``, ``plots``, ``tables``;
-- ``sign`` (``cllnn-export keygen`` / ``sign``: the build host's half of ``runtime.artifacts.signing``);
-- ``cli`` on top; ``errors`` beside everything.
+- ``export.graph``: the static graph (``unroll``, ``layers``), the stage names (``stages``) and the
+  trained model's reference runner (``reference``);
+- ``export.formats``: the registry (one declaration per format), precision per stage, the converters,
+  the file checks, and each conversion in its own process (``isolate``, ``worker``);
+- ``export.checks``: the export-time gate of one file (``describe``) and ``parity``;
+- ``export.report``: report.json / .md / .html, its plots and tables, the sweep's table;
+- ``export.pipeline``: ``convert``, ``sweep``, ``run``, ``sign``;
+- ``export.cli``: ``cllnn-export`` on top.
+
+Beside them all: ``errors``, ``layout`` (every path of a run directory) and ``lifeline`` (child
+processes that die with their parent: host-only, so not in ``runtime``).
 
 The limits every check applies are the tolerance table, ``runtime.checks.tolerances``;
 the comparator (``runtime.checks.compare``, ``runtime.checks.metrics``), the parity report
