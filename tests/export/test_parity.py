@@ -268,8 +268,8 @@ def test_verify_fails_on_a_file_from_another_training(
 
 def test_verify_without_tensorflow_on_converted_files(exported: Path) -> None:
     """python -m runtime.cli.verify in a fresh process: the stage probes too, and no TensorFlow imported."""
-    script = ("import runpy, sys\nsys.argv = ['runtime.checks.verify', *sys.argv[1:]]\n"
-              "try:\n    runpy.run_module('runtime.checks.verify', run_name='__main__', alter_sys=True)\n"
+    script = ("import runpy, sys\nsys.argv = ['runtime.cli.verify', *sys.argv[1:]]\n"
+              "try:\n    runpy.run_module('runtime.cli.verify', run_name='__main__', alter_sys=True)\n"
               "except SystemExit as exc:\n    print('exit:', exc.code)\n"
               "heavy = ('tensorflow', 'keras', 'cllnn_edge', 'export')\n"
               "print('heavy:', sorted(m for m in heavy if m in sys.modules))\n")
@@ -299,8 +299,8 @@ def test_a_signed_export_passes_parity_and_verify_with_its_key_only(
                  "--trusted-key", str(other.public)])
     err = capsys.readouterr().err
     assert code == EXIT_USAGE and "is signed by another key" in err, err
-    script = ("import runpy, sys\nsys.argv = ['runtime.checks.verify', *sys.argv[1:]]\n"
-              "try:\n    runpy.run_module('runtime.checks.verify', run_name='__main__', alter_sys=True)\n"
+    script = ("import runpy, sys\nsys.argv = ['runtime.cli.verify', *sys.argv[1:]]\n"
+              "try:\n    runpy.run_module('runtime.cli.verify', run_name='__main__', alter_sys=True)\n"
               "except SystemExit as exc:\n    print('exit:', exc.code)\n"
               "heavy = ('tensorflow', 'keras', 'cllnn_edge', 'export')\n"
               "print('heavy:', sorted(m for m in heavy if m in sys.modules))\n")
