@@ -1,7 +1,5 @@
-"""Latency benchmark through the device runtime: ``cllnn-bench MODEL...``.
-
-(``runtime.cli.main`` dispatches ``cllnn-bench verify`` and ``cllnn-bench select`` to
-``runtime.checks.verify`` and ``runtime.cli.select``.)
+"""Latency benchmark through the device runtime; the command over it, ``cllnn-bench MODEL...``,
+is ``runtime.cli.bench``.
 
 Times ``model.predict(images)`` end to end, as an application calls it (input
 checks, quantization, inference, dequantization), after a warm-up. Reports per
