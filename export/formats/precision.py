@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from export.errors import ExportError
 from export.graph.stages import HEAD, STAGES
 
 FLOAT32, INT16X8, INT8 = "float32", "int16x8", "int8"
@@ -70,7 +71,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if len(self.precisions) != len(STAGES) or any(p not in STAGE_PRECISIONS for p in self.precisions):
-            raise _error(f"a recipe gives each of {', '.join(STAGES)} one of "
+            raise ExportError(f"a recipe gives each of {', '.join(STAGES)} one of "
                               f"{', '.join(STAGE_PRECISIONS)}; got {self.precisions!r}")
 
     @classmethod
@@ -84,14 +85,14 @@ class Recipe:
         if isinstance(spec, str):
             pairs = [part.partition("=") for part in spec.split(",") if part.strip()]
             if any(not sep for _, sep, _ in pairs):
-                raise _error(f"a recipe is STAGE=PRECISION[,...] (e.g. reservoir=int16x8), got {spec!r}")
+                raise ExportError(f"a recipe is STAGE=PRECISION[,...] (e.g. reservoir=int16x8), got {spec!r}")
             spec = {stage.strip(): precision.strip() for stage, _, precision in pairs}
         unknown = sorted(set(spec) - set(STAGES))
         if unknown:
-            raise _error(f"unknown stage(s) {unknown} in recipe; stages: {', '.join(STAGES)}")
+            raise ExportError(f"unknown stage(s) {unknown} in recipe; stages: {', '.join(STAGES)}")
         bad = {stage: p for stage, p in spec.items() if p not in STAGE_PRECISIONS}
         if bad:
-            raise _error(f"unknown precision(s) {bad} in recipe; choose from {', '.join(STAGE_PRECISIONS)}")
+            raise ExportError(f"unknown precision(s) {bad} in recipe; choose from {', '.join(STAGE_PRECISIONS)}")
         return cls(tuple(spec.get(stage, default) for stage in STAGES))
 
     @property
@@ -117,14 +118,6 @@ class Recipe:
 
     def to_dict(self) -> dict[str, str]:
         return self.stages
-
-
-def _error(message: str) -> Exception:
-    """An ``ExportError``, imported when raised: the registry (and ``cllnn-export --help``) reads
-    this module, and ``export.errors`` loads ``cllnn_edge`` (Keras)."""
-    from export.errors import ExportError
-
-    return ExportError(message)
 
 
 def names_layer(node: str, layers: str) -> bool:

@@ -11,11 +11,12 @@ declaration here (and a converter, if no existing one fits).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from export.errors import ExportError
 from export.formats.file_checks import BUILTINS_ONLY, INT8_AFTER_FRONT, INTEGER_ONLY, NO_LOOP, RAW_UINT8_INPUT, FileCheck
 from export.formats.precision import (
     DISTRIBUTION,
@@ -30,48 +31,43 @@ from export.formats.precision import (
     Calibration,
     Recipe,
 )
+from runtime.artifacts.manifest_schema import LITERT, ONNXRUNTIME, TFLM
+from runtime.backends.tflm import INSTALL_HINT, available
 
 if TYPE_CHECKING:
     from cllnn_edge.config import Config
     from export.formats.isolate import Conversion
 
-Converter = Callable[[Path, Path, "Conversion"], None]  # (SavedModel, output file, settings)
 ALL = "all"  # in a format list: every format of the registry
 
 
-# The converters import TensorFlow, tf2onnx or ONNX Runtime's quantizer when they run (in a
-# worker process), not when the registry is read (``cllnn-export --help`` lists the names).
+@dataclass(frozen=True)
+class Converter:
+    """A converter named by its module and function, imported when it runs (in a worker process), not
+    when the registry is read: the converters load TensorFlow, ONNX and the quantizers (seconds), and
+    ``cllnn-export --help`` or a config check only list or look up formats."""
+
+    module: str
+    function: str
+    precision: str | None = None  # passed on as ``precision=`` (the TFLite converter serves four)
+
+    def __call__(self, source: Path, out: Path, conversion: Conversion) -> None:
+        """Convert the SavedModel ``source`` into ``out`` with ``conversion``'s settings."""
+        convert = getattr(importlib.import_module(self.module), self.function)
+        if self.precision is None:
+            convert(source, out, conversion)
+        else:
+            convert(source, out, conversion, precision=self.precision)
+
+
 def _tflite(precision: str) -> Converter:
-    def convert(source: Path, out: Path, conversion: Conversion) -> None:
-        from export.formats.tflite import to_tflite
-
-        to_tflite(source, out, conversion, precision=precision)
-
-    return convert
+    return Converter("export.formats.tflite", "to_tflite", precision)
 
 
-def _onnx_float(source: Path, out: Path, conversion: Conversion) -> None:
-    from export.formats.onnx import to_onnx_float
-
-    to_onnx_float(source, out, conversion)
-
-
-def _onnx_int8(source: Path, out: Path, conversion: Conversion) -> None:
-    from export.formats.onnx import to_onnx_int8
-
-    to_onnx_int8(source, out, conversion)
-
-
-def _tflite_recipe(source: Path, out: Path, conversion: Conversion) -> None:
-    from export.formats.aeq import to_tflite_recipe
-
-    to_tflite_recipe(source, out, conversion)
-
-
-def _onnx_recipe(source: Path, out: Path, conversion: Conversion) -> None:
-    from export.formats.onnx import to_onnx_recipe
-
-    to_onnx_recipe(source, out, conversion)
+_onnx_float = Converter("export.formats.onnx", "to_onnx_float")
+_onnx_int8 = Converter("export.formats.onnx", "to_onnx_int8")
+_tflite_recipe = Converter("export.formats.aeq", "to_tflite_recipe")
+_onnx_recipe = Converter("export.formats.onnx", "to_onnx_recipe")
 
 
 # The graphs formats are converted from (export.pipeline.convert builds those its formats need):
@@ -135,8 +131,6 @@ class Format:
     def with_recipe(self, recipe: Recipe, *, variant: bool = False) -> Format:
         """This recipe format built from ``recipe``; ``variant``: named after it (a sweep holds many)."""
         if not self.takes_recipe:
-            from export.errors import ExportError
-
             raise ExportError(f"{self.name} has a fixed precision; recipes apply to {', '.join(RECIPE_FORMATS)}")
         stem, suffix = self.file.rsplit(".", 1)
         return dataclasses.replace(
@@ -154,46 +148,46 @@ _TF2ONNX_NAMES = (
     "differently from run to run; the graph and weights are the same"
 )
 
-TFLITE_FP32 = Format("tflite-fp32", "cllnn_fp32.tflite", "litert", "float32",
+TFLITE_FP32 = Format("tflite-fp32", "cllnn_fp32.tflite", LITERT, "float32",
                      "float32 weights and activations",
                      _tflite("float32"), (BUILTINS_ONLY,))
-TFLITE_FP16 = Format("tflite-fp16", "cllnn_fp16.tflite", "litert", "float16",
+TFLITE_FP16 = Format("tflite-fp16", "cllnn_fp16.tflite", LITERT, "float16",
                      "float16 weights, float32 compute",
                      _tflite("float16"), (BUILTINS_ONLY,))
-TFLITE_DYNAMIC = Format("tflite-dynamic", "cllnn_dynamic.tflite", "litert", "dynamic-int8",
+TFLITE_DYNAMIC = Format("tflite-dynamic", "cllnn_dynamic.tflite", LITERT, "dynamic-int8",
                         "int8 weights, activations quantized on the fly",
                         _tflite("dynamic-int8"), (BUILTINS_ONLY,))
-TFLITE_INT8 = Format("tflite-int8", "cllnn_int8.tflite", "litert", "int8",
+TFLITE_INT8 = Format("tflite-int8", "cllnn_int8.tflite", LITERT, "int8",
                      "uint8 pixels in, int8 kernels (the first conv stage float32 by default), "
                      "int8 probabilities out",
                      _tflite("int8"), (BUILTINS_ONLY, RAW_UINT8_INPUT, INT8_AFTER_FRONT),
                      calibrated=True, calibration_methods=(MINMAX,))
-ONNX_FP32 = Format("onnx-fp32", "cllnn_fp32.onnx", "onnxruntime", "float32", "float32, via tf2onnx",
+ONNX_FP32 = Format("onnx-fp32", "cllnn_fp32.onnx", ONNXRUNTIME, "float32", "float32, via tf2onnx",
                    _onnx_float, (NO_LOOP,), out_of_process=True,
                    reproducible=False, reproducibility_note=_TF2ONNX_NAMES)
-ONNX_INT8 = Format("onnx-int8", "cllnn_int8.onnx", "onnxruntime", "int8",
+ONNX_INT8 = Format("onnx-int8", "cllnn_int8.onnx", ONNXRUNTIME, "int8",
                    "int8 QDQ, static calibration (ONNX Runtime quantization)",
                    _onnx_int8, (NO_LOOP,), calibrated=True, out_of_process=True,
                    reproducible=False, reproducibility_note=_TF2ONNX_NAMES,
                    calibration_methods=(MINMAX, ENTROPY, PERCENTILE, DISTRIBUTION))
 
-TFLITE_INT16X8 = Format("tflite-int16x8", "cllnn_int16x8.tflite", "litert", "int16x8",
+TFLITE_INT16X8 = Format("tflite-int16x8", "cllnn_int16x8.tflite", LITERT, "int16x8",
                         "uint8 pixels in, int16 activations and int8 weights throughout (AI Edge Quantizer), "
                         "int16 probabilities out",
                         _tflite_recipe, (BUILTINS_ONLY, RAW_UINT8_INPUT, INTEGER_ONLY), calibrated=True,
                         calibration_methods=(MINMAX, MOVING_AVERAGE), calibration_images=WIDE_CALIBRATION_IMAGES,
                         recipe=Recipe.uniform(INT16X8), split_projection=True)
-TFLITE_MIXED = Format("tflite-mixed", "cllnn_mixed.tflite", "litert", INT8,
+TFLITE_MIXED = Format("tflite-mixed", "cllnn_mixed.tflite", LITERT, INT8,
                       "uint8 pixels in, a precision per stage (AI Edge Quantizer)",
                       _tflite_recipe, (BUILTINS_ONLY, RAW_UINT8_INPUT), calibrated=True,
                       calibration_methods=(MINMAX, MOVING_AVERAGE), takes_recipe=True)
-ONNX_MIXED = Format("onnx-mixed", "cllnn_mixed.onnx", "onnxruntime", INT8,
+ONNX_MIXED = Format("onnx-mixed", "cllnn_mixed.onnx", ONNXRUNTIME, INT8,
                     "a precision per stage (ONNX Runtime QDQ, per-node settings)",
                     _onnx_recipe, (NO_LOOP,), calibrated=True, out_of_process=True,
                     reproducible=False, reproducibility_note=_TF2ONNX_NAMES,
                     calibration_methods=(MINMAX, ENTROPY, PERCENTILE, DISTRIBUTION), takes_recipe=True)
 
-TFLM_INT8 = Format("tflm-int8", "cllnn_tflm_int8.tflite", "tflm", "int8",
+TFLM_INT8 = Format("tflm-int8", "cllnn_tflm_int8.tflite", TFLM, "int8",
                    "tflite-int8's file on TensorFlow Lite Micro's kernels, for microcontrollers: arena measured, "
                    "C sources in mcu/",
                    _tflite("int8"), (BUILTINS_ONLY, RAW_UINT8_INPUT, INT8_AFTER_FRONT),
@@ -210,8 +204,6 @@ def parse_formats(names: str | tuple[str, ...] | list[str] | None) -> tuple[Form
     """``"tflite-int8,onnx-fp32"`` (or a list of names) -> formats; None or "all" -> every format of a
     fixed precision (the "-mixed" formats are built when named, from ``[export] recipe``), the
     microcontroller format where its runtime (``tflite-micro``) is installed."""
-    from runtime.backends.tflm import INSTALL_HINT, available  # runtime loads numpy: not for --help
-
     if names is None:
         names = ALL
     if isinstance(names, str):
@@ -221,15 +213,11 @@ def parse_formats(names: str | tuple[str, ...] | list[str] | None) -> tuple[Form
         return tuple(f for f in FORMATS.values() if not f.takes_recipe and (available() or not f.for_mcu))
     unknown = [n for n in names if n not in FORMATS]
     if unknown or not names:
-        from export.errors import ExportError
-
         raise ExportError(
             f"unknown format(s) {unknown or names}; choose from {', '.join(FORMATS)} (or '{ALL}')"
         )
     chosen = tuple(FORMATS[n] for n in dict.fromkeys(names))
     if any(f.for_mcu for f in chosen) and not available():
-        from export.errors import ExportError
-
         raise ExportError(f"{', '.join(f.name for f in chosen if f.for_mcu)} runs on TensorFlow Lite Micro: "
                           f"{INSTALL_HINT}")
     return chosen
@@ -252,8 +240,6 @@ def calibration_for(fmt: Format, cfg: Config) -> Calibration:
     chosen = cfg.export.calibration.get(fmt.name) or cfg.export.calibration.get(fmt.converter) or {}
     method = chosen.get("method", fmt.calibration_methods[0] if fmt.calibration_methods else MINMAX)
     if fmt.calibrated and method not in fmt.calibration_methods:
-        from export.errors import ExportError
-
         raise ExportError(f"{fmt.name} calibrates with {', '.join(fmt.calibration_methods)}; "
                           f"[export.calibration.{fmt.converter}] asks for {method!r}")
     images = chosen.get("images", fmt.calibration_images or cfg.export.calibration_size)
