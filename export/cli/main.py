@@ -8,11 +8,13 @@ imported only once a subcommand runs, so ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,10 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# What TensorFlow's C++ side prints at import whatever TF_CPP_MIN_LOG_LEVEL says (the oneDNN notice is
+# logged before absl's logging is initialised, so no level reaches it): hidden unless --verbose.
+TF_IMPORT_BANNERS = (b"oneDNN custom operations are on", b"All log messages before absl::InitializeLog()")
+TF_COMMANDS = ("train", "convert", "parity", "sweep", "run")  # the commands that import TensorFlow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -441,6 +447,33 @@ def quiet_tensorflow() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+@contextlib.contextmanager
+def _without_tf_banners() -> Iterator[None]:
+    """Run the block with file descriptor 2 captured, then replay what it wrote except the
+    ``TF_IMPORT_BANNERS`` lines: they come from C++, below ``sys.stderr``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured if not any(banner in line for banner in TF_IMPORT_BANNERS)]
+            sys.stderr.flush()
+            os.write(2, b"".join(kept))
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow once, its start-up banners hidden (``quiet_tensorflow`` set the log levels)."""
+    if "tensorflow" in sys.modules:
+        return
+    with _without_tf_banners():
+        import tensorflow  # noqa: F401  (the one import whose C++ start-up lines are filtered)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -456,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         check_before_work(args)
+        if not args.verbose and args.command in TF_COMMANDS:
+            import_tensorflow_quietly()
         return int(args.handler(args))
     except (EquivalenceError, ClusterError) as exc:  # the run failed (not its input): exit 1
         print(f"cllnn-export {args.command}: FAILED: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,29 @@ def test_run_with_missing_data_does_not_create_out(tmp_path: Path, capsys: pytes
     assert code == EXIT_USAGE
     assert "nonexistent" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_tensorflow_start_up_banners_are_hidden_unless_verbose(tmp_path: Path) -> None:
+    """A command that imports TensorFlow (convert, here refusing a file that is no model) prints none of
+    TensorFlow's C++ start-up lines (oneDNN, CPU features) on stderr; --verbose shows them again."""
+    script = Path(sys.executable).parent / "cllnn-export"
+    bogus = tmp_path / "model.keras"
+    bogus.write_bytes(b"not a zip at all")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+
+    def stderr_of(*flags: str) -> str:
+        out = tmp_path / f"artifacts{len(flags)}"
+        done = subprocess.run([str(script), *flags, "convert", str(bogus), "--out", str(out)],
+                              capture_output=True, text=True, env=env)
+        assert done.returncode == EXIT_USAGE, done.stderr
+        assert "is not a Keras model file" in done.stderr
+        return done.stderr
+
+    quiet = stderr_of()
+    for banner in ("oneDNN", "cpu_feature_guard", "absl::InitializeLog", "This TensorFlow binary"):
+        assert banner not in quiet
+    assert quiet.strip().count("\n") == 0  # the one error line
+    verbose = stderr_of("--verbose")
+    if platform.machine() in ("x86_64", "AMD64"):  # x86 builds print it; --verbose must not hide it
+        assert "oneDNN custom operations are on" in verbose
+    assert "is not a Keras model file" in verbose

@@ -1,4 +1,4 @@
-"""The README's device example runs as printed, in a process that never imports TensorFlow."""
+"""The device example of docs/device.md runs as printed, in a process that never imports TensorFlow."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from pathlib import Path
 
 from tests.runtime.conftest import TinyModels
 
-README = Path(__file__).parents[2] / "README.md"
+ROOT = Path(__file__).parents[2]
+DEVICE_PAGE = ROOT / "docs" / "device.md"
 
 
 def _device_example() -> str:
-    text = README.read_text()
+    text = DEVICE_PAGE.read_text()
     match = re.search(r"<!-- device-example[^>]*-->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README.md lost its device example"
+    assert match, "docs/device.md lost its device example"
     return match.group(1)
 
 
@@ -32,7 +33,7 @@ def test_readme_device_example_runs(tiny: TinyModels, tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(README.parent), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(r"\[\d \d \d \d\]\n", done.stdout)
