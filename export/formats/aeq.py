@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ai_edge_quantizer import calibrator, quantizer, recipe_manager
 
 from cllnn_edge.model import INPUT_NAME, model_input  # the unrolled graph's input, as converters see it
 from export.errors import ConversionError
@@ -59,8 +60,6 @@ def quantize_tflite(float_model: bytes, recipe: Recipe, images: np.ndarray | Non
                     cnn_headroom: float = CNN_INT16_HEADROOM) -> bytes:
     """Quantize a float TFLite model by ``recipe``, calibrated on uint8 ``images`` (N, H, W[, C]);
     ``cnn_headroom``: the factor an int16 CNN stage's ranges are widened by (1: as calibrated)."""
-    from ai_edge_quantizer import calibrator, quantizer, recipe_manager
-
     rules = ai_edge_recipe(recipe)
     manager = recipe_manager.RecipeManager()
     manager.load_quantization_recipe(rules)

@@ -4,7 +4,8 @@ The quantized files come from one place, ``quantize_onnx``: ``onnx-int8`` is
 the all-int8 recipe, ``onnx-mixed`` any recipe (``export.formats.precision``): nodes
 of float32 stages are left out of quantization, those of int16x8 stages get
 16-bit activations (int8 weights), int8 stages as ``onnx-int8``. All run
-inside worker processes (see ``export.formats.isolate``).
+inside worker processes (see ``export.formats.isolate``); only those import this module (through
+``export.formats.registry.Converter``), so ONNX and its quantizer load at its top.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from cllnn_edge.model import INPUT_NAME, model_input  # the unrolled graph's input, as converters see it
 from export.errors import ConversionError
@@ -33,8 +37,6 @@ ORT_CALIBRATION = {MINMAX: "MinMax", ENTROPY: "Entropy", PERCENTILE: "Percentile
 
 def to_onnx_float(saved_model: Path, out: Path, conversion: Conversion) -> None:
     """tf2onnx's converter on the SavedModel, then onnx.checker with full shape inference."""
-    import onnx
-
     command = guarded([  # dies with the worker (export.lifeline)
         sys.executable, "-m", "tf2onnx.convert",
         "--saved-model", str(saved_model),
@@ -106,26 +108,8 @@ def quantize_onnx(float_model: Path, conversion: Conversion, out: Path) -> None:
     dequantizes per-channel MatMul weights on every run instead of fusing
     them (the LSTM gates took 56% of an inference that way, 509 us p50).
     """
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     method = _calibration_method(conversion.calibration_method)
     recipe = conversion.recipe or Recipe.uniform(INT8)
-
-    class Images(CalibrationDataReader):
-        def __init__(self, images: np.ndarray, batch: int = 50) -> None:
-            x = model_input(images)
-            self._batches = iter([{INPUT_NAME: x[i : i + batch]} for i in range(0, len(x), batch)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._batches, None)
-
     prepared = out.with_name(out.name + ".pre.onnx")
     try:
         quant_pre_process(str(float_model), str(prepared))
@@ -137,7 +121,7 @@ def quantize_onnx(float_model: Path, conversion: Conversion, out: Path) -> None:
         quantize_static(
             str(prepared),
             str(out),
-            Images(conversion.calibration),
+            _Images(conversion.calibration),
             quant_format=QuantFormat.QDQ,
             per_channel=conversion.per_channel,
             activation_type=QuantType.QUInt8,
@@ -150,10 +134,19 @@ def quantize_onnx(float_model: Path, conversion: Conversion, out: Path) -> None:
         prepared.unlink(missing_ok=True)
 
 
-def _calibration_method(name: str) -> object:
-    """ONNX Runtime's ``CalibrationMethod`` for one of ``ORT_CALIBRATION``'s names."""
-    from onnxruntime.quantization import CalibrationMethod
+class _Images(CalibrationDataReader):
+    """Calibration images as ONNX Runtime reads them: the graph's input, in batches."""
 
+    def __init__(self, images: np.ndarray, batch: int = 50) -> None:
+        x = model_input(images)
+        self._batches = iter([{INPUT_NAME: x[i : i + batch]} for i in range(0, len(x), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def _calibration_method(name: str) -> CalibrationMethod:
+    """ONNX Runtime's ``CalibrationMethod`` for one of ``ORT_CALIBRATION``'s names."""
     if name not in ORT_CALIBRATION:
         raise ConversionError(f"ONNX Runtime calibrates with {', '.join(ORT_CALIBRATION)}, not {name!r}")
     return CalibrationMethod[ORT_CALIBRATION[name]]
@@ -206,8 +199,6 @@ def _int16_overrides(
     int8 stage keeps its integer kernels. An int8 tensor read by an int16
     node stays int8: converting it would add no information.
     """
-    from onnxruntime.quantization import QuantType
-
     initializers = {tensor.name for tensor in graph.initializer}
     quantized = [node for node in graph.node if node.name not in kept_float]
     producer = {output: precision[node.name] for node in quantized for output in node.output}
@@ -240,8 +231,6 @@ def _int16_overrides(
 
 def _per_tensor_matmul_weights(graph: object) -> dict[str, list[dict[str, object]]]:
     """Per-tensor overrides for the weights of every MatMul / Gemm (their second input)."""
-    from onnxruntime.quantization import QuantType
-
     initializers = {tensor.name for tensor in graph.initializer}
     return {
         node.input[1]: [{"quant_type": QuantType.QInt8}]

@@ -2,7 +2,8 @@
 
 Runs inside a worker process (see ``export.formats.isolate``): the TFLite converter
 has been seen to segfault on some int8 configurations, and a crash must not
-take the other formats down.
+take the other formats down. Only workers import it (``export.formats.registry.Converter``), so
+TensorFlow loads at its top.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+from ai_edge_litert.tools import flatbuffer_utils
+from tensorflow.lite.python import convert as tflite_convert
 
+from cllnn_edge.model import model_input
 from export.errors import ConversionError
 from export.formats.isolate import Conversion
 from export.formats.tflite_edit import raw_uint8_input
@@ -26,8 +31,6 @@ def to_tflite(saved_model: Path, out: Path, conversion: Conversion, *, precision
     takes uint8 pixels: calibration images span 0..255, so the input scale is
     exactly 1 and every pixel value maps into the input tensor without loss.
     """
-    import tensorflow as tf
-
     calibration = conversion.calibration
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[SIGNATURE])
@@ -61,9 +64,6 @@ def _int8_with_float_layers(converter: object, conversion: Conversion) -> bytes:
     does for selective quantization). Its model takes int8 pixels into a
     DEQUANTIZE; that input is turned into raw uint8 pixels (``export.formats.tflite_edit``).
     """
-    from ai_edge_litert.tools import flatbuffer_utils
-    from tensorflow.lite.python import convert as tflite_convert
-
     converter._experimental_calibrate_only = True  # type: ignore[attr-defined]
     calibrated = converter.convert()  # type: ignore[attr-defined]
     model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
@@ -78,7 +78,5 @@ def _int8_with_float_layers(converter: object, conversion: Conversion) -> bytes:
 
 def _representative(images: np.ndarray) -> Iterator[list[np.ndarray]]:
     """One image at a time, as float32 raw pixels (the float model's input)."""
-    from cllnn_edge.model import model_input
-
     for image in images:
         yield [model_input(image[np.newaxis])]

@@ -26,38 +26,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.tools import flatbuffer_utils
+
 from export.errors import ConversionError
-
-
-def _schema() -> Any:
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema
 
 
 def read(data: bytes) -> Any:
     """A model object from file bytes (buffers stored past the FlatBuffer resolved)."""
-    from ai_edge_litert.tools import flatbuffer_utils
-
     return flatbuffer_utils.read_model_from_bytearray(bytearray(data))
 
 
 def write(model: Any) -> bytes:
-    from ai_edge_litert.tools import flatbuffer_utils
-
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def op_names(model: Any) -> dict[int, int]:
     """Operator-code index -> builtin operator code."""
-    from ai_edge_litert.tools import flatbuffer_utils
-
     return {i: flatbuffer_utils.get_builtin_code_from_operator_code(c) for i, c in enumerate(model.operatorCodes)}
 
 
 def raw_uint8_input(data: bytes) -> bytes:
     """The model with its one input read as raw uint8 pixels (scale 1, zero point 0)."""
-    schema = _schema()
     model = read(data)
     graph = model.subgraphs[0]
     if len(graph.inputs) != 1:
@@ -81,7 +71,6 @@ def raw_uint8_input(data: bytes) -> bytes:
 
 
 def _set_raw_pixels(tensor: Any) -> None:
-    schema = _schema()
     tensor.type = schema.TensorType.UINT8
     quantization = tensor.quantization or schema.QuantizationParametersT()
     quantization.scale, quantization.zeroPoint = [1.0], [0]
@@ -91,7 +80,6 @@ def _set_raw_pixels(tensor: Any) -> None:
 def _feed_from_pixels(model: Any, index: int, builtin: int) -> None:
     """A new uint8 input tensor (taking the old input's name and place in the signature) and
     one ``builtin`` op from it into the old input."""
-    schema = _schema()
     graph = model.subgraphs[0]
     old = graph.tensors[index]
     pixels = schema.TensorT()
@@ -115,7 +103,6 @@ def _feed_from_pixels(model: Any, index: int, builtin: int) -> None:
 
 
 def _opcode(model: Any, builtin: int) -> int:
-    schema = _schema()
     for index, code in op_names(model).items():
         if code == builtin:
             return index
@@ -130,7 +117,6 @@ def _opcode(model: Any, builtin: int) -> int:
 def shapes_read_directly(data: bytes) -> bytes:
     """The model with every SHAPE op reading the integer tensor a DEQUANTIZE fed it from, and
     DEQUANTIZEs left with no reader removed."""
-    schema = _schema()
     model = read(data)
     codes = op_names(model)
     for graph in model.subgraphs:
@@ -153,7 +139,6 @@ def shapes_read_directly(data: bytes) -> bytes:
 def signature_on_outputs(data: bytes) -> bytes:
     """The model with each signature output that a QUANTIZE / DEQUANTIZE turns into a graph
     output pointing at that graph output."""
-    schema = _schema()
     model = read(data)
     codes = op_names(model)
     converts = (schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE)
@@ -171,7 +156,6 @@ def signature_on_outputs(data: bytes) -> bytes:
 def integer_outputs(data: bytes) -> bytes:
     """The model with each output that a DEQUANTIZE makes float replaced by that DEQUANTIZE's
     integer input (in the graph and its signatures), and those DEQUANTIZE ops removed."""
-    schema = _schema()
     model = read(data)
     codes = op_names(model)
     graph = model.subgraphs[0]
