@@ -48,24 +48,17 @@ import keras
 import numpy as np
 
 from cllnn_edge.config import BOUNDED, FLOAT_FRONT, INT8_GRAPHS, ModelConfig
-from cllnn_edge.model import (
-    HEAD,
-    INPUT_NAME,
-    LSTM,
-    RESERVOIR,
-    STANDARDIZE,
-    config_from_model,
-)
+from cllnn_edge.model import HEAD, INPUT_NAME, STANDARDIZE, config_from_model
 from cllnn_edge.preprocessing import Standardize
 from export.errors import EquivalenceError, ExportError
 from export.graph.layers import Clip, TakeStep
 from export.graph.reference import KerasRunner
 from export.graph.stages import PROBABILITIES, PROBE_OUTPUTS
+from export.graph.weights import GATES, TrainedWeights
 from runtime.checks.compare import Comparison, compare
 from runtime.checks.tolerances import Tolerance
 
 FLOAT_BYTES = 4
-GATES = ("input", "forget", "cell", "output")  # Keras' LSTM weight order: i, f, c, o
 INNER_SIGMAS = 8.0  # bounded variant: the inner part of the image spans mean +- 8 std per column
 DRIVE_CLIP = 4.0  # int8 variants: reservoir tanh input clipped to +-4
 FRONT_LAYERS = (STANDARDIZE, "conv1", "pool1")  # kept float32 in the float-front variant
@@ -123,7 +116,7 @@ def unroll(trained: keras.Model, *, int8_graph: str | None = None, split_project
     if int8_graph is not None and int8_graph not in INT8_GRAPHS:
         raise ExportError(f"unknown int8 graph {int8_graph!r}; choose one of {', '.join(INT8_GRAPHS)}")
     cfg = config_from_model(trained)
-    weights = _TrainedWeights.read(trained, cfg)
+    weights = TrainedWeights.read(trained, cfg)
     pixels = keras.Input(cfg.image_shape, name=INPUT_NAME)
     features = _cnn(pixels, weights, split_first_conv=int8_graph == BOUNDED)
     states = _reservoir(features, cfg, weights, clip_drive=int8_graph in (BOUNDED, FLOAT_FRONT),
@@ -143,7 +136,7 @@ def unroll(trained: keras.Model, *, int8_graph: str | None = None, split_project
     )
 
 
-def _cnn(pixels: Any, weights: _TrainedWeights, *, split_first_conv: bool) -> Any:
+def _cnn(pixels: Any, weights: TrainedWeights, *, split_first_conv: bool) -> Any:
     """Standardise, conv/pool stages, flatten."""
     if split_first_conv:
         x = _split_first_conv(pixels, weights)
@@ -157,7 +150,7 @@ def _cnn(pixels: Any, weights: _TrainedWeights, *, split_first_conv: bool) -> An
 
 
 def _reservoir(
-    features: Any, cfg: ModelConfig, weights: _TrainedWeights, *, clip_drive: bool, split_projection: bool = False
+    features: Any, cfg: ModelConfig, weights: TrainedWeights, *, clip_drive: bool, split_projection: bool = False
 ) -> list[Any]:
     """The reservoir states divided by the leak rate, u_t = h_t / a, for t = 1 .. T.
 
@@ -193,7 +186,7 @@ def _reservoir(
     return states
 
 
-def _lstm(states: list[Any], cfg: ModelConfig, weights: _TrainedWeights) -> Any:
+def _lstm(states: list[Any], cfg: ModelConfig, weights: TrainedWeights) -> Any:
     """The LSTM over the reservoir states (given as u_t = h_t / a, so its input
     kernels are scaled by a); input projections batched over all steps."""
     steps, units = cfg.sequence_length, cfg.lstm_units
@@ -278,7 +271,7 @@ def _standardize_per_channel(x: Any, mean: np.ndarray, scale: np.ndarray, name: 
     return keras.layers.Reshape((height, width, channels), name=f"{name}_image")(out)
 
 
-def _split_first_conv(pixels: Any, weights: _TrainedWeights) -> Any:
+def _split_first_conv(pixels: Any, weights: TrainedWeights) -> Any:
     """conv1(standardise(x)) as conv1(inner) + conv1(outliers), exactly (bounded variant)."""
     mean, scale = weights.standardize
     columns = (1, 1, pixels.shape[2], pixels.shape[3])
@@ -347,55 +340,6 @@ def _dense(units: int, kernel: np.ndarray, bias: np.ndarray | None, name: str) -
     layer.build((None, kernel.shape[0]))
     layer.set_weights([kernel] if bias is None else [kernel, bias])
     return layer
-
-
-@dataclass(frozen=True)
-class _TrainedWeights:
-    """The trained weights, split the way the static graph uses them."""
-
-    standardize: list[np.ndarray]
-    convs: list[tuple[np.ndarray, np.ndarray]]
-    w_in: np.ndarray  # (D, R)
-    w_res: np.ndarray  # (R, R)
-    lstm_kernel: dict[str, np.ndarray]  # gate -> (R, U)
-    lstm_recurrent: dict[str, np.ndarray]  # gate -> (U, U)
-    lstm_bias: dict[str, np.ndarray]  # gate -> (U,)
-    head: list[np.ndarray]
-
-    @classmethod
-    def read(cls, trained: keras.Model, cfg: ModelConfig) -> _TrainedWeights:
-        lstm = trained.get_layer(LSTM)
-        cell = lstm.cell
-        if (
-            cell.activation is not keras.activations.tanh
-            or cell.recurrent_activation is not keras.activations.sigmoid
-            or not cell.use_bias
-        ):
-            raise ExportError(
-                "the LSTM must use tanh / sigmoid activations and a bias (the seed's LSTM); "
-                f"got {cell.activation.__name__} / {cell.recurrent_activation.__name__}, "
-                f"use_bias={cell.use_bias}"
-            )
-        kernel, recurrent, bias = (w.numpy() for w in (cell.kernel, cell.recurrent_kernel, cell.bias))
-        units = cfg.lstm_units
-
-        def per_gate(matrix: np.ndarray) -> dict[str, np.ndarray]:
-            return {g: matrix[..., k * units : (k + 1) * units] for k, g in enumerate(GATES)}
-
-        liquid = trained.get_layer(RESERVOIR).cell
-        return cls(
-            standardize=trained.get_layer(STANDARDIZE).get_weights(),
-            convs=[
-                tuple(trained.get_layer(f"conv{i}").get_weights())
-                for i in range(1, len(cfg.conv_filters) + 1)
-            ],
-            w_in=liquid.input_kernel.numpy(),
-            w_res=liquid.recurrent_kernel.numpy(),
-            lstm_kernel=per_gate(kernel),
-            lstm_recurrent=per_gate(recurrent),
-            lstm_bias=per_gate(bias),
-            head=trained.get_layer(HEAD).get_weights(),
-        )
 
 
 def _removed(cfg: ModelConfig) -> tuple[Removed, ...]:
