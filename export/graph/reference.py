@@ -6,6 +6,12 @@ the reservoir's last state, the LSTM's output and the probabilities
 ``runtime`` model does, so a comparison reads alike whichever side it is on,
 and it computes each image set once: the equivalence proof, every format's
 export-time check and the parity gate of one process share one call.
+
+Each runner traces its model once: one ``tf.function`` whose input signature leaves the batch open,
+called on slices of ``BATCH`` images. ``keras.Model.predict`` traced again for the last, shorter
+slice of every image set, and since TensorFlow counts the traces of all models' predict functions
+together (one Python function), a run of a few models logged "triggered tf.function retracing"
+warnings. The slices and the ops are predict's, so the outputs are the same numbers.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from collections import OrderedDict
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from cllnn_edge.model import HEAD, LSTM, RESERVOIR
 from export.graph.stages import PROBABILITIES, PROBE_OUTPUTS
 from runtime.backends.images import as_image_batch
 
 CACHED_IMAGE_SETS = 4
+BATCH = 256  # images per call (keras.Model.predict's slices were of 256 too)
 
 
 class KerasRunner:
@@ -31,6 +39,8 @@ class KerasRunner:
         self.name = name
         self.source = source if source is not None else model  # the model the stages were read from
         self._cache: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+        signature = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[signature])
 
     def predict_outputs(self, images: object) -> dict[str, np.ndarray]:
         """Every stage's output on ``images`` (uint8 or raw float pixels, as ``runtime`` takes)."""
@@ -47,8 +57,11 @@ class KerasRunner:
         return self.predict_outputs(images)[PROBABILITIES]
 
     def _compute(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.model.predict(batch.astype(np.float32), verbose=0, batch_size=256)
-        return {name: np.asarray(outputs[name], np.float32) for name in PROBE_OUTPUTS if name in outputs}
+        """The model on ``batch``, ``BATCH`` images per call of its one traced function."""
+        x = batch.astype(np.float32)
+        parts = [self._forward(tf.constant(x[i : i + BATCH])) for i in range(0, len(x), BATCH)]
+        return {name: np.concatenate([np.asarray(part[name]) for part in parts]).astype(np.float32)
+                for name in PROBE_OUTPUTS if name in parts[0]}
 
 
 def trained_reference(trained: keras.Model) -> KerasRunner:
