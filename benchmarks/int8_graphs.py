@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import interleaved, say, summary
-from benchmarks.spread import machine_line, run_cli
+from benchmarks.spread import run_cli
 from cllnn_edge.config import FLOAT_FRONT, INT8_GRAPHS
 from export.formats.registry import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
+from runtime.machine import machine_line
 
 FLOAT_FORMATS = (TFLITE_FP32, ONNX_FP32)
 INT8_FORMATS = (TFLITE_INT8, ONNX_INT8)

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import say
-from benchmarks.spread import machine_line
 from cllnn_edge.config import BOUNDED, FLOAT_FRONT
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.deploy.boards import BOARDS, KIB, budget_for
+from runtime.machine import machine_line
 
 CLI = str(Path(sys.executable).with_name("cllnn-export"))
 

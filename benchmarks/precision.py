@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import say
-from benchmarks.spread import machine_line
 from cllnn_edge.config import FLOAT_FRONT, ExportConfig
 from export.formats.registry import FLOAT_GRAPH, INT8_GRAPH, ONNX_MIXED, SPLIT_GRAPH, TFLITE_MIXED
 from export.formats.precision import FLOAT32, INT16X8, MINMAX, MOVING_AVERAGE, STAGES, Recipe
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
+from runtime.machine import machine_line
 
 SIZES = (100, 200, 500, 1000, 3600)
 ONNX_SIZES = (200, 1000)

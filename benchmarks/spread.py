@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from benchmarks.common import say
 from export.formats.registry import TFLITE_FP32, TFLITE_INT8
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
+from runtime.machine import machine_line
 from export.lifeline import child_env, guarded
 
 CLI = str(Path(sys.executable).parent / "cllnn-export")
@@ -179,13 +179,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_bytes_atomic(args.md, markdown(results).encode())
     return 0
 
-
-def machine_line() -> str:
-    """The CPU, its class and the instruction sets that change int8 and float kernels."""
-    from runtime.machine import cpu_info
-
-    cpu = cpu_info()
-    return f"{cpu.model}, {os.cpu_count()} logical cores, {cpu.cpu_class}, {cpu.isa_line}"
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,12 +6,15 @@ instructions (ARM), and loses that edge without them, so a ratio is only meaning
 within one CPU *class*. ``cpu_info()`` reads ``/proc/cpuinfo`` on Linux; elsewhere it
 knows the platform's architecture only and says the ISA was not recorded.
 ``parse_cpuinfo`` is a pure function of the file's text, so any machine's can be tested.
-Standard library only.
+``machine_line`` is the one line printed and stored with every figure (the bench and select
+tables, the sweep, the report, the benchmarks). Standard library only.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +82,7 @@ class CpuInfo:
                 "cpu_isa": None if self.isa is None else list(self.isa), "cpu_class": self.cpu_class}
 
     @classmethod
-    def from_record(cls, machine: dict[str, Any]) -> CpuInfo:
+    def from_record(cls, machine: Mapping[str, Any]) -> CpuInfo:
         """Back from ``record()``'s fields; a record written before they existed has no ISA."""
         isa = machine.get("cpu_isa")
         return cls(model=machine.get("cpu") or machine.get("processor") or "unknown CPU",
@@ -118,6 +121,23 @@ def cpu_info() -> CpuInfo:
 def cpu_model() -> str:
     """The CPU's marketing name where the OS says it (Linux), else the architecture."""
     return cpu_info().model
+
+
+def machine_line(cpu: CpuInfo | Mapping[str, Any] | None = None) -> str:
+    """Which CPU a figure came from, in one line: "CPU class x86-64 AVX2 (no VNNI): AMD EPYC 7B13
+    (ISA: fma avx2); 2 logical cores".
+
+    ``cpu``: None for this machine; a benchmark record's ``machine`` (``CpuInfo.record``'s fields,
+    its recorded class and ``cpu_count`` where written); or a ``CpuInfo`` (cores not known, not said).
+    """
+    if cpu is None:
+        info, cores, cpu_class = cpu_info(), os.cpu_count(), None
+    elif isinstance(cpu, Mapping):
+        info, cores, cpu_class = CpuInfo.from_record(cpu), cpu.get("cpu_count"), cpu.get("cpu_class")
+    else:
+        info, cores, cpu_class = cpu, None, None
+    line = f"CPU class {cpu_class or info.cpu_class}: {info.model} ({info.isa_line})"
+    return f"{line}; {cores} logical cores" if cores else line
 
 
 def _arch(machine: str) -> str:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from export.layout import SWEEP_JSON, SWEEP_MD, SWEEP_PNG
 from export.report.tables import markdown_table
-from export.report.sweep_table import HEADER, SweepRow, machine_line, table_rows
+from export.report.sweep_table import HEADER, SweepRow, table_rows
 from export.formats.registry import ALL, FORMATS, RECIPE_FORMATS, Format, parse_formats
 from export.formats.precision import Recipe
 from export.errors import ExportError
@@ -35,7 +35,7 @@ from runtime.artifacts.manifest import contained
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.bench.latency import BenchSettings, bench_model
 from runtime.errors import EdgeRuntimeError
-from runtime.machine import cpu_info
+from runtime.machine import cpu_info, machine_line
 
 if TYPE_CHECKING:
     from cllnn_edge.config import Config

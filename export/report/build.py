@@ -24,13 +24,14 @@ from export.layout import RunLayout
 from export.report.mcu_report import mcu_html, mcu_markdown, mcu_rows
 from export.layout import SWEEP_PNG
 from export.report.sweep_table import HEADER as SWEEP_HEADER
-from export.report.sweep_table import SweepRow, machine_line, table_rows
+from export.report.sweep_table import SweepRow, table_rows
 from export.report.page import IMAGE_CHECK, PAGE, STYLE
 from export.report.tables import html_table, markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.deploy.choose import Selection
 from runtime.artifacts.manifest import Manifest, load_manifest
 from runtime.checks.parity import ArtifactParity, ParityReport
+from runtime.machine import machine_line
 
 ERROR_ENTRY = "most error enters at"  # the summary tables' column, quantized files only (runtime.checks.compare)
 

@@ -64,5 +64,3 @@ def _short(text: str, width: int = 72) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def machine_line(machine: dict[str, Any]) -> str:
-    return f"CPU: {machine.get('cpu')} ({machine.get('cpu_class')}); {machine.get('isa_line')}"

@@ -29,7 +29,7 @@ import numpy as np
 
 from runtime.errors import EdgeRuntimeError
 from runtime.loader import load
-from runtime.machine import CpuInfo, cpu_info
+from runtime.machine import CpuInfo, cpu_info, machine_line
 from runtime.artifacts.signing import TrustedKeyLike
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
@@ -212,7 +212,6 @@ def regressions(
 def format_table(results: Sequence[BenchResult], cpu: CpuInfo | None = None) -> str:
     """The figures, one row per model, and under them the CPU they were measured on
     (``cpu``, default this machine's) with its class: figures compare within one class."""
-    cpu = cpu or cpu_info()
     header = ("model", "size KiB", "load ms", "p50 us", "p90 us", "p99 us", "mean us", "img/s", "peak MiB")
     rows = [header] + [
         (
@@ -231,4 +230,4 @@ def format_table(results: Sequence[BenchResult], cpu: CpuInfo | None = None) -> 
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
-    return "\n".join([*lines, f"CPU class {cpu.cpu_class}: {cpu.model} ({cpu.isa_line})"])
+    return "\n".join([*lines, machine_line(cpu)])

@@ -41,7 +41,7 @@ from runtime.atomic import write_json_atomic
 from runtime.bench.latency import BenchSettings, bench_model, environment
 from runtime.deploy.boards import KIB, budget_for
 from runtime.errors import BudgetError
-from runtime.machine import CpuInfo
+from runtime.machine import CpuInfo, machine_line
 from runtime.artifacts.manifest import contained, load_manifest
 from runtime.checks.parity import ArtifactParity
 from runtime.artifacts.signing import TrustedKey, TrustedKeyLike, load_trusted_key, load_verified_manifest, signature_path
@@ -400,8 +400,7 @@ def format_table(selection: Selection) -> str:
     numeric = {3, 4, 5, 6, 7}
     lines = ["  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
-    cpu = selection.cpu
-    return "\n".join([*lines, f"CPU class {cpu.cpu_class}: {cpu.model} ({cpu.isa_line})"])
+    return "\n".join([*lines, machine_line(selection.cpu)])
 
 
 def _number(value: float) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.machine import FEATURES, CpuInfo, cpu_info, cpu_model, parse_cpuinfo
+from runtime.machine import FEATURES, CpuInfo, cpu_info, cpu_model, machine_line, parse_cpuinfo
 
 SAMPLES = Path(__file__).parent / "cpuinfo"
 CPUINFO = Path("/proc/cpuinfo")
@@ -75,6 +75,19 @@ def test_record_round_trip_and_a_record_from_before_the_isa() -> None:
     old = CpuInfo.from_record({"cpu": "AMD EPYC", "processor": "x86_64", "cpu_count": 2})
     assert old == CpuInfo(model="AMD EPYC", arch="x86-64", isa=None)
     assert old.cpu_class == "x86-64, ISA not recorded"
+
+
+def test_one_machine_line_for_this_machine_a_record_and_a_cpu() -> None:
+    """The line every figure carries: class, model and ISA; the cores where known."""
+    epyc = parse_cpuinfo((SAMPLES / "epyc_avx2.txt").read_text(), "x86_64")
+    assert machine_line(epyc) == "CPU class x86-64 AVX2 (no VNNI): AMD EPYC 7B13 (ISA: fma avx2)"
+    assert machine_line({**epyc.record(), "cpu_count": 4}) == machine_line(epyc) + "; 4 logical cores"
+    # a record from before the ISA was recorded keeps the class it names
+    old = {"cpu": "AMD EPYC", "processor": "x86_64", "cpu_class": "x86-64 AVX2 (no VNNI)"}
+    assert machine_line(old) == "CPU class x86-64 AVX2 (no VNNI): AMD EPYC (ISA not recorded)"
+    here = cpu_info()
+    assert machine_line().startswith(f"CPU class {here.cpu_class}: {here.model} (")
+    assert machine_line().endswith(" logical cores")
 
 
 @pytest.mark.skipif(not CPUINFO.is_file(), reason="needs Linux's /proc/cpuinfo")
