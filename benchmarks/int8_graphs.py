@@ -37,6 +37,7 @@ from cllnn_edge.config import FLOAT_FRONT, INT8_GRAPHS
 from export.formats.registry import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
+from runtime.checks.metrics import disagreement
 from runtime.machine import machine_line
 
 FLOAT_FORMATS = (TFLITE_FP32, ONNX_FP32)
@@ -68,7 +69,7 @@ def disagreements(artifacts: Path) -> dict[str, int]:
 
     manifest = load_manifest(artifacts)
     images = manifest.metadata["data"]["check_images"]
-    return {entry.format: round((1 - entry.details.checks["top1_agreement"].value) * images)
+    return {entry.format: round(disagreement(entry.details.checks["top1_agreement"].value) * images)
             for entry in manifest.artifacts if "top1_agreement" in entry.details.checks}
 
 

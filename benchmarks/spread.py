@@ -33,6 +33,7 @@ from benchmarks.common import say
 from export.formats.registry import TFLITE_FP32, TFLITE_INT8
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
+from runtime.checks.metrics import disagreement
 from runtime.machine import machine_line
 from export.lifeline import child_env, guarded
 
@@ -85,7 +86,7 @@ def run_case(case: Case, seed: int, work: Path) -> dict[str, Any]:
         export_checks = next(a["details"]["checks"] for a in manifest["artifacts"]
                              if a["format"] == result["format"])
         formats[result["format"]] = {
-            "top1_disagreements": round((1 - metrics["top1_agreement"]) * images),
+            "top1_disagreements": round(disagreement(metrics["top1_agreement"]) * images),
             "accuracy_change": round(metrics["accuracy_delta"] * images),
             "max_abs": metrics["max_abs"],
             "parity_passed": result["passed"],

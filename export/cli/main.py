@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from export.pipeline.sign import COMMANDS as SIGNING_COMMANDS
 from export.pipeline.sign import add_commands as add_signing_commands
 from export.report.tables import text_table
+from runtime.checks.metrics import accuracy_drop
 
 if TYPE_CHECKING:
     from cllnn_edge.config import Config
@@ -340,12 +341,12 @@ def format_parity_table(report: ParityReport) -> str:
             r.format,
             f"{r.metrics['max_abs']:.2e}",
             f"{100 * r.metrics['top1_agreement']:.1f}%",
-            f"{100 * r.metrics['accuracy_delta']:+.2f} pt",
+            f"{100 * accuracy_drop(r.metrics):+.2f} pt",
             checks,
             stage,
             r.error_entry_cell,
         ))
-    return text_table(("format", "max abs", "top-1", "acc delta", "checks", "first failing stage",
+    return text_table(("format", "max abs", "top-1", "acc drop", "checks", "first failing stage",
                        "most error enters at"), rows)
 
 

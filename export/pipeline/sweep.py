@@ -34,6 +34,7 @@ from export.errors import ExportError
 from runtime.artifacts.manifest import contained
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.bench.latency import BenchSettings, bench_model
+from runtime.checks.metrics import accuracy_drop, disagreement
 from runtime.errors import EdgeRuntimeError
 from runtime.machine import cpu_info, machine_line
 
@@ -121,7 +122,7 @@ def with_front(rows: Sequence[SweepRow]) -> list[SweepRow]:
     flipped 3 of 1,000 boundary images the right way "gained" 0.3 points and took a place on the
     front by chance; disagreement with the trained model cannot go below zero."""
 
-    points = [(1.0 - r.top1_agreement, r.p50_us, r.size_kib) if r.measured else None for r in rows]
+    points = [(disagreement(r.top1_agreement), r.p50_us, r.size_kib) if r.measured else None for r in rows]
     return [replace(r, on_pareto_front=front) for r, front in zip(rows, pareto_front(points))]
 
 
@@ -239,7 +240,7 @@ def _rows(variants: tuple[Format, ...], report: Any, parity: Any,
             size_kib=round(entry.size / 1024, 1),
             size_pct_fp32=round(100 * entry.size / fp32.size, 1) if fp32 is not None else None,
             top1_agreement=metrics.get("top1_agreement"),
-            accuracy_drop_pt=(0.0 - 100 * metrics["accuracy_delta"]) if "accuracy_delta" in metrics else None,
+            accuracy_drop_pt=100 * accuracy_drop(metrics) if "accuracy" in metrics else None,
             max_abs=metrics.get("max_abs"), main_error_stage=stage.stage if stage is not None else None,
             parity_passed=bool(result is not None and result.passed), p50_us=p50, p99_us=p99,
             error="; ".join(problems) or None,

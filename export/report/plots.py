@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from runtime.atomic import write_bytes_atomic  # noqa: E402
+from runtime.checks.metrics import disagreement  # noqa: E402
 
 DPI = 110
 FLOOR = 1e-9  # the tradeoff plot's lowest error: log axes have no zero
@@ -156,7 +157,7 @@ def pareto_plot(rows: Sequence[dict[str, Any]], machine: str, path: Path) -> str
     largest = max((row["size_kib"] for row in rows), default=1.0) or 1.0
     for rank, row in enumerate(sorted(rows, key=lambda r: r["p50_us"])):  # labels staggered: many share y = 0
         front = row["on_pareto_front"]
-        y = 100 * (1 - row["top1_agreement"])
+        y = 100 * disagreement(row["top1_agreement"])
         axis.scatter(row["p50_us"], y, s=40 + 900 * row["size_kib"] / largest,
                      alpha=0.6 if front else 0.3, color="tab:red" if front else "tab:gray",
                      edgecolors="black" if front else "none", linewidths=1.2)
@@ -166,7 +167,7 @@ def pareto_plot(rows: Sequence[dict[str, Any]], machine: str, path: Path) -> str
                       fontsize=7, arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5})
     front = sorted((r for r in rows if r["on_pareto_front"]), key=lambda r: r["p50_us"])
     if front:
-        axis.plot([r["p50_us"] for r in front], [100 * (1 - r["top1_agreement"]) for r in front], color="tab:red",
+        axis.plot([r["p50_us"] for r in front], [100 * disagreement(r["top1_agreement"]) for r in front], color="tab:red",
                   linewidth=1, linestyle="--", label="Pareto front (disagreement, p50, size)")
         axis.legend(loc="upper right", fontsize=8)
     axis.set_xscale("log")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.artifacts.manifest import CheckRecord
-from runtime.checks.metrics import probability_metrics
+from runtime.checks.metrics import accuracy_drop, probability_metrics
 from runtime.checks.tolerances import Tolerance
 
 
@@ -126,7 +126,7 @@ def compare(
         top1 = metrics["top1_agreement"]
         checks.append(Check("top1_agreement", top1, tolerance.min_top1, ">=", top1 >= tolerance.min_top1))
     if tolerance.max_accuracy_drop is not None and labels is not None:
-        checks.append(_at_most("accuracy_drop", -metrics["accuracy_delta"], tolerance.max_accuracy_drop))
+        checks.append(_at_most("accuracy_drop", accuracy_drop(metrics), tolerance.max_accuracy_drop))
     return Comparison(metrics=metrics, checks=tuple(checks),
                       stages=_stages(reference, stages or {}, tolerance.stage_nrmse))
 

@@ -1,8 +1,11 @@
 """How far an export's probabilities are from the trained model's: one definition for
 the export-time checks (``export.checks.describe``), the parity gate (``export.checks.parity``) and a
-device's check (``runtime.checks.verify``). numpy only."""
+device's check (``runtime.checks.verify``); and the two figures read from them everywhere, the
+accuracy drop (``accuracy_drop``) and the top-1 disagreement (``disagreement``). numpy only."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -31,6 +34,24 @@ def probability_metrics(
             accuracy_delta=accuracy - reference_accuracy,
         )
     return metrics
+
+
+def accuracy_drop(metrics: Mapping[str, float]) -> float:
+    """How much less accurate the file is than the trained model, a fraction of the images (x 100:
+    percentage points): the trained model's accuracy minus the file's. Positive = the file is less
+    accurate than the trained model; negative = more accurate (its rounding flipped more boundary
+    images the right way than the wrong); 0.0, never -0.0, when they are equal.
+
+    ``metrics``: ``probability_metrics``' with labels (``reference_accuracy`` and ``accuracy``).
+    """
+    return metrics["reference_accuracy"] - metrics["accuracy"]
+
+
+def disagreement(top1_agreement: float) -> float:
+    """The share of images whose top-1 class differs from the trained model's (1 - top-1 agreement),
+    from ``probability_metrics``' ``top1_agreement``. Unlike the accuracy drop it cannot go below
+    zero: a file never disagrees with the trained model for the better."""
+    return 1.0 - top1_agreement
 
 
 def accuracy_of(probs: np.ndarray, labels: np.ndarray) -> float:

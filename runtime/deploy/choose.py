@@ -43,6 +43,7 @@ from runtime.deploy.boards import KIB, budget_for
 from runtime.errors import BudgetError
 from runtime.machine import CpuInfo, machine_line
 from runtime.artifacts.manifest import contained, load_manifest
+from runtime.checks.metrics import accuracy_drop
 from runtime.checks.parity import ArtifactParity
 from runtime.artifacts.signing import TrustedKey, TrustedKeyLike, load_trusted_key, load_verified_manifest, signature_path
 from runtime.checks.tolerances import ToleranceConfig
@@ -319,7 +320,7 @@ def candidate_of(result: ArtifactParity, size: int, p50_us: float | None, p99_us
     return Candidate(
         format=result.format, file=result.file, precision=result.precision, size=size,
         verified=result.passed, agreement_pct=100 * metrics["top1_agreement"],
-        accuracy=metrics["accuracy"], accuracy_drop_pp=0.0 - 100 * metrics["accuracy_delta"],  # no -0.0
+        accuracy=metrics["accuracy"], accuracy_drop_pp=100 * accuracy_drop(metrics),
         max_abs=metrics["max_abs"], p50_us=p50_us, p99_us=p99_us, arena_bytes=arena_bytes,
         reason="" if result.passed else "failed verification: " + "; ".join(broken),
     )
