@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.atomic import write_json_atomic
+from runtime.bench.latency import percentile
 
 DEFAULT_WORK = Path("runs/bench")
 QUICK_MODEL = {"conv_filters": [4, 8, 16], "reservoir_dim": 64, "lstm_units": 16}
@@ -88,11 +89,9 @@ def interleaved(
 
 
 def summary(samples: Sequence[float]) -> dict[str, float]:
-    """p50 / p99 / mean of microsecond samples."""
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return {"p50_us": statistics.median(ordered), "p99_us": p99,
-            "mean_us": statistics.fmean(ordered), "calls": len(ordered)}
+    """p50 / p99 (``runtime.bench.latency.percentile``, as every figure) / mean of microsecond samples."""
+    return {"p50_us": percentile(samples, 50), "p99_us": percentile(samples, 99),
+            "mean_us": statistics.fmean(samples), "calls": len(samples)}
 
 
 def one_thread_tensorflow() -> None:
