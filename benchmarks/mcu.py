@@ -31,6 +31,7 @@ import numpy as np
 
 from benchmarks.common import say
 from cllnn_edge.config import BOUNDED, FLOAT_FRONT
+from export.graph.stages import STAGES
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.deploy.boards import BOARDS, KIB, budget_for
@@ -124,7 +125,7 @@ def markdown(rows: list[dict[str, Any]], machine: str) -> str:
         f"{100 * r['keras_test_accuracy']:.1f}%",
         f"{100 * r['tflm_test_accuracy']:.1f}%", f"{r['flash_bytes'] / KIB:,.1f}",
         f"{r['arena_min_bytes'] / KIB:,.1f} / {r['arena_bytes'] / KIB:,.1f}",
-        " / ".join(f"{r['stage_activation_bytes'].get(s, 0) / KIB:,.1f}" for s in ("cnn", "reservoir", "lstm", "head")),
+        " / ".join(f"{r['stage_activation_bytes'].get(s, 0) / KIB:,.1f}" for s in STAGES),
         *("yes" if r["fits"][b.name] else "no" for b in boards),
     ) for r in rows]
     profiles = "; ".join(f"{b.name}: {b.description}, {b.flash_kib:,} KiB flash / {b.ram_kib:,} KiB RAM"

@@ -68,16 +68,9 @@ def trained_reference(trained: keras.Model) -> KerasRunner:
     """The trained model as the reference: its stage outputs, the reservoir and LSTM at the last step."""
     sequence = trained.get_layer(RESERVOIR).output
     last_state = keras.layers.Lambda(lambda s: s[:, -1], name="reservoir_last")(sequence)
-    probe = keras.Model(
-        trained.input,
-        {
-            "cnn": trained.get_layer("flatten").output,
-            "reservoir": last_state,
-            "lstm": trained.get_layer(LSTM).output,
-            PROBABILITIES: trained.get_layer(HEAD).output,
-        },
-        name="cllnn_probe",
-    )
+    outputs = (trained.get_layer("flatten").output, last_state, trained.get_layer(LSTM).output,
+               trained.get_layer(HEAD).output)
+    probe = keras.Model(trained.input, dict(zip(PROBE_OUTPUTS, outputs)), name="cllnn_probe")
     return KerasRunner(probe, f"trained model {trained.name!r}", source=trained)
 
 

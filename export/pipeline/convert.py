@@ -59,6 +59,7 @@ from runtime.deploy.boards import MemoryBudget
 from runtime.artifacts.checkset import CHECK_SET_NAME, CheckSet, write_check_set
 from runtime.checks.compare import Comparison
 from runtime.artifacts.manifest import (
+    LITERT,
     MANIFEST_NAME,
     ArtifactEntry,
     CheckSetRecord,
@@ -333,7 +334,7 @@ def quantization_record(fmt: Format, settings: Calibration | None, graphs: _Grap
         record["calibration"] = settings.to_dict()
     if fmt.recipe is not None:
         record["recipe"] = {"stages": fmt.recipe.to_dict()}
-        if fmt.runtime == "litert":
+        if fmt.runtime == LITERT:
             record["recipe"]["ai_edge_quantizer"] = ai_edge_recipe(fmt.recipe)
     return record
 

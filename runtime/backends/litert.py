@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from runtime.errors import InferenceError, ModelLoadError
-from runtime.artifacts.manifest import ArtifactEntry, TensorSpec
+from runtime.artifacts.manifest import LITERT, ArtifactEntry, TensorSpec
 from runtime.backends.model import RuntimeModel
 from runtime.backends.tflite_check import (
     check_header,
@@ -115,7 +115,7 @@ class LiteRTModel(RuntimeModel):
     """A ``.tflite`` model; ``ops`` lists builtin ops with XNNPACK off, so no DELEGATE node hides them."""
 
     format = "tflite"
-    backend = "litert"
+    backend = LITERT
 
     def __init__(self, path: Path, data: bytes, threads: int | None, entry: ArtifactEntry | None) -> None:
         if not looks_like_tflite(data):

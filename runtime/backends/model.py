@@ -34,7 +34,7 @@ class RuntimeModel(ABC):
     """
 
     format: ClassVar[str]  # "tflite" or "onnx"
-    backend: ClassVar[str]  # "litert", "onnxruntime" or "tflm", as the manifest's ``runtime`` field
+    backend: ClassVar[str]  # one of runtime.artifacts.manifest_schema.BACKENDS, as the manifest's ``runtime`` field
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import InferenceError, ModelLoadError
-from runtime.artifacts.manifest import ArtifactEntry, TensorSpec
+from runtime.artifacts.manifest import ONNXRUNTIME, ArtifactEntry, TensorSpec
 from runtime.backends.model import RuntimeModel
 from runtime.backends.onnx_ops import onnx_external_data, onnx_op_counts
 
@@ -89,7 +89,7 @@ class OnnxRuntimeModel(RuntimeModel):
     """An ``.onnx`` model; ``ops`` counts the main graph's node types, read without ``onnx``."""
 
     format = "onnx"
-    backend = "onnxruntime"
+    backend = ONNXRUNTIME
 
     def __init__(self, path: Path, data: bytes, threads: int | None, entry: ArtifactEntry | None) -> None:
         _refuse_external_data(path, data)

@@ -35,7 +35,7 @@ import numpy as np
 
 from runtime.errors import InferenceError, ModelLoadError
 from runtime.backends.litert import checked_interpreter, output_names, tensor_spec
-from runtime.artifacts.manifest import ArtifactEntry
+from runtime.artifacts.manifest import TFLM, ArtifactEntry
 from runtime.backends.model import RuntimeModel
 from runtime.backends.tflite_check import op_details, tensor_details
 
@@ -163,7 +163,7 @@ class TFLMModel(RuntimeModel):
     """A ``.tflite`` model on TensorFlow Lite Micro's kernels; ``ops`` lists its builtin ops."""
 
     format = "tflite"
-    backend = "tflm"
+    backend = TFLM
 
     def __init__(self, path: Path, data: bytes, entry: ArtifactEntry | None, arena_bytes: int | None = None) -> None:
         name = path.name
