@@ -31,8 +31,9 @@ ROWS = [
 ]
 
 
-def _fixture_rows(tmp_path: Path) -> list[dict]:
-    """The format rows the report builds from the a8fda90 run's bench.json and parity.json (eight formats)."""
+def old_run_report(tmp_path: Path) -> tuple[Path, dict]:
+    """The report rebuilt from the a8fda90 run's files (eight formats; its bench.json and parity.json), in
+    ``tmp_path/run`` (the fixture's files linked there, so only the report's own files are written)."""
     stages = {path.stem: {"key": json.loads(path.read_text())["key"], "ran": False, "seconds": 0.0}
               for path in (FIXTURE / ".stages").glob("*.json")}
     data = {"source": "embedded", "train": 3600, "val": 400, "test": 1000, "image_shape": [28, 28, 1],
@@ -42,7 +43,7 @@ def _fixture_rows(tmp_path: Path) -> list[dict]:
     for name in ("artifacts", "train/history.json", "train/preprocessing.json", "bench.json", "parity.json",
                  "selection.json", "config.toml"):
         (run / name).symlink_to(FIXTURE / name)
-    return write_report(RunLayout(run), stages, data)["formats"]
+    return run, write_report(RunLayout(run), stages, data)
 
 
 def _check_labels(figure, rows: list[dict]) -> None:
@@ -74,7 +75,7 @@ def test_tradeoff_labels_do_not_overlap_and_stay_inside_the_axes(tmp_path: Path)
 
 
 def test_the_plot_of_a_real_runs_eight_formats_has_clear_labels_and_readable_ticks(tmp_path: Path) -> None:
-    rows = _fixture_rows(tmp_path)
+    rows = old_run_report(tmp_path)[1]["formats"]
     assert len(rows) == 8 and len({row["p50_us"] for row in rows}) == 8
     figure = plots.tradeoff_figure(rows)
     _check_labels(figure, rows)
