@@ -8,6 +8,8 @@ directory, so the HTML can point at it.
 from __future__ import annotations
 
 import io
+import itertools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: never look for a display
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 import numpy as np  # noqa: E402
 
 from runtime.atomic import write_bytes_atomic  # noqa: E402
@@ -100,14 +103,16 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
 
     The y axis is the max abs error of the output probabilities against the trained model on a log
     axis: accuracy puts every format at the same height, the error separates float32 (rounding,
-    ~1e-7), float16 and the integer formats by orders of magnitude. Labels are placed by
-    ``place_labels`` so formats of close latency do not write over each other."""
+    ~1e-7), float16 and the integer formats by orders of magnitude. Each label has its marker's
+    colour and is placed by ``place_labels`` clear of the other labels and markers."""
     figure, axis = plt.subplots(figsize=(8.5, 5))
     largest = max((row["size_kib"] for row in rows), default=1.0) or 1.0
     ordered = sorted(rows, key=lambda r: r["p50_us"])
     points = [(row["p50_us"], max(row["max_abs"], FLOOR)) for row in ordered]  # log axes have no zero
-    for row, (x, y) in zip(ordered, points):
-        axis.scatter(x, y, s=40 + 900 * row["size_kib"] / largest, alpha=0.55)
+    areas = [40 + 900 * row["size_kib"] / largest for row in ordered]
+    colours = [f"C{index % 10}" for index in range(len(ordered))]
+    for (x, y), area, colour in zip(points, areas, colours):
+        axis.scatter(x, y, s=area, alpha=0.55, color=colour)
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("p50 latency, batch 1, one thread (microseconds, log scale; from bench)")
@@ -115,36 +120,87 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
     axis.grid(alpha=0.3, which="both")
     axis.set_title("fidelity vs latency (marker area: file size)")
     axis.margins(x=0.3, y=0.15)
-    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 52, not 5.2x10^1
-    axis.xaxis.set_major_formatter(plain)
-    axis.xaxis.set_minor_formatter(plain)
-    place_labels(axis, points, [f"{row['format']} {row['size_kib']:.0f} KiB" for row in ordered])
+    plain_ticks(axis, [x for x, _ in points])
+    place_labels(axis, points, areas, [f"{row['format']} {row['size_kib']:.0f} KiB" for row in ordered], colours)
     return figure
 
 
-# Offsets (points) tried in turn for each label: near the marker first, then further out above and below.
-_OFFSETS = [(dx, dy) for dy in (8, -16, 20, -28, 32, -40, 44, -52, 56, -64) for dx in (10, -90, 40, -130)]
+def plain_ticks(axis: plt.Axes, xs: Sequence[float]) -> None:
+    """Label a log x axis 20, 50, 100 rather than 2x10^1; over a wide range, minor ticks at 2 and 5 only."""
+    wide = max(xs, default=1.0) > 5 * min(xs, default=1.0)  # many minor ticks: their labels would collide
+    axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_plain))
+    axis.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_plain_2_5 if wide else _plain))
 
 
-def place_labels(axis: plt.Axes, points: Sequence[tuple[float, float]], labels: Sequence[str]) -> list[Any]:
-    """Annotate each point with the first offset whose text box overlaps no label placed before it and
-    stays inside the figure (the renderer's own extents, so what is checked is what is drawn); the
-    last offset tried is kept if none is free. Returns the annotations, in the order of ``points``."""
-    figure = axis.figure
-    renderer = figure.canvas.get_renderer()
-    inside, placed, notes = figure.bbox, [], []
-    for (x, y), label in zip(points, labels):
-        for dx, dy in _OFFSETS:
-            note = axis.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7,
-                                 arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5})
+def _plain(value: float, _: Any = None) -> str:
+    """52, not 5.2x10^1."""
+    return f"{value:g}"
+
+
+def _plain_2_5(value: float, _: Any = None) -> str:
+    """A minor tick's label only at 2 and 5 of each decade, so the labels of 60, 70, 80, 90 do not collide."""
+    leading = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
+    return _plain(value) if leading in (2, 5) else ""
+
+
+GAP = 3.0  # points between a marker's edge and its label
+RINGS = 8  # distances tried, each STEP points further out
+STEP = 9.0
+# Directions tried at each distance, with the text alignment that keeps the label on that side.
+_SIDES = ((1, 0, "left", "center"), (-1, 0, "right", "center"), (0, 1, "center", "bottom"),
+          (0, -1, "center", "top"), (1, 1, "left", "bottom"), (1, -1, "left", "top"),
+          (-1, 1, "right", "bottom"), (-1, -1, "right", "top"))
+
+
+def _overlap(first: Bbox, second: Bbox) -> float:
+    """The area two boxes share (0 when they only touch or are apart)."""
+    width = min(first.x1, second.x1) - max(first.x0, second.x0)
+    height = min(first.y1, second.y1) - max(first.y0, second.y0)
+    return max(width, 0.0) * max(height, 0.0)
+
+
+def marker_boxes(axis: plt.Axes, points: Sequence[tuple[float, float]], areas: Sequence[float]) -> list[Bbox]:
+    """Each marker's bounding square in display pixels (``areas`` in points squared, as scatter's ``s``)."""
+    scale = axis.figure.dpi / 72
+    boxes = []
+    for (x, y), area in zip(points, areas):
+        centre_x, centre_y = axis.transData.transform((x, y))
+        radius = math.sqrt(area / math.pi) * scale
+        boxes.append(Bbox.from_extents(centre_x - radius, centre_y - radius, centre_x + radius, centre_y + radius))
+    return boxes
+
+
+def place_labels(axis: plt.Axes, points: Sequence[tuple[float, float]], areas: Sequence[float],
+                 labels: Sequence[str], colours: Sequence[str]) -> list[Any]:
+    """Write each label beside its marker, on the first side and distance (nearest first) where its box,
+    as the renderer draws it, stays inside the axes and overlaps no label placed before it and no marker;
+    when no place is free, the one with the least overlap. Returns the labels, in the order of ``points``."""
+    axis.set_xlim(axis.get_xlim())  # fix the limits (margins included) before measuring anything
+    axis.set_ylim(axis.get_ylim())
+    renderer = axis.figure.canvas.get_renderer()
+    frame, markers = axis.get_window_extent(renderer), marker_boxes(axis, points, areas)
+    placed: list[Bbox] = []
+    notes = []
+    for point, area, label, colour in zip(points, areas, labels, colours):
+        best: tuple[float, Any, Bbox] | None = None
+        for ring, (dx, dy, ha, va) in itertools.product(range(RINGS), _SIDES):
+            reach = math.sqrt(area / math.pi) + GAP + ring * STEP
+            note = axis.annotate(label, point, textcoords="offset points", xytext=(dx * reach, dy * reach),
+                                 ha=ha, va=va, fontsize=7, color=colour)
             box = note.get_window_extent(renderer)
-            fits = (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1)
-            if fits and not any(box.overlaps(other) for other in placed):
-                break
-            if (dx, dy) != _OFFSETS[-1]:
+            cost = (box.width * box.height - _overlap(box, frame)
+                    + sum(_overlap(box, other) for other in (*placed, *markers)))
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, note, box)
+            else:
                 note.remove()
-        placed.append(box)
-        notes.append(note)
+            if cost == 0:
+                break
+        assert best is not None  # _SIDES is not empty
+        placed.append(best[2])
+        notes.append(best[1])
     return notes
 
 
@@ -155,20 +211,19 @@ def pareto_plot(rows: Sequence[dict[str, Any]], machine: str, path: Path) -> str
     order, so the variants worth choosing between stand out from those another beats."""
     figure, axis = plt.subplots(figsize=(8.5, 5))
     largest = max((row["size_kib"] for row in rows), default=1.0) or 1.0
-    for rank, row in enumerate(sorted(rows, key=lambda r: r["p50_us"])):  # labels staggered: many share y = 0
+    ordered = sorted(rows, key=lambda r: r["p50_us"])
+    points = [(row["p50_us"], 100 * disagreement(row["top1_agreement"])) for row in ordered]
+    areas = [40 + 900 * row["size_kib"] / largest for row in ordered]
+    for row, (x, y), area in zip(ordered, points, areas):
         front = row["on_pareto_front"]
-        y = 100 * disagreement(row["top1_agreement"])
-        axis.scatter(row["p50_us"], y, s=40 + 900 * row["size_kib"] / largest,
-                     alpha=0.6 if front else 0.3, color="tab:red" if front else "tab:gray",
+        axis.scatter(x, y, s=area, alpha=0.6 if front else 0.3, color="tab:red" if front else "tab:gray",
                      edgecolors="black" if front else "none", linewidths=1.2)
-        label = (f"{row['name']}\n{row['size_kib']:.0f} KiB, {row['accuracy_drop_pt']:+.2f} pt"
-                 + ("" if row["parity_passed"] else " (parity FAILED)"))
-        axis.annotate(label, (row["p50_us"], y), textcoords="offset points", xytext=(6, 8 + 20 * (rank % 5)),
-                      fontsize=7, arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5})
-    front = sorted((r for r in rows if r["on_pareto_front"]), key=lambda r: r["p50_us"])
+    labels = [f"{row['name']}\n{row['size_kib']:.0f} KiB, {row['accuracy_drop_pt']:+.2f} pt"
+              + ("" if row["parity_passed"] else " (parity FAILED)") for row in ordered]
+    front = [(x, y) for row, (x, y) in zip(ordered, points) if row["on_pareto_front"]]
     if front:
-        axis.plot([r["p50_us"] for r in front], [100 * disagreement(r["top1_agreement"]) for r in front], color="tab:red",
-                  linewidth=1, linestyle="--", label="Pareto front (disagreement, p50, size)")
+        axis.plot(*zip(*front), color="tab:red", linewidth=1, linestyle="--",
+                  label="Pareto front (disagreement, p50, size)")
         axis.legend(loc="upper right", fontsize=8)
     axis.set_xscale("log")
     axis.set_xlabel("p50 latency, batch 1, one thread (microseconds, log scale)")
@@ -177,4 +232,6 @@ def pareto_plot(rows: Sequence[dict[str, Any]], machine: str, path: Path) -> str
     axis.grid(alpha=0.3, which="both")
     axis.set_title(f"precision sweep (marker area: file size)\n{machine}", fontsize=9)
     axis.margins(x=0.25, y=0.3)
+    plain_ticks(axis, [x for x, _ in points])
+    place_labels(axis, points, areas, labels, ["black" if row["on_pareto_front"] else "0.35" for row in ordered])
     return save_png(figure, path)

@@ -13,6 +13,7 @@ import pytest
 
 from export.report.build import html_page
 from tests.export.test_report import _parity, _report
+from tests.export.test_report_plots import old_run_report
 
 # Inside the report: its widths, sent to the frame around it (postMessage crosses file:// origins).
 MEASURE = """<script>
@@ -25,7 +26,7 @@ window.addEventListener("load", function () {
 # Around it: a frame of the width under test (headless Chromium's own window is at least 500 px wide),
 # which writes what the report measured into its DOM for --dump-dom.
 FRAME = """<!DOCTYPE html><html><body style="margin:0">
-<iframe src="report.html" style="width:{width}px;height:900px;border:0"></iframe>
+<iframe src="{page}" style="width:{width}px;height:900px;border:0"></iframe>
 <script>window.addEventListener("message", function (e) {{
   var m = document.createElement("p"); m.textContent = e.data; document.body.appendChild(m); }});</script>
 </body></html>"""
@@ -38,14 +39,11 @@ def _browser() -> str:
     return browser
 
 
-@pytest.mark.parametrize("width", [1280, 390])
-def test_the_page_body_does_not_scroll_sideways(tmp_path: Path, width: int) -> None:
-    report = _report(_parity("reservoir"))
-    report["stages"]["parity"]["key"] = "k" * 120  # a long unbroken key, as real runs have
-    page = tmp_path / "report.html"
-    page.write_text(html_page(report).replace("</body>", MEASURE))
-    frame = tmp_path / "frame.html"
-    frame.write_text(FRAME.format(width=width))
+def _measure(page: Path, width: int) -> tuple[int, int, int]:
+    """The page's scroll width, its body's and the window's, in a frame ``width`` px wide (headless Chromium)."""
+    page.write_text(page.read_text().replace("</body>", MEASURE))
+    frame = page.parent / "frame.html"
+    frame.write_text(FRAME.format(width=width, page=page.name))
     with tempfile.TemporaryDirectory() as profile:
         done = subprocess.run(
             [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -56,5 +54,23 @@ def test_the_page_body_does_not_scroll_sideways(tmp_path: Path, width: int) -> N
     found = re.search(r"scroll=(\d+) body=(\d+) window=(\d+)", done.stdout)
     assert found is not None, done.stdout[-2000:]
     scroll, body, window = map(int, found.groups())
+    return scroll, body, window
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_page_body_does_not_scroll_sideways(tmp_path: Path, width: int) -> None:
+    report = _report(_parity("reservoir"))
+    report["stages"]["parity"]["key"] = "k" * 120  # a long unbroken key, as real runs have
+    page = tmp_path / "report.html"
+    page.write_text(html_page(report))
+    scroll, body, window = _measure(page, width)
     assert window == width
-    assert body <= window and scroll <= window, found.group(0)
+    assert body <= window and scroll <= window, (scroll, body, window)
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_a_real_runs_report_with_its_plots_does_not_scroll_sideways(tmp_path: Path, width: int) -> None:
+    run, _ = old_run_report(tmp_path)
+    scroll, body, window = _measure(run / "report.html", width)
+    assert window == width
+    assert body <= window and scroll <= window, (scroll, body, window)
