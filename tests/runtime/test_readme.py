@@ -16,7 +16,8 @@ DEVICE_PAGE = ROOT / "docs" / "device.md"
 
 def _device_example() -> str:
     text = DEVICE_PAGE.read_text()
-    match = re.search(r"<!-- device-example[^>]*-->\s*```python\n(.*?)```", text, re.S)
+    marker = re.escape("<!-- run by: tests/runtime/test_readme.py::test_readme_device_example_runs -->")
+    match = re.search(marker + r"\s*```python\n(.*?)```", text, re.S)
     assert match, "docs/device.md lost its device example"
     return match.group(1)
 
