@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from cllnn_edge.config import Config
+from export.formats.registry import FORMATS
 from tests.runtime.conftest import TinyModels, tiny  # noqa: F401  (the session fixture, used below)
 from tests.runtime.helpers import write_artifacts
 
@@ -244,6 +245,8 @@ def test_the_configuration_reference_is_a_config_the_toolkit_accepts_with_its_de
     assert shown["export"].pop("calibration") == {"onnx-int8": {"method": "minmax", "images": 200}}
     defaults["export"].pop("calibration")
     assert shown == defaults
+    listed = set(re.findall(r"\b(?:tflite|onnx|tflm)-[a-z0-9]+\b", block.group(1).split("[export]")[1]))
+    assert listed >= set(FORMATS), f"formats the reference does not name: {sorted(set(FORMATS) - listed)}"
 
 
 # A measured figure: a number with a unit of time, size, share or ratio (tolerances, limits and example messages

@@ -11,7 +11,7 @@ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; margin-top: 1.6
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em;
         display: block; max-width: 100%; overflow-x: auto; }  /* a wide table scrolls, not the page */
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; overflow-wrap: normal; }
-th { background: #f3f3f3; }
+th { background: #f3f3f3; } td:first-child { white-space: nowrap; }  /* tflite-fp32, not tflite- / fp32 */
 figure { margin: 0.8em 0; display: inline-block; max-width: 100%; } img { max-width: 100%; height: auto; }
 figcaption, .note { color: #555; font-size: 0.85em; }
 .verdict { font-size: 1.2em; padding: 0.4em 0.8em; border-radius: 4px; display: inline-block; max-width: 100%;
@@ -19,6 +19,8 @@ figcaption, .note { color: #555; font-size: 0.85em; }
 .pass { background: #e3f4e3; } .fail { background: #f8dddd; }
 .row { display: flex; flex-wrap: wrap; gap: 1em; }
 code { font-size: 0.9em; }
+@media (max-width: 700px) { th, td { min-width: 5.5em; } td:last-child { min-width: 16em; } }  /* a phone scrolls
+   a wide table rather than squeeze its columns (the last is often a sentence: a reason, a stage) */
 """
 
 IMAGE_CHECK = """
