@@ -20,7 +20,7 @@ from typing import Any
 from export.errors import EXIT_OK, EXIT_USAGE
 from runtime.artifacts.signing import generate_keys, sign_artifacts
 
-COMMANDS = ("keygen", "sign")  # cllnn-export runs them without importing cllnn_edge (TensorFlow)
+COMMANDS = ("keygen", "sign")  # cllnn-export runs them without a plan and without loading TensorFlow
 
 
 def add_commands(commands: Any) -> None:
