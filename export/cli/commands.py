@@ -31,10 +31,10 @@ def _print(line: str) -> None:
 
 
 def run_train(plan: Plan, args: argparse.Namespace) -> int:
-    cfg, source = plan.config, plan.data or "embedded"
-    splits = data_for(cfg, source)
+    cfg = plan.config
+    splits = data_for(cfg, plan.source)
     counts = splits.summary()
-    _print(f"data: {source}: train {counts['train']}, val {counts['val']}, test {counts['test']}")
+    _print(f"data: {plan.source}: train {counts['train']}, val {counts['val']}, test {counts['test']}")
     result = train(cfg, splits, plan.out, progress=_print, strategy=plan.strategy_name)
     final = result.history["final"]
     timing = result.history["timing"]

@@ -33,6 +33,7 @@ from runtime.outputs import check_output_dir, check_output_file
 
 TRAINING_COMMANDS = ("train", "run")  # they train: the model must fit in this machine's memory
 SWEEP = "sweep"  # its formats are its variants (``--variants``), not ``[export] formats``
+DEFAULT_DATA = "embedded"  # the data source of a training plan that names none
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class Plan:
         if self.out is None:
             raise ConfigError(f"{self.command}: the plan has no output directory")
         return RunLayout(self.out)
+
+    @property
+    def source(self) -> str:
+        """The data source to load: the one given, else ``DEFAULT_DATA``."""
+        return self.data or DEFAULT_DATA
 
     @property
     def strategy_name(self) -> str:

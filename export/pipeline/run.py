@@ -72,7 +72,6 @@ from runtime.errors import EdgeRuntimeError, ManifestError
 from runtime.machine import cpu_info
 
 Progress = Callable[[str], None]
-DEFAULT_DATA = "embedded"  # the data source of a plan that names none
 BENCH_BATCHES = (1, 64)
 BENCH_RUNS = {1: 200, 64: 20}  # timed calls per batch size
 SELECT_SETTINGS = {"batch": 1, "threads": 1, "warmup": 10, "runs": BENCH_RUNS[1]}  # as bench's batch 1
@@ -95,10 +94,6 @@ class Work:
     @property
     def layout(self) -> RunLayout:
         return self.plan.layout
-
-    @property
-    def source(self) -> str:
-        return self.plan.data or DEFAULT_DATA
 
     @functools.cached_property
     def reference(self) -> KerasRunner:
@@ -147,7 +142,7 @@ def run_pipeline(plan: Plan, *, force: bool = False, sweep: bool = False,
     (``export.pipeline.sweep``, default variants, into ``sweep/``). The plan's strategy is how the
     train stage trains; the trained model does not depend on it beyond noise, so no key holds it."""
     layout, cfg = plan.layout, plan.config
-    source = plan.data or DEFAULT_DATA
+    source = plan.source
     data_set = data_for(cfg, source)  # everything else was checked when the plan was made
     layout.root.mkdir(parents=True, exist_ok=True)
     state = RunState(layout)
@@ -274,7 +269,7 @@ def _convert(work: Work) -> str:
 
 def _parity(work: Work) -> str:
     layout = work.layout
-    report = run_parity(layout.model, layout.artifacts, data=work.source, splits=work.splits,
+    report = run_parity(layout.model, layout.artifacts, data=work.plan.source, splits=work.splits,
                         reference=work.reference, tolerances=work.cfg.tolerances, progress=work.progress)
     report.save_json(layout.parity_json)
     report.save_junit(layout.parity_junit)
@@ -305,9 +300,9 @@ def _bench(work: Work) -> str:
 
 def _sweep(work: Work) -> str:
     layout, plan = work.layout, work.plan
-    command = ["cllnn-export", "sweep", str(layout.model), "--out", str(layout.sweep), "--data", work.source]
+    command = ["cllnn-export", "sweep", str(layout.model), "--out", str(layout.sweep), "--data", work.plan.source]
     command += ["--config", str(plan.config_file)] if plan.config_file is not None else []
-    result = sweep_variants(layout.model, layout.sweep, work.cfg, data=work.source, splits=work.splits,
+    result = sweep_variants(layout.model, layout.sweep, work.cfg, data=work.plan.source, splits=work.splits,
                             reference=work.reference, command=shlex.join(command), progress=work.progress)
     front = [r.name for r in result.rows if r.on_pareto_front]
     return f"{len(result.rows)} variants; Pareto front: {', '.join(front) or 'none'}"
