@@ -2,25 +2,33 @@
 
 Defaults are the seed's (``shared/seed/CLLNN.md``). Every value is validated
 when the dataclass is built, so a bad TOML file fails before any training and
-the error names the offending field. ``to_dict`` output is echoed into every
-report and manifest.
+the error names the offending field (the checks of single values are
+``cllnn_edge.config_values``). ``to_dict`` output is echoed into every report
+and manifest.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
+from cllnn_edge.config_values import (
+    calibration_table,
+    checked_image_shape,
+    gib,
+    require_int,
+    require_number,
+    require_positive_int,
+)
 from cllnn_edge.errors import ConfigError
 from runtime.errors import ToleranceError
 from runtime.checks.tolerances import ToleranceConfig
@@ -45,6 +53,8 @@ _T = TypeVar("_T")
 class ModelConfig:
     """Architecture of the CLLNN: Conv/Pool stack -> reservoir RNN -> LSTM -> softmax."""
 
+    SECTION: ClassVar[str] = "model"
+
     reservoir_dim: int = 512
     spectral_radius: float = 0.9
     leak_rate: float = 0.2
@@ -59,11 +69,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("reservoir_dim", "lstm_units", "output_dim", "sequence_length"):
-            _require_positive_int(self, name)
+            require_positive_int(self, name)
         if self.output_dim < 2:
             raise ConfigError(f"model.output_dim must be >= 2 classes, got {self.output_dim}")
-        _check_image_shape(self)
-        _require_int(self, "seed")
+        object.__setattr__(self, "image_shape", checked_image_shape(self.image_shape, CHANNELS))
+        require_int(self, "seed")
         if self.seed < 0:
             raise ConfigError(f"model.seed must be >= 0, got {self.seed}")
         filters = self.conv_filters
@@ -86,10 +96,10 @@ class ModelConfig:
                 f"model.conv_filters has {len(filters)} conv/pool stages; a {height}x{width} image "
                 f"allows at most {allowed} (each 2x2 pool halves the side)"
             )
-        _require_number(self, "spectral_radius")
+        require_number(self, "spectral_radius")
         if not self.spectral_radius > 0:
             raise ConfigError(f"model.spectral_radius must be > 0, got {self.spectral_radius}")
-        _require_number(self, "leak_rate")
+        require_number(self, "leak_rate")
         if not 0 < self.leak_rate <= 1:
             raise ConfigError(f"model.leak_rate must be in (0, 1], got {self.leak_rate}")
         if self.flat_features % self.sequence_length:
@@ -101,8 +111,8 @@ class ModelConfig:
         if self.weight_bytes > MAX_WEIGHT_BYTES:
             raise ConfigError(
                 f"model is too large: reservoir_dim {self.reservoir_dim}, lstm_units {self.lstm_units} and "
-                f"conv_filters {list(filters)} make {_gib(self.weight_bytes)} of float32 weights; the limit is "
-                f"{_gib(MAX_WEIGHT_BYTES)} (the most a TFLite FlatBuffer or an ONNX protobuf holds)"
+                f"conv_filters {list(filters)} make {gib(self.weight_bytes)} of float32 weights; the limit is "
+                f"{gib(MAX_WEIGHT_BYTES)} (the most a TFLite FlatBuffer or an ONNX protobuf holds)"
             )
 
     @property
@@ -154,6 +164,8 @@ class TrainConfig:
     """Training hyperparameters; the learning-rate schedule follows the seed's log
     (1e-3 -> 1e-4 -> 1e-5 when validation loss stops improving)."""
 
+    SECTION: ClassVar[str] = "train"
+
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -165,19 +177,19 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            _require_positive_int(self, name)
-        _require_int(self, "split_seed")
-        _require_int(self, "lr_reduce_patience")
+            require_positive_int(self, name)
+        require_int(self, "split_seed")
+        require_int(self, "lr_reduce_patience")
         if self.lr_reduce_patience < 0:
             raise ConfigError(
                 f"train.lr_reduce_patience must be >= 0, got {self.lr_reduce_patience}"
             )
         for name in ("learning_rate", "min_learning_rate"):
-            _require_number(self, name)
+            require_number(self, name)
             if not getattr(self, name) > 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
         for name in ("validation_fraction", "lr_reduce_factor"):
-            _require_number(self, name)
+            require_number(self, name)
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be in (0, 1), got {getattr(self, name)}")
         if self.min_learning_rate > self.learning_rate:
@@ -190,6 +202,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class ExportConfig:
     """How ``cllnn-export convert`` builds and checks the deployable files."""
+
+    SECTION: ClassVar[str] = "export"
 
     # Names from the format registry (export.formats.registry), or ["all"]; checked where they are used.
     formats: tuple[str, ...] = ("all",)
@@ -238,17 +252,17 @@ class ExportConfig:
         ):
             raise ConfigError(f"export.formats must be a non-empty list of names, got {self.formats!r}")
         for name in ("calibration_size", "check_size", "check_set_size"):
-            _require_positive_int(self, name)
-        _require_int(self, "workers")
+            require_positive_int(self, name)
+        require_int(self, "workers")
         for name in ("flash_kib", "ram_kib"):
-            _require_int(self, name)
+            require_int(self, name)
             if getattr(self, name) < 0:
                 raise ConfigError(f"export.{name} must be >= 0 (0: not limited), got {getattr(self, name)}")
         if not isinstance(self.board, str):
             raise ConfigError(f"export.board must be a board's name, got {self.board!r}")
         if self.workers < 0:
             raise ConfigError(f"export.workers must be >= 0 (0: one per CPU core), got {self.workers}")
-        _require_int(self, "onnx_opset")
+        require_int(self, "onnx_opset")
         if not 13 <= self.onnx_opset <= 18:
             raise ConfigError(f"export.onnx_opset must be in 13..18 (tf2onnx 1.17), got {self.onnx_opset}")
         if not isinstance(self.onnx_per_channel, bool):
@@ -263,7 +277,7 @@ class ExportConfig:
         if not isinstance(self.calibration, Mapping):
             raise ConfigError(f"export.calibration must be a table of [export.calibration.<format>], "
                               f"got {self.calibration!r}")
-        object.__setattr__(self, "calibration", {name: _calibration_table(name, table)
+        object.__setattr__(self, "calibration", {name: calibration_table(name, table)
                                                  for name, table in self.calibration.items()})
 
 
@@ -328,8 +342,8 @@ def check_fits_in_memory(model: ModelConfig) -> None:
     needed = TRAINING_COPIES * model.weight_bytes
     if available is not None and needed > available:
         raise ConfigError(
-            f"model is too large for this machine: training holds its {_gib(model.weight_bytes)} of float32 "
-            f"weights about {TRAINING_COPIES} times ({_gib(needed)}), and {_gib(available)} of memory is "
+            f"model is too large for this machine: training holds its {gib(model.weight_bytes)} of float32 "
+            f"weights about {TRAINING_COPIES} times ({gib(needed)}), and {gib(available)} of memory is "
             f"available; reduce model.reservoir_dim ({model.reservoir_dim}) or model.lstm_units "
             f"({model.lstm_units})"
         )
@@ -350,23 +364,6 @@ def conv_stages_allowed(image_shape: tuple[int, ...]) -> int:
     """The most conv/pool stages an image of ``image_shape`` (H, W, C) allows: each 2x2 pool
     floors the side's half, and a side must stay >= 1 (28 allows 4, 8 allows 3)."""
     return min(image_shape[:2]).bit_length() - 1
-
-
-def _check_image_shape(model: ModelConfig) -> None:
-    """(height, width, channels): positive sides, 1 or 3 channels; a list from TOML becomes a tuple."""
-    shape = model.image_shape
-    if isinstance(shape, list):
-        shape = tuple(shape)
-        object.__setattr__(model, "image_shape", shape)
-    if (not isinstance(shape, tuple) or len(shape) != 3
-            or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in shape)):
-        raise ConfigError(f"model.image_shape must be [height, width, channels] of positive integers, got {shape!r}")
-    if shape[2] not in CHANNELS:
-        raise ConfigError(f"model.image_shape: images must have 1 (grey) or 3 (RGB) channels, got {shape[2]}")
-
-
-def _gib(size: int) -> str:
-    return f"{size / 1024**3:,.2f} GiB"
 
 
 def _section_types() -> dict[str, type]:
@@ -399,45 +396,3 @@ def _section_from_dict(section_type: type[_T], name: str, values: Any) -> _T:
     if unknown:
         raise ConfigError(f"unknown key(s) in [{name}]: {unknown}; known: {sorted(known)}")
     return section_type(**values)
-
-
-def _calibration_table(name: str, table: Any) -> dict[str, Any]:
-    """One ``[export.calibration.<format>]`` table: a method name and / or a positive image count."""
-    where = f"[export.calibration.{name}]"
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where} must be a table (method, images), got {table!r}")
-    unknown = sorted(set(table) - {"method", "images"})
-    if unknown:
-        raise ConfigError(f"unknown key(s) in {where}: {unknown}; known: ['images', 'method']")
-    if "method" in table and not isinstance(table["method"], str):
-        raise ConfigError(f"{where} method must be a name, got {table['method']!r}")
-    images = table.get("images", 1)
-    if isinstance(images, bool) or not isinstance(images, int) or images <= 0:
-        raise ConfigError(f"{where} images must be a positive integer, got {images!r}")
-    return dict(table)
-
-
-def _section_name(obj: object) -> str:
-    return next(name for name, kind in _section_types().items() if isinstance(obj, kind))
-
-
-def _require_int(obj: object, name: str) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(
-            f"{_section_name(obj)}.{name} must be an integer, got {value!r} ({type(value).__name__})"
-        )
-
-
-def _require_positive_int(obj: object, name: str) -> None:
-    _require_int(obj, name)
-    if getattr(obj, name) <= 0:
-        raise ConfigError(f"{_section_name(obj)}.{name} must be > 0, got {getattr(obj, name)}")
-
-
-def _require_number(obj: object, name: str) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(
-            f"{_section_name(obj)}.{name} must be a finite number, got {value!r}"
-        )

@@ -14,9 +14,9 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "code_shape.py"
 
 # Ceilings measured on this commit's tree; lower them as the code gets there, never raise them.
-MAX_FILE_LINES = 475
-MAX_FUNCTION_LINES = 160
-MAX_FUNCTION_LEVEL_IMPORTS = 164
+MAX_FILE_LINES = 462
+MAX_FUNCTION_LINES = 105
+MAX_FUNCTION_LEVEL_IMPORTS = 132
 
 
 @pytest.fixture(scope="module")

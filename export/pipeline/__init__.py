@@ -1,6 +1,8 @@
-"""The jobs: ``convert`` (model.keras -> checked files + manifest), ``sweep`` (many precision variants),
-``run`` (data -> train -> convert -> parity -> bench -> select -> report, resumable) and ``sign``
-(``cllnn-export keygen`` / ``sign``). Every path of a run directory is ``export.layout``.
+"""The jobs, each taking its resolved plan (``plan``: config, formats, recipe, budget, strategy and
+output directory, checked once before any work): ``convert`` (model.keras -> checked files +
+manifest), ``sweep`` (many precision variants; ``variants``: what a sweep is asked, readable without
+TensorFlow), ``run`` (data -> train -> convert -> parity -> bench -> select -> report, resumable) and
+``sign`` (``cllnn-export keygen`` / ``sign``). Every path of a run directory is ``export.layout``.
 
 May import: ``export.graph``, ``export.formats``, ``export.checks``, ``export.report``, ``cllnn_edge``, ``runtime``.
 """

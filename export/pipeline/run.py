@@ -19,8 +19,12 @@ keys only as its version: after editing it, use ``force``. A
 stage's record is written only after its outputs are complete, and every output
 is written atomically, so a failing stage leaves the earlier ones intact.
 
-The layout of ``out`` is ``export.layout.RunLayout``. The data is loaded once and the
-trained model's reference outputs computed once per image set, for every stage.
+The run takes a resolved plan (``export.pipeline.plan``: config, formats, output layout, strategy,
+all checked before any work). The layout of its directory is ``export.layout.RunLayout``. The stages
+are listed in one place (``_stages``), each a function of the shared ``Work``: the data is loaded once
+and the trained model's reference outputs computed once per image set, for every stage. A stage that
+fails keeps the error's meaning (``export.errors.exit_code_of``): bad input stays what it is (exit 2),
+a failed step becomes a ``StageError`` (exit 1).
 
 The data enters the keys by its content (``Splits.fingerprint``, or for a shard
 directory ``ShardedData.fingerprint``, its files' bytes), not its name, and every key
@@ -34,21 +38,38 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shlex
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cllnn_edge.config import Config
+from cllnn_edge.data import Splits
 from cllnn_edge.errors import CllnnError
+from cllnn_edge.model import load_trained
+from cllnn_edge.shards import ShardedData
+from cllnn_edge.sources import data_for, with_images_of
+from cllnn_edge.train import train
+from cllnn_edge.versions import library_versions
+from export.checks.parity import run_parity
+from export.errors import EXIT_USAGE, StageError, exit_code_of
+from export.graph.reference import KerasRunner, trained_reference
 from export.layout import RunLayout
+from export.pipeline.convert import convert
+from export.pipeline.plan import Plan
+from export.pipeline.sweep import sweep as sweep_variants
+from export.pipeline.variants import BENCH_RUNS as SWEEP_RUNS
+from export.report.build import write_report
+from runtime.artifacts.manifest import contained, load_manifest, sha256_file
 from runtime.atomic import write_json_atomic
-
-if TYPE_CHECKING:
-    from cllnn_edge.data import Splits
-    from cllnn_edge.shards import ShardedData
-    from export.graph.reference import KerasRunner
+from runtime.bench.latency import BenchSettings, bench_model, environment
+from runtime.deploy.choose import Budget, select
+from runtime.deploy.directory import write_deploy
+from runtime.errors import EdgeRuntimeError, ManifestError
+from runtime.machine import cpu_info
 
 Progress = Callable[[str], None]
 BENCH_BATCHES = (1, 64)
@@ -56,8 +77,27 @@ BENCH_RUNS = {1: 200, 64: 20}  # timed calls per batch size
 SELECT_SETTINGS = {"batch": 1, "threads": 1, "warmup": 10, "runs": BENCH_RUNS[1]}  # as bench's batch 1
 
 
-class StageError(CllnnError):
-    """A stage of the run failed; earlier stages' results are kept."""
+@dataclass
+class Work:
+    """What the stages share: the plan, the data loaded once, the trained model's runner loaded on
+    first use (after the train stage) and shared by the stages after it."""
+
+    plan: Plan
+    data_set: Splits | ShardedData  # a shard directory stays on disk: training streams it
+    splits: Splits  # what export and parity hold: the first images of each split
+    progress: Progress
+
+    @property
+    def cfg(self) -> Config:
+        return self.plan.config
+
+    @property
+    def layout(self) -> RunLayout:
+        return self.plan.layout
+
+    @functools.cached_property
+    def reference(self) -> KerasRunner:
+        return trained_reference(load_trained(self.layout.model))
 
 
 @dataclass(frozen=True)
@@ -67,7 +107,7 @@ class Stage:
     name: str
     key: str  # hash of everything its result depends on
     outputs: tuple[Path, ...]  # files or directories, present when it completed; every file in them checksummed
-    action: Callable[[], str]  # does the work; returns a one-line summary
+    action: Callable[[Work], str]  # does the work; returns a one-line summary
     reads: str | None = None  # the stage whose outputs it reads: it runs again when that one ran
 
 
@@ -95,89 +135,55 @@ def stage_key(name: str, *parts: Any) -> str:
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
-def run_pipeline(
-    cfg: Config,
-    out: str | Path,
-    *,
-    data: str = "embedded",
-    force: bool = False,
-    sweep: bool = False,
-    config_file: str | Path | None = None,
-    progress: Progress = lambda line: None,
-    strategy: str = "one-device",
-) -> RunState:
-    """Run every stage that is not already done with the same inputs, then write the report;
-    ``sweep``: the precision sweep too (``export.pipeline.sweep``, default variants, into ``sweep/``).
-    ``config_file``: the TOML file ``cfg`` came from, for the sweep's reproduce command.
-    ``strategy``: how the train stage trains (``cllnn_edge.train.train``); the trained model does not
-    depend on it beyond noise, so it is not part of the stage's key."""
-    from cllnn_edge.config import check_fits_in_memory
-    from cllnn_edge.sources import data_for, with_images_of
-    from cllnn_edge.versions import library_versions
-    from export.formats.registry import parse_formats
-    from runtime.outputs import check_output_dir
-
-    # everything that can be checked before the work is, and nothing is created until it passed
-    parse_formats(cfg.export.formats)
-    check_fits_in_memory(cfg.model)
-    layout = RunLayout(check_output_dir(Path(out)))
-    data_set = data_for(cfg, data)  # a shard directory stays on disk: training streams it
+def run_pipeline(plan: Plan, *, force: bool = False, sweep: bool = False,
+                 progress: Progress = lambda line: None) -> RunState:
+    """Run every stage of ``plan`` (a ``run`` plan: its ``out`` holds the run) that is not already done
+    with the same inputs, then write the report; ``sweep``: the precision sweep too
+    (``export.pipeline.sweep``, default variants, into ``sweep/``). The plan's strategy is how the
+    train stage trains; the trained model does not depend on it beyond noise, so no key holds it."""
+    layout, cfg = plan.layout, plan.config
+    source = plan.source
+    data_set = data_for(cfg, source)  # everything else was checked when the plan was made
     layout.root.mkdir(parents=True, exist_ok=True)
     state = RunState(layout)
     data_summary = {**data_set.summary(), "fingerprint": data_set.fingerprint()}
-    progress(f"data: {data}: train {data_summary['train']}, val {data_summary['val']}, "
+    progress(f"data: {source}: train {data_summary['train']}, val {data_summary['val']}, "
              f"test {data_summary['test']} (fingerprint {data_summary['fingerprint'][:12]})")
-    sections, versions = cfg.to_dict(), library_versions()
-    reference = _reference_of(layout)
-    train_key = stage_key("train", sections["model"], sections["train"], data_summary["fingerprint"],
-                          versions)
-    convert_key = stage_key("convert", train_key, sections["export"])
-    splits = with_images_of(data_set, cfg)  # what export and parity hold: the first images of each split
-    stages = (
-        Stage("train", train_key, (layout.train_dir,), lambda: _train(cfg, data_set, layout, progress, strategy)),
-        Stage("convert", convert_key, (layout.artifacts, layout.manifest),
-              lambda: _convert(cfg, splits, reference(), layout, progress), reads="train"),
-        Stage("parity", stage_key("parity", convert_key, sections["tolerances"]),
-              (layout.parity_json, layout.parity_junit),
-              lambda: _parity(cfg, data, splits, reference(), layout, progress), reads="convert"),
-        Stage("bench", stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS), (layout.bench,),
-              lambda: _bench(layout, progress), reads="convert"),
-        # the choice is this machine's: its CPU enters the key; deploy/ is absent when nothing fits,
-        # so such a stage runs again each time (it takes seconds)
-        Stage("select", stage_key("select", convert_key, sections["tolerances"], SELECT_SETTINGS,
-                                  _machine()), (layout.selection, layout.deploy, layout.deploy_selection),
-              lambda: _select(cfg, layout, progress), reads="convert"),
-    )
-    if sweep:  # last: the main files are checked and chosen whatever the sweep finds
-        from export.pipeline.sweep import BENCH_RUNS as SWEEP_RUNS
-
-        stages += (Stage("sweep", stage_key("sweep", convert_key, sections["tolerances"], SWEEP_RUNS, _machine()),
-                         (layout.sweep,), lambda: _sweep(cfg, data, splits, reference(), layout, config_file, progress),
-                         reads="train"),)
-    for stage in stages:
-        _run_stage(stage, state, force, progress)
+    work = Work(plan, data_set, with_images_of(data_set, cfg), progress)
+    for stage in _stages(cfg, layout, data_summary["fingerprint"], sweep=sweep):
+        _run_stage(stage, work, state, force)
     started = time.perf_counter()
-    from export.report.build import write_report
-
     write_report(layout, state.stages, data_summary)
     progress(f"report: done in {time.perf_counter() - started:.1f} s: {layout.report_html}")
     return state
 
 
-def _reference_of(layout: RunLayout) -> Callable[[], KerasRunner]:
-    """The trained model's reference runner, loaded on first use and shared by the stages after."""
+def _stages(cfg: Config, layout: RunLayout, fingerprint: str, *, sweep: bool) -> tuple[Stage, ...]:
+    """The run's stages in order, each keyed by what its result depends on."""
+    sections, versions = cfg.to_dict(), library_versions()
+    tolerances = sections["tolerances"]
+    train_key = stage_key("train", sections["model"], sections["train"], fingerprint, versions)
+    convert_key = stage_key("convert", train_key, sections["export"])
+    stages = [
+        Stage("train", train_key, (layout.train_dir,), _train),
+        Stage("convert", convert_key, (layout.artifacts, layout.manifest), _convert, reads="train"),
+        Stage("parity", stage_key("parity", convert_key, tolerances), (layout.parity_json, layout.parity_junit),
+              _parity, reads="convert"),
+        Stage("bench", stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS), (layout.bench,), _bench,
+              reads="convert"),
+        # the choice is this machine's: its CPU enters the key; deploy/ is absent when nothing fits,
+        # so such a stage runs again each time (it takes seconds)
+        Stage("select", stage_key("select", convert_key, tolerances, SELECT_SETTINGS, _machine()),
+              (layout.selection, layout.deploy, layout.deploy_selection), _select, reads="convert"),
+    ]
+    if sweep:  # last: the main files are checked and chosen whatever the sweep finds
+        stages.append(Stage("sweep", stage_key("sweep", convert_key, tolerances, SWEEP_RUNS, _machine()),
+                            (layout.sweep,), _sweep, reads="train"))
+    return tuple(stages)
 
-    @functools.cache
-    def get() -> KerasRunner:
-        from cllnn_edge.model import load_trained
-        from export.graph.reference import trained_reference
 
-        return trained_reference(load_trained(layout.model))
-
-    return get
-
-
-def _run_stage(stage: Stage, state: RunState, force: bool, progress: Progress) -> None:
+def _run_stage(stage: Stage, work: Work, state: RunState, force: bool) -> None:
+    progress = work.progress
     record_file = state.layout.stage_record(stage.name)
     record = _read_record(record_file)
     done = record is not None and record.get("key") == stage.key
@@ -193,11 +199,9 @@ def _run_stage(stage: Stage, state: RunState, force: bool, progress: Progress) -
     progress(f"{stage.name}: running")
     started = time.perf_counter()
     try:
-        summary = stage.action()
-    except StageError:
-        raise
+        summary = stage.action(work)
     except CllnnError as exc:
-        if isinstance(exc, ValueError):  # bad input (data, model, config): the caller's to fix
+        if isinstance(exc, StageError) or exit_code_of(exc) == EXIT_USAGE:  # bad input: the caller's to fix
             raise
         raise StageError(
             f"stage {stage.name!r} failed: {exc} (earlier stages are kept in {state.out})"
@@ -222,8 +226,6 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 def _checksums(root: Path, outputs: tuple[Path, ...]) -> dict[str, str]:
     """SHA-256 of every file a stage wrote (directories walked), keyed by its path under ``root``."""
-    from runtime.artifacts.manifest import sha256_file
-
     files: set[Path] = set()
     for output in outputs:
         if output.is_dir():
@@ -235,8 +237,6 @@ def _checksums(root: Path, outputs: tuple[Path, ...]) -> dict[str, str]:
 
 def _changed_output(root: Path, recorded: dict[str, str]) -> str | None:
     """Why a stage's outputs are not what it wrote (the first file that differs), or None."""
-    from runtime.artifacts.manifest import sha256_file
-
     for name, digest in sorted(recorded.items()):
         path = root / name
         if not path.is_file():
@@ -246,20 +246,17 @@ def _changed_output(root: Path, recorded: dict[str, str]) -> str | None:
     return None
 
 
-def _train(cfg: Config, splits: Splits | ShardedData, layout: RunLayout, progress: Progress, strategy: str) -> str:
-    from cllnn_edge.train import train
-
-    result = train(cfg, splits, layout.train_dir, progress=progress, strategy=strategy)
+def _train(work: Work) -> str:
+    result = train(work.cfg, work.data_set, work.layout.train_dir, progress=work.progress,
+                   strategy=work.plan.strategy_name)
     final = result.history["final"]
     return f"val accuracy {final['val_accuracy']:.4f}, test accuracy {final['test_accuracy']:.4f}"
 
 
-def _convert(cfg: Config, splits: Splits, reference: KerasRunner, layout: RunLayout,
-             progress: Progress) -> str:
-    from export.pipeline.convert import convert
-
-    report = convert(layout.model, layout.artifacts, cfg, splits=splits, reference=reference,
-                     progress=progress)
+def _convert(work: Work) -> str:
+    layout = work.layout
+    report = convert(layout.model, layout.artifacts, work.cfg, splits=work.splits, reference=work.reference,
+                     progress=work.progress, formats=work.plan.formats)
     if not report:
         failed = [r.format.name for r in report.results if not r.passed]
         raise StageError(
@@ -270,22 +267,18 @@ def _convert(cfg: Config, splits: Splits, reference: KerasRunner, layout: RunLay
     return f"{count} {'format' if count == 1 else 'formats'} exported and checked"
 
 
-def _parity(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layout: RunLayout,
-            progress: Progress) -> str:
-    from export.checks.parity import run_parity
-
-    report = run_parity(layout.model, layout.artifacts, data=data, splits=splits, reference=reference,
-                        tolerances=cfg.tolerances, progress=progress)
+def _parity(work: Work) -> str:
+    layout = work.layout
+    report = run_parity(layout.model, layout.artifacts, data=work.plan.source, splits=work.splits,
+                        reference=work.reference, tolerances=work.cfg.tolerances, progress=work.progress)
     report.save_json(layout.parity_json)
     report.save_junit(layout.parity_junit)
     passed = sum(r.passed for r in report.results)
     return f"{passed}/{len(report.results)} formats within tolerance on {report.images} images"
 
 
-def _bench(layout: RunLayout, progress: Progress) -> str:
-    from runtime.bench.latency import BenchSettings, bench_model, environment
-    from runtime.artifacts.manifest import contained, load_manifest
-
+def _bench(work: Work) -> str:
+    layout = work.layout
     manifest = load_manifest(layout.manifest)
     # A file that takes one image per call (a TFLM file's batch is 1) is timed at batch 1 only: at a
     # larger batch it would make that many batch-1 calls, which says nothing more.
@@ -296,8 +289,8 @@ def _bench(layout: RunLayout, progress: Progress) -> str:
         settings = BenchSettings(batch=batch, threads=1, warmup=10, runs=BENCH_RUNS[batch])
         result = bench_model(contained(layout.artifacts, entry.file), settings)
         results.append({**result.to_dict(), "export_format": entry.format})
-        progress(f"[{index}/{len(jobs)}] {entry.format:<15} batch {batch:<3} {settings.runs} runs: "
-                 f"p50 {result.p50_us:,.0f} us, {result.throughput_ips:,.0f} images/s")
+        work.progress(f"[{index}/{len(jobs)}] {entry.format:<15} batch {batch:<3} {settings.runs} runs: "
+                      f"p50 {result.p50_us:,.0f} us, {result.throughput_ips:,.0f} images/s")
     settings = {"threads": 1, "warmup": 10, "runs": {str(b): n for b, n in BENCH_RUNS.items()},
                 "images": "random uint8"}
     write_json_atomic(layout.bench, {**environment(), "settings": settings, "results": results})
@@ -305,39 +298,26 @@ def _bench(layout: RunLayout, progress: Progress) -> str:
     return f"fastest at batch 1: {best['export_format']} p50 {best['p50_us']:,.0f} us"
 
 
-def _sweep(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layout: RunLayout,
-           config_file: str | Path | None, progress: Progress) -> str:
-    import shlex
-
-    from export.pipeline.sweep import sweep
-
-    command = ["cllnn-export", "sweep", str(layout.model), "--out", str(layout.sweep), "--data", data]
-    command += ["--config", str(config_file)] if config_file is not None else []
-    result = sweep(layout.model, layout.sweep, cfg, data=data, splits=splits, reference=reference,
-                   command=shlex.join(command), progress=progress)
+def _sweep(work: Work) -> str:
+    layout, plan = work.layout, work.plan
+    command = ["cllnn-export", "sweep", str(layout.model), "--out", str(layout.sweep), "--data", work.plan.source]
+    command += ["--config", str(plan.config_file)] if plan.config_file is not None else []
+    result = sweep_variants(layout.model, layout.sweep, work.cfg, data=work.plan.source, splits=work.splits,
+                            reference=work.reference, command=shlex.join(command), progress=work.progress)
     front = [r.name for r in result.rows if r.on_pareto_front]
     return f"{len(result.rows)} variants; Pareto front: {', '.join(front) or 'none'}"
 
 
 def _machine() -> dict[str, Any]:
-    from runtime.machine import cpu_info
-
     return cpu_info().record()
 
 
-def _select(cfg: Config, layout: RunLayout, progress: Progress) -> str:
+def _select(work: Work) -> str:
     """``cllnn-bench select`` on this machine, under the run's tolerance table and no further budget."""
-    import shutil
-
-    from runtime.bench.latency import BenchSettings
-    from runtime.deploy.choose import Budget, select
-    from runtime.deploy.directory import write_deploy
-    from runtime.errors import EdgeRuntimeError
-    from runtime.artifacts.manifest import ManifestError
-
+    layout = work.layout
     try:
         selection = select(layout.artifacts, Budget(), BenchSettings(**SELECT_SETTINGS),
-                           tolerances=cfg.tolerances, progress=progress)
+                           tolerances=work.cfg.tolerances, progress=work.progress)
         if selection:
             write_deploy(selection, layout.artifacts, layout.deploy)
         else:  # an earlier run's choice must not outlive this one's verdict

@@ -17,8 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_USAGE = 0, 2
-COMMANDS = ("keygen", "sign")  # cllnn-export runs them without importing cllnn_edge (TensorFlow)
+from export.errors import EXIT_OK, EXIT_USAGE
+from runtime.artifacts.signing import generate_keys, sign_artifacts
+
+COMMANDS = ("keygen", "sign")  # cllnn-export runs them without a plan and without loading TensorFlow
 
 
 def add_commands(commands: Any) -> None:
@@ -50,8 +52,6 @@ def add_commands(commands: Any) -> None:
 
 
 def run_keygen(args: argparse.Namespace) -> int:
-    from runtime.artifacts.signing import generate_keys
-
     try:
         pair = generate_keys(args.out)
     except (ValueError, OSError) as exc:  # SignatureError is a ValueError
@@ -64,8 +64,6 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 
 def run_sign(args: argparse.Namespace) -> int:
-    from runtime.artifacts.signing import sign_artifacts
-
     try:
         signed = sign_artifacts(args.artifacts, args.key)
     except (ValueError, OSError) as exc:  # ManifestError, SignatureError: both ValueError

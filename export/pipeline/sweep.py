@@ -23,14 +23,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cllnn_edge.config import Config
+from cllnn_edge.data import Splits
+from cllnn_edge.model import load_trained
+from cllnn_edge.sources import splits_for
+from export.checks.parity import run_parity
+from export.graph.reference import KerasRunner, trained_reference
 from export.layout import SWEEP_JSON, SWEEP_MD, SWEEP_PNG
 from export.report.tables import markdown_table
 from export.report.sweep_table import HEADER, SweepRow, table_rows
-from export.formats.registry import ALL, FORMATS, RECIPE_FORMATS, Format, parse_formats
-from export.formats.precision import Recipe
 from export.errors import ExportError
+from export.formats.registry import Format
+from export.pipeline.convert import convert, training_source
+from export.pipeline.variants import BENCH_RUNS, default_variants
+from export.report.plots import pareto_plot
 from runtime.artifacts.manifest import contained
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.bench.latency import BenchSettings, bench_model
@@ -38,73 +46,9 @@ from runtime.checks.metrics import accuracy_drop, disagreement
 from runtime.errors import EdgeRuntimeError
 from runtime.machine import cpu_info, machine_line
 
-if TYPE_CHECKING:
-    from cllnn_edge.config import Config
-    from cllnn_edge.data import Splits
-    from export.graph.reference import KerasRunner
-
 Progress = Callable[[str], None]
-BENCH_RUNS = 100  # timed calls per variant at batch 1: p50 settles well before, and the sweep stays short
 BENCH_WARMUP = 10
 FLOAT32_REFERENCE = "tflite-fp32"  # sizes are given as a share of this file
-
-# --variants syntax: variants separated by ",", a recipe after ":", its stage assignments joined
-# by ";" or "+" (the recipe's own "," would split the list; "+" needs no shell quoting).
-VARIANT_SEP, RECIPE_SEP, STAGE_SEPS = ",", ":", (";", "+")
-VARIANTS_HELP = (
-    "comma-separated variants: a format name, 'all' (the fixed-precision formats), or a recipe "
-    "format with its recipe after ':', stages joined by ';' or '+', e.g. "
-    "'tflite-fp32,tflite-mixed:cnn=float32+reservoir=int16x8' (unnamed stages are int8)"
-)
-DEFAULT_RECIPES = (  # the mixes benchmarks/PRECISION.md found closest to the trained model, and a float CNN
-    ("tflite-mixed", "cnn=int16x8,reservoir=int16x8,lstm=int16x8,head=int16x8"),  # i16-i16-i16-i16, one matrix
-    ("tflite-mixed", "cnn=int16x8,reservoir=int16x8"),  # i16-i16-i8-i8, the [export] recipe default
-    ("tflite-mixed", "cnn=float32"),  # f32-i8-i8-i8
-    ("onnx-mixed", "cnn=int16x8,reservoir=int16x8"),
-)
-
-
-def default_variants() -> tuple[Format, ...]:
-    """The fixed-precision formats and a few per-stage mixes (the reservoir, the CNN kept finer)."""
-    mixes = tuple(FORMATS[name].with_recipe(Recipe.parse(spec), variant=True) for name, spec in DEFAULT_RECIPES)
-    return parse_formats(ALL) + mixes
-
-
-def parse_variants(spec: str | None) -> tuple[Format, ...]:
-    """``--variants`` -> formats, duplicates dropped, in order; None: ``default_variants()``.
-    Raises ``ExportError`` naming the bad item before any work."""
-    if spec is None:
-        return default_variants()
-    chosen: dict[str, Format] = {}
-    for item in (part.strip() for part in spec.split(VARIANT_SEP)):
-        if not item:
-            continue
-        for fmt in _variant(item):
-            chosen.setdefault(fmt.name, fmt)
-    if not chosen:
-        raise ExportError(f"--variants names no variant: {spec!r}; {VARIANTS_HELP}")
-    return tuple(chosen.values())
-
-
-def _variant(item: str) -> tuple[Format, ...]:
-    name, sep, recipe = (part.strip() for part in item.partition(RECIPE_SEP))
-    if name == ALL and not sep:
-        return parse_formats(ALL)
-    if name not in FORMATS:
-        raise ExportError(f"unknown format {name!r} in --variants item {item!r}; choose from "
-                          f"{', '.join(FORMATS)} (or '{ALL}')")
-    fmt = FORMATS[name]
-    if not fmt.takes_recipe:
-        if sep:
-            raise ExportError(f"{name} has a fixed precision and takes no recipe (got {item!r}); "
-                              f"recipes apply to {', '.join(RECIPE_FORMATS)}")
-        return (fmt,)
-    if not recipe:
-        raise ExportError(f"{name} needs a recipe: {name}{RECIPE_SEP}reservoir=int16x8 (got {item!r})")
-    for stage_sep in STAGE_SEPS:
-        recipe = recipe.replace(stage_sep, ",")
-    return (fmt.with_recipe(Recipe.parse(recipe), variant=True),)
-
 
 def pareto_front(points: Sequence[Sequence[float] | None]) -> list[bool]:
     """For each point (lower is better on every axis; None: not measured), whether no other point
@@ -158,12 +102,6 @@ def sweep(
 ) -> SweepResult:
     """Convert, check and time every variant of ``model_path`` into ``out_dir``; write the sweep files.
     ``splits`` and ``reference`` (else loaded from ``data`` and the model file): as for ``convert``."""
-    from cllnn_edge.model import load_trained
-    from cllnn_edge.sources import splits_for
-    from export.pipeline.convert import convert, training_source
-    from export.checks.parity import run_parity
-    from export.graph.reference import trained_reference
-
     started = time.perf_counter()
     variants = default_variants() if variants is None else variants
     model_path, out_dir = Path(model_path), Path(out_dir)
@@ -272,8 +210,6 @@ def markdown(result: SweepResult) -> str:
 
 def write_sweep(result: SweepResult) -> None:
     """``sweep.json``, ``sweep.md`` and ``sweep.png`` into the sweep directory, each atomically."""
-    from export.report.plots import pareto_plot
-
     write_json_atomic(result.out_dir / SWEEP_JSON, result.to_dict())
     write_bytes_atomic(result.out_dir / SWEEP_MD, markdown(result).encode())
     pareto_plot([asdict(r) for r in result.rows if r.measured], machine_line(result.machine),

@@ -137,6 +137,7 @@ def test_a_bad_tolerance_override_exits_2(tmp_path: Path, capsys: pytest.Capture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if a subcommand starts its work: these errors must come first."""
     import cllnn_edge.sources
+    import export.cli.commands
     import export.pipeline.run
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -144,7 +145,10 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(cllnn_edge.sources, "splits_for", refuse)
     monkeypatch.setattr(cllnn_edge.sources, "data_for", refuse)
+    monkeypatch.setattr(export.pipeline.run, "data_for", refuse)
     monkeypatch.setattr(export.pipeline.run, "run_pipeline", refuse)
+    for name in ("data_for", "splits_for", "train", "write_shards", "convert", "run_parity", "sweep", "run_pipeline"):
+        monkeypatch.setattr(export.cli.commands, name, refuse)  # what each command calls first
 
 
 def _tree(root: Path) -> list[str]:

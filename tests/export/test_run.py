@@ -18,6 +18,7 @@ import runtime
 from cllnn_edge.config import Config
 from export.graph import reference
 from export.layout import RunLayout
+from export.pipeline.plan import Plan, resolve
 from export.pipeline.run import RunState, run_pipeline
 from runtime.deploy.choose import SELECTION_NAME, Selection
 from runtime.machine import cpu_info
@@ -57,9 +58,13 @@ def counted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunState, lis
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cllnn_edge.sources, "load_splits", counted_load)  # what --data resolves through
         patch.setattr(reference.KerasRunner, "_compute", counted_compute)
-        state = run_pipeline(Config.from_dict(TINY), tmp_path_factory.mktemp("run") / "run", data="embedded",
-                             progress=lines.append)
+        state = run_pipeline(_plan(tmp_path_factory.mktemp("run") / "run"), progress=lines.append)
     return state, loads, image_sets, lines
+
+
+def _plan(out) -> Plan:
+    """The tiny run's plan, as ``cllnn-export run --config tiny.toml --data embedded --out OUT`` makes it."""
+    return resolve("run", config=Config.from_dict(TINY), data="embedded", out=out)
 
 
 def test_run_loads_the_data_once_and_runs_the_trained_model_once_per_image_set(counted_run) -> None:
@@ -106,11 +111,10 @@ def test_select_deploys_the_choice_and_the_report_opens_with_it(counted_run) -> 
 def test_a_rerun_reuses_select_and_a_missing_deploy_redoes_it_alone(counted_run) -> None:
     state, _, _, _ = counted_run
     layout: RunLayout = state.layout
-    cfg = Config.from_dict(TINY)
-    again = run_pipeline(cfg, layout.root, data="embedded")
+    again = run_pipeline(_plan(layout.root))
     assert not any(stage["ran"] for stage in again.stages.values()), again.stages
     shutil.rmtree(layout.deploy)
-    redone = run_pipeline(cfg, layout.root, data="embedded")
+    redone = run_pipeline(_plan(layout.root))
     assert [name for name, stage in redone.stages.items() if stage["ran"]] == ["select"], redone.stages
     chosen = Selection.load_json(layout.selection).chosen
     assert (layout.deploy / chosen.file).is_file()

@@ -14,15 +14,14 @@ from export.cli.main import EXIT_OK, EXIT_USAGE, main
 from export.errors import ExportError
 from export.formats.registry import parse_formats
 from export.report.build import _sweep_section, sweep_cells
+from export.pipeline.variants import default_variants, parse_variants
 from export.pipeline.sweep import (
     SWEEP_JSON,
     SWEEP_MD,
     SWEEP_PNG,
     SweepResult,
     SweepRow,
-    default_variants,
     pareto_front,
-    parse_variants,
     table_rows,
     with_front,
     write_sweep,
