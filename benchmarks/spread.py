@@ -32,9 +32,10 @@ from typing import Any
 
 from benchmarks.common import say
 from export.formats.registry import TFLITE_FP32, TFLITE_INT8
+from export.lifeline import child_env, guarded
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
-from export.lifeline import child_env, guarded
+from runtime.machine import cpu_info
 
 CLI = str(Path(sys.executable).parent / "cllnn-export")
 
@@ -182,8 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def machine_line() -> str:
     """The CPU, its class and the instruction sets that change int8 and float kernels."""
-    from runtime.machine import cpu_info
-
     cpu = cpu_info()
     return f"{cpu.model}, {os.cpu_count()} logical cores, {cpu.cpu_class}, {cpu.isa_line}"
 
