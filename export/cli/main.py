@@ -266,12 +266,10 @@ def run_shards(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from export.pipeline.convert import convert
+    from export.pipeline.convert import ConvertJob, convert
 
     cfg = load_config(args)
-    report = convert(
-        args.model, args.out, cfg, data=args.data, progress=lambda line: print(line, flush=True)
-    )
+    report = convert(ConvertJob(args.model, args.out, cfg, data=args.data), lambda line: print(line, flush=True))
     print()
     print(format_convert_table(report))
     print(f"manifest: {report.out_dir / 'manifest.json'}")

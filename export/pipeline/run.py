@@ -256,10 +256,9 @@ def _train(cfg: Config, splits: Splits | ShardedData, layout: RunLayout, progres
 
 def _convert(cfg: Config, splits: Splits, reference: KerasRunner, layout: RunLayout,
              progress: Progress) -> str:
-    from export.pipeline.convert import convert
+    from export.pipeline.convert import ConvertJob, Opened, convert
 
-    report = convert(layout.model, layout.artifacts, cfg, splits=splits, reference=reference,
-                     progress=progress)
+    report = convert(ConvertJob(layout.model, layout.artifacts, cfg, opened=Opened(reference, splits)), progress)
     if not report:
         failed = [r.format.name for r in report.results if not r.passed]
         raise StageError(

@@ -159,7 +159,7 @@ def sweep(
     ``splits`` and ``reference`` (else loaded from ``data`` and the model file): as for ``convert``."""
     from cllnn_edge.model import load_trained
     from cllnn_edge.sources import splits_for
-    from export.pipeline.convert import convert, training_source
+    from export.pipeline.convert import ConvertJob, Opened, convert, training_source
     from export.checks.parity import run_parity
     from export.graph.reference import trained_reference
 
@@ -174,8 +174,8 @@ def sweep(
     splits = splits_for(cfg, data) if splits is None else splits
     reference = trained_reference(load_trained(model_path)) if reference is None else reference
     progress(f"sweep: {len(variants)} variants: {', '.join(f.name for f in variants)}")
-    report = convert(model_path, out_dir, cfg, splits=splits, reference=reference, progress=progress,
-                     formats=variants)
+    report = convert(ConvertJob(model_path, out_dir, cfg, formats=variants, opened=Opened(reference, splits)),
+                     progress)
     parity = run_parity(model_path, out_dir, data=data, splits=splits, reference=reference,
                         tolerances=cfg.tolerances, progress=progress)
     timings = _bench_all(report.manifest, out_dir, runs, progress)
