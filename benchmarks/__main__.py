@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -31,9 +32,10 @@ from pathlib import Path
 
 from benchmarks import store
 from benchmarks.common import say
+from benchmarks.results import machine, write_results
 from export.formats.registry import TFLITE_INT8
-from runtime.atomic import write_json_atomic
 from export.lifeline import child_env, guarded
+from runtime.atomic import write_json_atomic
 
 SECTIONS = ("inference", "floor", "training", "scaling", "memory")
 QUICK_FORMATS = (TFLITE_INT8.name,)
@@ -61,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 WORK_SECTIONS = {"inference", "floor", "memory"}  # need the prepared run directory
+# TensorFlow's C++ start-up lines (oneDNN, CPU features) are noise in a section's output. TensorFlow
+# reads the level once, when it is imported (at the top of a section's module), so the suite, which
+# starts the sections, sets it in their environment; a level the caller set wins.
+QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 @dataclass
@@ -100,7 +106,7 @@ def run_jobs(jobs: list[Job], parallel: int) -> dict[str, float]:
             say(f"suite: {job.name}: started")
             sink = open(job.log, "w") if job.log else None  # noqa: SIM115 (closed below)
             job.process = subprocess.Popen(guarded(job.command), text=True, stdout=sink, stderr=sink,
-                                           env=child_env())  # each section dies with the suite
+                                           env=child_env({**QUIET_TENSORFLOW, **os.environ}))  # dies with the suite
             if sink:
                 sink.close()
             job.started = time.perf_counter()
@@ -127,8 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
     out = args.out or (Path("runs/bench-quick") if args.quick else Path("benchmarks"))
     if args.render:
-        from benchmarks.results import write_results
-
         write_results(store.load(out / "results.json"), out)
         say(f"suite: rendered {out / 'RESULTS.md'} from {out / 'results.json'}")
         return 0
@@ -150,8 +154,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         sections[name] = json.loads((raw / f"{name}.json").read_text())
         sections[name].update(seconds=seconds[name], measured=measured)
-    from benchmarks.results import machine, write_results
-
     run = {"quick": args.quick, "command": " ".join(["python -m benchmarks", *(argv or sys.argv[1:])]),
            "work": str(work),
            "prepare": {"command": " ".join(prepare.command), "seconds": seconds["prepare"]},

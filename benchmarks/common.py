@@ -4,13 +4,14 @@ measure, and a JSON result file per section.
 Each section is a module with ``main(argv)`` that runs in a process of its own
 (``python -m benchmarks.<section> --work DIR --json FILE``): thread settings,
 memory and imported libraries of one section cannot leak into another's
-figures, and each section's command reproduces its figures alone.
+figures, and each section's command reproduces its figures alone. A section imports what it
+measures at the top of its module (TensorFlow included); run alone, it shows TensorFlow's start-up
+lines unless ``TF_CPP_MIN_LOG_LEVEL=2`` is set, as the suite sets it for its sections.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -92,15 +93,3 @@ def summary(samples: Sequence[float]) -> dict[str, float]:
     """p50 / p99 (``runtime.bench.latency.percentile``, as every figure) / mean of microsecond samples."""
     return {"p50_us": percentile(samples, 50), "p99_us": percentile(samples, 99),
             "mean_us": statistics.fmean(samples), "calls": len(samples)}
-
-
-def one_thread_tensorflow() -> None:
-    """TensorFlow on one intra-op and one inter-op thread; call before TensorFlow runs anything."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-
-
-def quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

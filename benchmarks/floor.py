@@ -26,9 +26,12 @@ from __future__ import annotations
 import math
 import sys
 
+from benchmarks.common import save, say, section_args
 from benchmarks.macs import graph_macs
 from benchmarks.peak import PROBE_KINDS, peak_probe
 from benchmarks.profiling import op_profile
+from export.layout import RunLayout
+from runtime.artifacts.manifest import contained, load_manifest
 
 
 def floor_us(macs: int, peak_macs_per_s: float) -> float:
@@ -43,10 +46,6 @@ def floor_us(macs: int, peak_macs_per_s: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.floor --work DIR --json FILE [--quick]``: MACs, peaks and op
     profiles of every exported file; the suite divides section 1's latencies by the floors."""
-    from benchmarks.common import save, say, section_args  # imports cllnn_edge, and so Keras
-    from export.layout import RunLayout
-    from runtime.artifacts.manifest import contained, load_manifest
-
     args = section_args(argv, "compute floor: MACs per image, single-core peaks, op profiles")
     say("floor: peak probes (float32, int8)")
     peaks = {kind: peak_probe(kind, seconds=0.4 if args.quick else 2.0) for kind in PROBE_KINDS}

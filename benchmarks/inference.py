@@ -23,29 +23,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (
-    interleaved,
-    measure,
-    one_thread_tensorflow,
-    quiet_tensorflow,
-    save,
-    say,
-    section_args,
-    summary,
-)
+import numpy as np
+import tensorflow as tf
+
+import runtime
+from benchmarks.common import interleaved, measure, save, say, section_args, summary
+from benchmarks.seed import seed_inputs, seed_model
+from cllnn_edge.model import load_trained
 from export.layout import RunLayout
+from runtime.artifacts.manifest import contained, load_manifest
 
 BATCHES = (1, 4, 16, 64, 256)
 
 
 def keras_contenders(work: Path, image: Any) -> dict[str, Any]:
     """The four Keras paths on one image."""
-    import numpy as np
-    import tensorflow as tf
-
-    from benchmarks.seed import seed_inputs, seed_model
-    from cllnn_edge.model import load_trained
-
     seed = seed_model()
     seed_call = tf.function(seed)
     trained = load_trained(RunLayout(work).model)
@@ -61,18 +53,12 @@ def keras_contenders(work: Path, image: Any) -> dict[str, Any]:
 
 
 def artifacts(work: Path) -> list[tuple[str, Path]]:
-    from runtime.artifacts.manifest import contained, load_manifest
-
     layout = RunLayout(work)
     manifest = load_manifest(layout.manifest)
     return [(entry.format, contained(layout.artifacts, entry.file)) for entry in manifest.artifacts]
 
 
 def batch_one(work: Path, quick: bool) -> dict[str, Any]:
-    import numpy as np
-
-    import runtime
-
     image = np.random.default_rng(0).integers(0, 256, (1, 28, 28), dtype=np.uint8)
     loaded = {fmt: runtime.load(path, threads=1) for fmt, path in artifacts(work)}
     contenders: dict[str, Any] = {f"runtime {fmt}": (lambda m=m: m.predict(image))
@@ -92,10 +78,6 @@ def batch_one(work: Path, quick: bool) -> dict[str, Any]:
 
 def throughput(work: Path, quick: bool) -> dict[str, Any]:
     """Images per second at batch 64 on 1 and 2 threads, and batch 1 on 2 threads."""
-    import numpy as np
-
-    import runtime
-
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {}
     for fmt, path in artifacts(work):
@@ -114,10 +96,6 @@ def throughput(work: Path, quick: bool) -> dict[str, Any]:
 
 def batch_scaling(work: Path, quick: bool) -> dict[str, Any]:
     """Microseconds per image at each batch size, one thread."""
-    import numpy as np
-
-    import runtime
-
     rng = np.random.default_rng(0)
     results = {}
     for fmt, path in artifacts(work):
@@ -133,8 +111,8 @@ def batch_scaling(work: Path, quick: bool) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = section_args(argv, "inference latency and throughput, side by side")
-    quiet_tensorflow()
-    one_thread_tensorflow()
+    tf.config.threading.set_intra_op_parallelism_threads(1)  # before TensorFlow runs anything
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     say("inference: batch 1, one thread, interleaved")
     results = {"batch1": batch_one(args.work, args.quick)}
     say("inference: throughput at 1 and 2 threads")

@@ -31,11 +31,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnxruntime as ort
+
+import runtime
 from benchmarks.common import interleaved, say, summary
 from benchmarks.spread import run_cli
 from cllnn_edge.config import FLOAT_FRONT, INT8_GRAPHS
 from export.formats.registry import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8
 from export.report.tables import markdown_table
+from runtime.artifacts.manifest import load_manifest
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.checks.metrics import disagreement
 from runtime.machine import machine_line
@@ -65,8 +70,6 @@ def convert(model: Path, out: Path, formats: Sequence[str], sequence_length: int
 
 def disagreements(artifacts: Path) -> dict[str, int]:
     """Per format, the check images whose top-1 class differs from the trained model's."""
-    from runtime.artifacts.manifest import load_manifest
-
     manifest = load_manifest(artifacts)
     images = manifest.metadata["data"]["check_images"]
     return {entry.format: round(disagreement(entry.details.checks["top1_agreement"].value) * images)
@@ -75,11 +78,6 @@ def disagreements(artifacts: Path) -> dict[str, int]:
 
 def contenders(files: dict[str, Path]) -> dict[str, Callable[[], object]]:
     """``runtime`` calls on one random image per file, and the ONNX Runtime default-session one."""
-    import numpy as np
-    import onnxruntime as ort
-
-    import runtime
-
     image = np.random.default_rng(0).integers(0, 256, (1, 28, 28), dtype=np.uint8)
     calls: dict[str, Callable[[], object]] = {}
     for name, path in files.items():

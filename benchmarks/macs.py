@@ -18,9 +18,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from runtime.errors import ModelLoadError
+import onnx
+from google.protobuf.message import DecodeError
+
 from runtime.backends.litert import new_interpreter  # the runtime's own verified loader
 from runtime.backends.tflite_check import check_interpreter, looks_like_tflite, op_details, tensor_details
+from runtime.errors import ModelLoadError
 
 # Ops whose cost is one operation per output element, counted apart from MACs.
 TFLITE_ELEMENTWISE = frozenset(
@@ -203,8 +206,6 @@ def onnx_ops(path: Path) -> list[GraphOp]:
 
 
 def _walk_onnx(graph: Any, file: str) -> Iterator[GraphOp]:
-    import onnx
-
     shapes = _onnx_shapes(graph)
     for index, node in enumerate(graph.node):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -215,13 +216,6 @@ def _walk_onnx(graph: Any, file: str) -> Iterator[GraphOp]:
 
 def _inferred_onnx(path: Path) -> Any:
     """The ONNX model with inferred shapes; constant shape arithmetic is folded (``data_prop``)."""
-    try:
-        import onnx
-        from google.protobuf.message import DecodeError
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"{path.name}: counting ONNX MACs needs the onnx package: pip install onnx"
-        ) from exc
     try:
         model = onnx.load(str(path))
     except (DecodeError, OSError) as exc:

@@ -29,10 +29,13 @@ from typing import Any
 
 import numpy as np
 
+import runtime
 from benchmarks.common import say
 from cllnn_edge.config import BOUNDED, FLOAT_FRONT
+from cllnn_edge.data import load_splits
 from export.graph.stages import STAGES
 from export.report.tables import markdown_table
+from runtime.artifacts.manifest import McuRecord
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.deploy.boards import BOARDS, KIB, budget_for
 from runtime.machine import machine_line
@@ -65,9 +68,6 @@ CASES = (
 
 def measure(case: Case, work: Path, epochs: int | None) -> dict[str, Any]:
     """Train (unless done), convert to tflm-int8 (unless done), and read the figures."""
-    import runtime
-    from cllnn_edge.data import load_splits
-
     root = work / case.name
     root.mkdir(parents=True, exist_ok=True)
     config = root / "config.toml"
@@ -100,8 +100,6 @@ def measure(case: Case, work: Path, epochs: int | None) -> dict[str, Any]:
 
 
 def _fits(board: str, mcu: dict[str, Any]) -> bool:
-    from runtime.artifacts.manifest import McuRecord
-
     budget = budget_for(board)
     assert budget is not None
     return budget.check(McuRecord.from_dict(mcu)).passed

@@ -17,6 +17,7 @@ from typing import Any
 from benchmarks.common import save, say, section_args
 from export.layout import RunLayout
 from export.lifeline import child_env, guarded
+from runtime.artifacts.manifest import contained, load_manifest
 
 RUNTIME_PROCESS = """
 import sys, numpy as np, runtime
@@ -54,8 +55,6 @@ def peak_of(script: str, target: Path, calls: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = section_args(argv, "file size and peak memory per format, against TensorFlow")
-    from runtime.artifacts.manifest import contained, load_manifest
-
     calls = 5 if args.quick else 100
     layout = RunLayout(args.work)
     manifest = load_manifest(layout.manifest)

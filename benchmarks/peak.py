@@ -25,10 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from benchmarks.macs import graph_macs, shape_text
 from export.lifeline import child_env, guarded
+from runtime.atomic import write_bytes_atomic
 from runtime.backends.litert import new_interpreter  # the runtime's own verified loader
 
 PROBE_KINDS = ("float32", "int8")
@@ -134,17 +137,12 @@ def _probe_model(kind: str, layer: str) -> tuple[Path, float | None]:
         return path, None
     begin = time.perf_counter()
     data = _convert_probe(kind, layer, shape)
-    from runtime.atomic import write_bytes_atomic  # a concurrent run never reads half a file
-
     write_bytes_atomic(path, data)
     return path, round(time.perf_counter() - begin, 2)
 
 
 def _convert_probe(kind: str, layer: str, shape: tuple[int, ...]) -> bytes:
     """One Keras layer with random weights through the TFLite converter, as the export does."""
-    import keras
-    import tensorflow as tf
-
     rng = np.random.default_rng(0)
     if layer == "FULLY_CONNECTED":
         rows, depth, units = shape

@@ -39,12 +39,22 @@ from typing import Any
 
 import numpy as np
 
+import runtime
 from benchmarks.common import say
-from cllnn_edge.config import FLOAT_FRONT, ExportConfig
-from export.formats.registry import FLOAT_GRAPH, INT8_GRAPH, ONNX_MIXED, SPLIT_GRAPH, TFLITE_MIXED
+from cllnn_edge.config import FLOAT_FRONT, Config, ExportConfig
+from cllnn_edge.data import load_splits
+from cllnn_edge.model import load_trained
+from cllnn_edge.train import train
+from export.formats.aeq import CNN_INT16_HEADROOM, quantize_tflite
+from export.formats.isolate import Conversion
+from export.formats.onnx import ORT_CALIBRATION, quantize_onnx, to_onnx_float
 from export.formats.precision import FLOAT32, INT16X8, MINMAX, MOVING_AVERAGE, STAGES, Recipe
+from export.formats.registry import FLOAT_GRAPH, INT8_GRAPH, ONNX_MIXED, SPLIT_GRAPH, TFLITE_MIXED
+from export.formats.tflite import to_tflite
+from export.graph.unroll import unroll
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
+from runtime.checks.metrics import probability_metrics
 from runtime.machine import machine_line
 
 SIZES = (100, 200, 500, 1000, 3600)
@@ -57,11 +67,6 @@ DEFAULT_MODEL = Path("runs/demo/train/model.keras")
 def float_tflite(model_path: Path, work: Path, graph: str) -> bytes:
     """One of the graphs formats convert from (``export.formats.registry.Format.graph``) as a float32 TFLite
     file: the unrolled graph, its int8 variant (the default float-front one) or the split projection."""
-    from cllnn_edge.model import load_trained
-    from export.formats.isolate import Conversion
-    from export.formats.tflite import to_tflite
-    from export.graph.unroll import unroll
-
     saved, out = work / f"saved_{graph}", work / f"float_{graph}.tflite"
     options = {SPLIT_GRAPH: {"split_projection": True}, INT8_GRAPH: {"int8_graph": FLOAT_FRONT}}.get(graph, {})
     unroll(load_trained(model_path), **options).model.export(str(saved), verbose=False)
@@ -72,11 +77,6 @@ def float_tflite(model_path: Path, work: Path, graph: str) -> bytes:
 def float_onnx(model_path: Path, work: Path, graph: str) -> tuple[Path, tuple[str, ...]]:
     """A graph formats convert from (the int8 one for onnx-int8) as a float ONNX file, and the layers
     its int8 converter keeps float."""
-    from cllnn_edge.model import load_trained
-    from export.formats.isolate import Conversion
-    from export.formats.onnx import to_onnx_float
-    from export.graph.unroll import unroll
-
     unrolled = unroll(load_trained(model_path), int8_graph=FLOAT_FRONT if graph == INT8_GRAPH else None)
     unrolled.model.export(str(work / f"saved_onnx_{graph}"), verbose=False)
     out = work / f"float_{graph}.onnx"
@@ -86,9 +86,6 @@ def float_onnx(model_path: Path, work: Path, graph: str) -> tuple[Path, tuple[st
 
 def evaluate(data: bytes, images: np.ndarray, reference: np.ndarray, work: Path,
              suffix: str = ".tflite") -> dict[str, float]:
-    import runtime
-    from runtime.checks.metrics import probability_metrics
-
     path = work / f"candidate{suffix}"
     path.write_bytes(data)
     with runtime.load(path, manifest=None) as model:
@@ -103,12 +100,6 @@ DIGITS_MODELS = {"sklearn-digits, seed sizes": {}, "sklearn-digits, reservoir 12
 
 def headroom_rows(model_path: Path, work: Path) -> list[dict[str, Any]]:
     """tflite-int16x8 (1,000 calibration images, minmax) with and without the CNN headroom."""
-    import runtime
-    from cllnn_edge.config import Config
-    from cllnn_edge.data import load_splits
-    from cllnn_edge.train import train
-    from export.formats.aeq import CNN_INT16_HEADROOM, quantize_tflite
-
     models = {"MNIST demo": (model_path, load_splits("embedded"))}
     for name, sizes in DIGITS_MODELS.items():
         digits = load_splits("sklearn-digits")
@@ -130,12 +121,6 @@ def headroom_rows(model_path: Path, work: Path) -> list[dict[str, Any]]:
 
 
 def measure(model_path: Path) -> dict[str, Any]:
-    import runtime
-    from cllnn_edge.data import load_splits
-    from export.formats.aeq import quantize_tflite
-    from export.formats.isolate import Conversion
-    from export.formats.onnx import ORT_CALIBRATION, quantize_onnx
-
     splits = load_splits("embedded")
     images, calibration = splits.test.x, splits.train.x
     rows: list[dict[str, Any]] = []

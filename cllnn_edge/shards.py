@@ -28,7 +28,7 @@ records in every pass and on every worker, and identical images always on the sa
 ``ShardedData`` reads such a directory: its summary, a fingerprint hashed from the files'
 bytes, the standardiser's statistics in one streaming pass (``ColumnMoments``), batched
 ``tf.data`` pipelines (file names + ``interleave``; a multi-worker strategy shards them by
-DATA, ``cllnn_edge.distribute.sharded_by_data``) and ``head(n)``: the first ``n`` images
+DATA, ``cllnn_edge.tf_distribute.sharded_by_data``) and ``head(n)``: the first ``n`` images
 of each split in memory, for export's calibration and check images and for parity. Every bad
 directory, file or record raises ``DataError`` naming the file and what is wrong.
 """

@@ -29,20 +29,11 @@ import numpy as np
 
 from cllnn_edge.config import Config, check_fits_in_memory
 from cllnn_edge.data import Split, Splits, config_for_data
-from cllnn_edge.distribute import (
-    ONE_DEVICE,
-    adopt_shared_backup,
-    dataset,
-    fit_pipelines,
-    make_strategy,
-    per_replica_batch,
-    plan,
-    resume_epoch,
-    sharded_by_data,
-)
+from cllnn_edge.distribute import ONE_DEVICE, Plan, adopt_shared_backup, per_replica_batch, plan, resume_epoch
 from cllnn_edge.model import build_model, model_input, trainable_params
 from cllnn_edge.preprocessing import StandardizerStats, fit_standardizer
 from cllnn_edge.shards import ShardedData
+from cllnn_edge.tf_distribute import dataset, fit_pipelines, make_strategy, sharded_by_data
 from cllnn_edge.train_files import HISTORY_FILE, MODEL_FILE, PREPROCESSING_FILE
 from cllnn_edge.versions import library_versions
 from runtime.atomic import atomic_path, json_text
@@ -169,24 +160,21 @@ def train(
     *,
     verbose: int | str = "auto",
     progress: Callable[[str], None] | None = None,
-    strategy: str = ONE_DEVICE,
+    strategy: str | Plan = ONE_DEVICE,
 ) -> TrainResult:
     """Train a CLLNN on ``splits`` (in memory, or a shard directory streamed through ``tf.data``)
     and write model, statistics and history to ``out_dir``.
 
     With ``progress``, each epoch reports one line through it (and a live step
     counter on a terminal) instead of Keras' own output. ``strategy`` is a
-    ``cllnn_edge.distribute`` name; only the chief writes into ``out_dir``. Each
-    epoch is backed up in ``out_dir/backup`` (deleted on success), so a re-run
-    after a failure resumes from the last completed epoch.
+    ``cllnn_edge.distribute`` name, or the ``Plan`` a caller already resolved
+    (``distribute.plan``) so ``TF_CONFIG`` is read once; only the chief writes into
+    ``out_dir``. Each epoch is backed up in ``out_dir/backup`` (deleted on success),
+    so a re-run after a failure resumes from the last completed epoch.
     """
     out_dir = Path(out_dir)
-    how = plan(strategy)
-    adapted = config_for_data(cfg, splits)
-    if progress is not None and adapted.model.conv_filters != cfg.model.conv_filters:
-        progress(f"model: {len(adapted.model.conv_filters)} of the {len(cfg.model.conv_filters)} conv/pool "
-                 f"stages fit {splits.image_shape[0]}x{splits.image_shape[1]} images")
-    cfg = adapted
+    how = strategy if isinstance(strategy, Plan) else plan(strategy)
+    cfg = _config_for(cfg, splits, progress)
     check_fits_in_memory(cfg.model)
     distributed = make_strategy(how) if how.distributed else None  # before any other TensorFlow work
     keras.utils.set_random_seed(cfg.model.seed)
@@ -197,76 +185,136 @@ def train(
     with distributed.scope() if distributed else contextlib.nullcontext():
         model = build_model(cfg.model, stats)
         compile_model(model, cfg)
+    backup, resumed = _resume(cfg, splits, how, out_dir, progress)
+    watch = _Watch.of(cfg, backup, resumed, progress)
+    verbose = _verbosity(verbose, progress)
+    if distributed is None and isinstance(splits, Splits):  # the path every recorded figure came from
+        fitted = _fit_arrays(model, splits, cfg, watch.callbacks, verbose)
+    else:  # tf.data: a shard directory's pipelines, or in-memory arrays batched by the global batch
+        fitted = fit_pipelines(
+            model, distributed, how, _pipelines(splits, cfg), batch=cfg.train.batch_size, epochs=cfg.train.epochs,
+            callbacks=watch.callbacks, verbose=verbose, resumed=resumed,
+        )
+    history = _history(cfg, splits, model, watch, fitted)
+    if distributed is not None:
+        history["distribution"] = _distribution(cfg, how, distributed)
+    if how.is_chief:
+        save_training(out_dir, model, stats, history)
+    else:
+        shutil.rmtree(backup, ignore_errors=True)  # the worker's own temp backup; nothing in out_dir
+    return TrainResult(model=model, stats=stats, history=history, out_dir=out_dir)
+
+
+def _config_for(cfg: Config, splits: Splits | ShardedData, progress: Callable[[str], None] | None) -> Config:
+    """``cfg`` with the conv/pool stages the images' size allows (``config_for_data``), said through
+    ``progress`` when that drops some."""
+    adapted = config_for_data(cfg, splits)
+    if progress is not None and adapted.model.conv_filters != cfg.model.conv_filters:
+        progress(f"model: {len(adapted.model.conv_filters)} of the {len(cfg.model.conv_filters)} conv/pool "
+                 f"stages fit {splits.image_shape[0]}x{splits.image_shape[1]} images")
+    return adapted
+
+
+def _resume(
+    cfg: Config, splits: Splits | ShardedData, how: Plan, out_dir: Path, progress: Callable[[str], None] | None
+) -> tuple[Path, int]:
+    """This process's backup directory and the epoch it resumes from (0: a fresh start)."""
     backup = how.backup_dir(out_dir)
     adopt_shared_backup(how, out_dir)
     resumed = resume_epoch(backup, {"config": cfg.to_dict(), "data": splits.summary(), "strategy": how.strategy})
     if resumed and progress is not None:
         progress(f"{how.worker_name}: resuming from epoch {resumed} (backup in {backup})")
-    timer = StepTimer()
-    reduce_lr = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss",
-        factor=cfg.train.lr_reduce_factor,
-        patience=cfg.train.lr_reduce_patience,
-        min_lr=cfg.train.min_learning_rate,
-    )
-    epoch_log = EpochLog(backup, resumed)  # after reduce_lr (which adds the rate to the logs), before the backup
-    callbacks: list[keras.callbacks.Callback] = [timer, reduce_lr, epoch_log,
-                                                 keras.callbacks.BackupAndRestore(str(backup))]
+    return backup, resumed
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """The callbacks a run fits with; ``timer`` and ``epoch_log`` hold what the history reports."""
+
+    timer: StepTimer
+    epoch_log: EpochLog
+    callbacks: list[keras.callbacks.Callback]
+
+    @classmethod
+    def of(cls, cfg: Config, backup: Path, resumed: int, progress: Callable[[str], None] | None) -> _Watch:
+        timer = StepTimer()
+        reduce_lr = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=cfg.train.lr_reduce_factor,
+            patience=cfg.train.lr_reduce_patience,
+            min_lr=cfg.train.min_learning_rate,
+        )
+        epoch_log = EpochLog(backup, resumed)  # after reduce_lr (which adds the rate to the logs), before the backup
+        callbacks: list[keras.callbacks.Callback] = [timer, reduce_lr, epoch_log,
+                                                     keras.callbacks.BackupAndRestore(str(backup))]
+        if progress is not None:
+            callbacks.append(EpochProgress(cfg.train.epochs, progress, live=sys.stderr.isatty()))
+        return cls(timer, epoch_log, callbacks)
+
+
+def _verbosity(verbose: int | str, progress: Callable[[str], None] | None) -> int | str:
+    """Keras' own output: none when ``progress`` reports; "auto" is a bar on a terminal, a line per epoch in a log."""
     if progress is not None:
-        callbacks.append(EpochProgress(cfg.train.epochs, progress, live=sys.stderr.isatty()))
-        verbose = 0
-    elif verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
+        return 0
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return verbose
+
+
+def _fit_arrays(
+    model: keras.Model, splits: Splits, cfg: Config, callbacks: list[keras.callbacks.Callback], verbose: int | str
+) -> tuple[float, float, float]:
+    """``model.fit`` on in-memory arrays, then the test split; train seconds, test loss and accuracy."""
     started = time.perf_counter()
-    if distributed is None and isinstance(splits, Splits):  # the path every recorded figure came from
-        model.fit(
-            as_model_input(splits.train),
-            splits.train.y,
-            epochs=cfg.train.epochs,
-            batch_size=cfg.train.batch_size,
-            validation_data=(as_model_input(splits.val), splits.val.y),
-            callbacks=callbacks,
-            verbose=verbose,
-        )
-        train_seconds = time.perf_counter() - started
-        test_loss, test_accuracy = model.evaluate(
-            as_model_input(splits.test), splits.test.y, batch_size=256, verbose=0
-        )
-    else:  # tf.data: a shard directory's pipelines, or in-memory arrays batched by the global batch
-        train_seconds, test_loss, test_accuracy = fit_pipelines(
-            model, distributed, how, _pipelines(splits, cfg), batch=cfg.train.batch_size, epochs=cfg.train.epochs,
-            callbacks=callbacks, verbose=verbose, resumed=resumed,
-        )
-    history = {
-        "epochs": epoch_log.history,
+    model.fit(
+        as_model_input(splits.train),
+        splits.train.y,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        validation_data=(as_model_input(splits.val), splits.val.y),
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    train_seconds = time.perf_counter() - started
+    test_loss, test_accuracy = model.evaluate(as_model_input(splits.test), splits.test.y, batch_size=256, verbose=0)
+    return train_seconds, test_loss, test_accuracy
+
+
+def _history(
+    cfg: Config, splits: Splits | ShardedData, model: keras.Model, watch: _Watch, fitted: tuple[float, float, float]
+) -> dict[str, Any]:
+    """What history.json records of a run: per-epoch logs, final figures, timing, config, data, versions."""
+    train_seconds, test_loss, test_accuracy = fitted
+    epochs = watch.epoch_log.history
+    return {
+        "epochs": epochs,
         "final": {
-            "val_accuracy": float(epoch_log.history["val_accuracy"][-1]),
+            "val_accuracy": float(epochs["val_accuracy"][-1]),
             "test_accuracy": float(test_accuracy),
             "test_loss": float(test_loss),
         },
         "timing": {
             "train_seconds": train_seconds,
-            "median_step_ms": timer.median_step_ms(),
-            "steps_per_epoch": len(timer.epoch_steps[0]) if timer.epoch_steps else 0,
+            "median_step_ms": watch.timer.median_step_ms(),
+            "steps_per_epoch": len(watch.timer.epoch_steps[0]) if watch.timer.epoch_steps else 0,
         },
         "trainable_params": trainable_params(model),
         "config": cfg.to_dict(),
         "data": splits.summary(),
         "versions": library_versions(),
     }
-    if distributed is not None:
-        history["distribution"] = {
-            "strategy": how.strategy,
-            "replicas": distributed.num_replicas_in_sync,
-            "global_batch": cfg.train.batch_size,
-            "per_replica_batch": per_replica_batch(cfg.train.batch_size, distributed.num_replicas_in_sync),
-            "learning_rate": cfg.train.learning_rate,  # for the global batch: not scaled by replicas
-        }
-    if how.is_chief:
-        save_training(out_dir, model, stats, history)
-    else:
-        shutil.rmtree(backup, ignore_errors=True)  # the worker's own temp backup; nothing in out_dir
-    return TrainResult(model=model, stats=stats, history=history, out_dir=out_dir)
+
+
+def _distribution(cfg: Config, how: Plan, distributed: tf.distribute.Strategy) -> dict[str, Any]:
+    """How a distributed run split its batches, for history.json."""
+    replicas = distributed.num_replicas_in_sync
+    return {
+        "strategy": how.strategy,
+        "replicas": replicas,
+        "global_batch": cfg.train.batch_size,
+        "per_replica_batch": per_replica_batch(cfg.train.batch_size, replicas),
+        "learning_rate": cfg.train.learning_rate,  # for the global batch: not scaled by replicas
+    }
 
 
 def _pipelines(splits: Splits | ShardedData, cfg: Config) -> tuple[tf.data.Dataset, ...]:

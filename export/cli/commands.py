@@ -17,7 +17,7 @@ from cllnn_edge.sources import data_for, splits_for
 from cllnn_edge.train import train
 from export.checks.parity import run_parity
 from export.errors import EXIT_CHECK_FAILED, EXIT_OK
-from export.pipeline.convert import ConvertReport, convert
+from export.pipeline.convert import ConvertJob, ConvertReport, convert
 from export.pipeline.plan import Plan
 from export.pipeline.run import run_pipeline
 from export.pipeline.sweep import sweep
@@ -37,7 +37,7 @@ def run_train(plan: Plan, args: argparse.Namespace) -> int:
     splits = data_for(cfg, plan.source)
     counts = splits.summary()
     _print(f"data: {plan.source}: train {counts['train']}, val {counts['val']}, test {counts['test']}")
-    result = train(cfg, splits, plan.out, progress=_print, strategy=plan.strategy_name)
+    result = train(cfg, splits, plan.out, progress=_print, strategy=plan.training_strategy)
     final = result.history["final"]
     timing = result.history["timing"]
     print(
@@ -56,7 +56,7 @@ def run_shards(plan: Plan, args: argparse.Namespace) -> int:
 
 
 def run_convert(plan: Plan, args: argparse.Namespace) -> int:
-    report = convert(args.model, plan.out, plan.config, data=plan.data, progress=_print, formats=plan.formats)
+    report = convert(ConvertJob(args.model, plan.out, plan.config, formats=plan.formats, data=plan.data), _print)
     print()
     print(format_convert_table(report))
     print(f"manifest: {report.out_dir / 'manifest.json'}")

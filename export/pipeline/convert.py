@@ -1,6 +1,8 @@
 """``convert``: trained model.keras -> unrolled, converted, checked artefacts + manifest.json.
 
-Steps: load and unroll the trained model; prove the unrolled graph equivalent
+A ``ConvertJob`` says what to convert (model file, output directory, config, formats, images);
+``convert(job, progress)`` does it. Steps: load and unroll the trained model (the graph variants
+the formats need, ``export.pipeline.graphs``); prove each unrolled graph equivalent
 on real images; export it once as a SavedModel into a private work directory;
 convert each format in its own worker process (a converter crash fails that
 format only), several at once on a machine with several cores; load every
@@ -33,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from cllnn_edge.config import PLAIN, Config
+from cllnn_edge.config import Config
 from cllnn_edge.data import Splits
 from cllnn_edge.model import load_trained
 from cllnn_edge.sources import splits_for
@@ -41,23 +43,15 @@ from cllnn_edge.train_files import HISTORY_FILE
 from cllnn_edge.versions import library_versions
 from export.checks.describe import PROBES_DIR, describe_artifact, describe_probe
 from export.errors import ConversionError, ExportError
-from export.formats.registry import (
-    FLOAT_GRAPH,
-    INT8_GRAPH,
-    SPLIT_GRAPH,
-    Format,
-    calibration_for,
-    formats_for,
-)
+from export.formats.registry import Format, calibration_for, formats_for
 from export.formats.isolate import Job, run_isolated
 from export.formats.mcu import memory_budget, with_mcu_record
 from export.formats.precision import MINMAX, Calibration, ai_edge_recipe
 from export.graph.reference import KerasRunner, trained_reference
-from export.graph.unroll import UnrollResult, prove_equivalent, unroll
+from export.pipeline.graphs import Graphs, Unrolled, export_graphs, stage_max_abs, unroll_all
 from runtime.atomic import write_json_atomic
 from runtime.deploy.boards import MemoryBudget
 from runtime.artifacts.checkset import CHECK_SET_NAME, CheckSet, write_check_set
-from runtime.checks.compare import Comparison
 from runtime.artifacts.manifest import (
     LITERT,
     MANIFEST_NAME,
@@ -99,89 +93,49 @@ class ConvertReport:
 
 
 @dataclass(frozen=True)
-class _Graphs:
-    """The SavedModels in the work directory: graph kind (``Format.graph``) -> (main, probe)."""
+class Opened:
+    """The trained model's runner and the images a conversion calibrates and checks on, as a caller
+    already holds them (the pipeline and the sweep share them with parity)."""
 
-    saved: dict[str, tuple[Path, Path]]
-    float_layers: tuple[str, ...] = ()  # of the int8 graph: layers its converters keep in float32
-
-    def kind_for(self, fmt: Format) -> str:
-        """The graph the format asks for where it was built (no int8 variant with
-        ``int8_graph = "plain"``), else the float graph."""
-        return fmt.graph if fmt.graph in self.saved else FLOAT_GRAPH
-
-    def for_format(self, fmt: Format) -> tuple[Path, Path, tuple[str, ...]]:
-        """That graph's SavedModels, and the layers its converters keep float."""
-        kind = self.kind_for(fmt)
-        return (*self.saved[kind], self.float_layers if kind == INT8_GRAPH else ())
+    reference: KerasRunner
+    splits: Splits
 
 
-def convert(
-    model_path: str | Path,
-    out_dir: str | Path,
-    cfg: Config,
-    *,
-    data: str | None = None,
-    splits: Splits | None = None,
-    reference: KerasRunner | None = None,
-    progress: Progress = lambda line: None,
-    formats: tuple[Format, ...] | None = None,
-) -> ConvertReport:
-    """Export ``model_path`` to every format in ``cfg.export.formats`` (or ``formats``: a
-    sweep's variants) under ``out_dir``.
+@dataclass(frozen=True)
+class ConvertJob:
+    """One conversion as its caller asks for it: the trained model file, where the files go, the
+    config, the formats (registry entries: a sweep's variants; None: the config's ``export.formats``)
+    and the images: ``opened`` when the caller holds them and the model's runner, else the model file
+    is loaded and the images read from ``data`` (None: the source the model was trained on)."""
 
-    ``splits`` (else loaded from ``data``, else from the source the model was
-    trained on) give the calibration and check images; ``reference`` (else
-    built from the model file) is the trained model's runner, whose outputs
-    on the check images are computed once for every comparison.
-    """
-    formats = formats_for(cfg) if formats is None else formats
+    model_path: Path
+    out_dir: Path
+    cfg: Config
+    formats: tuple[Format, ...] | None = None
+    data: str | None = None
+    opened: Opened | None = None
+
+
+def convert(job: ConvertJob, progress: Progress = lambda line: None) -> ConvertReport:
+    """Export ``job.model_path`` to each of the job's formats under ``job.out_dir``. The trained
+    model's outputs on the check images are computed once, for every comparison."""
+    cfg = job.cfg
+    formats = formats_for(cfg) if job.formats is None else job.formats
     budget = memory_budget(cfg)  # an unknown board fails here, before any work
     calibrations = {f.name: calibration_for(f, cfg) for f in formats if f.calibrated}
-    out_dir = _writable_dir(Path(out_dir))
-    model_path = Path(model_path)
-    if reference is None:
-        reference = trained_reference(load_trained(model_path))
-    if splits is None:
-        splits = splits_for(cfg, data or training_source(model_path))
+    out_dir, model_path = _writable_dir(Path(job.out_dir)), Path(job.model_path)
+    reference, splits = _opened(job, model_path)
     # a small data set calibrates on what it has: the manifest records the images really used
     calibrations = {name: replace(c, images=min(c.images, len(splits.train)))
                     for name, c in calibrations.items()}
     calibration = splits.train.x[: max((c.images for c in calibrations.values()), default=0)]
     check_images = splits.test.x[: cfg.export.check_size]
-    tolerances = cfg.tolerances
-
-    progress(f"unroll: {reference.source.name} -> static graph")
-    result = unroll(reference.source)
-    equivalence = prove_equivalent(reference, result, check_images, tolerances["float32"])
-    removed = result.removed_summary()
-    progress(
-        f"unroll: equivalent on {len(check_images)} test images (max abs "
-        f"{equivalence.metrics['max_abs']:.1e}); left out {removed['weight_bytes']:,} weight bytes, "
-        f"{removed['macs_per_image']:,} MACs per image"
-    )
-    int8: UnrollResult | None = None
-    calibrated = [f for f in formats if f.graph == INT8_GRAPH]
-    int8_graph: dict[str, Any] = {"variant": cfg.export.int8_graph} if calibrated else {}
-    if calibrated and cfg.export.int8_graph != PLAIN:
-        int8 = unroll(reference.source, int8_graph=cfg.export.int8_graph)
-        deviation = prove_equivalent(reference, int8, check_images,
-                                     tolerances[calibrated[0].precision].of_int8_graph())
-        int8_graph.update(float_layers=list(int8.float_layers),
-                          max_abs_vs_trained=_stage_max_abs(deviation))
-        progress(f"unroll: {int8.name}, max abs {deviation.metrics['max_abs']:.1e} from the trained model"
-                 + (f"; {', '.join(int8.float_layers)} stay float32" if int8.float_layers else ""))
-
+    unrolled = unroll_all(reference, formats, cfg, check_images, progress)
     for stale in out_dir.glob(".work-*"):  # left by a run that was killed (one convert per dir)
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
     try:
-        split = None
-        if any(f.graph == SPLIT_GRAPH for f in formats):
-            split = unroll(reference.source, split_projection=True)
-            prove_equivalent(reference, split, check_images, tolerances["float32"])
-            progress("unroll: the reservoir's input projection split in two exact parts, for int16x8")
-        graphs = _export_graphs(work, {FLOAT_GRAPH: result, INT8_GRAPH: int8, SPLIT_GRAPH: split})
+        graphs = export_graphs(work, unrolled.graphs)
         (work / PROBES_DIR).mkdir()
         calibration_file = work / "calibration.npy"
         np.save(calibration_file, calibration)
@@ -190,24 +144,36 @@ def convert(
         results = _convert_all(formats, cfg, graphs, calibration_file, checker, calibrations)
         entries = [_move_into_place(item.entry, work, out_dir) for item in results if item.entry]
         check_set = _write_check_set(out_dir, splits, cfg.export.check_set_size, reference, expected)
-        manifest = Manifest(
-            artifacts=tuple(entries),
-            check_set=check_set,
-            metadata={
-                "source_model": {"file": str(model_path), "sha256": sha256_file(model_path)},
-                "config": cfg.to_dict(),
-                "data": {**splits.summary(), "calibration_images": len(calibration),
-                         "check_images": len(check_images)},
-                "unroll": {**removed, "equivalence_max_abs": _stage_max_abs(equivalence)},
-                "int8_graph": int8_graph,
-                "failed": {r.format.name: r.error for r in results if r.error},
-                "versions": library_versions(),
-            },
-        )
+        data = {**splits.summary(), "calibration_images": len(calibration), "check_images": len(check_images)}
+        manifest = Manifest(artifacts=tuple(entries), check_set=check_set,
+                            metadata=_metadata(model_path, cfg, data, unrolled, results))
         write_json_atomic(out_dir / MANIFEST_NAME, manifest.to_dict())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ConvertReport(out_dir=out_dir, results=tuple(results), manifest=manifest)
+
+
+def _opened(job: ConvertJob, model_path: Path) -> tuple[KerasRunner, Splits]:
+    """The job's trained-model runner and images: the caller's, or opened from the files."""
+    if job.opened is not None:
+        return job.opened.reference, job.opened.splits
+    reference = trained_reference(load_trained(model_path))
+    return reference, splits_for(job.cfg, job.data or training_source(model_path))
+
+
+def _metadata(
+    model_path: Path, cfg: Config, data: dict[str, Any], unrolled: Unrolled, results: list[FormatResult]
+) -> dict[str, Any]:
+    """The manifest's record of what the files were made from and how."""
+    return {
+        "source_model": {"file": str(model_path), "sha256": sha256_file(model_path)},
+        "config": cfg.to_dict(),
+        "data": data,
+        "unroll": {**unrolled.removed, "equivalence_max_abs": stage_max_abs(unrolled.equivalence)},
+        "int8_graph": unrolled.int8_graph,
+        "failed": {r.format.name: r.error for r in results if r.error},
+        "versions": library_versions(),
+    }
 
 
 def _write_check_set(
@@ -224,23 +190,6 @@ def _write_check_set(
         outputs = reference.predict_outputs(images)
     check_set = CheckSet(images=images, labels=labels, reference=outputs)
     return write_check_set(out_dir / CHECK_SET_NAME, check_set, source=splits.source, split="test")
-
-
-def _stage_max_abs(comparison: Comparison) -> dict[str, float]:
-    return {stage.stage: stage.max_abs for stage in comparison.stages}
-
-
-def _export_graphs(work: Path, graphs: dict[str, UnrollResult | None]) -> _Graphs:
-    saved = {}
-    for kind, graph in graphs.items():
-        if graph is None:
-            continue
-        main, probe = work / f"saved_model_{kind}", work / f"saved_model_{kind}_probe"
-        graph.model.export(str(main), verbose=False)
-        graph.probe.export(str(probe), verbose=False)
-        saved[kind] = (main, probe)
-    int8 = graphs.get(INT8_GRAPH)
-    return _Graphs(saved, float_layers=int8.float_layers if int8 else ())
 
 
 def _move_into_place(entry: ArtifactEntry, work: Path, out_dir: Path) -> ArtifactEntry:
@@ -267,7 +216,7 @@ class _Checker:
 
 
 def _convert_all(
-    formats: tuple[Format, ...], cfg: Config, graphs: _Graphs, calibration: Path, checker: _Checker,
+    formats: tuple[Format, ...], cfg: Config, graphs: Graphs, calibration: Path, checker: _Checker,
     calibrations: dict[str, Calibration],
 ) -> list[FormatResult]:
     """Convert each format in its own process, ``conversion_workers(cfg)`` at a time; results
@@ -296,7 +245,7 @@ def conversion_workers(cfg: Config) -> int:
 
 
 def _convert_one(
-    fmt: Format, head: str, cfg: Config, graphs: _Graphs, calibration: Path, checker: _Checker,
+    fmt: Format, head: str, cfg: Config, graphs: Graphs, calibration: Path, checker: _Checker,
     settings: Calibration | None,
 ) -> FormatResult:
     started = time.perf_counter()
@@ -326,7 +275,7 @@ def _convert_one(
     return FormatResult(fmt, entry, time.perf_counter() - started)
 
 
-def quantization_record(fmt: Format, settings: Calibration | None, graphs: _Graphs) -> dict[str, Any]:
+def quantization_record(fmt: Format, settings: Calibration | None, graphs: Graphs) -> dict[str, Any]:
     """What the manifest keeps of how a file was quantized, enough to build it again: the graph,
     the calibration and, for a recipe, its stages and the rules AI Edge Quantizer applied."""
     record: dict[str, Any] = {"graph": graphs.kind_for(fmt)}

@@ -78,9 +78,10 @@ class Plan:
         return self.data or DEFAULT_DATA
 
     @property
-    def strategy_name(self) -> str:
-        """The resolved strategy's name (never "auto"); one-device where the plan trains nowhere."""
-        return self.strategy.strategy if self.strategy is not None else distribute.ONE_DEVICE
+    def training_strategy(self) -> distribute.Plan:
+        """The resolved strategy train takes as it is (never planned again); one-device where the plan
+        names none."""
+        return self.strategy if self.strategy is not None else distribute.Plan(distribute.ONE_DEVICE, cluster=None)
 
     @property
     def is_chief(self) -> bool:

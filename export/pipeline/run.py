@@ -58,7 +58,7 @@ from export.checks.parity import run_parity
 from export.errors import EXIT_USAGE, StageError, exit_code_of
 from export.graph.reference import KerasRunner, trained_reference
 from export.layout import RunLayout
-from export.pipeline.convert import convert
+from export.pipeline.convert import ConvertJob, Opened, convert
 from export.pipeline.plan import Plan
 from export.pipeline.sweep import sweep as sweep_variants
 from export.pipeline.variants import BENCH_RUNS as SWEEP_RUNS
@@ -248,15 +248,16 @@ def _changed_output(root: Path, recorded: dict[str, str]) -> str | None:
 
 def _train(work: Work) -> str:
     result = train(work.cfg, work.data_set, work.layout.train_dir, progress=work.progress,
-                   strategy=work.plan.strategy_name)
+                   strategy=work.plan.training_strategy)
     final = result.history["final"]
     return f"val accuracy {final['val_accuracy']:.4f}, test accuracy {final['test_accuracy']:.4f}"
 
 
 def _convert(work: Work) -> str:
     layout = work.layout
-    report = convert(layout.model, layout.artifacts, work.cfg, splits=work.splits, reference=work.reference,
-                     progress=work.progress, formats=work.plan.formats)
+    job = ConvertJob(layout.model, layout.artifacts, work.cfg, formats=work.plan.formats,
+                     opened=Opened(work.reference, work.splits))
+    report = convert(job, work.progress)
     if not report:
         failed = [r.format.name for r in report.results if not r.passed]
         raise StageError(

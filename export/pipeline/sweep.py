@@ -36,7 +36,7 @@ from export.report.tables import markdown_table
 from export.report.sweep_table import HEADER, SweepRow, table_rows
 from export.errors import ExportError
 from export.formats.registry import Format
-from export.pipeline.convert import convert, training_source
+from export.pipeline.convert import ConvertJob, Opened, convert, training_source
 from export.pipeline.variants import BENCH_RUNS, default_variants
 from export.report.plots import pareto_plot
 from runtime.artifacts.manifest import contained
@@ -113,8 +113,8 @@ def sweep(
     splits = splits_for(cfg, data) if splits is None else splits
     reference = trained_reference(load_trained(model_path)) if reference is None else reference
     progress(f"sweep: {len(variants)} variants: {', '.join(f.name for f in variants)}")
-    report = convert(model_path, out_dir, cfg, splits=splits, reference=reference, progress=progress,
-                     formats=variants)
+    report = convert(ConvertJob(model_path, out_dir, cfg, formats=variants, opened=Opened(reference, splits)),
+                     progress)
     parity = run_parity(model_path, out_dir, data=data, splits=splits, reference=reference,
                         tolerances=cfg.tolerances, progress=progress)
     timings = _bench_all(report.manifest, out_dir, runs, progress)

@@ -24,13 +24,13 @@ from cllnn_edge.distribute import (
     ONE_DEVICE,
     STRATEGIES,
     Plan,
-    cluster_error,
     parse_tf_config,
     per_replica_batch,
     plan,
     resume_epoch,
 )
 from cllnn_edge.errors import ClusterError, ConfigError
+from cllnn_edge.tf_distribute import cluster_error
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO = {"cluster": {"worker": ["localhost:2222", "localhost:2223"]}, "task": {"type": "worker", "index": 1}}

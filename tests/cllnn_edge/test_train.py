@@ -11,6 +11,8 @@ import pytest
 
 from cllnn_edge.config import Config, ModelConfig, TrainConfig
 from cllnn_edge.data import Split, Splits, load_splits
+from cllnn_edge.distribute import ONE_DEVICE, plan
+from cllnn_edge.errors import ConfigError
 from cllnn_edge.model import STANDARDIZE, load_trained
 from cllnn_edge.preprocessing import StandardizerStats
 from cllnn_edge.train import (
@@ -94,3 +96,17 @@ def test_a_failed_save_leaves_the_previous_run_intact(trained, tmp_path: Path) -
         [MODEL_FILE, HISTORY_FILE, PREPROCESSING_FILE]
     )
     assert all((tmp_path / n).read_text() == "previous run" for n in (MODEL_FILE, HISTORY_FILE))
+
+
+def test_a_resolved_plan_is_used_as_given(small_splits: Splits, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that planned the strategy (the CLI) passes its ``Plan``: ``TF_CONFIG`` is not read
+    again, so a value that would fail a second reading does not matter; a name is planned here."""
+    resolved = plan(ONE_DEVICE, {})
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):
+        train(TINY, small_splits, tmp_path / "named", verbose=0, strategy=ONE_DEVICE)
+    assert not (tmp_path / "named").exists()
+    result = train(TINY.replace("train", epochs=1), small_splits, tmp_path / "planned", verbose=0, strategy=resolved)
+    assert len(result.history["epochs"]["loss"]) == 1 and "distribution" not in result.history
+    assert result.model_path.is_file()

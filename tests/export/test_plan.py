@@ -54,7 +54,7 @@ def test_all_formats_are_spelled_out_and_the_config_recipe_stands_unless_a_flag_
     assert plan.formats == parse_formats("all")
     assert plan.config.export.formats == tuple(f.name for f in parse_formats("all"))
     assert plan.config.export.recipe == Config().export.recipe  # the config's own spelling, as recorded
-    assert plan.budget is None and plan.strategy is None and plan.strategy_name == "one-device"
+    assert plan.budget is None and plan.strategy is None and plan.training_strategy.strategy == "one-device"
 
 
 def test_a_sweep_plans_its_variants_as_its_formats() -> None:

@@ -12,7 +12,7 @@ import runtime
 from cllnn_edge.config import Config, ModelConfig
 from cllnn_edge.model import build_model, load_trained
 from cllnn_edge.preprocessing import fit_standardizer
-from export.pipeline.convert import ConvertReport, convert
+from export.pipeline.convert import ConvertJob, ConvertReport, convert
 from export.graph.reference import trained_reference
 from export.graph.stages import PROBE_OUTPUTS
 from runtime.artifacts.manifest import MANIFEST_NAME, ProbeRecord, sha256_file
@@ -38,7 +38,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory, images: np.ndarray) -> t
     model = build_model(ModelConfig(**SMALL), fit_standardizer(images))
     model.save(root / "model.keras")
     cfg = Config().replace("export", formats=FORMATS)
-    report = convert(root / "model.keras", root / "artifacts", cfg, data="embedded")
+    report = convert(ConvertJob(root / "model.keras", root / "artifacts", cfg, data="embedded"))
     return root, report
 
 
@@ -130,7 +130,7 @@ def test_a_failed_probe_conversion_does_not_fail_the_format(
     model = build_model(ModelConfig(**SMALL), fit_standardizer(images + 1))
     model.save(tmp_path / "model.keras")
     cfg = Config().replace("export", formats=("tflite-fp32",))
-    report = convert(tmp_path / "model.keras", tmp_path / "out", cfg, data="embedded")
+    report = convert(ConvertJob(tmp_path / "model.keras", tmp_path / "out", cfg, data="embedded"))
     (entry,) = report.manifest.artifacts
     assert report.results[0].error is None
     assert entry.details.probe is not None and "tflite-fp32 probe:" in str(entry.details.probe.error)
