@@ -30,6 +30,7 @@ import numpy as np
 from runtime.errors import EdgeRuntimeError
 from runtime.loader import load
 from runtime.machine import CpuInfo, cpu_info
+from runtime.artifacts.opened import ArtifactFile
 from runtime.artifacts.signing import TrustedKeyLike
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
@@ -92,7 +93,7 @@ def peak_rss_mib() -> float:
 
 
 def bench_model(
-    path: str | Path,
+    path: str | Path | ArtifactFile,
     settings: BenchSettings = BenchSettings(),
     *,
     progress: Callable[[int, int], None] | None = None,
@@ -101,10 +102,11 @@ def bench_model(
     """Load ``path`` and time ``predict`` on random uint8 images of the set batch size.
 
     ``trusted_key``: load only if the manifest beside ``path`` is signed by it (``runtime.load``).
+    ``path`` may be an ``ArtifactFile`` already checked against its manifest: it is loaded from those bytes.
     """
-    path = Path(path)
     started = time.perf_counter()
     model = load(path, threads=settings.threads, trusted_key=trusted_key)
+    path, size = (path.path, path.size) if isinstance(path, ArtifactFile) else (Path(path), Path(path).stat().st_size)
     load_ms = (time.perf_counter() - started) * 1e3
     rng = np.random.default_rng(settings.seed)
     images = rng.integers(0, 256, (settings.batch, *model.image_shape, model.channels), dtype=np.uint8)
@@ -123,7 +125,7 @@ def bench_model(
     return BenchResult(
         model=str(path),
         format=fmt,
-        file_size=path.stat().st_size,
+        file_size=size,
         load_ms=load_ms,
         batch=settings.batch,
         threads=settings.threads,
