@@ -66,7 +66,7 @@ def disagreements(artifacts: Path) -> dict[str, int]:
     from runtime.artifacts.manifest import load_manifest
 
     manifest = load_manifest(artifacts)
-    images = manifest.metadata["data"]["check_images"]
+    images = (manifest.metadata.data or {})["check_images"]
     return {entry.format: round((1 - entry.details.checks["top1_agreement"].value) * images)
             for entry in manifest.artifacts if "top1_agreement" in entry.details.checks}
 

@@ -31,6 +31,7 @@ other stages hold only its first images of each split (``cllnn_edge.sources.head
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from cllnn_edge.config import Config
 from cllnn_edge.errors import CllnnError
 from export.layout import RunLayout
+from runtime.artifacts.opened import Artifacts
 from runtime.atomic import write_json_atomic
 
 if TYPE_CHECKING:
@@ -129,24 +131,25 @@ def run_pipeline(
              f"test {data_summary['test']} (fingerprint {data_summary['fingerprint'][:12]})")
     sections, versions = cfg.to_dict(), library_versions()
     reference = _reference_of(layout)
+    opened = _OpenedOnce(layout)  # the artefacts, opened once for every stage and the report
     train_key = stage_key("train", sections["model"], sections["train"], data_summary["fingerprint"],
                           versions)
     convert_key = stage_key("convert", train_key, sections["export"])
+    bench_key = stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS)
     splits = with_images_of(data_set, cfg)  # what export and parity hold: the first images of each split
     stages = (
         Stage("train", train_key, (layout.train_dir,), lambda: _train(cfg, data_set, layout, progress, strategy)),
         Stage("convert", convert_key, (layout.artifacts, layout.manifest),
-              lambda: _convert(cfg, splits, reference(), layout, progress), reads="train"),
+              lambda: _convert(cfg, splits, reference(), layout, progress, opened), reads="train"),
         Stage("parity", stage_key("parity", convert_key, sections["tolerances"]),
               (layout.parity_json, layout.parity_junit),
-              lambda: _parity(cfg, data, splits, reference(), layout, progress), reads="convert"),
-        Stage("bench", stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS), (layout.bench,),
-              lambda: _bench(layout, progress), reads="convert"),
+              lambda: _parity(cfg, data, splits, reference(), layout, progress, opened()), reads="convert"),
+        Stage("bench", bench_key, (layout.bench,), lambda: _bench(opened(), layout, progress), reads="convert"),
         # the choice is this machine's: its CPU enters the key; deploy/ is absent when nothing fits,
-        # so such a stage runs again each time (it takes seconds)
-        Stage("select", stage_key("select", convert_key, sections["tolerances"], SELECT_SETTINGS,
+        # so such a stage runs again each time (it takes seconds); it ranks by bench's batch-1 timing
+        Stage("select", stage_key("select", bench_key, sections["tolerances"], SELECT_SETTINGS,
                                   _machine()), (layout.selection, layout.deploy, layout.deploy_selection),
-              lambda: _select(cfg, layout, progress), reads="convert"),
+              lambda: _select(cfg, layout, progress, opened()), reads="bench"),
     )
     if sweep:  # last: the main files are checked and chosen whatever the sweep finds
         from export.pipeline.sweep import BENCH_RUNS as SWEEP_RUNS
@@ -159,7 +162,7 @@ def run_pipeline(
     started = time.perf_counter()
     from export.report.build import write_report
 
-    write_report(layout, state.stages, data_summary)
+    write_report(layout, state.stages, data_summary, manifest=opened().manifest)
     progress(f"report: done in {time.perf_counter() - started:.1f} s: {layout.report_html}")
     return state
 
@@ -175,6 +178,19 @@ def _reference_of(layout: RunLayout) -> Callable[[], KerasRunner]:
         return trained_reference(load_trained(layout.model))
 
     return get
+
+
+class _OpenedOnce:
+    """The run's artefacts, opened once: convert's manifest when convert ran, else manifest.json read
+    once (``runtime.artifacts.opened``); parity, bench, select and the report share them."""
+
+    def __init__(self, layout: RunLayout) -> None:
+        self.layout, self.artifacts = layout, None
+
+    def __call__(self) -> Artifacts:
+        if self.artifacts is None:
+            self.artifacts = Artifacts.open(self.layout.manifest)
+        return self.artifacts
 
 
 def _run_stage(stage: Stage, state: RunState, force: bool, progress: Progress) -> None:
@@ -255,11 +271,12 @@ def _train(cfg: Config, splits: Splits | ShardedData, layout: RunLayout, progres
 
 
 def _convert(cfg: Config, splits: Splits, reference: KerasRunner, layout: RunLayout,
-             progress: Progress) -> str:
+             progress: Progress, opened: _OpenedOnce) -> str:
     from export.pipeline.convert import convert
 
     report = convert(layout.model, layout.artifacts, cfg, splits=splits, reference=reference,
                      progress=progress)
+    opened.artifacts = Artifacts.written(layout.artifacts, report.manifest)  # passed on, not read again
     if not report:
         failed = [r.format.name for r in report.results if not r.passed]
         raise StageError(
@@ -271,10 +288,10 @@ def _convert(cfg: Config, splits: Splits, reference: KerasRunner, layout: RunLay
 
 
 def _parity(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layout: RunLayout,
-            progress: Progress) -> str:
+            progress: Progress, artifacts: Artifacts) -> str:
     from export.checks.parity import run_parity
 
-    report = run_parity(layout.model, layout.artifacts, data=data, splits=splits, reference=reference,
+    report = run_parity(layout.model, artifacts, data=data, splits=splits, reference=reference,
                         tolerances=cfg.tolerances, progress=progress)
     report.save_json(layout.parity_json)
     report.save_junit(layout.parity_junit)
@@ -282,27 +299,25 @@ def _parity(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layo
     return f"{passed}/{len(report.results)} formats within tolerance on {report.images} images"
 
 
-def _bench(layout: RunLayout, progress: Progress) -> str:
-    from runtime.bench.latency import BenchSettings, bench_model, environment
-    from runtime.artifacts.manifest import contained, load_manifest
+def _bench(artifacts: Artifacts, layout: RunLayout, progress: Progress) -> str:
+    from runtime.bench.latency import BenchReport, BenchSettings, bench_model
 
-    manifest = load_manifest(layout.manifest)
     # A file that takes one image per call (a TFLM file's batch is 1) is timed at batch 1 only: at a
     # larger batch it would make that many batch-1 calls, which says nothing more.
-    jobs = [(batch, entry) for batch in BENCH_BATCHES for entry in manifest.artifacts
+    jobs = [(batch, entry) for batch in BENCH_BATCHES for entry in artifacts.manifest.artifacts
             if batch == 1 or entry.inputs[0].shape[0] != 1]
     results = []
     for index, (batch, entry) in enumerate(jobs, start=1):
         settings = BenchSettings(batch=batch, threads=1, warmup=10, runs=BENCH_RUNS[batch])
-        result = bench_model(contained(layout.artifacts, entry.file), settings)
-        results.append({**result.to_dict(), "export_format": entry.format})
+        result = dataclasses.replace(bench_model(artifacts.file(entry.file), settings), export_format=entry.format)
+        results.append(result)
         progress(f"[{index}/{len(jobs)}] {entry.format:<15} batch {batch:<3} {settings.runs} runs: "
                  f"p50 {result.p50_us:,.0f} us, {result.throughput_ips:,.0f} images/s")
     settings = {"threads": 1, "warmup": 10, "runs": {str(b): n for b, n in BENCH_RUNS.items()},
                 "images": "random uint8"}
-    write_json_atomic(layout.bench, {**environment(), "settings": settings, "results": results})
-    best = min((r for r in results if r["batch"] == 1), key=lambda r: r["p50_us"])
-    return f"fastest at batch 1: {best['export_format']} p50 {best['p50_us']:,.0f} us"
+    BenchReport.measured_here(settings, results).save_json(layout.bench)
+    best = min((r for r in results if r.batch == 1), key=lambda r: r.p50_us)
+    return f"fastest at batch 1: {best.export_format} p50 {best.p50_us:,.0f} us"
 
 
 def _sweep(cfg: Config, data: str, splits: Splits, reference: KerasRunner, layout: RunLayout,
@@ -325,21 +340,24 @@ def _machine() -> dict[str, Any]:
     return cpu_info().record()
 
 
-def _select(cfg: Config, layout: RunLayout, progress: Progress) -> str:
-    """``cllnn-bench select`` on this machine, under the run's tolerance table and no further budget."""
+def _select(cfg: Config, layout: RunLayout, progress: Progress, artifacts: Artifacts) -> str:
+    """``cllnn-bench select`` on this machine, under the run's tolerance table and no further budget,
+    ranking by the bench stage's batch-1 timing (same settings) rather than timing the files again."""
     import shutil
 
-    from runtime.bench.latency import BenchSettings
+    from runtime.bench.latency import BenchReport, BenchSettings
+    from runtime.machine import cpu_info
     from runtime.deploy.choose import Budget, select
     from runtime.deploy.directory import write_deploy
     from runtime.errors import EdgeRuntimeError
     from runtime.artifacts.manifest import ManifestError
 
     try:
-        selection = select(layout.artifacts, Budget(), BenchSettings(**SELECT_SETTINGS),
-                           tolerances=cfg.tolerances, progress=progress)
+        timings = BenchReport.load_json(layout.bench).timings(SELECT_SETTINGS["batch"], cpu_info())
+        selection = select(artifacts, Budget(), BenchSettings(**SELECT_SETTINGS),
+                           tolerances=cfg.tolerances, progress=progress, timings=timings)
         if selection:
-            write_deploy(selection, layout.artifacts, layout.deploy)
+            write_deploy(selection, artifacts, layout.deploy)
         else:  # an earlier run's choice must not outlive this one's verdict
             shutil.rmtree(layout.deploy, ignore_errors=True)
     except ManifestError:  # the artefacts' manifest is malformed, or names or lists files wrongly: an input error

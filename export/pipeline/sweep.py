@@ -209,7 +209,7 @@ def _bench_all(manifest: Any, out_dir: Path, runs: int, progress: Progress) -> d
 def _rows(variants: tuple[Format, ...], report: Any, parity: Any,
           timings: dict[str, tuple[float, float]]) -> list[SweepRow]:
     entries = {e.format: e for e in report.manifest.artifacts}
-    failed = report.manifest.metadata.get("failed", {})
+    failed = report.manifest.metadata.failed or {}
     results = {r.format: r for r in parity.results}
     fp32 = entries.get(FLOAT32_REFERENCE)
     rows = []

@@ -12,6 +12,7 @@ a given percentage. Imports only numpy and the runtime.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.atomic import write_json_atomic
 from runtime.errors import EdgeRuntimeError
 from runtime.loader import load
 from runtime.machine import CpuInfo, cpu_info
@@ -71,9 +73,61 @@ class BenchResult:
     throughput_ips: float  # images per second at the mean latency
     peak_rss_mib: float  # of the whole benchmarking process, so far
     samples_us: tuple[float, ...] = ()  # every timed call, in order (for distributions)
+    export_format: str | None = None  # the file's format name in its manifest, where the caller knew it
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.export_format is None:
+            del data["export_format"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        """The inverse of ``to_dict``; keys it does not know (a later layout's) are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        return cls(**{**known, "samples_us": tuple(known.get("samples_us", ()))})
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """A benchmark's JSON (``cllnn-bench --json``, ``cllnn-export run``'s ``bench.json``): the machine and
+    libraries it ran on, its settings, one result per file and batch size."""
+
+    machine: dict[str, Any]
+    versions: dict[str, str]
+    settings: dict[str, Any]
+    results: tuple[BenchResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"machine": self.machine, "versions": self.versions, "settings": self.settings,
+                "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchReport:
+        return cls(machine=dict(data.get("machine", {})), versions=dict(data.get("versions", {})),
+                   settings=dict(data.get("settings", {})),
+                   results=tuple(BenchResult.from_dict(r) for r in data["results"]))
+
+    @classmethod
+    def measured_here(cls, settings: dict[str, Any], results: Sequence[BenchResult]) -> BenchReport:
+        """``results`` as measured on this machine (``environment``) with ``settings``."""
+        env = environment()
+        return cls(env["machine"], env["versions"], settings, tuple(results))
+
+    def save_json(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> BenchReport:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def timings(self, batch: int, cpu: CpuInfo) -> dict[str, BenchResult]:
+        """The results at ``batch`` by file name, if they were measured on a CPU like ``cpu`` (its model,
+        ISA and class); else none: figures compare only on the machine they were measured on."""
+        if {k: self.machine.get(k) for k in cpu.record()} != cpu.record():
+            return {}
+        return {Path(r.model).name: r for r in self.results if r.batch == batch}
 
 
 def peak_rss_mib() -> float:
