@@ -16,7 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "code_shape.py"
 # Ceilings measured on this commit's tree; lower them as the code gets there, never raise them.
 MAX_FILE_LINES = 475
 MAX_FUNCTION_LINES = 160
-MAX_FUNCTION_LEVEL_IMPORTS = 192
+MAX_FUNCTION_LEVEL_IMPORTS = 179
 
 
 @pytest.fixture(scope="module")

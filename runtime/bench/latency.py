@@ -32,6 +32,7 @@ from runtime.atomic import write_json_atomic
 from runtime.errors import EdgeRuntimeError
 from runtime.loader import load
 from runtime.machine import CpuInfo, cpu_info
+from runtime.tables import text_table
 from runtime.artifacts.opened import ArtifactFile
 from runtime.artifacts.signing import TrustedKeyLike
 
@@ -284,7 +285,5 @@ def format_table(results: Sequence[BenchResult], cpu: CpuInfo | None = None) -> 
         )
         for r in results
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-             for row in rows]
-    return "\n".join([*lines, f"CPU class {cpu.cpu_class}: {cpu.model} ({cpu.isa_line})"])
+    table = text_table(rows[0], rows[1:], right=range(1, len(header)))
+    return "\n".join([table, f"CPU class {cpu.cpu_class}: {cpu.model} ({cpu.isa_line})"])

@@ -47,6 +47,7 @@ from runtime.checks.verify import opened_artifacts, verify
 from runtime.deploy.boards import KIB
 from runtime.deploy.budget import LIMITS, Budget, Limit, number  # noqa: F401  (Budget, LIMITS, Limit: re-exported)
 from runtime.machine import CpuInfo
+from runtime.tables import text_table
 
 EXIT_CHOSEN, EXIT_NONE_FITS, EXIT_USAGE = 0, 1, 2
 PROG = "cllnn-bench select"
@@ -322,9 +323,5 @@ def format_table(selection: Selection) -> str:
          f"{c.agreement_pct:.1f}%", f"{c.accuracy_drop_pp:+.2f} pp", "yes" if c.verified else "NO", c.reason)
         for c in selection.candidates
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    numeric = {3, 4, 5, 6, 7}
-    lines = ["  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
     cpu = selection.cpu
-    return "\n".join([*lines, f"CPU class {cpu.cpu_class}: {cpu.model} ({cpu.isa_line})"])
+    return "\n".join([text_table(rows[0], rows[1:], right={3, 4, 5, 6, 7}), f"CPU class {cpu.cpu_class}: {cpu.model} ({cpu.isa_line})"])
