@@ -7,10 +7,9 @@ sees it. This is the only module that knows every backend.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from runtime.artifacts.manifest import BACKENDS, LITERT, MANIFEST_NAME, ONNXRUNTIME, TFLM
+from runtime.artifacts.manifest import BACKENDS, LITERT, ONNXRUNTIME, TFLM
 from runtime.artifacts.opened import ArtifactFile, Artifacts
 from runtime.artifacts.signing import TrustedKeyLike
 from runtime.backends.litert import LiteRTModel
@@ -18,7 +17,7 @@ from runtime.backends.model import RuntimeModel
 from runtime.backends.onnxrt import NotOnnxError, OnnxRuntimeModel
 from runtime.backends.tflite_check import TFLITE_IDENTIFIER, looks_like_tflite
 from runtime.backends.tflm import TFLMModel  # tflite-micro itself is imported only when a file runs on it
-from runtime.errors import ModelLoadError, SignatureError
+from runtime.errors import ModelLoadError
 
 
 def load(
@@ -69,18 +68,14 @@ def open_file(path: Path, manifest: str | Path | None, trusted_key: TrustedKeyLi
     when there is none and none is required, as it is."""
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
-    if manifest is None:
-        beside = path.parent / MANIFEST_NAME
-        if not os.path.lexists(beside):  # a dangling symlink there is refused, not taken for "none"
-            if trusted_key is not None:
-                raise SignatureError(f"{path.name}: no {MANIFEST_NAME} beside it, and a trusted key was given: "
-                                     f"only files listed in a signed manifest are loaded")
-            try:
-                return ArtifactFile(path, path.read_bytes())
-            except OSError as exc:
-                raise ModelLoadError(f"cannot read {path}: {exc}") from exc
-        manifest = beside
-    return Artifacts.open(manifest, trusted_key, directory=path.parent).file(path.name)
+    artifacts = Artifacts.beside(path, trusted_key) if manifest is None else Artifacts.open(manifest, trusted_key,
+                                                                                directory=path.parent)
+    if artifacts is not None:
+        return artifacts.file(path.name)
+    try:
+        return ArtifactFile(path, path.read_bytes())
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
 
 
 def _backend_model(opened: ArtifactFile, threads: int | None, backend: str | None) -> RuntimeModel:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.artifacts.manifest import (
+    MANIFEST_NAME,
     ArtifactEntry,
     Manifest,
     ManifestError,
@@ -89,6 +90,18 @@ class Artifacts:
         manifest = parse_manifest(raw, path)
         return cls(Path(directory) if directory is not None else path.parent, manifest, raw=raw,
                    signature=signature, trusted_key=key)
+
+    @classmethod
+    def beside(cls, path: Path, trusted_key: TrustedKeyLike | None = None) -> Artifacts | None:
+        """The artefacts whose ``manifest.json`` lies beside ``path``; None when there is none and no key
+        asks for one (a file of the user's own, loaded as it is)."""
+        manifest = path.parent / MANIFEST_NAME
+        if os.path.lexists(manifest):  # a dangling symlink there is refused, not taken for "none"
+            return cls.open(manifest, trusted_key)
+        if trusted_key is not None:
+            raise SignatureError(f"{path.name}: no {MANIFEST_NAME} beside it, and a trusted key was given: "
+                                 f"only files listed in a signed manifest are loaded")
+        return None
 
     @classmethod
     def written(cls, directory: str | os.PathLike[str], manifest: Manifest) -> Artifacts:
