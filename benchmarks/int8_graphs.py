@@ -71,7 +71,7 @@ def convert(model: Path, out: Path, formats: Sequence[str], sequence_length: int
 def disagreements(artifacts: Path) -> dict[str, int]:
     """Per format, the check images whose top-1 class differs from the trained model's."""
     manifest = load_manifest(artifacts)
-    images = manifest.metadata["data"]["check_images"]
+    images = (manifest.metadata.data or {})["check_images"]
     return {entry.format: round(disagreement(entry.details.checks["top1_agreement"].value) * images)
             for entry in manifest.artifacts if "top1_agreement" in entry.details.checks}
 

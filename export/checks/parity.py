@@ -29,10 +29,10 @@ from cllnn_edge.model import load_trained
 from cllnn_edge.sources import splits_for
 from cllnn_edge.versions import library_versions
 from export.graph.reference import KerasRunner, trained_reference
-from runtime.errors import SignatureError
-from runtime.artifacts.manifest import Manifest, ManifestError, load_manifest, sha256_file
-from runtime.checks.parity import ParityReport, check_listed_files, compare_artifacts, reference_summary
-from runtime.artifacts.signing import TrustedKey, TrustedKeyLike, load_trusted_key, load_verified_manifest
+from runtime.artifacts.manifest import ManifestError, sha256_file
+from runtime.artifacts.opened import Artifacts
+from runtime.artifacts.signing import TrustedKey, TrustedKeyLike, load_trusted_key
+from runtime.checks.parity import ParityReport, compare_artifacts, reference_summary
 from runtime.checks.tolerances import ToleranceConfig
 
 SPLITS = ("train", "val", "test")
@@ -44,7 +44,7 @@ class ParityInputError(CllnnError, ValueError):
 
 def run_parity(
     model_path: str | Path,
-    artifacts_dir: str | Path,
+    artifacts_dir: str | Path | Artifacts,
     *,
     data: str,
     split: str = "test",
@@ -59,33 +59,34 @@ def run_parity(
 
     ``splits`` (else loaded from ``data`` with the split settings the
     manifest's config records) and ``reference`` (else built from the model
-    file) let a caller that holds them already pass them in. With
+    file) let a caller that holds them already pass them in; so may ``artifacts_dir``, the
+    ``runtime.artifacts.opened.Artifacts`` opened already (``cllnn-export run`` passes convert's). With
     ``trusted_key``, the manifest must be signed by it and every file match
     the signed checksums, else ``runtime.errors.SignatureError``.
     """
     started = time.perf_counter()
-    model_path, artifacts_dir = Path(model_path), Path(artifacts_dir)
+    model_path = Path(model_path)
     if split not in SPLITS:
         raise ParityInputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     trusted_key = None if trusted_key is None else load_trusted_key(trusted_key)
-    manifest = _checked_manifest(model_path, artifacts_dir, trusted_key)
+    artifacts = _checked_artifacts(model_path, artifacts_dir, trusted_key)
+    manifest = artifacts.manifest
     if reference is None:
         reference = trained_reference(load_trained(model_path))
     if splits is None:
-        exported_with = Config.from_dict({"train": manifest.metadata.get("config", {}).get("train", {})})
+        exported_with = Config.from_dict({"train": manifest.metadata.section("train")})
         splits = splits_for(exported_with, data)
     chosen = getattr(splits, split)
     images, labels = chosen.x[:limit], chosen.y[:limit]
     progress(f"reference: {reference.name} on {len(images)} {split} images")
     expected = reference.predict_outputs(images)
     try:
-        results = compare_artifacts(manifest, artifacts_dir, images, labels, expected, tolerances,
-                                    progress=progress, trusted_key=trusted_key)
+        results = compare_artifacts(artifacts, images, labels, expected, tolerances, progress=progress)
     except ManifestError as exc:  # a stage probe missing or altered
         raise ParityInputError(str(exc)) from exc
     return ParityReport(
         model=str(model_path),
-        artifacts_dir=str(artifacts_dir),
+        artifacts_dir=str(artifacts.directory),
         data=data,
         split=split,
         images=len(images),
@@ -97,30 +98,27 @@ def run_parity(
     )
 
 
-def _checked_manifest(model_path: Path, artifacts_dir: Path, trusted_key: TrustedKey | None = None) -> Manifest:
-    """The manifest, after checking that everything it promises is there and ours (and signed, with a key)."""
+def _checked_artifacts(model_path: Path, source: str | Path | Artifacts,
+                       trusted_key: TrustedKey | None = None) -> Artifacts:
+    """The artefacts, after checking that everything their manifest promises is there and ours (and
+    signed, with a key)."""
     if not model_path.is_file():
         raise ParityInputError(f"model file not found: {model_path}")
     try:
-        if trusted_key is None:
-            manifest = load_manifest(artifacts_dir)
-        else:
-            manifest = load_verified_manifest(artifacts_dir, trusted_key)
+        artifacts = Artifacts.at(source, trusted_key)
     except ManifestError as exc:
         raise ParityInputError(
-            f"{exc}; run 'cllnn-export convert {model_path} --out {artifacts_dir}' first"
+            f"{exc}; run 'cllnn-export convert {model_path} --out {source}' first"
         ) from exc
-    source = manifest.metadata.get("source_model", {}).get("sha256")
-    if source is not None and source != sha256_file(model_path):
+    source_model = artifacts.manifest.metadata.source_model
+    if source_model is not None and source_model.sha256 is not None and source_model.sha256 != sha256_file(model_path):
         raise ParityInputError(
             f"{model_path} is not the model these artefacts were exported from (its SHA-256 "
             f"differs from the manifest's source_model); convert this model again or pass "
             f"the model the artefacts came from"
         )
     try:
-        check_listed_files(manifest, artifacts_dir)
-    except ManifestError as exc:
-        if trusted_key is not None:
-            raise SignatureError(f"a file changed after signing: {exc}") from exc
+        artifacts.check_listed()
+    except ManifestError as exc:  # SignatureError is not one: a signed manifest's refusal stays what it is
         raise ParityInputError(str(exc)) from exc
-    return manifest
+    return artifacts

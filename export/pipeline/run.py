@@ -35,6 +35,7 @@ other stages hold only its first images of each split (``cllnn_edge.sources.head
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -63,9 +64,10 @@ from export.pipeline.plan import Plan
 from export.pipeline.sweep import sweep as sweep_variants
 from export.pipeline.variants import BENCH_RUNS as SWEEP_RUNS
 from export.report.build import write_report
-from runtime.artifacts.manifest import contained, load_manifest, sha256_file
+from runtime.artifacts.manifest import sha256_file
+from runtime.artifacts.opened import Artifacts
 from runtime.atomic import write_json_atomic
-from runtime.bench.latency import BenchSettings, bench_model, environment
+from runtime.bench.latency import BenchReport, BenchSettings, bench_model
 from runtime.deploy.choose import Budget, select
 from runtime.deploy.directory import write_deploy
 from runtime.errors import EdgeRuntimeError, ManifestError
@@ -80,12 +82,13 @@ SELECT_SETTINGS = {"batch": 1, "threads": 1, "warmup": 10, "runs": BENCH_RUNS[1]
 @dataclass
 class Work:
     """What the stages share: the plan, the data loaded once, the trained model's runner loaded on
-    first use (after the train stage) and shared by the stages after it."""
+    first use (after the train stage) and the artefacts opened once, both shared by the stages after."""
 
     plan: Plan
     data_set: Splits | ShardedData  # a shard directory stays on disk: training streams it
     splits: Splits  # what export and parity hold: the first images of each split
     progress: Progress
+    artifacts: Artifacts | None = None  # convert's manifest when convert ran (passed on, not read again)
 
     @property
     def cfg(self) -> Config:
@@ -98,6 +101,13 @@ class Work:
     @functools.cached_property
     def reference(self) -> KerasRunner:
         return trained_reference(load_trained(self.layout.model))
+
+    def opened(self) -> Artifacts:
+        """The run's artefacts: convert's, else ``manifest.json`` read once (``runtime.artifacts.opened``)
+        for parity, bench, select and the report."""
+        if self.artifacts is None:
+            self.artifacts = Artifacts.open(self.layout.manifest)
+        return self.artifacts
 
 
 @dataclass(frozen=True)
@@ -153,7 +163,7 @@ def run_pipeline(plan: Plan, *, force: bool = False, sweep: bool = False,
     for stage in _stages(cfg, layout, data_summary["fingerprint"], sweep=sweep):
         _run_stage(stage, work, state, force)
     started = time.perf_counter()
-    write_report(layout, state.stages, data_summary)
+    write_report(layout, state.stages, data_summary, manifest=work.opened().manifest)
     progress(f"report: done in {time.perf_counter() - started:.1f} s: {layout.report_html}")
     return state
 
@@ -164,17 +174,17 @@ def _stages(cfg: Config, layout: RunLayout, fingerprint: str, *, sweep: bool) ->
     tolerances = sections["tolerances"]
     train_key = stage_key("train", sections["model"], sections["train"], fingerprint, versions)
     convert_key = stage_key("convert", train_key, sections["export"])
+    bench_key = stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS)
     stages = [
         Stage("train", train_key, (layout.train_dir,), _train),
         Stage("convert", convert_key, (layout.artifacts, layout.manifest), _convert, reads="train"),
         Stage("parity", stage_key("parity", convert_key, tolerances), (layout.parity_json, layout.parity_junit),
               _parity, reads="convert"),
-        Stage("bench", stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS), (layout.bench,), _bench,
-              reads="convert"),
+        Stage("bench", bench_key, (layout.bench,), _bench, reads="convert"),
         # the choice is this machine's: its CPU enters the key; deploy/ is absent when nothing fits,
-        # so such a stage runs again each time (it takes seconds)
-        Stage("select", stage_key("select", convert_key, tolerances, SELECT_SETTINGS, _machine()),
-              (layout.selection, layout.deploy, layout.deploy_selection), _select, reads="convert"),
+        # so such a stage runs again each time (it takes seconds); it ranks by bench's batch-1 timing
+        Stage("select", stage_key("select", bench_key, tolerances, SELECT_SETTINGS, _machine()),
+              (layout.selection, layout.deploy, layout.deploy_selection), _select, reads="bench"),
     ]
     if sweep:  # last: the main files are checked and chosen whatever the sweep finds
         stages.append(Stage("sweep", stage_key("sweep", convert_key, tolerances, SWEEP_RUNS, _machine()),
@@ -258,6 +268,7 @@ def _convert(work: Work) -> str:
     job = ConvertJob(layout.model, layout.artifacts, work.cfg, formats=work.plan.formats,
                      opened=Opened(work.reference, work.splits))
     report = convert(job, work.progress)
+    work.artifacts = Artifacts.written(layout.artifacts, report.manifest)  # passed on, not read again
     if not report:
         failed = [r.format.name for r in report.results if not r.passed]
         raise StageError(
@@ -270,7 +281,7 @@ def _convert(work: Work) -> str:
 
 def _parity(work: Work) -> str:
     layout = work.layout
-    report = run_parity(layout.model, layout.artifacts, data=work.plan.source, splits=work.splits,
+    report = run_parity(layout.model, work.opened(), data=work.plan.source, splits=work.splits,
                         reference=work.reference, tolerances=work.cfg.tolerances, progress=work.progress)
     report.save_json(layout.parity_json)
     report.save_junit(layout.parity_junit)
@@ -279,24 +290,23 @@ def _parity(work: Work) -> str:
 
 
 def _bench(work: Work) -> str:
-    layout = work.layout
-    manifest = load_manifest(layout.manifest)
+    layout, artifacts = work.layout, work.opened()
     # A file that takes one image per call (a TFLM file's batch is 1) is timed at batch 1 only: at a
     # larger batch it would make that many batch-1 calls, which says nothing more.
-    jobs = [(batch, entry) for batch in BENCH_BATCHES for entry in manifest.artifacts
+    jobs = [(batch, entry) for batch in BENCH_BATCHES for entry in artifacts.manifest.artifacts
             if batch == 1 or entry.inputs[0].shape[0] != 1]
     results = []
     for index, (batch, entry) in enumerate(jobs, start=1):
         settings = BenchSettings(batch=batch, threads=1, warmup=10, runs=BENCH_RUNS[batch])
-        result = bench_model(contained(layout.artifacts, entry.file), settings)
-        results.append({**result.to_dict(), "export_format": entry.format})
+        result = dataclasses.replace(bench_model(artifacts.file(entry.file), settings), export_format=entry.format)
+        results.append(result)
         work.progress(f"[{index}/{len(jobs)}] {entry.format:<15} batch {batch:<3} {settings.runs} runs: "
                       f"p50 {result.p50_us:,.0f} us, {result.throughput_ips:,.0f} images/s")
     settings = {"threads": 1, "warmup": 10, "runs": {str(b): n for b, n in BENCH_RUNS.items()},
                 "images": "random uint8"}
-    write_json_atomic(layout.bench, {**environment(), "settings": settings, "results": results})
-    best = min((r for r in results if r["batch"] == 1), key=lambda r: r["p50_us"])
-    return f"fastest at batch 1: {best['export_format']} p50 {best['p50_us']:,.0f} us"
+    BenchReport.measured_here(settings, results).save_json(layout.bench)
+    best = min((r for r in results if r.batch == 1), key=lambda r: r.p50_us)
+    return f"fastest at batch 1: {best.export_format} p50 {best.p50_us:,.0f} us"
 
 
 def _sweep(work: Work) -> str:
@@ -314,13 +324,15 @@ def _machine() -> dict[str, Any]:
 
 
 def _select(work: Work) -> str:
-    """``cllnn-bench select`` on this machine, under the run's tolerance table and no further budget."""
-    layout = work.layout
+    """``cllnn-bench select`` on this machine, under the run's tolerance table and no further budget,
+    ranking by the bench stage's batch-1 timing (same settings) rather than timing the files again."""
+    layout, artifacts = work.layout, work.opened()
     try:
-        selection = select(layout.artifacts, Budget(), BenchSettings(**SELECT_SETTINGS),
-                           tolerances=work.cfg.tolerances, progress=work.progress)
+        timings = BenchReport.load_json(layout.bench).timings(SELECT_SETTINGS["batch"], cpu_info())
+        selection = select(artifacts, Budget(), BenchSettings(**SELECT_SETTINGS),
+                           tolerances=work.cfg.tolerances, progress=work.progress, timings=timings)
         if selection:
-            write_deploy(selection, layout.artifacts, layout.deploy)
+            write_deploy(selection, artifacts, layout.deploy)
         else:  # an earlier run's choice must not outlive this one's verdict
             shutil.rmtree(layout.deploy, ignore_errors=True)
     except ManifestError:  # the artefacts' manifest is malformed, or names or lists files wrongly: an input error

@@ -39,7 +39,7 @@ from export.formats.registry import Format
 from export.pipeline.convert import ConvertJob, Opened, convert, training_source
 from export.pipeline.variants import BENCH_RUNS, default_variants
 from export.report.plots import pareto_plot
-from runtime.artifacts.manifest import contained
+from runtime.artifacts.opened import Artifacts
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.bench.latency import BenchSettings, bench_model
 from runtime.checks.metrics import accuracy_drop, disagreement
@@ -115,9 +115,10 @@ def sweep(
     progress(f"sweep: {len(variants)} variants: {', '.join(f.name for f in variants)}")
     report = convert(ConvertJob(model_path, out_dir, cfg, formats=variants, opened=Opened(reference, splits)),
                      progress)
-    parity = run_parity(model_path, out_dir, data=data, splits=splits, reference=reference,
+    artifacts = Artifacts.written(out_dir, report.manifest)  # convert's manifest, passed on, not read again
+    parity = run_parity(model_path, artifacts, data=data, splits=splits, reference=reference,
                         tolerances=cfg.tolerances, progress=progress)
-    timings = _bench_all(report.manifest, out_dir, runs, progress)
+    timings = _bench_all(artifacts, runs, progress)
     rows = with_front(_rows(variants, report, parity, timings))
     cpu = cpu_info()
     result = SweepResult(out_dir=out_dir, rows=tuple(rows),
@@ -128,15 +129,15 @@ def sweep(
     return result
 
 
-def _bench_all(manifest: Any, out_dir: Path, runs: int, progress: Progress) -> dict[str, tuple[float, float]]:
+def _bench_all(artifacts: Artifacts, runs: int, progress: Progress) -> dict[str, tuple[float, float]]:
     """p50 / p99 (us) of each file the manifest lists, batch 1, one thread, in this process."""
-
+    manifest = artifacts.manifest
     settings = BenchSettings(batch=1, threads=1, warmup=BENCH_WARMUP, runs=runs)
     timings = {}
     for index, entry in enumerate(manifest.artifacts, start=1):
         head = f"[{index}/{len(manifest.artifacts)}] {entry.format:<26} bench"
         try:
-            result = bench_model(contained(out_dir, entry.file), settings)
+            result = bench_model(artifacts.file(entry.file), settings)
         except EdgeRuntimeError as exc:  # a file the runtime refuses is a result too
             progress(f"{head} FAILED: {exc}")
             continue
@@ -148,7 +149,7 @@ def _bench_all(manifest: Any, out_dir: Path, runs: int, progress: Progress) -> d
 def _rows(variants: tuple[Format, ...], report: Any, parity: Any,
           timings: dict[str, tuple[float, float]]) -> list[SweepRow]:
     entries = {e.format: e for e in report.manifest.artifacts}
-    failed = report.manifest.metadata.get("failed", {})
+    failed = report.manifest.metadata.failed or {}
     results = {r.format: r for r in parity.results}
     fp32 = entries.get(FLOAT32_REFERENCE)
     rows = []

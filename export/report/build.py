@@ -6,9 +6,10 @@ the select stage put in ``deploy/``, its p50 latency and accuracy on the check
 set, and why it was chosen; or why no file was.
 
 Everything is read from what the stages wrote (the files of ``RunLayout``:
-history, manifest, parity, bench and selection); nothing is measured here. The manifest
-and the parity report load through their typed readers, so a file of the
-wrong shape fails here with its own error, not as a missing key. The HTML
+history, manifest, parity, bench and selection); nothing is measured here. Each loads
+through its typed reader (``runtime.artifacts.history``, ``runtime.artifacts.manifest``,
+``runtime.checks.parity``, ``runtime.bench.latency.BenchReport``, ``runtime.deploy.choose``),
+so a file of the wrong shape fails here with its own error, not as a missing key. The HTML
 carries a small inline script that checks every image loaded and says so on
 the page, so a headless browser can verify the report.
 """
@@ -28,29 +29,34 @@ from export.report.sweep_table import SweepRow, table_rows
 from export.report.page import IMAGE_CHECK, PAGE, STYLE
 from export.report.tables import html_table, markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
-from runtime.deploy.choose import Selection
+from runtime.deploy.choose import TIMED_HERE, Selection
+from runtime.artifacts.history import TrainingHistory
 from runtime.artifacts.manifest import Manifest, load_manifest
+from runtime.bench.latency import BenchReport
 from runtime.checks.parity import ArtifactParity, ParityReport
 from runtime.machine import machine_line
 
 ERROR_ENTRY = "most error enters at"  # the summary tables' column, quantized files only (runtime.checks.compare)
 
 
-def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
-    """Assemble the report from the stages' files, draw the plots, write all three files."""
+def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dict[str, Any],
+                 manifest: Manifest | None = None) -> dict[str, Any]:
+    """Assemble the report from the stages' files, draw the plots, write all three files.
+
+    ``manifest``: the run's, as its stages held it (``cllnn-export run`` passes it on); else read."""
     from export.report import plots
 
     parity = ParityReport.load_json(layout.parity_json)
-    manifest = load_manifest(layout.manifest)
+    manifest = manifest if manifest is not None else load_manifest(layout.manifest)
     selection = Selection.load_json(layout.selection)
     report = {
         "deploy": deploy_line(selection),
         "stages": stages,
         "data": data,
-        "training": json.loads(layout.history.read_text()),
+        "training": TrainingHistory.load_json(layout.history).to_dict(),
         "manifest": manifest.to_dict(),
         "parity": parity.to_dict(),
-        "bench": json.loads(layout.bench.read_text()),
+        "bench": BenchReport.load_json(layout.bench).to_dict(),
         "selection": selection.to_dict(),
     }
     report["formats"] = format_rows(parity, manifest, report["bench"])
@@ -131,10 +137,10 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Choice on this machine",
         "",
-        "p50 and p99 in this table: select's own timing (its ranking uses them); the table above: bench's.",
+        _timing_note(report["selection"]),
         "",
-        markdown_table(["", "file", "format", "p50 us (select)", "p99 us (select)", "size KiB", "top-1 agreement",
-                        "accuracy drop (points)", "reason"], _candidate_rows(report["selection"])),
+        markdown_table(["", "file", "format", *_timing_headers(report["selection"], "us"), "size KiB",
+                        "top-1 agreement", "accuracy drop (points)", "reason"], _candidate_rows(report["selection"])),
         "",
         markdown_table(["stage", "ran", "seconds"],
                        [[name, "yes" if s["ran"] else "reused", str(s["seconds"])]
@@ -182,11 +188,24 @@ def _selection_section(selection: dict[str, Any]) -> str:
         f"{'; ' + _e(limits) if limits else ', no size or latency limit'}) copied to <code>deploy/</code> with "
         f"its manifest entry and <code>selection.json</code>. Signature: "
         f"{_e(selection.get('signature', 'not recorded'))}.</p>"
-        + "<p class='note'>p50 and p99 here are select's own timing on this machine (its ranking uses them); "
-        "the formats table above shows bench's.</p>"
-        + html_table(["", "file", "format", "p50 µs (select)", "p99 µs (select)", "size (KiB)", "top-1 agreement",
+        + f"<p class='note'>{_e(_timing_note(selection))}</p>"
+        + html_table(["", "file", "format", *_timing_headers(selection, "µs"), "size (KiB)", "top-1 agreement",
                       "accuracy drop (points)", "reason"], _candidate_rows(selection))
     )
+
+
+def _timing_note(selection: dict[str, Any]) -> str:
+    """Where the choice table's p50 / p99 come from: bench's measurement (one timing per file, as in
+    the formats table), or, in a selection that timed the files itself, select's own."""
+    source = selection.get("timing", TIMED_HERE)  # a selection written before the field: select timed
+    if source == TIMED_HERE:
+        return "p50 and p99 in this table: select's own timing (its ranking uses them); the formats table: bench's."
+    return f"p50 and p99 in this table: {source}; the same figures as the formats table, which select ranked by."
+
+
+def _timing_headers(selection: dict[str, Any], unit: str) -> list[str]:
+    by = "select" if selection.get("timing", TIMED_HERE) == TIMED_HERE else "bench"
+    return [f"p50 {unit} ({by})", f"p99 {unit} ({by})"]
 
 
 def _measured_on(machine: dict[str, Any]) -> str:

@@ -1,34 +1,6 @@
-"""Tables, the one place they are drawn: plain text for the terminal, Markdown for the reports
-and RESULTS.md, HTML for report.html. Each takes a header and rows of cell strings."""
+"""The report's tables: drawn by ``runtime.tables``, the one table drawer (a device's commands print
+tables too, and runtime imports nothing of export). Named here for export's modules."""
 
-from __future__ import annotations
+from runtime.tables import html_table, markdown_table, text_table
 
-import html
-from collections.abc import Sequence
-
-Row = Sequence[str]
-
-
-def text_table(header: Row, rows: Sequence[Row]) -> str:
-    """Left-aligned columns two spaces apart, trailing blanks trimmed."""
-    everything = [tuple(header), *map(tuple, rows)]
-    widths = [max(len(row[i]) for row in everything) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in everything)
-
-
-def markdown_table(header: Row, rows: Sequence[Row]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def html_table(header: Row, rows: Sequence[Row], *, escape: bool = True) -> str:
-    """``escape=False`` when the cells already hold markup."""
-    cell = _escape if escape else str
-    head = "".join(f"<th>{_escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _escape(text: object) -> str:
-    return html.escape(str(text), quote=True)
+__all__ = ["html_table", "markdown_table", "text_table"]

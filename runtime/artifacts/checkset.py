@@ -17,7 +17,6 @@ Read with ``allow_pickle=False``: the file holds arrays, never objects.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import zipfile
 from collections.abc import Mapping
@@ -28,7 +27,15 @@ import numpy as np
 
 from runtime.atomic import atomic_path
 from runtime.errors import CheckSetError
-from runtime.artifacts.manifest import CheckSetRecord, Manifest, ManifestError, contained, open_contained, sha256_file
+from runtime.artifacts.manifest import (
+    CheckSetRecord,
+    Manifest,
+    ManifestError,
+    contained,
+    open_contained,
+    sha256_bytes,
+    sha256_file,
+)
 
 CHECK_SET_NAME = "check_set.npz"
 IMAGES, LABELS, REFERENCE_PREFIX = "images", "labels", "reference_"
@@ -98,7 +105,7 @@ def load_check_set(artifacts_dir: str | Path, manifest: Manifest) -> CheckSet:
             raw = handle.read(record.size + 1)  # no more than the manifest vouches for
     except (OSError, ManifestError) as exc:
         raise CheckSetError(f"cannot read check set {path}: {exc}") from exc
-    actual = hashlib.sha256(raw).hexdigest()
+    actual = sha256_bytes(raw)
     if actual != record.sha256:
         raise CheckSetError(
             f"check set {path} does not match its manifest checksum (SHA-256 {actual[:16]}..., expected "

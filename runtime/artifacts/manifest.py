@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,248 +36,44 @@ from runtime.artifacts.manifest_schema import (  # noqa: F401  (BACKENDS .. TFLM
     is_plain_name,
     validated_document,
 )
+from runtime.artifacts.records import (  # noqa: F401  (the records: re-exported, a manifest is made of them)
+    MCU_DIR,
+    ArtifactDetails,
+    ArtifactEntry,
+    CheckRecord,
+    CheckSetRecord,
+    ListedFile,
+    ManifestMetadata,
+    McuRecord,
+    ProbeRecord,
+    SourceModel,
+    TensorSpec,
+)
 
 MANIFEST_NAME = "manifest.json"
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output tensor: how to feed it or read it back."""
-
-    name: str
-    shape: tuple[int, ...]  # -1 for a dynamic dimension (the batch)
-    dtype: str  # numpy dtype name: "float32", "uint8", "int8"
-    scale: float | None = None  # quantization: real = scale * (q - zero_point)
-    zero_point: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "shape": list(self.shape)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
-        return cls(
-            name=str(data["name"]),
-            shape=tuple(int(d) for d in data["shape"]),
-            dtype=str(data["dtype"]),
-            scale=None if data.get("scale") is None else float(data["scale"]),
-            zero_point=None if data.get("zero_point") is None else int(data["zero_point"]),
-        )
-
-
-@dataclass(frozen=True)
-class CheckRecord:
-    """One export-time check of a file: its verdict, what was measured, what was expected."""
-
-    passed: bool
-    value: Any
-    expected: str
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CheckRecord:
-        return cls(passed=bool(data["passed"]), value=data.get("value"), expected=str(data.get("expected", "")))
-
-
-@dataclass(frozen=True)
-class ProbeRecord:
-    """An artefact's stage probe: the same graph with one named output per stage, or why there is none."""
-
-    file: str | None = None  # relative to the manifest's directory (probes/<artefact file>)
-    sha256: str | None = None
-    size: int | None = None
-    stages: tuple[str, ...] = ()
-    outputs: tuple[TensorSpec, ...] = ()
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.file is None:
-            return {"error": self.error or "no probe"}
-        return {"file": self.file, "sha256": self.sha256, "size": self.size, "stages": list(self.stages),
-                "outputs": [spec.to_dict() for spec in self.outputs]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProbeRecord:
-        if "file" not in data:
-            return cls(error=str(data.get("error", "no probe")))
-        return cls(file=str(data["file"]), sha256=str(data["sha256"]), size=int(data["size"]),
-                   stages=tuple(str(s) for s in data.get("stages", ())),
-                   outputs=tuple(TensorSpec.from_dict(t) for t in data.get("outputs", ())))
-
-
-@dataclass(frozen=True)
-class ListedFile:
-    """A file written beside an artefact (its C sources), relative to the manifest's directory."""
-
-    file: str
-    sha256: str
-    size: int
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ListedFile:
-        return cls(file=str(data["file"]), sha256=str(data["sha256"]), size=int(data["size"]))
-
-
-MCU_DIR = "mcu"  # beside the artefacts: a microcontroller file's C sources (McuRecord.sources)
-
-
-@dataclass(frozen=True)
-class McuRecord:
-    """A microcontroller file's memory budget, measured on TFLite Micro, and its C sources
-    (``manifest.json``: ``details.mcu``; ``export.formats.mcu`` measures and writes it)."""
-
-    flash_bytes: int  # the model's bytes, as the C array holds them in flash
-    arena_min_bytes: int  # the smallest tensor arena TFLM ran the file in
-    arena_bytes: int  # what to allocate: the minimum plus ``runtime.backends.tflm.arena_margin``
-    stage_activation_bytes: dict[str, int] = field(default_factory=dict)  # stage -> its peak op working set
-    sources: tuple[ListedFile, ...] = ()  # cllnn_model.h / cllnn_model.cc
-
-    @property
-    def arena_margin_bytes(self) -> int:
-        return self.arena_bytes - self.arena_min_bytes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "sources": [asdict(source) for source in self.sources]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> McuRecord:
-        return cls(flash_bytes=int(data["flash_bytes"]), arena_min_bytes=int(data["arena_min_bytes"]),
-                   arena_bytes=int(data["arena_bytes"]),
-                   stage_activation_bytes={str(k): int(v) for k, v in data.get("stage_activation_bytes", {}).items()},
-                   sources=tuple(ListedFile.from_dict(s) for s in data.get("sources", ())))
-
-
-@dataclass(frozen=True)
-class ArtifactDetails:
-    """What the export measured and checked about one file (``manifest.json``: ``details``)."""
-
-    description: str = ""
-    metrics: dict[str, float] = field(default_factory=dict)  # against the trained model
-    checks: dict[str, CheckRecord] = field(default_factory=dict)  # the export-time gate
-    reproducible: bool | None = None  # same inputs give the same bytes?
-    reproducibility: str = ""
-    probe: ProbeRecord | None = None
-    # How the file was quantized: graph, calibration, recipe (export.pipeline.convert.quantization_record).
-    quantization: dict[str, Any] = field(default_factory=dict)
-    mcu: McuRecord | None = None  # a file for microcontrollers (runtime "tflm"): memory and C sources
-
-    @property
-    def passed(self) -> bool:
-        return all(check.passed for check in self.checks.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "description": self.description,
-            "metrics": dict(self.metrics),
-            "checks": {name: asdict(check) for name, check in self.checks.items()},
-            "reproducible": self.reproducible,
-            "reproducibility": self.reproducibility,
-        }
-        if self.probe is not None:
-            data["probe"] = self.probe.to_dict()
-        if self.quantization:
-            data["quantization"] = self.quantization
-        if self.mcu is not None:
-            data["mcu"] = self.mcu.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ArtifactDetails:
-        probe = data.get("probe")
-        reproducible = data.get("reproducible")
-        return cls(
-            description=str(data.get("description", "")),
-            metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
-            checks={str(k): CheckRecord.from_dict(v) for k, v in data.get("checks", {}).items()},
-            reproducible=None if reproducible is None else bool(reproducible),
-            reproducibility=str(data.get("reproducibility", "")),
-            probe=None if probe is None else ProbeRecord.from_dict(probe),
-            quantization=dict(data.get("quantization") or {}),
-            mcu=None if data.get("mcu") is None else McuRecord.from_dict(data["mcu"]),
-        )
-
-
-@dataclass(frozen=True)
-class CheckSetRecord:
-    """The check set beside the artefacts (``manifest.json``: ``check_set``).
-
-    A few hundred labelled images and the trained model's outputs on them,
-    kept at export time so a device can check its files without TensorFlow
-    (``runtime.artifacts.checkset``, ``cllnn-bench verify``).
-    """
-
-    file: str  # relative to the manifest's directory
-    sha256: str
-    size: int
-    images: int
-    source: str  # the data source the images come from ("embedded", a path, ...)
-    split: str  # the split they come from: the first ``images`` of it
-    stages: tuple[str, ...]  # the reference outputs it holds, in the model's order; "output" = probabilities
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "stages": list(self.stages)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CheckSetRecord:
-        return cls(file=str(data["file"]), sha256=str(data["sha256"]), size=int(data["size"]),
-                   images=int(data["images"]), source=str(data["source"]), split=str(data["split"]),
-                   stages=tuple(str(s) for s in data["stages"]))
-
-
-@dataclass(frozen=True)
-class ArtifactEntry:
-    """One exported file as the manifest records it."""
-
-    file: str  # relative to the manifest's directory
-    format: str  # a name of the format registry (export.formats.registry)
-    runtime: str  # one of ``BACKENDS``
-    precision: str  # "float32", "float16", "dynamic-int8", "int8"
-    sha256: str
-    size: int
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    ops: dict[str, int] = field(default_factory=dict)  # op type -> count
-    details: ArtifactDetails = field(default_factory=ArtifactDetails)
-
-    def delivered_files(self) -> list[tuple[str, str]]:
-        """(file, SHA-256) of what a user takes away: the file, and its C sources where it has them."""
-        sources = self.details.mcu.sources if self.details.mcu is not None else ()
-        return [(self.file, self.sha256), *((source.file, source.sha256) for source in sources)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "inputs": [t.to_dict() for t in self.inputs],
-            "outputs": [t.to_dict() for t in self.outputs],
-            "details": self.details.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ArtifactEntry:
-        return cls(
-            file=str(data["file"]),
-            format=str(data["format"]),
-            runtime=str(data["runtime"]),
-            precision=str(data["precision"]),
-            sha256=str(data["sha256"]),
-            size=int(data["size"]),
-            inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
-            outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
-            ops={str(k): int(v) for k, v in data.get("ops", {}).items()},
-            details=ArtifactDetails.from_dict(data.get("details", {})),
-        )
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """All artefacts of one export, with what produced them."""
+    """All artefacts of one export, with what produced them.
+
+    ``metadata`` may be given as its JSON object (as ``export.pipeline.convert`` writes it); it is kept
+    as a ``ManifestMetadata``.
+    """
 
     artifacts: tuple[ArtifactEntry, ...]
-    metadata: dict[str, Any] = field(default_factory=dict)  # config, versions, unroll report
+    metadata: ManifestMetadata = field(default_factory=ManifestMetadata)
     check_set: CheckSetRecord | None = None  # None: exported without one (or before it existed)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.metadata, Mapping):
+            object.__setattr__(self, "metadata", ManifestMetadata.from_dict(dict(self.metadata)))
 
     def to_dict(self) -> dict[str, Any]:
         data = {
             "schema_version": SCHEMA_VERSION,
             "artifacts": [a.to_dict() for a in self.artifacts],
-            **self.metadata,
+            **self.metadata.to_dict(),
         }
         if self.check_set is not None:
             data["check_set"] = self.check_set.to_dict()
@@ -293,7 +89,7 @@ class Manifest:
         check_set = data.get("check_set")
         return cls(
             artifacts=tuple(ArtifactEntry.from_dict(a) for a in data["artifacts"]),
-            metadata=metadata,
+            metadata=ManifestMetadata.from_dict(metadata),
             check_set=None if check_set is None else CheckSetRecord.from_dict(check_set),
         )
 
@@ -440,23 +236,3 @@ def _sha256_of(handle: BinaryIO) -> str:
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of bytes already read: the one hash of a file ``runtime.load`` runs."""
     return hashlib.sha256(data).hexdigest()
-
-
-def verify_file(path: str | os.PathLike[str], manifest: Manifest, data: bytes | None = None) -> ArtifactEntry:
-    """Check ``path`` (or ``data``, its bytes already read through ``open_contained``) against its
-    manifest entry; raise ManifestError on any mismatch.
-
-    The file must be listed under its own name and be a regular file (``contained``): a
-    symlink beside a manifest is refused, whatever it points to. With ``data`` the file is
-    hashed once, from the very bytes the caller will run."""
-    path = Path(path)
-    entry = manifest.entry_for(path.name)
-    if entry is None:
-        raise ManifestError(f"{path.name} is not listed in the manifest")
-    actual = sha256_contained(path.parent, path.name) if data is None else sha256_bytes(data)
-    if actual != entry.sha256:
-        raise ManifestError(
-            f"{path} does not match its manifest: SHA-256 {actual[:16]}... expected "
-            f"{entry.sha256[:16]}... (file modified or from another export); refusing to load"
-        )
-    return entry

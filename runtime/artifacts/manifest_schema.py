@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import fastjsonschema
+
 from runtime.errors import ManifestError
 
 MAX_MANIFEST_BYTES = 1 << 20  # an export of six formats with probes writes ~23 KB
@@ -169,8 +171,6 @@ _validator: Callable[[Any], Any] | None = None
 def _validate(data: Any) -> None:
     global _validator
     if _validator is None:  # compiled on first use: importing runtime stays fast
-        import fastjsonschema
-
         _validator = fastjsonschema.compile(SCHEMA, formats={"plain-name": is_plain_name})
     _validator(data)
 
@@ -194,8 +194,6 @@ def validated_document(raw: bytes, source: str) -> dict[str, Any]:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer of too many digits
         raise ManifestError(f"cannot read manifest {source}: not valid JSON ({exc})") from exc
-    import fastjsonschema
-
     try:
         _validate(data)
     except fastjsonschema.JsonSchemaValueException as exc:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -42,7 +43,6 @@ from runtime.artifacts.manifest import (
     manifest_file,
     parse_manifest,
     read_manifest_at,
-    read_manifest_bytes,
     sha256_file,
 )
 
@@ -67,11 +67,9 @@ class TrustedKey:
     source: str  # where it was read from, for messages
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        from cryptography.exceptions import InvalidSignature
-
         try:
             self.key.verify(signature, message)
-        except InvalidSignature:
+        except _crypto().InvalidSignature:
             return False
         return True
 
@@ -104,18 +102,29 @@ def signature_path(manifest: str | os.PathLike[str]) -> Path:
 
 
 # -- keys -------------------------------------------------------------------------------------------
-def _crypto() -> ModuleType:
-    """cryptography's ed25519 module, or a SignatureError saying how to install it."""
+@dataclass(frozen=True)
+class _Cryptography:
+    """The parts of ``cryptography`` used here."""
+
+    ed25519: ModuleType
+    serialization: ModuleType
+    InvalidSignature: type[Exception]
+
+
+@functools.cache
+def _crypto() -> _Cryptography:
+    """``cryptography``, imported here alone (an optional extra), or a SignatureError saying how to install it."""
     try:
-        from cryptography.hazmat.primitives.asymmetric import ed25519
+        import cryptography.exceptions, cryptography.hazmat.primitives.asymmetric.ed25519, cryptography.hazmat.primitives.serialization  # noqa: E401,E501
     except ImportError as exc:
         raise SignatureError(f"checking or making signatures needs the cryptography package: {INSTALL_HINT}") from exc
-    return ed25519
+    primitives = cryptography.hazmat.primitives
+    return _Cryptography(primitives.asymmetric.ed25519, primitives.serialization,
+                         cryptography.exceptions.InvalidSignature)
 
 
 def _key_id(public_key: Any) -> str:
-    from cryptography.hazmat.primitives import serialization
-
+    serialization = _crypto().serialization
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -124,9 +133,7 @@ def load_trusted_key(key: TrustedKeyLike) -> TrustedKey:
     """A public key from a PEM file (path) or PEM bytes; ``SignatureError`` if it is not an Ed25519 public key."""
     if isinstance(key, TrustedKey):
         return key
-    ed25519 = _crypto()
-    from cryptography.hazmat.primitives import serialization
-
+    ed25519, serialization = _crypto().ed25519, _crypto().serialization
     source = "the key given" if isinstance(key, bytes) else str(key)
     pem = key if isinstance(key, bytes) else _read_small(Path(key), _MAX_KEY_BYTES, "trusted key")
     if b"PRIVATE KEY" in pem:
@@ -143,9 +150,7 @@ def load_trusted_key(key: TrustedKeyLike) -> TrustedKey:
 
 def load_signing_key(path: str | os.PathLike[str]) -> Any:
     """The Ed25519 private key in a PEM file (as ``generate_keys`` writes it)."""
-    ed25519 = _crypto()
-    from cryptography.hazmat.primitives import serialization
-
+    ed25519, serialization = _crypto().ed25519, _crypto().serialization
     pem = _read_small(Path(path), _MAX_KEY_BYTES, "signing key")
     if b"PRIVATE KEY" not in pem:
         raise SignatureError(f"signing key {path} is not a PEM private key (a public key cannot sign; "
@@ -165,9 +170,7 @@ def generate_keys(out_dir: str | os.PathLike[str]) -> KeyPair:
     Refuses to replace an existing key (``SignatureError``): a lost private key
     cannot be recovered, and every device trusting its public key would need a new one.
     """
-    ed25519 = _crypto()
-    from cryptography.hazmat.primitives import serialization
-
+    ed25519, serialization = _crypto().ed25519, _crypto().serialization
     out_dir = Path(out_dir)
     private_path, public_path = out_dir / PRIVATE_KEY_NAME, out_dir / PUBLIC_KEY_NAME
     if out_dir.exists() and not out_dir.is_dir():
@@ -252,16 +255,21 @@ def check_signed_files(manifest: Manifest, artifacts_dir: Path) -> None:
 
 
 # -- verifying (device) -----------------------------------------------------------------------------
-def verify_manifest_bytes(raw: bytes, manifest_path: Path, trusted_key: TrustedKeyLike) -> None:
-    """Check that ``raw`` (the bytes of ``manifest_path``) is signed by ``trusted_key``; else ``SignatureError``."""
-    key = load_trusted_key(trusted_key)
+def read_signature(manifest_path: Path) -> bytes | None:
+    """The bytes of ``manifest_path``'s signature (``manifest.sig``), or None when it has none."""
     sig_path = signature_path(manifest_path)
-    if not sig_path.is_file():
+    return _read_small(sig_path, _MAX_SIGNATURE_BYTES, "signature") if sig_path.is_file() else None
+
+
+def check_signed(raw: bytes, manifest_path: Path, signature: bytes | None, trusted_key: TrustedKeyLike) -> None:
+    """Check that ``raw`` (the bytes of ``manifest_path``) carries ``signature`` (``read_signature``'s)
+    by ``trusted_key``; else ``SignatureError``."""
+    if signature is None:
         raise SignatureError(
-            f"{manifest_path} is not signed: no {sig_path.name} beside it, and a trusted key was given "
-            f"(sign with cllnn-export sign {manifest_path.parent} --key {PRIVATE_KEY_NAME})"
+            f"{manifest_path} is not signed: no {signature_path(manifest_path).name} beside it, and a trusted "
+            f"key was given (sign with cllnn-export sign {manifest_path.parent} --key {PRIVATE_KEY_NAME})"
         )
-    verify_signature(raw, _read_small(sig_path, _MAX_SIGNATURE_BYTES, "signature"), manifest_path, key)
+    verify_signature(raw, signature, manifest_path, trusted_key)
 
 
 def verify_signature(raw: bytes, signature_doc: bytes, manifest_path: Path, trusted_key: TrustedKeyLike) -> None:
@@ -284,31 +292,6 @@ def verify_signature(raw: bytes, signature_doc: bytes, manifest_path: Path, trus
         )
     raise SignatureError(f"{sig_path} does not verify with the trusted key {key.source} (key id {key.key_id}): "
                          f"the signature was altered; refusing to trust {manifest_path}")
-
-
-def load_verified_manifest(manifest: str | os.PathLike[str], trusted_key: TrustedKeyLike) -> Manifest:
-    """The manifest at ``manifest`` (a file, or the one in a directory), after checking its signature.
-
-    The bytes read once are checked and then parsed: nothing read afterwards is trusted.
-    """
-    key = load_trusted_key(trusted_key)  # a bad key is the caller's error, whatever the manifest
-    path, raw = read_manifest_at(
-        manifest, missing=lambda path: SignatureError(f"manifest not found: {path}; a trusted key needs a "
-                                                      f"signed manifest"))
-    verify_manifest_bytes(raw, path, key)
-    return parse_manifest(raw, path)
-
-
-def read_signed_pair(artifacts_dir: Path) -> tuple[bytes, bytes] | None:
-    """The manifest's and the signature's bytes, if ``artifacts_dir`` holds a signature; else None.
-
-    ``runtime.deploy.directory`` copies them unchanged: a reduced manifest would no longer match the signature.
-    """
-    sig_path = signature_path(artifacts_dir / MANIFEST_NAME)
-    if not sig_path.is_file():
-        return None
-    manifest = read_manifest_bytes(artifacts_dir / MANIFEST_NAME)
-    return manifest, _read_small(sig_path, _MAX_SIGNATURE_BYTES, "signature")
 
 
 def _parse_signature(raw: bytes, path: Path) -> dict[str, Any]:

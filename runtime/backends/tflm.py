@@ -19,6 +19,7 @@ runs on one thread.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -60,8 +61,6 @@ def arena_margin(arena_min_bytes: int) -> int:
 
 def available() -> bool:
     """Whether the ``tflite-micro`` package is installed (without importing it)."""
-    import importlib.util
-
     return importlib.util.find_spec("tflite_micro") is not None
 
 

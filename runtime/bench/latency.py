@@ -12,6 +12,7 @@ a given percentage. Imports only numpy and the runtime.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -27,9 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from runtime.atomic import write_json_atomic
 from runtime.errors import EdgeRuntimeError
 from runtime.loader import load
 from runtime.machine import CpuInfo, cpu_info, machine_line
+from runtime.tables import text_table
+from runtime.artifacts.opened import ArtifactFile
 from runtime.artifacts.signing import TrustedKeyLike
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
@@ -70,9 +74,61 @@ class BenchResult:
     throughput_ips: float  # images per second at the mean latency
     peak_rss_mib: float  # of the whole benchmarking process, so far
     samples_us: tuple[float, ...] = ()  # every timed call, in order (for distributions)
+    export_format: str | None = None  # the file's format name in its manifest, where the caller knew it
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.export_format is None:
+            del data["export_format"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        """The inverse of ``to_dict``; keys it does not know (a later layout's) are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        return cls(**{**known, "samples_us": tuple(known.get("samples_us", ()))})
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """A benchmark's JSON (``cllnn-bench --json``, ``cllnn-export run``'s ``bench.json``): the machine and
+    libraries it ran on, its settings, one result per file and batch size."""
+
+    machine: dict[str, Any]
+    versions: dict[str, str]
+    settings: dict[str, Any]
+    results: tuple[BenchResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"machine": self.machine, "versions": self.versions, "settings": self.settings,
+                "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchReport:
+        return cls(machine=dict(data.get("machine", {})), versions=dict(data.get("versions", {})),
+                   settings=dict(data.get("settings", {})),
+                   results=tuple(BenchResult.from_dict(r) for r in data["results"]))
+
+    @classmethod
+    def measured_here(cls, settings: dict[str, Any], results: Sequence[BenchResult]) -> BenchReport:
+        """``results`` as measured on this machine (``environment``) with ``settings``."""
+        env = environment()
+        return cls(env["machine"], env["versions"], settings, tuple(results))
+
+    def save_json(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> BenchReport:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def timings(self, batch: int, cpu: CpuInfo) -> dict[str, BenchResult]:
+        """The results at ``batch`` by file name, if they were measured on a CPU like ``cpu`` (its model,
+        ISA and class); else none: figures compare only on the machine they were measured on."""
+        if {k: self.machine.get(k) for k in cpu.record()} != cpu.record():
+            return {}
+        return {Path(r.model).name: r for r in self.results if r.batch == batch}
 
 
 def percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:
@@ -102,7 +158,7 @@ def peak_rss_mib() -> float:
 
 
 def bench_model(
-    path: str | Path,
+    path: str | Path | ArtifactFile,
     settings: BenchSettings = BenchSettings(),
     *,
     progress: Callable[[int, int], None] | None = None,
@@ -111,10 +167,11 @@ def bench_model(
     """Load ``path`` and time ``predict`` on random uint8 images of the set batch size.
 
     ``trusted_key``: load only if the manifest beside ``path`` is signed by it (``runtime.load``).
+    ``path`` may be an ``ArtifactFile`` already checked against its manifest: it is loaded from those bytes.
     """
-    path = Path(path)
     started = time.perf_counter()
     model = load(path, threads=settings.threads, trusted_key=trusted_key)
+    path, size = (path.path, path.size) if isinstance(path, ArtifactFile) else (Path(path), Path(path).stat().st_size)
     load_ms = (time.perf_counter() - started) * 1e3
     rng = np.random.default_rng(settings.seed)
     images = rng.integers(0, 256, (settings.batch, *model.image_shape, model.channels), dtype=np.uint8)
@@ -133,7 +190,7 @@ def bench_model(
     return BenchResult(
         model=str(path),
         format=fmt,
-        file_size=path.stat().st_size,
+        file_size=size,
         load_ms=load_ms,
         batch=settings.batch,
         threads=settings.threads,
@@ -237,7 +294,5 @@ def format_table(results: Sequence[BenchResult], cpu: CpuInfo | None = None) -> 
         )
         for r in results
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-             for row in rows]
-    return "\n".join([*lines, machine_line(cpu)])
+    table = text_table(rows[0], rows[1:], right=range(1, len(header)))
+    return "\n".join([table, machine_line(cpu)])

@@ -24,9 +24,9 @@ import numpy as np
 from runtime.atomic import json_text, write_bytes_atomic, write_json_atomic
 from runtime.checks.compare import Check, Comparison, StageContribution, StageResult, compare
 from runtime.loader import load
-from runtime.artifacts.manifest import ArtifactEntry, Manifest, ManifestError, contained, sha256_contained
+from runtime.artifacts.manifest import ArtifactEntry
+from runtime.artifacts.opened import Artifacts
 from runtime.checks.metrics import accuracy_of, confusion_matrix
-from runtime.artifacts.signing import TrustedKeyLike
 from runtime.checks.tolerances import Tolerance, ToleranceConfig
 
 Progress = Callable[[str], None]
@@ -162,28 +162,8 @@ class ParityReport:
         write_bytes_atomic(path, ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True))
 
 
-def check_listed_files(manifest: Manifest, artifacts_dir: Path) -> None:
-    """Every file the manifest lists is present, a regular file inside ``artifacts_dir``
-    (``runtime.artifacts.manifest.contained``) and matches its checksum, else ``ManifestError``."""
-    if not manifest.artifacts:
-        raise ManifestError(f"the manifest in {artifacts_dir} lists no artefacts")
-    for file, sha256 in (item for entry in manifest.artifacts for item in entry.delivered_files()):
-        path = contained(artifacts_dir, file)
-        if not path.is_file():
-            raise ManifestError(
-                f"{file} is listed in the manifest but missing from {artifacts_dir}; "
-                f"re-run cllnn-export convert"
-            )
-        if sha256_contained(artifacts_dir, file) != sha256:
-            raise ManifestError(
-                f"{path} does not match its manifest checksum (modified after export); "
-                f"re-run cllnn-export convert"
-            )
-
-
 def compare_artifacts(
-    manifest: Manifest,
-    artifacts_dir: Path,
+    artifacts: Artifacts,
     images: np.ndarray,
     labels: np.ndarray,
     expected: Mapping[str, np.ndarray],
@@ -191,7 +171,6 @@ def compare_artifacts(
     *,
     threads: int | None = None,
     progress: Progress = lambda line: None,
-    trusted_key: TrustedKeyLike | None = None,
 ) -> tuple[ArtifactParity, ...]:
     """Run each listed file (and its stage probe) on ``images`` and compare with ``expected``.
 
@@ -199,14 +178,14 @@ def compare_artifacts(
     reference's outputs on ``images``; each file is held to its precision's
     row of ``tolerances``. One progress line per file (for a quantized file
     with a stage probe, it names the stage where most error enters). A probe
-    file that is missing or altered raises ``ManifestError``. With ``trusted_key`` each file
-    is loaded only if the manifest beside it is signed by that key (``runtime.load``).
+    file that is missing or altered raises ``ManifestError`` (``SignatureError`` when ``artifacts``
+    were opened with a trusted key). Each file is loaded from the bytes ``artifacts`` checked.
     """
     results = []
+    manifest = artifacts.manifest
     for index, entry in enumerate(manifest.artifacts, start=1):
         began = time.perf_counter()
-        result = _compare(entry, artifacts_dir, images, labels, expected, tolerances[entry.precision], threads,
-                          trusted_key)
+        result = _compare(artifacts, entry, images, labels, expected, tolerances[entry.precision], threads)
         results.append(result)
         verdict = "ok" if result.passed else "FAILED"
         entry_note = "" if result.error_entry is None else f"  most error enters at: {result.error_entry.describe()}"
@@ -232,18 +211,17 @@ def matrix(rows: Any) -> tuple[tuple[int, ...], ...]:
 
 
 def _compare(
+    artifacts: Artifacts,
     entry: ArtifactEntry,
-    artifacts_dir: Path,
     images: np.ndarray,
     labels: np.ndarray,
     expected: Mapping[str, np.ndarray],
     tolerance: Tolerance,
     threads: int | None,
-    trusted_key: TrustedKeyLike | None = None,
 ) -> ArtifactParity:
-    with load(contained(artifacts_dir, entry.file), threads=threads, trusted_key=trusted_key) as model:
+    with load(artifacts.file(entry.file), threads=threads) as model:
         probabilities = model.predict(images)
-    stages, note = _probe_outputs(entry, artifacts_dir, images, threads)
+    stages, note = _probe_outputs(artifacts, entry, images, threads)
     comparison = compare(expected, probabilities, tolerance, labels=labels, stages=stages)
     return ArtifactParity(
         **vars(comparison),
@@ -256,17 +234,12 @@ def _compare(
 
 
 def _probe_outputs(
-    entry: ArtifactEntry, artifacts_dir: Path, images: np.ndarray, threads: int | None
+    artifacts: Artifacts, entry: ArtifactEntry, images: np.ndarray, threads: int | None
 ) -> tuple[dict[str, np.ndarray] | None, str]:
     """Every stage's output from the artefact's probe file, if the export left one."""
-    probe = entry.details.probe
-    if probe is None or probe.file is None:
-        return None, (probe.error if probe else None) or "no stage probe in the manifest (exported without probes)"
-    path = contained(artifacts_dir, probe.file)
-    if not path.is_file() or sha256_contained(artifacts_dir, probe.file) != probe.sha256:
-        raise ManifestError(
-            f"stage probe {path} is missing or does not match its manifest checksum; "
-            f"re-run cllnn-export convert"
-        )
-    with load(path, threads=threads, manifest=None) as model:
+    probe = artifacts.probe(entry)
+    if probe is None:
+        record = entry.details.probe
+        return None, (record.error if record else None) or "no stage probe in the manifest (exported without probes)"
+    with load(probe, threads=threads) as model:
         return model.predict_outputs(images), ""

@@ -24,10 +24,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runtime.artifacts.checkset import load_check_set
-from runtime.errors import SignatureError
-from runtime.artifacts.manifest import Manifest, ManifestError, load_manifest
-from runtime.checks.parity import ParityReport, check_listed_files, compare_artifacts, reference_summary
-from runtime.artifacts.signing import TrustedKeyLike, load_trusted_key, load_verified_manifest
+from runtime.artifacts.manifest import Manifest, ManifestError
+from runtime.artifacts.opened import Artifacts
+from runtime.artifacts.signing import TrustedKeyLike, load_trusted_key
+from runtime.bench.latency import environment
+from runtime.checks.parity import ParityReport, compare_artifacts, reference_summary
 from runtime.checks.tolerances import ToleranceConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -35,7 +36,7 @@ PROG = "cllnn-bench verify"
 
 
 def verify(
-    artifacts_dir: str | Path,
+    source: str | Path | Artifacts,
     *,
     tolerances: ToleranceConfig | None = None,
     tolerance_overrides: Sequence[str] = (),
@@ -52,34 +53,25 @@ def verify(
     Raises ``ManifestError`` / ``CheckSetError`` / ``ToleranceError`` (all
     ``ValueError``) when the inputs are missing or altered; a broken
     tolerance is a result (``bool(report)`` is False), not an exception.
-    With ``trusted_key``, the manifest must be signed by it and every file
+    ``source`` is the directory, or its ``Artifacts`` opened already (each file is then hashed
+    once for every use). With ``trusted_key``, the manifest must be signed by it and every file
     match the signed checksums, else ``SignatureError`` (``runtime.artifacts.signing``).
     """
     started = time.perf_counter()
-    artifacts_dir = Path(artifacts_dir)
-    trusted_key = None if trusted_key is None else load_trusted_key(trusted_key)  # read once, used per file
-    if not artifacts_dir.is_dir():
-        raise ManifestError(f"artifacts directory not found: {artifacts_dir}")
-    manifest = load_manifest(artifacts_dir) if trusted_key is None else load_verified_manifest(artifacts_dir,
-                                                                                                trusted_key)
+    artifacts = opened_artifacts(source, trusted_key)
+    artifacts_dir, manifest = artifacts.directory, artifacts.manifest
     check_set = load_check_set(artifacts_dir, manifest)
-    try:
-        check_listed_files(manifest, artifacts_dir)
-    except ManifestError as exc:
-        if trusted_key is None:
-            raise
-        raise SignatureError(f"a file changed after signing: {exc}") from exc
+    artifacts.check_listed()
     tolerances = exported_tolerances(manifest) if tolerances is None else tolerances
     for assignment in tolerance_overrides:
         tolerances = tolerances.override(assignment)
     record = manifest.check_set
     assert record is not None  # load_check_set refuses a manifest without one
     progress(f"reference: outputs stored at export on {len(check_set)} {record.split} images ({record.file})")
-    results = compare_artifacts(manifest, artifacts_dir, check_set.images, check_set.labels,
-                                check_set.reference, tolerances, threads=threads, progress=progress,
-                                trusted_key=trusted_key)
+    results = compare_artifacts(artifacts, check_set.images, check_set.labels, check_set.reference, tolerances,
+                                threads=threads, progress=progress)
     return ParityReport(
-        model=str(manifest.metadata.get("source_model", {}).get("file", "")),
+        model=manifest.metadata.source_file,
         artifacts_dir=str(artifacts_dir),
         data=f"{record.file} ({record.source})",
         split=record.split,
@@ -94,11 +86,18 @@ def verify(
 
 def exported_tolerances(manifest: Manifest) -> ToleranceConfig:
     """The tolerance table the export recorded in its config (the defaults where it recorded none)."""
-    rows = manifest.metadata.get("config", {}).get("tolerances", {})
-    return ToleranceConfig.from_dict(rows)
+    return ToleranceConfig.from_dict(manifest.metadata.tolerance_rows)
+
+
+def opened_artifacts(source: str | Path | Artifacts, trusted_key: TrustedKeyLike | None) -> Artifacts:
+    """``source``'s artefacts, opened (the manifest read once, signed with a key) if they are not yet."""
+    if trusted_key is not None and not isinstance(source, Artifacts):
+        trusted_key = load_trusted_key(trusted_key)  # a bad key is the caller's error, whatever the directory
+    if not isinstance(source, Artifacts) and not Path(source).is_dir():
+        raise ManifestError(f"artifacts directory not found: {source}")
+    return Artifacts.at(source, trusted_key)
 
 
 def _versions() -> dict[str, str]:
-    from runtime.bench.latency import environment  # the device's libraries, as its benchmarks record them
-
+    """The device's libraries, as its benchmarks record them."""
     return {"python": platform.python_version(), **environment()["versions"]}

@@ -10,21 +10,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from runtime.cli.bench import main as bench_main
+from runtime.cli.select import main as select_main
+from runtime.cli.verify import main as verify_main
+
 COMMANDS = ("verify", "select")  # a model file named like one of them: pass it as ./verify
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["verify"]:
-        from runtime.cli.verify import main as verify_main
-
         return verify_main(argv[1:])
     if argv[:1] == ["select"]:
-        from runtime.cli.select import main as select_main
-
         return select_main(argv[1:])
-    from runtime.cli.bench import main as bench_main
-
     return bench_main(argv)
 
 

@@ -32,22 +32,23 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.artifacts.opened import Artifacts
+from runtime.artifacts.signing import TrustedKeyLike
 from runtime.atomic import write_json_atomic
-from runtime.bench.latency import BenchSettings, bench_model, environment
-from runtime.deploy.boards import KIB, budget_for
-from runtime.errors import BudgetError
-from runtime.machine import CpuInfo, machine_line
-from runtime.artifacts.manifest import contained, load_manifest
+from runtime.bench.latency import BenchResult, BenchSettings, bench_model, environment
+from runtime.checks.parity import ArtifactParity, ParityReport
 from runtime.checks.metrics import accuracy_drop
-from runtime.checks.parity import ArtifactParity
-from runtime.artifacts.signing import TrustedKey, TrustedKeyLike, load_trusted_key, load_verified_manifest, signature_path
 from runtime.checks.tolerances import ToleranceConfig
-from runtime.checks.verify import verify
+from runtime.checks.verify import opened_artifacts, verify
+from runtime.deploy.boards import KIB
+from runtime.deploy.budget import LIMITS, Budget, Limit, number  # noqa: F401  (Budget, LIMITS, Limit: re-exported)
+from runtime.machine import CpuInfo, machine_line
+from runtime.tables import text_table
 
 EXIT_CHOSEN, EXIT_NONE_FITS, EXIT_USAGE = 0, 1, 2
 PROG = "cllnn-bench select"
@@ -55,97 +56,10 @@ SELECTION_NAME = "selection.json"
 TOOL = "cllnn-bench select"  # selection.json's "tool": marks a directory select wrote
 SCHEMA_VERSION = 1
 SIGNATURE_NOTE = "not signed: deploy/ carries SHA-256 checksums only (cllnn-export sign signs an export)"
+TIMED_HERE = "measured by cllnn-bench select on this machine"
+TIMED_BEFORE = "bench's measurement on this machine (cllnn-export run's bench stage, bench.json), not timed again"
 SIGNED_NOTE = ("signed{checked}: deploy/ carries the export's manifest.json and manifest.sig byte for byte "
                "(they list every exported file; the chosen one is checked on load)")
-_SLACK = 1e-9  # a figure computed to equal its limit (e.g. 1/64 of 100 points) is within it
-
-
-@dataclass(frozen=True)
-class Limit:
-    """One kind of budget limit: its ``Budget`` field, its flag, and the candidate figure it bounds."""
-
-    field: str  # the Budget attribute
-    flag: str
-    what: str  # how a reason names the figure
-    figure: str  # the Candidate attribute it bounds
-    unit: str  # appended to numbers, e.g. " us"
-    at_most: bool  # True: figure <= limit; False: figure >= limit
-
-    def admits(self, value: float, limit: float) -> bool:
-        return value <= limit + _SLACK if self.at_most else value >= limit - _SLACK
-
-    def margin(self, value: float, limit: float) -> float:
-        """How far ``value`` misses ``limit``, relative to the limit (inf for a zero limit)."""
-        gap = value - limit if self.at_most else limit - value
-        return gap / limit if limit > 0 else math.inf
-
-    def describe(self, value: float, limit: float) -> str:
-        """E.g. "p99 412 us > budget 300 us"."""
-        if math.isinf(value):
-            return "not a microcontroller file (no tensor arena measured)"
-        return f"{self.what} {_number(value)}{self.unit} {'>' if self.at_most else '<'} budget {limit:g}{self.unit}"
-
-
-LIMITS = (
-    Limit("max_accuracy_drop", "--max-accuracy-drop", "accuracy drop", "accuracy_drop_pp", " points", True),
-    Limit("min_agreement", "--min-agreement", "top-1 agreement", "agreement_pct", "%", False),
-    Limit("max_size_kib", "--max-size-kib", "size", "size_kib", " KiB", True),
-    Limit("max_p99_us", "--max-p99-us", "p99", "p99_us", " us", True),
-    # A microcontroller's memory (runtime.deploy.boards): only files with a measured arena (tflm) qualify.
-    Limit("max_flash_kib", "--flash-kib", "flash", "flash_kib", " KiB", True),
-    Limit("max_ram_kib", "--ram-kib", "tensor arena", "arena_kib", " KiB", True),
-)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What the deployed file may cost; None: not limited (verification still applies).
-
-    ``max_accuracy_drop``: percentage points of accuracy on the check set
-    below the trained model's; ``min_agreement``: percent of check images
-    whose top-1 class matches the trained model's; ``max_size_kib``: file
-    size; ``max_p99_us``: 99th-percentile latency of one call at the set batch;
-    ``max_flash_kib`` / ``max_ram_kib``: a microcontroller's flash and RAM (a
-    board's, ``for_board``), which only a file with a measured tensor arena
-    (``details.mcu``, format tflm-int8) can be held to.
-    """
-
-    max_accuracy_drop: float | None = None
-    min_agreement: float | None = None
-    max_size_kib: float | None = None
-    max_p99_us: float | None = None
-    max_flash_kib: float | None = None
-    max_ram_kib: float | None = None
-
-    def __post_init__(self) -> None:
-        for limit in LIMITS:
-            value = getattr(self, limit.field)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise BudgetError(f"{limit.flag} must be a finite number, got {value!r}")
-            if value < 0:
-                raise BudgetError(f"{limit.flag} must be >= 0, got {value:g}")
-        if self.min_agreement is not None and self.min_agreement > 100:
-            raise BudgetError(f"--min-agreement is a percentage (0 to 100), got {self.min_agreement:g}")
-
-    @classmethod
-    def for_board(cls, board: str | None, **limits: float | None) -> Budget:
-        """``limits`` (the fields above; None: not set), a named board's flash and RAM where its
-        ``max_flash_kib`` / ``max_ram_kib`` are not set (``runtime.deploy.boards.BOARDS``)."""
-        memory = budget_for(board) if board else None
-        if memory is not None:
-            for name, figure in (("max_flash_kib", memory.flash_bytes), ("max_ram_kib", memory.ram_bytes)):
-                if limits.get(name) is None and figure is not None:
-                    limits[name] = figure / KIB
-        return cls(**limits)
-
-    def limits(self) -> list[tuple[Limit, float]]:
-        """The limits that are set, with their values."""
-        return [(limit, getattr(self, limit.field)) for limit in LIMITS if getattr(self, limit.field) is not None]
-
-    def to_dict(self) -> dict[str, float | None]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -205,6 +119,7 @@ class Selection:
     verdict: str  # the chosen one's reason, or why none fits (naming the tightest constraint)
     seconds: float = 0.0
     signature: str = SIGNATURE_NOTE
+    timing: str = TIMED_HERE  # where the candidates' p50 / p99 come from (older selections: select's own)
 
     @property
     def chosen(self) -> Candidate | None:
@@ -230,7 +145,7 @@ class Selection:
             raise ValueError(f"not a selection written by {TOOL} (schema {SCHEMA_VERSION}): "
                              f"tool {data.get('tool')!r}, schema {data.get('schema_version')!r}")
         scalar = ("artifacts_dir", "machine", "versions", "settings", "tolerances", "check_set",
-                  "reference_accuracy", "verdict", "seconds", "signature")
+                  "reference_accuracy", "verdict", "seconds", "signature", "timing")
         return cls(**{k: data[k] for k in scalar if k in data}, budget=Budget(**data["budget"]),
                    candidates=tuple(Candidate.from_dict(c) for c in data["candidates"]))
 
@@ -247,7 +162,7 @@ class Selection:
 
 
 def select(
-    artifacts_dir: str | Path,
+    source: str | Path | Artifacts,
     budget: Budget = Budget(),
     settings: BenchSettings = BenchSettings(),
     *,
@@ -255,39 +170,29 @@ def select(
     tolerance_overrides: Sequence[str] = (),
     progress: Callable[[str], None] = lambda line: None,
     trusted_key: TrustedKeyLike | None = None,
+    timings: Mapping[str, BenchResult] | None = None,
 ) -> Selection:
     """Verify every listed file on this machine, measure the verified ones, choose within ``budget``.
 
-    ``tolerances`` / ``tolerance_overrides`` as for ``runtime.checks.verify.verify``.
-    Raises what ``verify`` raises on missing or altered inputs (``ValueError``
-    subclasses); a file that fails verification, or no file fitting, is a
-    result, not an exception. With ``trusted_key`` every file is verified and
-    timed only if the manifest is signed by that key (``SignatureError`` otherwise).
+    ``source``: the artefacts directory, or its ``Artifacts`` opened already (the manifest is read
+    once, each file hashed once, for verification, timing and deploy alike). ``tolerances`` /
+    ``tolerance_overrides`` as for ``runtime.checks.verify.verify``. ``timings``: figures already
+    measured on this machine with ``settings`` (by file name, e.g. ``cllnn-export run``'s bench stage),
+    used instead of timing those files again; ``Selection.timing`` says which source the figures are.
+    Raises what ``verify`` raises on missing or altered inputs (``ValueError`` subclasses); a file that
+    fails verification, or no file fitting, is a result, not an exception. With ``trusted_key`` every
+    file is verified and timed only if the manifest is signed by that key (``SignatureError`` otherwise).
     """
     started = time.perf_counter()
-    artifacts_dir = Path(artifacts_dir)
-    trusted_key = None if trusted_key is None else load_trusted_key(trusted_key)
-    report = verify(artifacts_dir, tolerances=tolerances, tolerance_overrides=tolerance_overrides,
-                    threads=settings.threads, progress=progress, trusted_key=trusted_key)
-    manifest = load_manifest(artifacts_dir) if trusted_key is None else load_verified_manifest(artifacts_dir,
-                                                                                                trusted_key)
-    sizes = {entry.file: entry.size for entry in manifest.artifacts}
-    arenas = {entry.file: entry.details.mcu.arena_bytes for entry in manifest.artifacts if entry.details.mcu}
-    verified = sum(r.passed for r in report.results)
-    candidates = []
-    for result in report.results:
-        p50 = p99 = None
-        if result.passed:
-            timing = bench_model(contained(artifacts_dir, result.file), settings, trusted_key=trusted_key)
-            p50, p99 = timing.p50_us, timing.p99_us
-            progress(f"[{sum(c.verified for c in candidates) + 1}/{verified}] {result.format:<15} "
-                     f"batch {settings.batch}, {settings.runs} runs: p50 {p50:,.1f} us, p99 {p99:,.1f} us")
-        candidates.append(candidate_of(result, sizes[result.file], p50, p99, arenas.get(result.file)))
+    artifacts = opened_artifacts(source, trusted_key)
+    report = verify(artifacts, tolerances=tolerances, tolerance_overrides=tolerance_overrides,
+                    threads=settings.threads, progress=progress)
+    candidates = _measured(artifacts, report, settings, timings or {}, progress)
     marked, verdict = choose(candidates, budget)
     env = environment()
-    record = manifest.check_set
+    record = artifacts.manifest.check_set
     return Selection(
-        artifacts_dir=str(artifacts_dir),
+        artifacts_dir=str(artifacts.directory),
         machine=env["machine"],
         versions=env["versions"],
         settings=asdict(settings),
@@ -299,15 +204,37 @@ def select(
         candidates=marked,
         verdict=verdict,
         seconds=time.perf_counter() - started,
-        signature=_signature_note(artifacts_dir, trusted_key),
+        signature=_signature_note(artifacts),
+        timing=TIMED_HERE if not timings else TIMED_BEFORE,
     )
 
 
-def _signature_note(artifacts_dir: Path, trusted_key: TrustedKey | None) -> str:
-    if not signature_path(artifacts_dir).is_file():
+def _measured(artifacts: Artifacts, report: ParityReport, settings: BenchSettings,
+              timings: Mapping[str, BenchResult], progress: Callable[[str], None]) -> list[Candidate]:
+    """Every verification result as a candidate, the verified ones with their p50 / p99: from
+    ``timings`` where given, else timed here on the bytes verification checked."""
+    verified = sum(r.passed for r in report.results)
+    candidates = []
+    for result in report.results:
+        entry = artifacts.manifest.entry_for(result.file)
+        assert entry is not None  # verify compared only listed files
+        p50 = p99 = None
+        if result.passed:
+            timing = timings.get(result.file) or bench_model(artifacts.file(result.file), settings)
+            p50, p99 = timing.p50_us, timing.p99_us
+            progress(f"[{sum(c.verified for c in candidates) + 1}/{verified}] {result.format:<15} "
+                     f"batch {settings.batch}, {settings.runs} runs: p50 {p50:,.1f} us, p99 {p99:,.1f} us"
+                     + ("" if result.file not in timings else " (bench's)"))
+        arena = entry.details.mcu.arena_bytes if entry.details.mcu else None
+        candidates.append(candidate_of(result, entry.size, p50, p99, arena))
+    return candidates
+
+
+def _signature_note(artifacts: Artifacts) -> str:
+    if artifacts.signature is None:
         return SIGNATURE_NOTE
-    checked = (" (not checked: no trusted key given)" if trusted_key is None
-               else f" (checked with key {trusted_key.key_id})")
+    checked = (" (not checked: no trusted key given)" if artifacts.trusted_key is None
+               else f" (checked with key {artifacts.trusted_key.key_id})")
     return SIGNED_NOTE.format(checked=checked)
 
 
@@ -355,8 +282,8 @@ def choose(candidates: Sequence[Candidate], budget: Budget) -> tuple[tuple[Candi
             marked.append(dataclasses.replace(c, chosen=True, reason=verdict))
         else:
             marked.append(dataclasses.replace(
-                c, reason=f"slower than {best.format} ({_number(best.p50_us)} us)" if c.p50_us > best.p50_us
-                else f"as fast as {best.format} ({_number(best.p50_us)} us), ranked after it by p99 and size"))
+                c, reason=f"slower than {best.format} ({number(best.p50_us)} us)" if c.p50_us > best.p50_us
+                else f"as fast as {best.format} ({number(best.p50_us)} us), ranked after it by p99 and size"))
     return tuple(marked), verdict
 
 
@@ -397,13 +324,4 @@ def format_table(selection: Selection) -> str:
          f"{c.agreement_pct:.1f}%", f"{c.accuracy_drop_pp:+.2f} pp", "yes" if c.verified else "NO", c.reason)
         for c in selection.candidates
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    numeric = {3, 4, 5, 6, 7}
-    lines = ["  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
-    return "\n".join([*lines, machine_line(selection.cpu)])
-
-
-def _number(value: float) -> str:
-    """Figures in reasons: whole numbers from 100 up, three significant digits below."""
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return "\n".join([text_table(rows[0], rows[1:], right={3, 4, 5, 6, 7}), machine_line(selection.cpu)])

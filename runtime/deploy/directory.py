@@ -2,7 +2,7 @@
 
 ``write_deploy(selection, artifacts_dir, out)`` leaves ``out`` holding exactly:
 
-- the chosen model file, copied under its own name (its SHA-256 checked after the copy), with
+- the chosen model file, written under its own name from the bytes checked against its SHA-256, with
   its C sources (``mcu/``) where it is a microcontroller file;
 - ``manifest.json`` with that file's entry alone (without its stage probe,
   which stays behind) and the export's metadata as the source manifest has
@@ -39,23 +39,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from runtime.atomic import atomic_path, write_bytes_atomic, write_json_atomic
+from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.deploy.choose import SELECTION_NAME, TOOL, Selection
-from runtime.artifacts.manifest import (
-    MANIFEST_NAME,
-    MCU_DIR,
-    Manifest,
-    ManifestError,
-    load_manifest,
-    open_contained,
-    parse_manifest,
-    sha256_file,
-)
+from runtime.artifacts.manifest import MANIFEST_NAME, MCU_DIR, ArtifactEntry, Manifest, ManifestError
+from runtime.artifacts.opened import Artifacts
+from runtime.artifacts.signing import SIGNATURE_NAME, TrustedKeyLike
 from runtime.outputs import OutputPathError, check_output_dir
-from runtime.artifacts.signing import SIGNATURE_NAME, TrustedKeyLike, read_signed_pair, verify_signature
-
-# The source manifest's metadata that describes other files, not the deployed one.
-_NOT_DEPLOYED = ("failed",)
 
 
 class DeployError(OutputPathError):
@@ -96,45 +85,38 @@ def check_out_dir(out: str | Path) -> None:
 
 
 def write_deploy(
-    selection: Selection, artifacts_dir: str | Path, out: str | Path, trusted_key: TrustedKeyLike | None = None
+    selection: Selection, source: str | Path | Artifacts, out: str | Path, trusted_key: TrustedKeyLike | None = None
 ) -> Path:
     """Write ``out`` (see the module docstring) for ``selection``'s chosen file; returns the model's path.
 
-    With ``trusted_key``, a signed source's manifest is checked against it again before it is copied.
+    ``source``: the artefacts directory, or its ``Artifacts`` as select opened them (their manifest's
+    bytes and the files' checked bytes are written; nothing is read again). With ``trusted_key``, a
+    signed source's manifest is checked against it before it is copied.
     """
     chosen = selection.chosen
     if chosen is None:
         raise ValueError(f"nothing to deploy: {selection.verdict}")
-    artifacts_dir, out = Path(artifacts_dir), Path(out)
+    out = Path(out)
     check_out_dir(out)
-    signed = read_signed_pair(artifacts_dir)  # the bytes read once: checked, parsed and copied
-    if signed is None:
-        source = load_manifest(artifacts_dir)
-    else:
-        source = parse_manifest(signed[0], artifacts_dir / MANIFEST_NAME)
-        if trusted_key is not None:
-            verify_signature(*signed, artifacts_dir / MANIFEST_NAME, trusted_key)
-    entry = source.entry_for(chosen.file)
+    artifacts = Artifacts.at(source, trusted_key) if isinstance(source, Artifacts) else Artifacts.open(
+        source, trusted_key)
+    entry = artifacts.manifest.entry_for(chosen.file)
     if entry is None:
-        raise ManifestError(f"{chosen.file} is not listed in {artifacts_dir / MANIFEST_NAME}")
+        raise ManifestError(f"{chosen.file} is not listed in {artifacts.manifest_path}")
+    try:
+        files = list(artifacts.delivered(entry))  # the file, and a microcontroller file's C sources
+    except ManifestError as exc:
+        raise ManifestError(f"{artifacts.directory / chosen.file} changed after it was verified; refusing to "
+                            f"deploy it ({exc})") from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(out)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        for name, sha256 in entry.delivered_files():  # the file, and a microcontroller file's C sources
+        for opened in files:
+            name = opened.path.relative_to(artifacts.directory).as_posix()
             (work / name).parent.mkdir(parents=True, exist_ok=True)
-            with open_contained(artifacts_dir, name) as source_file, atomic_path(work / name) as tmp:
-                with open(tmp, "wb") as copy:
-                    shutil.copyfileobj(source_file, copy)
-            if sha256_file(work / name) != sha256:
-                raise ManifestError(f"{artifacts_dir / name} changed after it was verified; refusing to deploy it")
-        if signed is None:
-            deployed = dataclasses.replace(entry, details=dataclasses.replace(entry.details, probe=None))
-            metadata = {k: v for k, v in source.metadata.items() if k not in _NOT_DEPLOYED}
-            write_json_atomic(work / MANIFEST_NAME, Manifest((deployed,), metadata).to_dict())
-        else:
-            write_bytes_atomic(work / MANIFEST_NAME, signed[0])
-            write_bytes_atomic(work / SIGNATURE_NAME, signed[1])
+            write_bytes_atomic(work / name, opened.data)  # the bytes that were checked
+        _write_manifest(work, artifacts, entry)
         selection.save_json(work / SELECTION_NAME)
         os.chmod(work, 0o777 & ~_umask())  # mkdtemp makes 0700; a deploy directory is read by others
         _swap_into_place(work, out)
@@ -142,6 +124,17 @@ def write_deploy(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return out / entry.file
+
+
+def _write_manifest(work: Path, artifacts: Artifacts, entry: ArtifactEntry) -> None:
+    """A signed source's manifest and signature byte for byte; else a manifest listing ``entry`` alone."""
+    if artifacts.signature is not None and artifacts.raw is not None:
+        write_bytes_atomic(work / MANIFEST_NAME, artifacts.raw)
+        write_bytes_atomic(work / SIGNATURE_NAME, artifacts.signature)
+        return
+    deployed = dataclasses.replace(entry, details=dataclasses.replace(entry.details, probe=None))
+    metadata = dataclasses.replace(artifacts.manifest.metadata, failed=None)  # about other files
+    write_json_atomic(work / MANIFEST_NAME, Manifest((deployed,), metadata).to_dict())
 
 
 def _swap_into_place(work: Path, out: Path) -> None:

@@ -144,7 +144,7 @@ def test_bad_input_exits_2_with_what_to_fix(
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
-        expected = "does not match its manifest checksum"
+        expected = "does not match its manifest: SHA-256"
     elif case == "other_model":
         other = load_manifest(artifacts)  # the manifest stays; the model is another training's
         assert other.artifacts

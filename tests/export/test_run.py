@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -22,6 +25,9 @@ from export.pipeline.plan import Plan, resolve
 from export.pipeline.run import RunState, run_pipeline
 from runtime.deploy.choose import SELECTION_NAME, Selection
 from runtime.machine import cpu_info
+from runtime import loader
+from runtime.artifacts import manifest as manifest_module
+from runtime.artifacts import opened as opened_module
 from runtime.artifacts.manifest import MANIFEST_NAME, load_manifest
 
 pytestmark = pytest.mark.slow  # trains and converts a (tiny) model
@@ -35,10 +41,56 @@ TINY = {
 }
 
 
+class Opened(NamedTuple):
+    """What one process did to the artefacts: manifests read (by path), files hashed from the bytes a
+    load runs (by SHA-256), files loaded (by path)."""
+
+    reads: Counter[str]
+    hashes: Counter[str]
+    loads: Counter[str]
+
+
+@contextmanager
+def counting_opens(patch: pytest.MonkeyPatch) -> Iterator[Opened]:
+    """Count, on the real code path, the one manifest reader (``read_manifest_at``), the one hash of
+    a file's bytes (``sha256_bytes``) and every load of a file into a backend (``loader._backend_model``)."""
+    opened = Opened(Counter(), Counter(), Counter())
+    real_read, real_hash, real_model = manifest_module.read_manifest_at, manifest_module.sha256_bytes, \
+        loader._backend_model
+
+    def read(location: Any, *args: Any, **kwargs: Any) -> Any:
+        path, raw = real_read(location, *args, **kwargs)
+        opened.reads[str(path)] += 1
+        return path, raw
+
+    def hashed(data: bytes) -> str:
+        digest = real_hash(data)
+        opened.hashes[digest] += 1
+        return digest
+
+    def model(file: Any, *args: Any) -> Any:
+        opened.loads[str(file.path)] += 1
+        return real_model(file, *args)
+
+    for module in (manifest_module, opened_module):
+        patch.setattr(module, "read_manifest_at", read)
+        patch.setattr(module, "sha256_bytes", hashed)
+    patch.setattr(loader, "_backend_model", model)
+    yield opened
+
+
+class CountedRun(NamedTuple):
+    state: RunState
+    loads: list[str]  # data sources loaded
+    image_sets: Counter  # the trained model's image sets computed
+    lines: list[str]  # progress lines
+    opened: Opened
+
+
 @pytest.fixture(scope="module")
-def counted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunState, list[str], Counter, list[str]]:
-    """The pipeline once, counting data loads and the trained model's image sets.
-    Returns (state, data sources loaded, image sets computed, progress lines)."""
+def counted_run(tmp_path_factory: pytest.TempPathFactory) -> CountedRun:
+    """The pipeline once, counting data loads, the trained model's image sets, manifest reads, file
+    hashes and loads."""
     loads: list[str] = []
     real_load = cllnn_edge.data.load_splits
 
@@ -58,8 +110,42 @@ def counted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunState, lis
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cllnn_edge.sources, "load_splits", counted_load)  # what --data resolves through
         patch.setattr(reference.KerasRunner, "_compute", counted_compute)
-        state = run_pipeline(_plan(tmp_path_factory.mktemp("run") / "run"), progress=lines.append)
-    return state, loads, image_sets, lines
+        with counting_opens(patch) as opened:
+            state = run_pipeline(_plan(tmp_path_factory.mktemp("run") / "run"), progress=lines.append)
+    return CountedRun(state, loads, image_sets, lines, opened)
+
+
+def _by_file(opened: Opened, layout: RunLayout) -> dict[str, tuple[int, int]]:
+    """(hashes of its bytes, loads) per listed artefact and probe of the run."""
+    manifest = load_manifest(layout.manifest)
+    listed = [(entry.file, entry.sha256) for entry in manifest.artifacts]
+    listed += [(e.details.probe.file, e.details.probe.sha256) for e in manifest.artifacts
+               if e.details.probe is not None and e.details.probe.file is not None]
+    return {file: (opened.hashes[sha256], opened.loads[str(layout.artifacts / file)]) for file, sha256 in listed}
+
+
+def test_one_run_reads_each_manifest_once_and_hashes_each_file_once_however_often_it_loads(counted_run) -> None:
+    """Issue 25's acceptance, counted: convert's manifest is passed on (parity, bench, select, deploy and
+    the report read no manifest.json), and every file is hashed once for all its loads."""
+    state, opened = counted_run.state, counted_run.opened
+    assert all(count == 1 for count in opened.reads.values()), opened.reads
+    assert str(state.layout.manifest) not in opened.reads, opened.reads  # convert's, passed on
+    per_file = _by_file(opened, state.layout)
+    assert {file for file, _ in per_file.items() if file.startswith("probes/")}, per_file
+    for file, (hashes, loads) in per_file.items():
+        assert hashes == 1, (file, per_file)
+        # an artefact: parity, select's verify and bench's two batch sizes; a probe: parity and verify
+        assert loads >= (2 if file.startswith("probes/") else 4), (file, per_file)
+    print(f"\nopened in one run: manifest reads {dict(opened.reads)}; (hashes, loads) per file {per_file}")
+
+
+def test_a_rerun_that_reuses_every_stage_reads_the_manifest_once(counted_run) -> None:
+    layout = counted_run.state.layout
+    with pytest.MonkeyPatch.context() as patch, counting_opens(patch) as opened:
+        again = run_pipeline(_plan(layout.root))
+    assert not any(stage["ran"] for stage in again.stages.values()), again.stages
+    assert opened.reads == Counter({str(layout.manifest): 1}), opened.reads  # for the report
+    assert not opened.hashes and not opened.loads, opened
 
 
 def _plan(out) -> Plan:
@@ -68,7 +154,7 @@ def _plan(out) -> Plan:
 
 
 def test_run_loads_the_data_once_and_runs_the_trained_model_once_per_image_set(counted_run) -> None:
-    state, loads, image_sets, lines = counted_run
+    state, loads, image_sets, lines = counted_run[:4]
     assert all(stage["ran"] for stage in state.stages.values()), state.stages
     assert list(state.stages) == ["train", "convert", "parity", "bench", "select"]
     assert loads == ["embedded"]
@@ -79,7 +165,7 @@ def test_run_loads_the_data_once_and_runs_the_trained_model_once_per_image_set(c
 
 
 def test_select_deploys_the_choice_and_the_report_opens_with_it(counted_run) -> None:
-    state, _, _, lines = counted_run
+    state, _, _, lines = counted_run[:4]
     layout = state.layout
     selection = Selection.load_json(layout.selection)
     chosen = selection.chosen
@@ -109,7 +195,7 @@ def test_select_deploys_the_choice_and_the_report_opens_with_it(counted_run) -> 
 
 
 def test_a_rerun_reuses_select_and_a_missing_deploy_redoes_it_alone(counted_run) -> None:
-    state, _, _, _ = counted_run
+    state = counted_run.state
     layout: RunLayout = state.layout
     again = run_pipeline(_plan(layout.root))
     assert not any(stage["ran"] for stage in again.stages.values()), again.stages
@@ -126,7 +212,7 @@ def test_a_rerun_after_tampering_redoes_the_changed_stage_and_those_after_it(
     """Resume checks what it reuses against the checksums recorded when it was written."""
     from export.cli.main import main
 
-    state, _, _, _ = counted_run
+    state = counted_run.state
     layout: RunLayout = state.layout
     model_mtime = layout.model.stat().st_mtime_ns
     tampered = layout.artifacts / "cllnn_int8.tflite"
@@ -166,7 +252,7 @@ def test_a_manifest_spoiled_between_runs_is_written_again(
     one recorded, so convert runs again and writes a good one."""
     from export.cli.main import main
 
-    state, _, _, _ = counted_run
+    state = counted_run.state
     root = shutil.copytree(state.layout.root, tmp_path / "run")
     layout = RunLayout(root)
     document = json.loads(layout.manifest.read_text())

@@ -293,7 +293,7 @@ import json, os, sys
 from pathlib import Path
 import runtime
 from runtime.cli.bench import main as bench_main
-from runtime.checks.parity import check_listed_files
+from runtime.artifacts.opened import Artifacts
 from runtime.cli.select import main as select_main
 from runtime.cli.verify import main as verify_main
 from runtime.checks.verify import verify
@@ -317,7 +317,7 @@ for name, directory in cases.items():
     del opened[:]
     outcomes = []
     for call in [lambda: verify(directory),
-                 lambda: check_listed_files(load_manifest(directory), directory),
+                 lambda: Artifacts.open(directory).check_listed(),
                  *[(lambda f=f: runtime.load(directory / f).close()) for f in ("int8.tflite", "fp32.tflite")]]:
         try:
             call()

@@ -12,12 +12,14 @@ import pytest
 
 import runtime
 from runtime.artifacts import manifest as manifest_module
+from runtime.artifacts import opened as opened_module
 
 NAMES = ("fp32.tflite", "int8.tflite", "fp32.onnx", "int8.onnx")
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch, calls: Counter[str], name: str) -> None:
-    """Wrap ``runtime.artifacts.manifest.<name>`` so each call is counted and the real one still runs."""
+    """Wrap ``runtime.artifacts.manifest.<name>`` so each call is counted and the real one still runs,
+    in that module and in ``runtime.artifacts.opened`` (which opens artefacts with it)."""
     real: Callable[..., Any] = getattr(manifest_module, name)
 
     def counted(*args: Any, **kwargs: Any) -> Any:
@@ -25,6 +27,8 @@ def _spy(monkeypatch: pytest.MonkeyPatch, calls: Counter[str], name: str) -> Non
         return real(*args, **kwargs)
 
     monkeypatch.setattr(manifest_module, name, counted)
+    if hasattr(opened_module, name):
+        monkeypatch.setattr(opened_module, name, counted)
 
 
 @pytest.fixture

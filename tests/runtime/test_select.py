@@ -28,13 +28,13 @@ from runtime.deploy.choose import (
     EXIT_USAGE,
     SELECTION_NAME,
     Budget,
-    BudgetError,
     Candidate,
     Selection,
     choose,
     select,
 )
 from runtime.cli.main import main as bench_main
+from runtime.errors import BudgetError
 from runtime.deploy.directory import DeployError, check_out_dir, write_deploy
 from runtime.artifacts.manifest import MANIFEST_NAME, load_manifest
 from runtime.cli.select import main

@@ -30,9 +30,9 @@ from runtime.artifacts.signing import (
     SIGNATURE_NAME,
     generate_keys,
     load_trusted_key,
-    load_verified_manifest,
     sign_artifacts,
 )
+from runtime.artifacts.opened import load_verified_manifest
 from runtime.checks.verify import verify
 from tests.runtime.helpers import describe, run_python
 

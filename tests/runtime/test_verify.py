@@ -117,7 +117,7 @@ def _flip_model_byte(out: Path) -> str:
     data = bytearray((out / "int8.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (out / "int8.onnx").write_bytes(bytes(data))
-    return "int8.onnx does not match its manifest checksum"
+    return "int8.onnx does not match its manifest: SHA-256"
 
 
 @pytest.mark.parametrize(("case", "args", "edit"), [
