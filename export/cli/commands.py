@@ -56,7 +56,7 @@ def run_shards(plan: Plan, args: argparse.Namespace) -> int:
 
 
 def run_convert(plan: Plan, args: argparse.Namespace) -> int:
-    report = convert(ConvertJob(args.model, plan.out, plan.config, formats=plan.formats, data=plan.data), _print)
+    report = convert(ConvertJob(args.model, plan.out, plan.config, plan.formats, plan.budget, data=plan.data), _print)
     print()
     print(format_convert_table(report))
     print(f"manifest: {report.out_dir / 'manifest.json'}")

@@ -104,24 +104,32 @@ class Opened:
 @dataclass(frozen=True)
 class ConvertJob:
     """One conversion as its caller asks for it: the trained model file, where the files go, the
-    config, the formats (registry entries: a sweep's variants; None: the config's ``export.formats``)
-    and the images: ``opened`` when the caller holds them and the model's runner, else the model file
-    is loaded and the images read from ``data`` (None: the source the model was trained on)."""
+    config, the formats (registry entries) and microcontroller budget as the caller resolved them (a
+    command's plan; ``from_config`` for a library caller) and the images: ``opened`` when the caller
+    holds them and the model's runner, else the model file is loaded and the images read from ``data``
+    (None: the source the model was trained on)."""
 
     model_path: Path
     out_dir: Path
     cfg: Config
-    formats: tuple[Format, ...] | None = None
+    formats: tuple[Format, ...]
+    budget: MemoryBudget | None  # what the TFLM files must fit; None: no board or limits given
     data: str | None = None
     opened: Opened | None = None
+
+    @classmethod
+    def from_config(cls, model_path: Path, out_dir: Path, cfg: Config, *, formats: tuple[Format, ...] | None = None,
+                    data: str | None = None, opened: Opened | None = None) -> ConvertJob:
+        """The job with ``cfg``'s formats (unless ``formats`` are given: a sweep's variants) and budget
+        resolved here; an unknown format or board fails here, before any work."""
+        return cls(Path(model_path), Path(out_dir), cfg, formats_for(cfg) if formats is None else formats,
+                   memory_budget(cfg), data=data, opened=opened)
 
 
 def convert(job: ConvertJob, progress: Progress = lambda line: None) -> ConvertReport:
     """Export ``job.model_path`` to each of the job's formats under ``job.out_dir``. The trained
     model's outputs on the check images are computed once, for every comparison."""
-    cfg = job.cfg
-    formats = formats_for(cfg) if job.formats is None else job.formats
-    budget = memory_budget(cfg)  # an unknown board fails here, before any work
+    cfg, formats, budget = job.cfg, job.formats, job.budget
     calibrations = {f.name: calibration_for(f, cfg) for f in formats if f.calibrated}
     out_dir, model_path = _writable_dir(Path(job.out_dir)), Path(job.model_path)
     reference, splits = _opened(job, model_path)

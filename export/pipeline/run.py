@@ -265,7 +265,7 @@ def _train(work: Work) -> str:
 
 def _convert(work: Work) -> str:
     layout = work.layout
-    job = ConvertJob(layout.model, layout.artifacts, work.cfg, formats=work.plan.formats,
+    job = ConvertJob(layout.model, layout.artifacts, work.cfg, work.plan.formats, work.plan.budget,
                      opened=Opened(work.reference, work.splits))
     report = convert(job, work.progress)
     work.artifacts = Artifacts.written(layout.artifacts, report.manifest)  # passed on, not read again

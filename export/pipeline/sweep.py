@@ -113,7 +113,7 @@ def sweep(
     splits = splits_for(cfg, data) if splits is None else splits
     reference = trained_reference(load_trained(model_path)) if reference is None else reference
     progress(f"sweep: {len(variants)} variants: {', '.join(f.name for f in variants)}")
-    report = convert(ConvertJob(model_path, out_dir, cfg, formats=variants, opened=Opened(reference, splits)),
+    report = convert(ConvertJob.from_config(model_path, out_dir, cfg, formats=variants, opened=Opened(reference, splits)),
                      progress)
     artifacts = Artifacts.written(out_dir, report.manifest)  # convert's manifest, passed on, not read again
     parity = run_parity(model_path, artifacts, data=data, splits=splits, reference=reference,

@@ -53,8 +53,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     full = load_splits("embedded")
     splits = Splits(Split(full.train.x[:1500], full.train.y[:1500]), full.val, full.test, "embedded")
     train(SMALL, splits, root / "run", verbose=0)
-    convert(ConvertJob(root / "run" / "model.keras", root / "run" / "artifacts",
-                       SMALL.replace("export", formats=FORMATS), data="embedded"))
+    convert(ConvertJob.from_config(root / "run" / "model.keras", root / "run" / "artifacts",
+                                   SMALL.replace("export", formats=FORMATS), data="embedded"))
     return root / "run"
 
 
@@ -108,8 +108,8 @@ def test_int8_calibrated_on_blank_images_fails_and_says_where(
              x_test=np.zeros((20, 28, 28), np.uint8), y_test=labels[:20])
     run = _copy(exported, tmp_path)
     broken = tmp_path / "broken"
-    convert(ConvertJob(run / "model.keras", broken,
-                       SMALL.replace("export", formats=("tflite-int8",), calibration_size=8), data=str(blank)))
+    convert(ConvertJob.from_config(run / "model.keras", broken,
+                                   SMALL.replace("export", formats=("tflite-int8",), calibration_size=8), data=str(blank)))
     report_xml = tmp_path / "parity.xml"
     code = main(["parity", str(run / "model.keras"), str(broken), *LIMIT, "--junit", str(report_xml)])
     out = capsys.readouterr().out
@@ -252,8 +252,8 @@ def test_verify_fails_on_a_file_from_another_training(
     other_cfg = SMALL.replace("train", epochs=1).replace("model", seed=9)
     train(other_cfg, Splits(Split(full.train.x[:500], full.train.y[:500]), full.val, full.test, "embedded"),
           tmp_path / "other", verbose=0)
-    convert(ConvertJob(tmp_path / "other" / "model.keras", tmp_path / "other" / "artifacts",
-                       other_cfg.replace("export", formats=("tflite-fp32",)), data="embedded"))
+    convert(ConvertJob.from_config(tmp_path / "other" / "model.keras", tmp_path / "other" / "artifacts",
+                                   other_cfg.replace("export", formats=("tflite-fp32",)), data="embedded"))
     shutil.copy(tmp_path / "other" / "artifacts" / "cllnn_fp32.tflite", artifacts / "cllnn_fp32.tflite")
     manifest = load_manifest(artifacts)
     path = artifacts / "cllnn_fp32.tflite"

@@ -38,7 +38,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory, images: np.ndarray) -> t
     model = build_model(ModelConfig(**SMALL), fit_standardizer(images))
     model.save(root / "model.keras")
     cfg = Config().replace("export", formats=FORMATS)
-    report = convert(ConvertJob(root / "model.keras", root / "artifacts", cfg, data="embedded"))
+    report = convert(ConvertJob.from_config(root / "model.keras", root / "artifacts", cfg, data="embedded"))
     return root, report
 
 
@@ -130,7 +130,7 @@ def test_a_failed_probe_conversion_does_not_fail_the_format(
     model = build_model(ModelConfig(**SMALL), fit_standardizer(images + 1))
     model.save(tmp_path / "model.keras")
     cfg = Config().replace("export", formats=("tflite-fp32",))
-    report = convert(ConvertJob(tmp_path / "model.keras", tmp_path / "out", cfg, data="embedded"))
+    report = convert(ConvertJob.from_config(tmp_path / "model.keras", tmp_path / "out", cfg, data="embedded"))
     (entry,) = report.manifest.artifacts
     assert report.results[0].error is None
     assert entry.details.probe is not None and "tflite-fp32 probe:" in str(entry.details.probe.error)
