@@ -39,7 +39,7 @@ from benchmarks.common import interleaved, say, summary
 from benchmarks.spread import run_cli
 from cllnn_edge.config import FLOAT_FRONT, INT8_GRAPHS
 from export.formats.registry import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8
-from export.report.tables import markdown_table
+from runtime.tables import markdown_table
 from runtime.artifacts.manifest import load_manifest
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.checks.metrics import disagreement

@@ -34,7 +34,7 @@ from benchmarks.common import say
 from cllnn_edge.config import BOUNDED, FLOAT_FRONT
 from cllnn_edge.data import load_splits
 from export.graph.stages import STAGES
-from export.report.tables import markdown_table
+from runtime.tables import markdown_table
 from runtime.artifacts.manifest import McuRecord
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.deploy.boards import BOARDS, KIB, budget_for

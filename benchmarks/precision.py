@@ -52,7 +52,7 @@ from export.formats.precision import FLOAT32, INT16X8, MINMAX, MOVING_AVERAGE, S
 from export.formats.registry import FLOAT_GRAPH, INT8_GRAPH, ONNX_MIXED, SPLIT_GRAPH, TFLITE_MIXED
 from export.formats.tflite import to_tflite
 from export.graph.unroll import unroll
-from export.report.tables import markdown_table
+from runtime.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.checks.metrics import probability_metrics
 from runtime.machine import machine_line

@@ -17,7 +17,7 @@ from benchmarks import store
 from benchmarks.targets import targets
 from cllnn_edge.versions import library_versions
 from export.formats.registry import TFLITE_FP32
-from export.report.tables import markdown_table
+from runtime.tables import markdown_table
 from runtime.atomic import write_bytes_atomic
 from runtime.bench.latency import environment
 from runtime.machine import CpuInfo

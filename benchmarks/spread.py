@@ -32,7 +32,7 @@ from typing import Any
 from benchmarks.common import say
 from export.formats.registry import TFLITE_FP32, TFLITE_INT8
 from export.lifeline import child_env, guarded
-from export.report.tables import markdown_table
+from runtime.tables import markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.checks.metrics import disagreement
 from runtime.machine import machine_line

@@ -14,7 +14,7 @@ from typing import Any
 
 from export.formats.registry import formats_help
 from export.pipeline.plan import Overrides, Plan, resolve
-from export.pipeline.sign import add_commands as add_signing_commands
+from export.cli.sign import add_commands as add_signing_commands
 from export.pipeline.variants import BENCH_RUNS as SWEEP_RUNS
 from export.pipeline.variants import VARIANTS_HELP
 from runtime.deploy.boards import boards_help

@@ -22,7 +22,7 @@ from export.pipeline.plan import Plan
 from export.pipeline.run import run_pipeline
 from export.pipeline.sweep import sweep
 from export.report.sweep_table import HEADER, table_rows
-from export.report.tables import text_table
+from runtime.tables import text_table
 from runtime.checks.metrics import accuracy_drop
 from runtime.checks.parity import ParityReport
 from runtime.machine import machine_line

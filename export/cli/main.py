@@ -20,7 +20,7 @@ from types import ModuleType
 
 from export.cli.args import build_parser
 from export.errors import EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, TOOLKIT_ERRORS, exit_code_of
-from export.pipeline.sign import COMMANDS as SIGNING_COMMANDS
+from export.cli.sign import COMMANDS as SIGNING_COMMANDS
 
 __all__ = ["EXIT_CHECK_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 

@@ -1,8 +1,9 @@
 """The jobs, each taking its resolved plan (``plan``: config, formats, recipe, budget, strategy and
 output directory, checked once before any work): ``convert`` (model.keras -> checked files +
-manifest; ``graphs``: the unrolled graph variants it converts from), ``sweep`` (many precision variants; ``variants``: what a sweep is asked, readable without
-TensorFlow), ``run`` (data -> train -> convert -> parity -> bench -> select -> report, resumable) and
-``sign`` (``cllnn-export keygen`` / ``sign``). Every path of a run directory is ``export.layout``.
+manifest; ``graphs``: the unrolled graph variants it converts from), ``sweep`` (many precision
+variants; ``variants``: what a sweep is asked, readable without TensorFlow) and ``run`` (data -> train
+-> convert -> parity -> bench -> select -> report, resumable). Every path of a run directory is
+``export.layout``.
 
 May import: ``export.graph``, ``export.formats``, ``export.checks``, ``export.report``, ``cllnn_edge``, ``runtime``.
 """

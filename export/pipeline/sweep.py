@@ -32,7 +32,7 @@ from cllnn_edge.sources import splits_for
 from export.checks.parity import run_parity
 from export.graph.reference import KerasRunner, trained_reference
 from export.layout import SWEEP_JSON, SWEEP_MD, SWEEP_PNG
-from export.report.tables import markdown_table
+from runtime.tables import markdown_table
 from export.report.sweep_table import HEADER, SweepRow, table_rows
 from export.errors import ExportError
 from export.formats.registry import Format

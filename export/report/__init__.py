@@ -1,5 +1,7 @@
-"""The run's report: ``build`` (report.json, report.md, report.html), ``plots`` (PNG figures,
-matplotlib headless), ``tables`` (text and Markdown tables), ``mcu_report`` (the microcontroller section).
+"""The run's report: ``build`` (report.json, report.md, report.html), ``page`` (the HTML page),
+``plots`` (PNG figures, matplotlib headless, labels placed clear of each other), ``mcu_report`` (the
+microcontroller section) and ``sweep_table`` (the sweep's rows). Its tables are drawn by
+``runtime.tables``, the one table drawer.
 
 May import: ``export.layout``, ``export.formats``, ``runtime``; the pipeline calls it, not the reverse.
 """

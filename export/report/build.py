@@ -27,7 +27,7 @@ from export.layout import SWEEP_PNG
 from export.report.sweep_table import HEADER as SWEEP_HEADER
 from export.report.sweep_table import SweepRow, table_rows
 from export.report.page import IMAGE_CHECK, PAGE, STYLE
-from export.report.tables import html_table, markdown_table
+from runtime.tables import html_table, markdown_table
 from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.deploy.choose import TIMED_HERE, Selection
 from runtime.artifacts.history import TrainingHistory

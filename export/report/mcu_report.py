@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from export.formats.precision import STAGES
-from export.report.tables import html_table, markdown_table
+from runtime.tables import html_table, markdown_table
 from runtime.deploy.boards import BOARDS, KIB, MemoryBudget, budget_for
 from runtime.artifacts.manifest import Manifest
 
