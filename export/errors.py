@@ -28,6 +28,11 @@ class ConversionError(CllnnError):
     """A converter failed or crashed for one format; the other formats still export."""
 
 
+class TargetError(CllnnError, ValueError):
+    """A target device cannot be used as asked: a bad TARGET, an unreachable host, a refused login, an
+    unknown host key, no usable Python there (the message names the target and what to do)."""
+
+
 class StageError(CllnnError):
     """A stage of ``cllnn-export run`` failed; earlier stages' results are kept."""
 

@@ -1,0 +1,9 @@
+"""The devices the host drives (issue 26): a target is a transport plus a Python on the other side.
+
+``spec`` (a TARGET string parsed and checked: ``local``, ``ssh://[user@]host[:port]``,
+``emulated:CPU``), ``device`` (the one interface every transport fills: run a command there, move a
+file there and back, inside the device's own working directory), ``local`` (a directory on this
+machine: for tests and x86 edge boxes).
+
+May import: ``export.errors``, ``export.layout``, ``runtime``; the pipeline and the CLI drive it.
+"""
