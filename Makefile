@@ -18,9 +18,11 @@ demo: $(BIN)/.installed
 
 ## test: build docs/ (mkdocs --strict: a broken link fails) and run the test suite (pytest's "no tests
 ## collected", exit 5, fails the target).
-## Debian's chromium is installed first where possible, for the report-rendering test.
+## Debian's chromium is installed first where possible, for the report-rendering test, and qemu-user-static
+## with mmdebstrap for the emulated ARM targets' test.
 test: $(BIN)/.installed
 	./scripts/ensure-chromium
+	./scripts/ensure-qemu
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest --durations=15
 
