@@ -3,17 +3,22 @@ int8 and float32 kernel speed, for every benchmark record.
 
 An int8 GEMM runs at about four times float32's rate with VNNI (x86) or the dot-product
 instructions (ARM), and loses that edge without them, so a ratio is only meaningful
-within one CPU *class*. ``cpu_info()`` reads ``/proc/cpuinfo`` on Linux; elsewhere it
-knows the platform's architecture only and says the ISA was not recorded.
-``parse_cpuinfo`` is a pure function of the file's text, so any machine's can be tested.
+within one CPU *class*. ``cpu_info()`` reads ``/proc/cpuinfo`` on Linux; on arm64 Linux, when
+that file has no ARM ``Features`` line (qemu-user shows the host's x86 file, or an ARM-looking one
+without it), the features come from the auxiliary vector the kernel (or qemu) hands every process
+(``getauxval(AT_HWCAP)`` / ``AT_HWCAP2``); elsewhere it knows the platform's architecture only and
+says the ISA was not recorded. ``parse_cpuinfo`` (the file's text) and ``decode_hwcap`` (the two
+words) are pure functions, so any machine's can be tested.
 ``machine_line`` is the one line printed and stored with every figure (the bench and select
 tables, the sweep, the report, the benchmarks). Standard library only.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,11 @@ ARM_PARTS = {
     "0xd0c": "Neoverse-N1", "0xd40": "Neoverse-V1", "0xd49": "Neoverse-N2", "0xd4f": "Neoverse-V2",
 }
 NOT_RECORDED = "ISA not recorded"
+# The auxiliary vector's entries (include/uapi/linux/auxvec.h) and arm64's bits in them
+# (arch/arm64/include/uapi/asm/hwcap.h): HWCAP_ASIMD 1 << 1, HWCAP_ASIMDDP 1 << 20, HWCAP_SVE 1 << 22,
+# HWCAP2_I8MM 1 << 13.
+AT_HWCAP, AT_HWCAP2 = 16, 26
+ARM64_HWCAP = {"asimd": (AT_HWCAP, 1), "asimddp": (AT_HWCAP, 20), "i8mm": (AT_HWCAP2, 13), "sve": (AT_HWCAP, 22)}
 
 
 @dataclass(frozen=True)
@@ -102,20 +112,46 @@ def parse_cpuinfo(text: str, machine: str = "") -> CpuInfo:
         if sep:
             fields.setdefault(key.strip().lower(), value.strip())
     flags = (fields.get("flags") or fields.get("features") or "").split()
-    arch = _arch(machine) or ("x86-64" if "flags" in fields else "arm64" if "asimd" in flags
-                              else "arm32" if "neon" in flags else "unknown arch")
+    text_arch = "x86-64" if "flags" in fields else "arm64" if "asimd" in flags else "arm32" if "neon" in flags else None
+    arch = _arch(machine) or text_arch or "unknown arch"
+    if text_arch is not None and (text_arch == "x86-64") != (arch == "x86-64"):
+        # another machine's file: qemu-user shows an emulated arm64 process the host's x86 one
+        return CpuInfo(model=machine or arch, arch=arch, isa=None)
     known = FEATURES.get(arch)
     isa = None if known is None or not flags else tuple(f for f in known if f in flags)
     return CpuInfo(model=_model(fields) or machine or arch, arch=arch, isa=isa)
 
 
+def decode_hwcap(hwcap: int, hwcap2: int) -> tuple[str, ...]:
+    """The recorded arm64 features (``FEATURES["arm64"]``, in its order) set in the auxiliary vector's
+    AT_HWCAP and AT_HWCAP2 words, by the Linux kernel's bit positions."""
+    words = {AT_HWCAP: hwcap, AT_HWCAP2: hwcap2}
+    return tuple(name for name in FEATURES["arm64"] if words[ARM64_HWCAP[name][0]] >> ARM64_HWCAP[name][1] & 1)
+
+
 def cpu_info() -> CpuInfo:
-    """This machine's CpuInfo: /proc/cpuinfo on Linux, the platform's architecture elsewhere."""
+    """This machine's CpuInfo: /proc/cpuinfo on Linux (on arm64 with the auxiliary vector's features
+    when the file names none), the platform's architecture elsewhere."""
     machine = platform.machine()
     try:
-        return parse_cpuinfo(Path("/proc/cpuinfo").read_text(), machine)
+        info = parse_cpuinfo(Path("/proc/cpuinfo").read_text(), machine)
     except OSError:
-        return CpuInfo(model=machine or "unknown CPU", arch=_arch(machine) or "unknown arch", isa=None)
+        info = CpuInfo(model=machine or "unknown CPU", arch=_arch(machine) or "unknown arch", isa=None)
+    if info.isa is None and info.arch == "arm64" and sys.platform.startswith("linux"):
+        words = _auxv_hwcap()
+        if words is not None:
+            return CpuInfo(model=info.model, arch=info.arch, isa=decode_hwcap(*words))
+    return info
+
+
+def _auxv_hwcap() -> tuple[int, int] | None:
+    """AT_HWCAP and AT_HWCAP2 through the C library's getauxval (glibc >= 2.16, musl); None without it."""
+    try:
+        getauxval = ctypes.CDLL(None).getauxval
+    except (OSError, AttributeError):
+        return None
+    getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+    return int(getauxval(AT_HWCAP)), int(getauxval(AT_HWCAP2))
 
 
 def cpu_model() -> str:

@@ -1,4 +1,5 @@
-"""runtime.machine: the CPU's model, ISA and int8 class from /proc/cpuinfo, for every benchmark record."""
+"""runtime.machine: the CPU's model, ISA and int8 class from /proc/cpuinfo (on arm64 also the auxiliary
+vector's HWCAP words), for every benchmark record."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.machine import FEATURES, CpuInfo, cpu_info, cpu_model, machine_line, parse_cpuinfo
+from runtime.machine import FEATURES, CpuInfo, cpu_info, cpu_model, decode_hwcap, machine_line, parse_cpuinfo
 
 SAMPLES = Path(__file__).parent / "cpuinfo"
 CPUINFO = Path("/proc/cpuinfo")
@@ -64,6 +65,37 @@ def test_no_cpuinfo_says_the_isa_was_not_recorded() -> None:
     assert mac.cpu_class == "arm64, ISA not recorded" and mac.isa_line == "ISA not recorded"
     s390 = parse_cpuinfo("vendor_id       : IBM/S390\nfeatures\t: esan3 zarch stfle msa\n", "s390x")
     assert s390.isa is None and s390.cpu_class == "s390x, ISA not recorded"
+
+
+@pytest.mark.parametrize(
+    ("hwcap", "hwcap2", "isa", "cpu_class"),
+    [  # AT_HWCAP / AT_HWCAP2 as qemu 7.2's qemu-aarch64 hands them to a process with -cpu ...
+        (0x8FB, 0x0, ("asimd",), "arm64 NEON (no dotprod)"),  # cortex-a72 (Raspberry Pi 4)
+        (0x119FFB, 0x0, ("asimd", "asimddp"), "arm64 dotprod"),  # cortex-a76 (Raspberry Pi 5)
+        (0xECFFFFFB, 0x7F877FFF, ("asimd", "asimddp", "i8mm", "sve"), "arm64 dotprod+i8mm"),  # max
+        (1 << 1, 0, ("asimd",), "arm64 NEON (no dotprod)"),  # one bit each, by the kernel's hwcap.h
+        (1 << 20, 0, ("asimddp",), "arm64 dotprod"),
+        (1 << 22, 0, ("sve",), "arm64 NEON (no dotprod)"),
+        (0, 1 << 13, ("i8mm",), "arm64 i8mm"),
+        (0, 1 << 9, (), "arm64 NEON (no dotprod)"),  # HWCAP2_SVEI8MM is not i8mm
+        (1 << 13, 0, (), "arm64 NEON (no dotprod)"),  # i8mm's bit, but in the wrong word (HWCAP_JSCVT)
+    ],
+)
+def test_hwcap_words_decode_by_the_kernels_bits(hwcap: int, hwcap2: int, isa: tuple[str, ...], cpu_class: str) -> None:
+    assert decode_hwcap(hwcap, hwcap2) == isa
+    assert CpuInfo(model="Arm Cortex-A76", arch="arm64", isa=isa).cpu_class == cpu_class
+
+
+def test_another_machines_cpuinfo_records_no_isa() -> None:
+    """qemu-user shows an emulated arm64 process the host's x86 /proc/cpuinfo: neither its model nor its
+    flags are the arm64 CPU's, so the ISA is left to the auxiliary vector; an ARM-looking file without a
+    Features line (the emulated targets' own) names the part but no features."""
+    x86 = (SAMPLES / "epyc_avx2.txt").read_text()
+    assert parse_cpuinfo(x86, "aarch64") == CpuInfo(model="aarch64", arch="arm64", isa=None)
+    arm = (SAMPLES / "cortex_a72_neon.txt").read_text()
+    assert parse_cpuinfo(arm, "x86_64") == CpuInfo(model="x86_64", arch="x86-64", isa=None)
+    bare = "processor\t: 0\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU part\t: 0xd0b\n"
+    assert parse_cpuinfo(bare, "aarch64") == CpuInfo(model="Arm Cortex-A76", arch="arm64", isa=None)
 
 
 def test_record_round_trip_and_a_record_from_before_the_isa() -> None:
