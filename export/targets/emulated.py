@@ -61,15 +61,26 @@ _BIN_DIRS = ("usr/local/bin", "usr/bin", "usr/sbin", "bin", "sbin")
 class RootRecipe:
     """What an arm64 root is made from; its ``key`` names the cached root, so a change makes a new one.
 
-    The packages: Python 3.11 with its standard library (``python3`` for ``Device.python``), ``venv``
-    with ensurepip's pip wheel (a bundle installs with ``pip install --no-index`` into a venv), and the
-    C++ runtime the LiteRT and ONNX Runtime wheels link against."""
+    The packages: the suite's Python (``python_version``) with its standard library, ``python3``
+    pointing at it, ``venv`` with ensurepip's pip and setuptools wheels (a bundle installs with
+    ``pip install --no-index`` into a venv), and the C++ runtime the LiteRT and ONNX Runtime wheels
+    link against (``extra``)."""
 
     suite: str = "bookworm"
+    python_version: str = "3.11"  # bookworm's; wheels for the device are cp311
+    extra: tuple[str, ...] = ("libstdc++6",)
     architecture: str = "arm64"
-    packages: tuple[str, ...] = ("python3-minimal", "python3.11-minimal", "libpython3.11-stdlib",
-                                 "python3.11-venv", "libstdc++6")
-    python: str = "usr/bin/python3"
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        version = self.python_version
+        return ("python3-minimal", f"python{version}-minimal", f"libpython{version}-stdlib",
+                f"python{version}-venv", *self.extra)
+
+    @property
+    def python(self) -> str:
+        """The root's Python, as the device names it (``Device.python``)."""
+        return f"python{self.python_version}"
 
     def record(self) -> dict[str, object]:
         return {"suite": self.suite, "architecture": self.architecture, "variant": "extract",
@@ -137,7 +148,7 @@ def ensure_root(recipe: RootRecipe, cache: Path, *, spec: TargetSpec) -> Path:
 def _check_python(root: Path, recipe: RootRecipe, spec: TargetSpec) -> None:
     """The root is complete only once its Python runs under qemu."""
     qemu = _tool(QEMU, spec)
-    done = run_process([qemu, "-L", str(root), str(root / recipe.python), "-c",
+    done = run_process([qemu, "-L", str(root), str(root / "usr" / "bin" / recipe.python), "-c",
                         "import platform, ssl, ctypes, venv; print(platform.machine())"], spec=spec, timeout=300)
     if done.returncode != 0 or done.stdout.strip() != b"aarch64":
         raise TargetError(f"target {spec.text}: the arm64 root's Python does not run under {QEMU} "
@@ -187,7 +198,7 @@ class EmulatedDevice(LocalDevice):
             raise TargetError(f"target {spec.text}: not an emulated CPU ({', '.join(MIDR)})")
         self.cache = (cache or cache_home()) / "emulated"
         self.qemu, self.unshare = _tool(QEMU, spec), _tool(UNSHARE, spec)
-        super().__init__(spec, root or self.cache / "devices" / spec.cpu, python="python3")
+        super().__init__(spec, root or self.cache / "devices" / spec.cpu, python=recipe.python)
         self.sysroot = ensure_root(recipe, self.cache, spec=spec)
         self.cpuinfo = self._write_cpuinfo()
         self.binfmt = self.cache / "binfmt_misc"  # a mount point, empty on the host
