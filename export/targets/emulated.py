@@ -1,7 +1,7 @@
 """``emulated:CPU``: an arm64 Python under qemu-user on this machine, for a user without a board.
 
-The arm64 root is made once by Debian's mmdebstrap (``--variant=extract``: the packages' files, no
-maintainer scripts, nothing run as arm64) and cached under ``~/.cache/cllnn-edge/emulated/`` (or
+The arm64 root is made once by Debian's mmdebstrap (``--variant=extract --mode=chrootless``: the
+packages' files, no maintainer scripts, nothing run as arm64, no root needed) and cached under ``~/.cache/cllnn-edge/emulated/`` (or
 ``$XDG_CACHE_HOME``), named by a hash of what it was made from (``RootRecipe``). It is built in a
 directory beside its final name and renamed into place only once its Python has run under qemu, so
 a killed build leaves nothing that looks complete.
@@ -84,7 +84,7 @@ class RootRecipe:
 
     def record(self) -> dict[str, object]:
         return {"suite": self.suite, "architecture": self.architecture, "variant": "extract",
-                "packages": sorted(self.packages)}
+                "mode": "chrootless", "packages": sorted(self.packages)}
 
     @property
     def key(self) -> str:
@@ -125,13 +125,14 @@ def ensure_root(recipe: RootRecipe, cache: Path, *, spec: TargetSpec) -> Path:
     _remove_stale_partials(cache, recipe)
     partial = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.partial-{os.getpid()}-", dir=cache))
     try:
-        done = run_process([mmdebstrap, "--quiet", "--variant=extract", f"--architectures={recipe.architecture}",
+        partial.chmod(0o755)  # mkdtemp's 0700 would stay the root's mode
+        done = run_process([mmdebstrap, "--quiet", "--mode=chrootless", "--variant=extract",
+                            f"--architectures={recipe.architecture}",
                             f"--include={','.join(recipe.packages)}", recipe.suite, str(partial)],
                            spec=spec, timeout=BUILD_TIMEOUT)
         if done.returncode != 0:
             raise TargetError(f"target {spec.text}: {MMDEBSTRAP} could not make the arm64 root (exit "
-                              f"{done.returncode}): {done.tail()}; it needs root or user namespaces, and "
-                              f"Debian's package mirror")
+                              f"{done.returncode}): {done.tail()}; it needs Debian's package mirror")
         _check_python(partial, recipe, spec)
         write_bytes_atomic(partial / RECIPE_FILE, json_text(recipe.record()).encode())
         try:
