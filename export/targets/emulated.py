@@ -41,6 +41,7 @@ from runtime.atomic import json_text, write_bytes_atomic
 
 QEMU, MMDEBSTRAP, UNSHARE = "qemu-aarch64-static", "mmdebstrap", "unshare"
 INSTALL = ("run scripts/ensure-qemu, or on Debian / Ubuntu: sudo apt-get install qemu-user-static mmdebstrap")
+VARIANT, MODE = "extract", "chrootless"  # mmdebstrap's: the packages' files only, as any user
 BUILD_TIMEOUT = 1800.0  # seconds mmdebstrap may take (it downloads ~25 MB of packages)
 # MIDR_EL1 as qemu 7.2 reports it for each -cpu (read with `mrs` under qemu-aarch64-static).
 MIDR = {"cortex-a72": 0x410FD083, "cortex-a76": 0x414FD0B1, "max": 0x000F0510}
@@ -83,8 +84,8 @@ class RootRecipe:
         return f"python{self.python_version}"
 
     def record(self) -> dict[str, object]:
-        return {"suite": self.suite, "architecture": self.architecture, "variant": "extract",
-                "mode": "chrootless", "packages": sorted(self.packages)}
+        return {"suite": self.suite, "architecture": self.architecture, "variant": VARIANT,
+                "mode": MODE, "packages": sorted(self.packages)}
 
     @property
     def key(self) -> str:
@@ -126,7 +127,7 @@ def ensure_root(recipe: RootRecipe, cache: Path, *, spec: TargetSpec) -> Path:
     partial = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.partial-{os.getpid()}-", dir=cache))
     try:
         partial.chmod(0o755)  # mkdtemp's 0700 would stay the root's mode
-        done = run_process([mmdebstrap, "--quiet", "--mode=chrootless", "--variant=extract",
+        done = run_process([mmdebstrap, "--quiet", f"--mode={MODE}", f"--variant={VARIANT}",
                             f"--architectures={recipe.architecture}",
                             f"--include={','.join(recipe.packages)}", recipe.suite, str(partial)],
                            spec=spec, timeout=BUILD_TIMEOUT)

@@ -25,7 +25,7 @@ import pytest
 from export.errors import TargetError, exit_code_of
 from export.targets.emulated import (MIDR, RECIPE_FILE, EmulatedDevice, RootRecipe, cache_home, ensure_root,
                                      fake_cpuinfo, missing_tools)
-from export.targets.spec import parse_target
+from export.targets.spec import EMULATED_CPUS, parse_target
 from runtime.checks.verify import verify
 from runtime.machine import CpuInfo, parse_cpuinfo
 
@@ -58,7 +58,7 @@ def test_the_fake_cpuinfo_names_the_part_and_leaves_the_features_to_hwcap() -> N
     assert "CPU part\t: 0xd0b" in text and "CPU variant\t: 0x4" in text and "CPU revision\t: 1" in text
     for cpu, (model, _, _) in CLASSES.items():
         assert parse_cpuinfo(fake_cpuinfo(cpu, 2), "aarch64") == CpuInfo(model=model, arch="arm64", isa=None)
-    assert set(MIDR) == set(CLASSES)
+    assert set(MIDR) == set(CLASSES) == set(EMULATED_CPUS)
 
 
 def test_the_cache_follows_xdg_and_a_changed_recipe_is_another_root(monkeypatch: pytest.MonkeyPatch,
