@@ -15,6 +15,7 @@ from typing import Any
 from export.formats.registry import formats_help
 from export.pipeline.plan import Overrides, Plan, resolve
 from export.cli.sign import add_commands as add_signing_commands
+from export.cli.target import add_bundle
 from export.pipeline.variants import BENCH_RUNS as SWEEP_RUNS
 from export.pipeline.variants import VARIANTS_HELP
 from runtime.deploy.boards import boards_help
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's and absl's own log messages (hidden by default)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_train, add_convert, add_parity, add_run, add_sweep, add_shards):
+    for add in (add_train, add_convert, add_parity, add_run, add_sweep, add_shards, add_target):
         add(commands)
     add_signing_commands(commands)  # keygen, sign
     return parser
@@ -217,6 +218,18 @@ def add_shards(commands: Commands) -> None:
 
 def plan_shards(args: argparse.Namespace) -> Plan:
     return resolve("shards", config_file=args.config, data=args.source, out=args.out)
+
+
+def add_target(commands: Commands) -> None:
+    """``cllnn-export target SUBCOMMAND``: the devices a run ships to (``export.cli.target``: each
+    subcommand runs without a plan and without TensorFlow)."""
+    target = commands.add_parser(
+        "target",
+        help="the devices a run ships to: bundle (an offline install of a run for a device)",
+        description="Work with the devices a run ships to. Each subcommand has its own --help.",
+    )
+    subcommands = target.add_subparsers(dest="target_command", required=True, metavar="SUBCOMMAND")
+    add_bundle(subcommands)
 
 
 def _strategy(parser: argparse.ArgumentParser) -> None:

@@ -71,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for what reproduces a result
-    if args.command in SIGNING_COMMANDS:  # no plan, no TensorFlow: they handle their own errors (exit 2)
+    # keygen, sign, target ...: no plan, no TensorFlow; they handle their own errors (exit 2)
+    if args.command in SIGNING_COMMANDS or callable(args.handler):
         return int(args.handler(args))
     if not args.verbose:
         quiet_tensorflow()

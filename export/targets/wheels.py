@@ -194,7 +194,8 @@ def _download(requirements: list[str], platform: DevicePlatform, python: str, de
             "--python-version", python, *(f"--platform={tag}" for tag in platform.tags), "--retries", "2",
             "--disable-pip-version-check", "--progress-bar", "off", "--dest", str(dest), *requirements]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=DOWNLOAD_TIMEOUT)
+        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=DOWNLOAD_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         raise TargetError(f"pip download took longer than {DOWNLOAD_TIMEOUT:.0f} s; stopped (a slow or cut "
                           f"connection?); run the command again") from exc
@@ -204,7 +205,8 @@ def _download(requirements: list[str], platform: DevicePlatform, python: str, de
 
 def _download_error(output: str, platform: DevicePlatform, python: str) -> TargetError:
     """pip's failure as the user's problem: no network, or no wheel of a pinned version there."""
-    tail = " | ".join(line.strip() for line in output.strip().splitlines()[-3:])
+    lines = output.strip().splitlines()
+    tail = " | ".join(line.strip() for line in ([text for text in lines if text.startswith("ERROR:")] or lines)[-3:])
     if any(marker in output for marker in _NETWORK):
         return TargetError(f"cannot reach the package index to download wheels for {platform.name} / CPython "
                            f"{python} (no network?): connect once, the wheels are then cached in {cache_root()}; "
@@ -213,6 +215,6 @@ def _download_error(output: str, platform: DevicePlatform, python: str) -> Targe
     if match is not None:
         wanted = Requirement(match[1])
         return TargetError(f"no wheel of {wanted.name} {str(wanted.specifier).lstrip('=') or '(any version)'} for "
-                           f"{platform.name} / CPython {python} on the package index; choose another --python "
-                           f"or --platform, or pin another version; pip: {tail}")
+                           f"{platform.name} / CPython {python} on the package index (versions are pinned to those the "
+                           f"run's files were verified with); choose another --python or --platform; pip: {tail}")
     return TargetError(f"pip download for {platform.name} / CPython {python} failed: {tail}")
