@@ -23,6 +23,7 @@ renamed into place: a directory without a complete ``bundle.json`` is never take
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -89,27 +90,49 @@ def project_source() -> Path:
     return root
 
 
-def build_project_wheel(dest: Path, source: Path | None = None) -> Path:
-    """``cllnn-edge``'s wheel (pure Python), built from a clean copy of ``source`` into ``dest``."""
+def project_wheel(dest: Path, cache: Path, source: Path | None = None) -> Path:
+    """``cllnn-edge``'s wheel, copied into ``dest``: built once per source content (kept in
+    ``cache/project/HASH/``, renamed there when whole), so a second bundle builds nothing either."""
     source = project_source() if source is None else source
+    files = sorted(p for name in _SOURCE for p in ([source / name] if (source / name).is_file() else
+                   (source / name).rglob("*")) if p.is_file() and not _ignored(p))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(source).as_posix().encode() + b"\0" + sha256_file(path).encode())
+    built = cache / "project" / digest.hexdigest()[:24]
+    if not any(built.glob("cllnn_edge-*.whl")):
+        built.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=built.parent))
+        try:
+            _build_wheel(source, files, staging)
+            shutil.rmtree(built, ignore_errors=True)
+            os.replace(staging, built)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    wheel = next(built.glob("cllnn_edge-*.whl"))
+    shutil.copyfile(wheel, dest / wheel.name)
+    return dest / wheel.name
+
+
+def _ignored(path: Path) -> bool:
+    return "__pycache__" in path.parts or path.suffix == ".pyc" or any(p.endswith(".egg-info") for p in path.parts)
+
+
+def _build_wheel(source: Path, files: list[Path], dest: Path) -> None:
+    """``pip wheel --no-deps --no-build-isolation`` of a copy of ``files`` (the wheel lands in ``dest``)."""
     with tempfile.TemporaryDirectory(prefix="cllnn-wheel-") as scratch:
-        tree = Path(scratch) / "src"
-        tree.mkdir()
-        for name in _SOURCE:
-            item = source / name
-            if item.is_dir():
-                shutil.copytree(item, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
-            else:
-                shutil.copy2(item, tree / name)
+        for path in files:
+            copy = Path(scratch) / path.relative_to(source)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy)
         argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                "--disable-pip-version-check", "--quiet", "--wheel-dir", str(dest), str(tree)]
+                "--disable-pip-version-check", "--quiet", "--wheel-dir", str(dest), scratch]
         done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600,
                               env={**os.environ, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH})
-    if done.returncode != 0:
+    if done.returncode != 0 or not any(dest.glob("cllnn_edge-*.whl")):
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-4:])
         raise TargetError(f"building {PROJECT}'s wheel failed (pip wheel --no-build-isolation needs setuptools "
                           f"in this environment): {tail}")
-    return next(dest.glob("cllnn_edge-*.whl"))
 
 
 def pinned(wheel: Path, versions: dict[str, str], markers: dict[str, str],
@@ -187,7 +210,8 @@ def make_bundle(run_dir: Path, platform: DevicePlatform, python: str, out: Path,
     try:
         wheels_dir = staging / installer.WHEELS_DIR
         wheels_dir.mkdir()
-        project = build_project_wheel(wheels_dir)
+        progress(f"{PROJECT}'s wheel: from {project_source()}")
+        project = project_wheel(wheels_dir, cache_root() if cache is None else cache)
         extras = extras_for(artifacts)
         requirements, pins = pinned(project, artifacts.manifest.metadata.versions or {},
                                     device_markers(platform, python), extras)
@@ -256,4 +280,4 @@ def _place(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["BundleResult", "build_project_wheel", "cache_root", "find_artifacts", "make_bundle", "pinned"]
+__all__ = ["BundleResult", "cache_root", "find_artifacts", "make_bundle", "pinned", "project_wheel"]
