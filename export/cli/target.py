@@ -42,6 +42,9 @@ def add_bundle(commands: Any) -> None:
     bundle.add_argument("--python", required=True, metavar="X.Y", help="the device's Python, e.g. 3.11 (>= 3.10)")
     bundle.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="the bundle directory (new, empty, or a bundle made before: replaced whole)")
+    bundle.add_argument("--pin", action="append", default=[], metavar="NAME==VERSION",
+                        help="install this version on the device instead of the one the run's files were verified "
+                        "with, or add a package (e.g. onnxruntime==1.24.1; repeatable)")
     bundle.set_defaults(handler=run_bundle)
 
 
@@ -49,7 +52,7 @@ def run_bundle(args: argparse.Namespace) -> int:
     prog = "cllnn-export target bundle"
     try:
         result = make_bundle(args.run_dir, parse_platform(args.platform), parse_python(args.python), args.out,
-                             progress=lambda line: print(line, flush=True))
+                             pins=args.pin, progress=lambda line: print(line, flush=True))
     except TOOLKIT_ERRORS as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exit_code_of(exc) or EXIT_USAGE

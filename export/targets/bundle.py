@@ -30,12 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 import export
@@ -135,11 +135,12 @@ def _build_wheel(source: Path, files: list[Path], dest: Path) -> None:
                           f"in this environment): {tail}")
 
 
-def pinned(wheel: Path, versions: dict[str, str], markers: dict[str, str],
-           extras: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
-    """The project's requirements on the device, each pinned: to the version the run's manifest
-    recorded (``versions``), else to this host's installed one, else as the project states it. Returns
-    the requirement strings and ``{name: "VERSION (from manifest|host)"}``."""
+def pinned(wheel: Path, versions: dict[str, str], markers: dict[str, str], extras: tuple[str, ...] = (),
+           overrides: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+    """The project's requirements on the device, each pinned: as ``overrides`` say (``--pin``: a
+    requirement such as ``onnxruntime==1.24.1`` or ``tflite-runtime==2.14``, replacing or adding one),
+    else to the version the run's manifest recorded (``versions``), else to this host's installed one,
+    else as the project states it. Returns the requirement strings and ``{name: "VERSION (from ...)"}``."""
     recorded = {canonicalize_name(k): v for k, v in versions.items()}
     found: dict[str, Requirement] = {}
     for extra in ("", *extras):
@@ -147,6 +148,13 @@ def pinned(wheel: Path, versions: dict[str, str], markers: dict[str, str],
             found.setdefault(canonicalize_name(req.name), req)
     found.setdefault("pip", Requirement("pip"))  # the device installs with the bundle's own pip
     requirements, pins = [], {}
+    for override in map(_requirement, overrides):
+        needed = found.pop(canonicalize_name(override.name), None)
+        exact = [spec.version for spec in override.specifier if spec.operator == "=="]
+        if needed is not None and exact and not needed.specifier.contains(exact[0], prereleases=True):
+            raise TargetError(f"--pin {override}: {PROJECT} needs {needed.name}{needed.specifier}")
+        requirements.append(str(override))
+        pins[override.name] = f"{str(override.specifier) or 'any'} (from --pin)"
     for name, req in sorted(found.items()):
         version, origin = recorded.get(name), "manifest"
         if version is None:
@@ -154,11 +162,22 @@ def pinned(wheel: Path, versions: dict[str, str], markers: dict[str, str],
         if version is not None and not req.specifier.contains(version, prereleases=True):
             if origin == "manifest":
                 raise TargetError(f"the run's files were verified with {req.name} {version}, but {PROJECT} needs "
-                                  f"{req.name}{req.specifier}; export the files again with this {PROJECT}")
+                                  f"{req.name}{req.specifier}; export the files again with this {PROJECT}, or "
+                                  f"--pin {req.name}==VERSION")
             version = None
         requirements.append(f"{req.name}=={version}" if version else f"{req.name}{req.specifier}")
         pins[req.name] = f"{version} (from {origin})" if version else f"{req.specifier or 'any'} (not pinned)"
-    return requirements, pins
+    return sorted(requirements), dict(sorted(pins.items()))
+
+
+def _requirement(text: str) -> Requirement:
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement as exc:
+        raise TargetError(f"--pin {text!r}: expected NAME==VERSION (a requirement as pip takes it): {exc}") from exc
+    if requirement.marker is not None or requirement.url:
+        raise TargetError(f"--pin {text!r}: a name and version only, no marker or URL")
+    return requirement
 
 
 def extras_for(artifacts: Artifacts) -> tuple[str, ...]:
@@ -198,9 +217,10 @@ def _glibc(platform_tag: str) -> tuple[int, int] | None:
     return None
 
 
-def make_bundle(run_dir: Path, platform: DevicePlatform, python: str, out: Path, *, cache: Path | None = None,
-                progress: Callable[[str], None] = lambda line: None) -> BundleResult:
-    """Write the bundle of ``run_dir``'s artefacts for ``platform`` / CPython ``python`` to ``out``."""
+def make_bundle(run_dir: Path, platform: DevicePlatform, python: str, out: Path, *, pins: Sequence[str] = (),
+                cache: Path | None = None, progress: Callable[[str], None] = lambda line: None) -> BundleResult:
+    """Write the bundle of ``run_dir``'s artefacts for ``platform`` / CPython ``python`` to ``out``;
+    ``pins`` (``--pin``) replace or add requirements (``pinned``)."""
     started = time.perf_counter()
     artifacts = find_artifacts(Path(run_dir))
     out = Path(out)
@@ -213,22 +233,22 @@ def make_bundle(run_dir: Path, platform: DevicePlatform, python: str, out: Path,
         progress(f"{PROJECT}'s wheel: from {project_source()}")
         project = project_wheel(wheels_dir, cache_root() if cache is None else cache)
         extras = extras_for(artifacts)
-        requirements, pins = pinned(project, artifacts.manifest.metadata.versions or {},
-                                    device_markers(platform, python), extras)
+        requirements, pinned_to = pinned(project, artifacts.manifest.metadata.versions or {},
+                                    device_markers(platform, python), extras, pins)
         fetched = fetch(requirements, platform, python, cache=cache, progress=progress)
         for wheel in fetched.wheels:
             shutil.copyfile(wheel, wheels_dir / wheel.name)
         _copy_artifacts(artifacts, staging / installer.ARTIFACTS_DIR)
         shutil.copyfile(installer.__file__, staging / installer.INSTALLER)
         all_wheels = sorted(wheels_dir.iterdir())
-        files = _write_bundle_json(staging, platform, python, pins, glibc_needed(all_wheels),
+        files = _write_bundle_json(staging, platform, python, pinned_to, glibc_needed(all_wheels),
                                    [f"{PROJECT}[{','.join(extras)}]" if extras else PROJECT])
         _place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return BundleResult(out, len(files) + 1, sum(size for size in files.values()) + (out / installer.BUNDLE_JSON)
-                        .stat().st_size, fetched.downloaded, time.perf_counter() - started, pins)
+                        .stat().st_size, fetched.downloaded, time.perf_counter() - started, pinned_to)
 
 
 def _check_out(out: Path) -> None:

@@ -17,6 +17,7 @@ this project. Steps, each refusing with a message that says what to do:
    ``KEY`` is ``env_key``: the wheels' hashes and the Python, so a second install of the same bundle
    (or of a bundle with other artefacts but the same wheels) does nothing. An interrupted install
    leaves at most a ``.partial`` directory, which the next install removes; nothing named ``KEY``.
+   Installers of one key take turns (``DIR/.KEY.lock``): the second finds the first's environment.
 
 Exit 0: installed (or already there); 2: the bundle or this machine cannot be used.
 """
@@ -24,6 +25,7 @@ Exit 0: installed (or already there); 2: the bundle or this machine cannot be us
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -139,19 +141,21 @@ def install(directory: Path, envs: Path, progress: Any = print) -> tuple[Path, b
     check_machine(bundle)
     check_files(directory, bundle)
     final = envs.resolve() / env_key(bundle)
-    if final.is_dir():  # only a complete environment is ever renamed to its key
-        return final, False
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{final.name}.partial-*"):  # an earlier install, cut mid-way
-        shutil.rmtree(stale, ignore_errors=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
-        _make_env(partial, directory, bundle, progress)
-        _repoint(partial, final)
-        os.rename(partial, final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second installer of the same key waits, then finds it there
+        if final.is_dir():  # only a complete environment is ever renamed to its key
+            return final, False
+        for stale in final.parent.glob(f".{final.name}.partial-*"):  # an earlier install, cut mid-way
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+        try:
+            _make_env(partial, directory, bundle, progress)
+            _repoint(partial, final)
+            os.rename(partial, final)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
     return final, True
 
 
@@ -161,7 +165,8 @@ def _make_env(env: Path, directory: Path, bundle: dict[str, Any], progress: Any)
     if pip is None:
         raise BundleError(f"{BUNDLE_JSON} lists no pip wheel; make the bundle again")
     progress(f"creating {env.name} with {sys.executable}")
-    _run([sys.executable, "-m", "venv", "--without-pip", str(env)], "python -m venv")
+    _run([sys.executable, "-m", "venv", "--without-pip", str(env)],
+         "python -m venv (on Debian and Raspberry Pi OS it comes with the python3-venv package)")
     python = str(env / "bin" / "python")
     progress(f"installing {len(wheels)} wheels from {directory / WHEELS_DIR} (--no-index)")
     _run([python, str(pip / "pip"), "install", "--no-index", "--find-links", str(directory / WHEELS_DIR),

@@ -12,7 +12,8 @@ and the downloaded set is checked to be closed under its wheels' own dependencie
 Cache: ``$XDG_CACHE_HOME/cllnn-edge/wheels`` (default ``~/.cache``). ``files/`` holds wheels under
 their own names (name, version, Python and platform tags), ``resolved/KEY.json`` what a set of
 requirements resolved to for one platform and Python (KEY: their hash), so a second bundle asks pip
-nothing and works offline. pip downloads into ``.download-*``; a wheel moves into ``files/`` (a
+nothing and works offline (``project/HASH/`` holds cllnn-edge's own wheel, by its source's hash:
+``export.targets.bundle``). pip downloads into ``.download-*``; a wheel moves into ``files/`` (a
 rename) only after pip succeeded and the zip reads whole, so a cut download leaves nothing that
 looks whole.
 """

@@ -19,6 +19,7 @@ from export.targets import install as installer
 from export.targets.bundle import BundleResult, make_bundle
 from export.targets.wheels import PLATFORMS, parse_platform, parse_python
 from runtime.artifacts.manifest import load_manifest, sha256_file
+from runtime.artifacts.signing import generate_keys, sign_artifacts
 from runtime.checks.verify import verify
 
 RUN = Path(__file__).parents[1] / "fixtures" / "run_a8fda90"  # all eight formats; its int8 files fail verify
@@ -178,8 +179,9 @@ def test_no_wheel_for_a_pinned_version_names_it(bundles: tuple[Path, BundleResul
     assert not list(cache.glob(".download-*"))
 
 
-def test_no_network_is_said_so(tmp_path: Path) -> None:
+def test_no_network_is_said_so(bundles: tuple[Path, BundleResult, Path], tmp_path: Path) -> None:
     prefix = _no_network_prefix()
+    shutil.copytree(bundles[2] / "project", tmp_path / "cache" / "cllnn-edge" / "wheels" / "project")  # no wheels
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PIP_CONFIG_FILE": os.devnull,
            "PIP_FIND_LINKS": ""}
     done = subprocess.run([*prefix, sys.executable, "-m", "export", "target", "bundle", str(RUN), "--platform",
@@ -187,6 +189,11 @@ def test_no_network_is_said_so(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "cannot reach the package index" in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _envs(device: Path) -> list[str]:
+    """What the device's envs/ holds, its lock files aside."""
+    return sorted(p.name for p in (device / "envs").iterdir() if not p.name.endswith(".lock"))
 
 
 @pytest.mark.slow
@@ -203,7 +210,7 @@ def test_the_bundle_installs_offline_and_verifies_as_the_host_does(bundles: tupl
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["installed"] and result["env"] == str(device / "envs" / key)
-    assert sorted(p.name for p in (device / "envs").iterdir()) == [key]  # the cut one removed
+    assert _envs(device) == [key]  # the cut one removed
     done = subprocess.run([result["cllnn_bench"], "verify", result["artifacts"], "--json", str(tmp_path / "v.json")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode in (0, 1), done.stderr  # 1: the fixture's int8 files fail by design
@@ -214,4 +221,29 @@ def test_the_bundle_installs_offline_and_verifies_as_the_host_does(bundles: tupl
     assert not on_host["tflite-int8"][0] and on_host["tflite-fp32"][0]  # the fixture's verdicts, both kinds
     again = subprocess.run(install, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and json.loads(again.stdout)["installed"] is False
-    assert sorted(p.name for p in (device / "envs").iterdir()) == [key]
+    assert _envs(device) == [key]
+
+
+def test_a_pin_adds_or_replaces_a_device_package(bundles: tuple[Path, BundleResult, Path], tmp_path: Path) -> None:
+    """The runtime a board image pins (tflite-runtime 2.14: x86-64 wheels up to CPython 3.11) comes along."""
+    if PYTHON != "3.11":
+        pytest.skip("tflite-runtime 2.14 has wheels for CPython <= 3.11; this is " + PYTHON)
+    result = make_bundle(RUN, X86, PYTHON, tmp_path / "b", pins=["tflite-runtime==2.14.0"], cache=bundles[2])
+    assert result.pins["tflite-runtime"] == "==2.14.0 (from --pin)"
+    assert any(p.name.startswith("tflite_runtime-2.14.0-") for p in (tmp_path / "b" / "wheels").iterdir())
+    with pytest.raises(TargetError, match=r"--pin fastjsonschema==2.21.1: cllnn-edge needs fastjsonschema>=2.22"):
+        make_bundle(RUN, X86, PYTHON, tmp_path / "c", pins=["fastjsonschema==2.21.1"], cache=bundles[2])
+
+
+def test_a_signed_run_brings_its_signature_and_the_library_that_checks_it(bundles: tuple[Path, BundleResult, Path],
+                                                                         tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(RUN / "artifacts", run / "artifacts")
+    keys = generate_keys(tmp_path / "keys")
+    sign_artifacts(run / "artifacts", keys.private)
+    make_bundle(run, X86, PYTHON, tmp_path / "b", cache=bundles[2])
+    bundle = tmp_path / "b"
+    assert (bundle / "artifacts" / "manifest.sig").read_bytes() == (run / "artifacts" / "manifest.sig").read_bytes()
+    document = json.loads((bundle / installer.BUNDLE_JSON).read_text())
+    assert document["requirements"] == ["cllnn-edge[signing,tflm]"]
+    assert any(f["path"].startswith("wheels/cryptography-") for f in document["files"])
