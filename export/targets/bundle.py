@@ -38,7 +38,6 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-import export
 from export.errors import TargetError
 from export.layout import RunLayout
 from export.targets import install as installer
@@ -81,10 +80,10 @@ def find_artifacts(run_dir: Path) -> Artifacts:
 
 def project_source() -> Path:
     """The source tree this toolkit runs from: its own wheel is built from it."""
-    root = Path(export.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # export/targets/bundle.py -> the repository
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file() or f'name = "{PROJECT}"' not in pyproject.read_text(encoding="utf-8"):
-        raise TargetError(f"cannot find {PROJECT}'s source tree beside {Path(export.__file__).parent} (no "
+        raise TargetError(f"cannot find {PROJECT}'s source tree at {root} (no "
                           f"pyproject.toml there): a bundle builds {PROJECT}'s wheel from its source; install "
                           f"{PROJECT} from a clone (pip install -e .)")
     return root

@@ -78,6 +78,10 @@ def read_bundle(directory: Path) -> dict[str, Any]:
     for key in ("platform", "machine", "python", "glibc", "files", "requirements"):
         if key not in bundle:
             raise BundleError(f"{path}: no {key!r}")
+    for item in bundle["files"] if isinstance(bundle["files"], list) else [None]:
+        if not (isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("size"), int)
+                and isinstance(item.get("sha256"), str) and len(item["sha256"]) == 64):
+            raise BundleError(f"{path}: 'files' holds {item!r}; expected {{path, sha256, size}} objects")
     return bundle
 
 
@@ -178,7 +182,7 @@ def _make_env(env: Path, directory: Path, bundle: dict[str, Any], progress: Any)
 def _run(argv: list[str], what: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull  # pip reads no pip.conf: --no-index and these wheels only
-    done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
     if done.returncode != 0:
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-6:])
         raise BundleError(f"{what} failed (exit {done.returncode}): {tail}")
