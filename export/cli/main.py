@@ -71,12 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for what reproduces a result
-    # keygen, sign, target ...: no plan, no TensorFlow; they handle their own errors (exit 2)
-    if args.command in SIGNING_COMMANDS or callable(args.handler):
+    if args.command in SIGNING_COMMANDS:  # no plan, no TensorFlow: they handle their own errors (exit 2)
         return int(args.handler(args))
     if not args.verbose:
         quiet_tensorflow()
     try:
+        if callable(args.handler):  # target: no plan, no TensorFlow (export.cli.target)
+            return int(args.handler(args))
         plan = args.plan(args)  # everything checked before any work
         handler: Callable[..., int] = getattr(load_commands(quiet=not args.verbose), args.handler)
         return int(handler(plan, args))

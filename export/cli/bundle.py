@@ -1,9 +1,9 @@
-"""``cllnn-export target ...``: the devices a run ships to. Each subcommand adds its options here and
-runs without a plan and without TensorFlow (``export.targets`` needs neither), reporting its own
-errors: exit 0 done, 2 bad input or an unusable target (``export.errors.exit_code_of``).
+"""``cllnn-export target bundle RUN_DIR --platform P --python X.Y --out DIR``: the offline bundle
+(``export.targets.bundle``), a subcommand of the ``target`` group (``export.cli.args.add_target``).
 
-``target bundle RUN_DIR --platform P --python X.Y --out DIR``: the offline bundle
-(``export.targets.bundle``).
+It runs without a plan and without TensorFlow: ``export.cli.main`` calls a callable handler directly,
+inside its error handling (a ``TargetError`` is exit 2, Ctrl-C exit 130); an ``OSError`` (a disk full,
+an unwritable ``--out``) is exit 2 here.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from export.errors import EXIT_INTERRUPTED, EXIT_USAGE, TOOLKIT_ERRORS, exit_code_of
+from export.errors import EXIT_OK, EXIT_USAGE
 from export.targets.bundle import make_bundle
 from export.targets.install import BUNDLE_JSON, INSTALLER
 from export.targets.wheels import PLATFORMS, cache_root, parse_platform, parse_python
 
 
-def add_bundle(commands: Any) -> None:
-    """Add ``bundle`` to the ``target`` group's subcommands (an argparse subparsers object)."""
-    bundle = commands.add_parser(
+def add_bundle(targets: Any) -> None:
+    """``target bundle`` (``targets``: the ``target`` group's subparsers)."""
+    bundle = targets.add_parser(
         "bundle",
         help="write an offline bundle of a run for a device: wheels, artefacts, installer, hashes",
         description=(
@@ -49,23 +49,16 @@ def add_bundle(commands: Any) -> None:
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    prog = "cllnn-export target bundle"
     try:
         result = make_bundle(args.run_dir, parse_platform(args.platform), parse_python(args.python), args.out,
                              pins=args.pin, progress=lambda line: print(line, flush=True))
-    except TOOLKIT_ERRORS as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return exit_code_of(exc) or EXIT_USAGE
     except OSError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"cllnn-export target bundle: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted (nothing left under {args.out})", file=sys.stderr)
-        return EXIT_INTERRUPTED
     for name, pin in result.pins.items():
         print(f"  {name} {pin}")
     print(f"wrote {result.directory}: {result.files} files, {result.bytes / 2**20:.1f} MiB, {result.seconds:.1f} s; "
           f"{result.downloaded} wheels downloaded (cache: {cache_root()})")
     print(f"on the device: python3 {result.directory.name}/{INSTALLER}, then the cllnn-bench it prints: "
           f"verify {result.directory.name}/artifacts")
-    return 0
+    return EXIT_OK
