@@ -21,6 +21,7 @@ demo: $(BIN)/.installed
 ## Debian's chromium is installed first where possible, for the report-rendering test.
 test: $(BIN)/.installed
 	./scripts/ensure-chromium
+	./scripts/ensure-sshd
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest --durations=15
 

@@ -15,6 +15,7 @@ from typing import Any
 from export.formats.registry import formats_help
 from export.pipeline.plan import Overrides, Plan, resolve
 from export.cli.sign import add_commands as add_signing_commands
+from export.cli.target import add_probe as add_target_probe
 from export.pipeline.variants import BENCH_RUNS as SWEEP_RUNS
 from export.pipeline.variants import VARIANTS_HELP
 from runtime.deploy.boards import boards_help
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (add_train, add_convert, add_parity, add_run, add_sweep, add_shards):
         add(commands)
     add_signing_commands(commands)  # keygen, sign
+    add_target(commands)
     return parser
 
 
@@ -217,6 +219,20 @@ def add_shards(commands: Commands) -> None:
 
 def plan_shards(args: argparse.Namespace) -> Plan:
     return resolve("shards", config_file=args.config, data=args.source, out=args.out)
+
+
+def add_target(commands: Commands) -> None:
+    """``target``: the commands that drive a device (``export.cli.target``: no plan, no TensorFlow); each
+    adds its own subcommand to the group."""
+    target = commands.add_parser(
+        "target",
+        help="drive a device (ssh://, emulated:, local): probe it",
+        description="Commands that reach a target device through its transport. Exit 0: done; 2: the "
+        "target cannot be used (the message says why and what to do); 130: interrupted (the command on "
+        "the device is ended too).",
+    )
+    targets = target.add_subparsers(dest="target_command", required=True, metavar="COMMAND")
+    add_target_probe(targets)
 
 
 def _strategy(parser: argparse.ArgumentParser) -> None:

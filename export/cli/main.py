@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         quiet_tensorflow()
     try:
+        if callable(args.handler):  # target: no plan, no TensorFlow (export.cli.target)
+            return int(args.handler(args))
         plan = args.plan(args)  # everything checked before any work
         handler: Callable[..., int] = getattr(load_commands(quiet=not args.verbose), args.handler)
         return int(handler(plan, args))
