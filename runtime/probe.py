@@ -22,7 +22,8 @@ from typing import Any
 
 if __package__:
     from runtime.machine import cpu_info
-else:  # a file on a bare device: runtime/machine.py was sent beside it
+else:  # a file on a bare device: runtime/machine.py was sent beside it (found even under -P / -I)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from machine import cpu_info  # type: ignore[no-redef]
 
 PROBE_VERSION = 1

@@ -3,7 +3,9 @@
 ``spec`` (a TARGET string parsed and checked: ``local``, ``ssh://[user@]host[:port]``,
 ``emulated:CPU``), ``device`` (the one interface every transport fills: run a command there, move a
 file there and back, inside the device's own working directory), ``local`` (a directory on this
-machine: for tests and x86 edge boxes).
+machine: for tests and x86 edge boxes), ``ssh`` (a machine over the OpenSSH client; ``ssh_agent`` is
+its device-side wrapper, sent with each command, never imported), ``probe`` (what a device has:
+``runtime/probe.py`` sent and run there, its answer validated).
 
 May import: ``export.errors``, ``export.layout``, ``runtime``; the pipeline and the CLI drive it.
 """
