@@ -27,7 +27,7 @@ import pytest
 from export.errors import TargetError, exit_code_of
 from export.targets.probe import parse_probe, probe
 from export.targets.spec import parse_target
-from export.targets.ssh import SshDevice
+from export.targets.ssh import AGENT_EXIT, AGENT_MARK, AGENT_SOURCE, SshDevice, ssh_problem
 from runtime.machine import cpu_info
 from runtime.probe import installed_version
 
@@ -150,6 +150,18 @@ def test_put_and_get_move_a_2_mb_file_whole(device: SshDevice, tmp_path: Path) -
     with pytest.raises(TargetError, match=r"more than the 2,097,151 accepted"):
         device.get(PurePosixPath("bundle/model.bin"), tmp_path / "big.bin", max_bytes=2 * 1024 * 1024 - 1)
     assert not (tmp_path / "big.bin").exists() and list(tmp_path.glob(".big.bin*")) == []
+    with pytest.raises(TargetError, match=r"fetching bundle/missing.bin: reading .*: No such file or directory"):
+        device.get(PurePosixPath("bundle/missing.bin"), tmp_path / "missing.bin", max_bytes=10)
+    assert not (tmp_path / "missing.bin").exists()
+
+
+def test_a_transfer_cut_mid_way_leaves_nothing_on_the_device(tmp_path: Path) -> None:
+    """What the device side sees when the connection drops during a put: its stdin ends early."""
+    done = subprocess.run([sys.executable, str(AGENT_SOURCE), "3.10", "put", str(tmp_path), "sub/model.bin", "1000"],
+                          input=b"x" * 400, capture_output=True)
+    assert done.returncode == AGENT_EXIT
+    assert done.stderr.decode().strip() == f"{AGENT_MARK} truncated: received 400 of 1,000 bytes"
+    assert list((tmp_path / "sub").iterdir()) == []  # neither the file nor its temporary
 
 
 def test_every_word_reaches_the_device_as_it_was_written(device: SshDevice) -> None:
@@ -174,6 +186,18 @@ def test_an_unknown_key_or_login_is_refused_saying_what_to_do(server: Server, tm
         device.run(["true"])
     assert str(caught.value).startswith(f"target ssh://{server.user}@127.0.0.1:{server.port}: ")
     assert exit_code_of(caught.value) == 2 and not (tmp_path / "device").exists()
+
+
+@pytest.mark.parametrize(("stderr", "named"), [  # ssh's own words for failures a test here cannot cause
+    ("ssh: connect to host 10.0.0.9 port 22: Connection timed out", "no answer within 10 s"),
+    ("ssh: Could not resolve hostname board: Name or service not known", "the host name does not resolve"),
+    ("ssh: connect to host 10.0.0.9 port 22: No route to host", "no route to the host"),
+    ("kex_exchange_identification: read: Connection reset by peer", "reset before login"),
+])
+def test_ssh_failures_become_unreachable_with_the_reason(server: Server, stderr: str, named: str) -> None:
+    problem = ssh_problem(stderr, server.device("x"))
+    assert problem is not None and problem.startswith(f"unreachable: {server.user}@127.0.0.1:") and named in problem
+    assert ssh_problem("the command's own exit 255", server.device("x")) is None
 
 
 def test_a_closed_port_is_unreachable(server: Server, tmp_path: Path) -> None:
