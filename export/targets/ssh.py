@@ -89,24 +89,18 @@ class SshDevice(Device):
             raise TargetError(f"target {self.spec.text}: cannot send {local}: {exc.strerror or exc}") from exc
         path = str(relative(remote))
         done = run_process(self._agent_argv("put", path, str(size)), spec=self.spec, timeout=timeout, stdin=local)
-        self._raise_for(done, f"sending {local} to {path}")
-        if done.returncode != 0:
-            raise TargetError(f"target {self.spec.text}: sending {local} to {path} failed "
-                              f"(exit {done.returncode}): {done.tail()}")
+        self._raise_for(done, f"sending {local} to {path}", any_exit=True)
 
     def get(self, remote: PurePosixPath, local: Path, *, max_bytes: int, timeout: float = DEFAULT_TIMEOUT) -> None:
         path = str(relative(remote))
         with atomic_path(local) as temporary:
             done = run_process(self._agent_argv("get", path, str(max_bytes)), spec=self.spec, timeout=timeout,
                                stdout=temporary, max_stdout=max_bytes)
-            self._raise_for(done, f"fetching {path}")
-            if done.returncode != 0:
-                raise TargetError(f"target {self.spec.text}: fetching {path} failed (exit {done.returncode}): "
-                                  f"{done.tail()}")
+            self._raise_for(done, f"fetching {path}", any_exit=True)
 
-    def _raise_for(self, done: Completed, what: str) -> None:
+    def _raise_for(self, done: Completed, what: str, *, any_exit: bool = False) -> None:
         """A ``TargetError`` saying what to do when ssh could not connect or log in, or the wrapper failed;
-        nothing for the command's own exit."""
+        nothing for a command's own exit unless ``any_exit`` (a transfer: only 0 is success)."""
         stderr = done.stderr.decode("utf-8", "replace")
         if done.returncode == SSH_FAILED and (problem := ssh_problem(stderr, self)):
             raise TargetError(f"target {self.spec.text}: {problem}")
@@ -119,6 +113,8 @@ class SshDevice(Device):
             kind, _, message = marks[-1][len(AGENT_MARK):].strip().partition(": ")
             doing = "" if kind == "old-python" else f"{what}: "  # not about this file: about the device
             raise TargetError(f"target {self.spec.text}: {doing}{agent_problem(kind, message)}")
+        if any_exit and done.returncode != 0:
+            raise TargetError(f"target {self.spec.text}: {what} failed (exit {done.returncode}): {done.tail()}")
 
 
 def agent_problem(kind: str, message: str) -> str:

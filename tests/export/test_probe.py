@@ -92,7 +92,8 @@ def test_target_probe_prints_and_writes_the_facts(tmp_path: Path, capsys: pytest
     printed = capsys.readouterr().out
     assert f"CPU class {cpu_info().cpu_class}" in printed and "numpy " in printed
     written = json.loads((tmp_path / "probe.json").read_text())
-    assert written["target"] == "local" and written["directory"] == str(tmp_path / "cache" / "cllnn-edge" / "local-device")
+    assert written["target"] == "local"
+    assert written["directory"] == str(tmp_path / "cache" / "cllnn-edge" / "local-device")
     assert parse_probe((tmp_path / "probe.json").read_bytes(), "local").to_dict() == written
 
 
