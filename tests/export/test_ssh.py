@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -247,6 +248,25 @@ def test_a_hung_remote_command_is_stopped_on_timeout_and_ends_on_the_server(devi
     assert time.monotonic() - started < 15
     pid = int((Path(str(device.root)) / "hang.pid").read_text())
     assert _gone_within(pid, 10), f"the remote command (pid {pid}) still runs on the server"
+
+
+def test_over_a_shared_connection_too(device: SshDevice) -> None:
+    """ControlMaster (one connection reused, as a user may set in ~/.ssh/config): a call reuses it, and
+    killing the local ssh still ends the remote command."""
+    sockets = Path(tempfile.mkdtemp(prefix="cm", dir="/tmp"))  # a socket path must stay short
+    shared = ("-o", "ControlMaster=auto", "-o", f"ControlPath={sockets}/%C", "-o", "ControlPersist=30")
+    device.options = (*device.options, *shared)
+    try:
+        assert device.checked(["true"], what="a first call").returncode == 0 and list(sockets.iterdir())
+        with pytest.raises(TargetError, match="took longer than 3 s; stopped"):
+            device.run([device.python, "-c", HANG], timeout=3)
+        pid = int((Path(str(device.root)) / "hang.pid").read_text())
+        assert _gone_within(pid, 10), f"the remote command (pid {pid}) still runs on the server"
+    finally:  # the master ssh this test started
+        stop = device.ssh_argv([])[:-1]  # the same destination and ControlPath, "-O exit" before "--"
+        stop[stop.index("--"):stop.index("--")] = ["-O", "exit"]
+        subprocess.run(stop, capture_output=True, timeout=30)
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
