@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 MARK, EXIT, CHUNK, GRACE = "cllnn-edge-device:", 125, 1 << 16, 2.0
 
@@ -39,21 +40,27 @@ def grouped(number):
 
 def end_group(child):
     """The host is gone: TERM the command's group, KILL what is left after GRACE seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.time() + GRACE
+    while time.time() < deadline:
         try:
-            os.killpg(child.pid, sig)
-        except OSError:
+            os.killpg(child.pid, 0)
+        except OSError:  # no member left
             return
-        try:
-            child.wait(GRACE)
-            return
-        except subprocess.TimeoutExpired:
-            pass
+        time.sleep(0.05)
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
-def watch_stdin(child):
+def watch_stdin(child, ending):
     while os.read(0, CHUNK):
         pass
+    ending.set()
     end_group(child)
 
 
@@ -64,17 +71,21 @@ def run(root, env_json, argv):
         child = subprocess.Popen(argv, cwd=root, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
     except OSError as exc:
         fail("cannot-start", "cannot start %s: %s" % (argv[0], exc.strerror or exc))
-    threading.Thread(target=watch_stdin, args=(child,), daemon=True).start()
+    ending = threading.Event()
+    watcher = threading.Thread(target=watch_stdin, args=(child, ending), daemon=True)
+    watcher.start()
     code = child.wait()
+    if ending.is_set():  # the host is gone: the command's whole group is ended before this process goes
+        watcher.join()
     os._exit(code if code >= 0 else 128 - code)
 
 
 def put(final, size):
     parent = os.path.dirname(final)
-    os.makedirs(parent, exist_ok=True)
     temporary = os.path.join(parent, ".%s.%d.part" % (os.path.basename(final), os.getpid()))
     received = 0
     try:
+        os.makedirs(parent, exist_ok=True)
         with open(temporary, "wb") as out:
             while True:
                 chunk = os.read(0, CHUNK)

@@ -238,7 +238,17 @@ def _gone_within(pid: int, seconds: float) -> bool:
     return not _alive(pid)
 
 
-HANG = "import os, time; open('hang.pid', 'w').write(str(os.getpid())); time.sleep(120)"
+# A command that hangs, with a child that ignores SIGTERM; hang.pid holds both pids once both run.
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(120)"
+HANG = ("import os, subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {STUBBORN!r}], stdout=subprocess.PIPE)\n"
+        "child.stdout.readline()\n"
+        "open('hang.pid.part', 'w').write(f'{os.getpid()} {child.pid}'); os.rename('hang.pid.part', 'hang.pid')\n"
+        "time.sleep(120)")
+
+
+def _hung_pids(root: Path | str) -> list[int]:
+    return [int(pid) for pid in (Path(str(root)) / "hang.pid").read_text().split()]
 
 
 def test_a_hung_remote_command_is_stopped_on_timeout_and_ends_on_the_server(device: SshDevice) -> None:
@@ -246,8 +256,8 @@ def test_a_hung_remote_command_is_stopped_on_timeout_and_ends_on_the_server(devi
     with pytest.raises(TargetError, match="took longer than 3 s; stopped"):
         device.run([device.python, "-c", HANG], timeout=3)
     assert time.monotonic() - started < 15
-    pid = int((Path(str(device.root)) / "hang.pid").read_text())
-    assert _gone_within(pid, 10), f"the remote command (pid {pid}) still runs on the server"
+    pids = _hung_pids(device.root)
+    assert all(_gone_within(pid, 10) for pid in pids), f"the remote command ({pids}) still runs on the server"
 
 
 def test_over_a_shared_connection_too(device: SshDevice) -> None:
@@ -260,8 +270,8 @@ def test_over_a_shared_connection_too(device: SshDevice) -> None:
         assert device.checked(["true"], what="a first call").returncode == 0 and list(sockets.iterdir())
         with pytest.raises(TargetError, match="took longer than 3 s; stopped"):
             device.run([device.python, "-c", HANG], timeout=3)
-        pid = int((Path(str(device.root)) / "hang.pid").read_text())
-        assert _gone_within(pid, 10), f"the remote command (pid {pid}) still runs on the server"
+        pids = _hung_pids(device.root)
+        assert all(_gone_within(pid, 10) for pid in pids), f"the remote command ({pids}) still runs on the server"
     finally:  # the master ssh this test started
         stop = device.ssh_argv([])[:-1]  # the same destination and ControlPath, "-O exit" before "--"
         stop[stop.index("--"):stop.index("--")] = ["-O", "exit"]
@@ -278,14 +288,14 @@ def test_ctrl_c_or_a_killed_host_ends_the_remote_command(server: Server, tmp_pat
     process = subprocess.Popen([sys.executable, "-c", host], cwd=ROOT, stderr=subprocess.PIPE)
     pid_file = tmp_path / "device" / "hang.pid"
     deadline = time.monotonic() + 20
-    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+    while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    pid = int(pid_file.read_text())
+    pids = _hung_pids(device.root)
     process.send_signal(how)
     _, stderr = process.communicate(timeout=20)
     if how == signal.SIGINT:
         assert b"KeyboardInterrupt" in stderr
-    assert _gone_within(pid, 10), f"the remote command (pid {pid}) still runs on the server after {how!r}"
+    assert all(_gone_within(pid, 10) for pid in pids), f"the remote command ({pids}) still runs after {how!r}"
 
 
 @pytest.mark.parametrize("escape", ["../outside", "a/../../b", "/etc/passwd"])
