@@ -23,6 +23,7 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	./scripts/ensure-chromium
 	./scripts/ensure-qemu
+	./scripts/ensure-sshd
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest --durations=15
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from export.errors import TargetError
-from export.targets.device import DEFAULT_TIMEOUT, Completed, run_process
+from export.targets.device import DEFAULT_TIMEOUT, Completed, cache_home, run_process
 from export.targets.local import LocalDevice
 from export.targets.spec import EMULATED, TargetSpec
 from runtime.atomic import json_text, write_bytes_atomic
@@ -97,12 +97,6 @@ class RootRecipe:
 
 
 RECIPE_FILE = "cllnn-edge-root.json"  # inside a finished root: its recipe
-
-
-def cache_home() -> Path:
-    """``$XDG_CACHE_HOME/cllnn-edge`` (``~/.cache/cllnn-edge`` when unset): what is set up once and reused."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cllnn-edge"
 
 
 def fake_cpuinfo(cpu: str, cores: int) -> str:

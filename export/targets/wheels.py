@@ -37,6 +37,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from export.errors import TargetError
+from export.targets.device import cache_home
 from runtime.atomic import write_json_atomic
 from runtime.artifacts.manifest import sha256_file
 
@@ -117,8 +118,7 @@ def closure_missing(wheels: Sequence[Path], markers: dict[str, str]) -> list[str
 
 def cache_root() -> Path:
     """``$XDG_CACHE_HOME/cllnn-edge/wheels`` (default ``~/.cache/cllnn-edge/wheels``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cllnn-edge" / "wheels"
+    return cache_home() / "wheels"
 
 
 @dataclass(frozen=True)

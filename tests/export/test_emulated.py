@@ -23,7 +23,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from export.errors import TargetError, exit_code_of
-from export.targets.emulated import (MIDR, RECIPE_FILE, EmulatedDevice, RootRecipe, cache_home, ensure_root,
+from export.targets.device import cache_home
+from export.targets.emulated import (MIDR, EmulatedDevice, RootRecipe, ensure_root,
                                      fake_cpuinfo, missing_tools)
 from export.targets.spec import EMULATED_CPUS, parse_target
 from runtime.checks.verify import verify
