@@ -254,13 +254,16 @@ class LiteRTModel(RuntimeModel):
 
 
 def op_dtypes_of(interpreter: Any, name: str) -> list[OpDtypes]:
+    ops = op_details(interpreter, name)
+    if ops and "operand_types" not in ops[0]:  # tflite-runtime 2.14's op details carry no dtypes
+        raise ModelLoadError(f"{name}: this interpreter does not list its ops' dtypes (an older runtime)")
     return [
         OpDtypes(
             op=str(op["op_name"]),
             inputs=tuple(np.dtype(t).name for t in op["operand_types"]),
             outputs=tuple(np.dtype(t).name for t in op["result_types"]),
         )
-        for op in op_details(interpreter, name)
+        for op in ops
     ]
 
 

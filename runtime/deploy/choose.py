@@ -198,7 +198,7 @@ def select(
     candidates = _measured(artifacts, report, settings, timings or {}, progress, backend)
     marked, verdict = choose(candidates, budget)
     if report.skipped:
-        verdict += "; skipped, cannot load here: " + "; ".join(f"{s.file}: {s.reason}" for s in report.skipped)
+        verdict += f"; {len(report.skipped)} skipped, cannot load here: {', '.join(s.file for s in report.skipped)}"
     env = environment()
     record = artifacts.manifest.check_set
     return Selection(
