@@ -210,7 +210,7 @@ def bench_model(
 def environment() -> dict[str, Any]:
     """Machine (with the CPU's model, ISA and int8 class) and library versions, for the JSON report."""
     versions = {}
-    for name in ("numpy", "ai-edge-litert", "onnxruntime"):
+    for name in ("numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -153,7 +153,5 @@ def opened_artifacts(source: str | Path | Artifacts, trusted_key: TrustedKeyLike
 
 
 def _versions() -> dict[str, str]:
-    """The device's libraries, as its benchmarks record them (with tflite-runtime, where installed)."""
-    tflite_runtime = installed(TFLITE_RUNTIME)
-    extra = {} if tflite_runtime is None else {TFLITE_RUNTIME: tflite_runtime}
-    return {"python": platform.python_version(), **environment()["versions"], **extra}
+    """The device's libraries, as its benchmarks record them."""
+    return {"python": platform.python_version(), **environment()["versions"]}
