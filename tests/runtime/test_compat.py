@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,27 @@ def test_verify_and_select_skip_what_tflite_runtime_214_cannot_load(tflite_runti
     assert chosen is None or chosen in RUNS_OLD, describe(result)
     assert {s["file"] for s in json.loads(lines["SELECTION"])} == set(skipped)
     assert "SKIPPED" in result.stdout and "cannot load here: needs FULLY_CONNECTED v12" in result.stdout
+    command = _run_old(tflite_runtime_214, "import runtime.cli.verify as cli; sys.exit(cli.main(sys.argv[1:]))",
+                       str(recorded), "--tflite-backend", "tflite-runtime")
+    assert command.returncode == 1, describe(command)  # that small model's int8 file fails its checks
+    assert "SKIPPED tflite-dynamic (cllnn_dynamic.tflite): needs FULLY_CONNECTED v12" in command.stdout
+    row = next(line for line in command.stdout.splitlines() if line.startswith("cllnn_dynamic.tflite "))
+    assert ">= 1.0.1" in row and "none" in row and "SKIPPED" in row, row
+
+
+@pytest.mark.slow
+def test_the_table_ships_in_the_wheel(tmp_path: Path) -> None:
+    """A device installs the wheel: the table compat reads must be inside it (pyproject's package data)."""
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the repository
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for package in ("cllnn_edge", "export", "runtime"):
+        shutil.copytree(REPO / package, source / package, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(REPO / name, source / name)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                             "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, describe(result)
+    (wheel,) = tmp_path.glob("cllnn_edge-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert "runtime/artifacts/compat_table.json" in archive.namelist()
+        assert json.loads(archive.read("runtime/artifacts/compat_table.json")) == compat.table()
