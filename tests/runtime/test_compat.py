@@ -267,3 +267,10 @@ def test_the_table_ships_in_the_wheel(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         assert "runtime/artifacts/compat_table.json" in archive.namelist()
         assert json.loads(archive.read("runtime/artifacts/compat_table.json")) == compat.table()
+
+
+def test_the_table_knows_every_op_version_the_formats_emit() -> None:
+    """Each builtin op at each version in the demo's files has a published minimum (none is guessed)."""
+    for file, needs in _fixture_needs().items():
+        for op, versions in needs.op_versions.items():
+            assert all(compat.tensorflow_for(op, v) is not None for v in versions), (file, op, versions)
