@@ -16,6 +16,12 @@ class ModelLoadError(EdgeRuntimeError, ValueError):
     """A file is not a model this runtime can load safely (wrong format, corrupt, unsupported)."""
 
 
+class RuntimeRefusedError(ModelLoadError):
+    """The installed runtime refused a file whose bytes passed every check: an op version or kernel type it
+    does not have (``runtime.artifacts.compat`` says which release does). ``verify`` and ``select`` skip
+    such a file and say why; a corrupt or unsigned file is never this."""
+
+
 class ManifestError(EdgeRuntimeError, ValueError):
     """A manifest is missing, unreadable or malformed, names a file it may not, or does not vouch for a file.
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.artifacts.manifest import BACKENDS, LITERT, ONNXRUNTIME, TFLM
+from runtime.artifacts.compat import builtin_name, needs_of_onnx, needs_of_tflite
+from runtime.artifacts.manifest import BACKENDS, LITERT, ONNXRUNTIME, TFLITE_RUNTIME, TFLM, RuntimeNeeds
 from runtime.artifacts.opened import ArtifactFile, Artifacts
 from runtime.artifacts.signing import TrustedKeyLike
-from runtime.backends.litert import LiteRTModel
+from runtime.backends.litert import LiteRTModel, checked_interpreter, op_dtypes_of, op_signatures
 from runtime.backends.model import RuntimeModel
+from runtime.backends.onnx_ops import onnx_opsets
 from runtime.backends.onnxrt import NotOnnxError, OnnxRuntimeModel
-from runtime.backends.tflite_check import TFLITE_IDENTIFIER, looks_like_tflite
+from runtime.backends.tflite_check import TFLITE_IDENTIFIER, looks_like_tflite, operator_codes
 from runtime.backends.tflm import TFLMModel  # tflite-micro itself is imported only when a file runs on it
 from runtime.errors import ModelLoadError
 
@@ -33,8 +35,8 @@ def load(
     bytes 4..8, anything else is tried as ONNX. A ``.tflite`` runs on
     TensorFlow Lite Micro's kernels (``runtime.backends.tflm``, the ``tflm`` extra)
     when its manifest entry's ``runtime`` says ``"tflm"`` or ``backend="tflm"``
-    is asked for; ``backend`` (one of ``BACKENDS``) must otherwise agree with
-    the content. If ``manifest`` is given, or a
+    is asked for; ``backend`` (one of ``BACKENDS``, or ``"tflite-runtime"``: a LiteRT file on
+    tflite-runtime's Interpreter) must otherwise agree with the content. If ``manifest`` is given, or a
     ``manifest.json`` lies beside the file, the file's SHA-256 must match its
     entry, else ``ManifestError``; the file must then be a regular file, not a
     symlink (``runtime.artifacts.manifest.contained``: a manifest vouches for the files in
@@ -55,8 +57,9 @@ def load(
     after signing, raises ``SignatureError`` (a ``ModelLoadError``). Checking
     needs the ``cryptography`` package (``pip install 'cllnn-edge[signing]'``).
     """
-    if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} or None, got {backend!r}")
+    if backend is not None and backend not in (*BACKENDS, TFLITE_RUNTIME):
+        raise ValueError(f"backend must be one of {', '.join((*BACKENDS, TFLITE_RUNTIME))} or None, "
+                         f"got {backend!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     opened = path if isinstance(path, ArtifactFile) else open_file(Path(path), manifest, trusted_key)
@@ -81,13 +84,16 @@ def open_file(path: Path, manifest: str | Path | None, trusted_key: TrustedKeyLi
 def _backend_model(opened: ArtifactFile, threads: int | None, backend: str | None) -> RuntimeModel:
     """The backend for ``opened``'s bytes: by content, and by ``backend`` or its entry's runtime."""
     path, data, entry = opened.path, opened.data, opened.entry
-    backend = backend or (entry.runtime if entry is not None else None)
+    recorded = entry.runtime if entry is not None else None
+    backend = recorded if backend is None or (backend == TFLITE_RUNTIME and recorded == TFLM) else backend
     if looks_like_tflite(data):
         if backend == TFLM:
             return TFLMModel(path, data, entry)
-        if backend not in (None, LITERT):
-            raise ModelLoadError(f"{path.name}: a TFLite file runs on {LITERT} or {TFLM}, not {backend}")
-        return LiteRTModel(path, data, threads, entry)
+        if backend not in (None, LITERT, TFLITE_RUNTIME):
+            raise ModelLoadError(f"{path.name}: a TFLite file runs on {LITERT}, {TFLITE_RUNTIME} or {TFLM}, "
+                                 f"not {backend}")
+        package = TFLITE_RUNTIME if backend == TFLITE_RUNTIME else None
+        return LiteRTModel(path, data, threads, entry, package=package)
     if backend not in (None, ONNXRUNTIME):
         raise ModelLoadError(f"{path.name}: not a TFLite flatbuffer, so it cannot run on {backend}")
     try:
@@ -97,3 +103,20 @@ def _backend_model(opened: ArtifactFile, threads: int | None, backend: str | Non
             f"{path.name}: expected a TFLite flatbuffer ({TFLITE_IDENTIFIER!r} at bytes 4..8) or an "
             f"ONNX model; {exc}"
         ) from exc
+
+
+def runtime_needs(data: bytes, name: str) -> RuntimeNeeds:
+    """What a file asks of its runtime, read from its bytes: a TFLite file's operator codes and versions
+    (from the flatbuffer, no interpreter) and its ops' dtype signatures (when an interpreter here can
+    list them); an ONNX file's opsets and IR version. With the oldest runtime releases that load it
+    (``runtime.artifacts.compat``): the manifest record's ``needs``, filled at convert time."""
+    if not looks_like_tflite(data):
+        return needs_of_onnx(*onnx_opsets(data))
+    versions: dict[str, set[int]] = {}
+    for code, version in operator_codes(data, name):
+        versions.setdefault(builtin_name(code), set()).add(version)
+    try:
+        types = op_signatures(op_dtypes_of(checked_interpreter(data, name), name))
+    except ModelLoadError:  # no interpreter here builds it (an older runtime): the op versions decide
+        types = {}
+    return needs_of_tflite({op: tuple(sorted(v)) for op, v in sorted(versions.items())}, types)

@@ -1,6 +1,7 @@
 """Describe and check one converted file through ``runtime``, as a device would load it.
 
-The manifest entry records what the file is (specs, op counts, checksum) and
+The manifest entry records what the file is (specs, op counts, checksum, what it needs of its runtime:
+op versions or opsets, and the oldest runtime releases that load it) and
 how it compares with the trained model on real test images; the checks are
 the export-time gate (the full, stage-by-stage comparison is ``parity``).
 """
@@ -17,6 +18,7 @@ from export.formats.registry import Format
 from export.graph.stages import PROBE_OUTPUTS
 from runtime.checks.compare import compare
 from runtime.artifacts.manifest import ArtifactDetails, ArtifactEntry, ProbeRecord, sha256_file
+from runtime.loader import runtime_needs
 from runtime.checks.tolerances import Tolerance
 
 PROBES_DIR = "probes"  # stage probes, beside the artefacts: probes/<artefact file name>
@@ -47,6 +49,7 @@ def describe_artifact(
         inputs=inputs,
         outputs=outputs,
         ops=ops,
+        needs=runtime_needs(path.read_bytes(), path.name),
         details=ArtifactDetails(
             description=fmt.description,
             metrics=comparison.metrics,

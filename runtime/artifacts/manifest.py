@@ -32,6 +32,7 @@ from runtime.artifacts.manifest_schema import (  # noqa: F401  (BACKENDS .. TFLM
     ONNXRUNTIME,
     PLAIN_NAME_RULE,
     SCHEMA_VERSION,
+    TFLITE_RUNTIME,
     TFLM,
     is_plain_name,
     validated_document,
@@ -46,6 +47,7 @@ from runtime.artifacts.records import (  # noqa: F401  (the records: re-exported
     ManifestMetadata,
     McuRecord,
     ProbeRecord,
+    RuntimeNeeds,
     SourceModel,
     TensorSpec,
 )

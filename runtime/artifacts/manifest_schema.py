@@ -36,6 +36,8 @@ SCHEMA_VERSION = 1
 # The runtimes an artefact names (its ``runtime``): LiteRT, ONNX Runtime, TensorFlow Lite Micro.
 LITERT, ONNXRUNTIME, TFLM = "litert", "onnxruntime", "tflm"
 BACKENDS = (LITERT, ONNXRUNTIME, TFLM)
+# A device's choice, never a file's: LiteRT's files run on tflite-runtime's Interpreter (runtime.load's backend).
+TFLITE_RUNTIME = "tflite-runtime"
 
 _PART = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
 PLAIN_NAME = re.compile(rf"{_PART}(?:/{_PART}){{0,{MAX_NAME_PARTS - 1}}}")
@@ -116,6 +118,20 @@ _DETAILS = _object(
     (),
     "an object of what the export measured (details)",
 )
+_RELEASE = {"type": ["string", "null"], "maxLength": 64, "description": "a release version string or null"}
+_NEEDS = _object(
+    {
+        "op_versions": _map({"type": "array", "maxItems": 64, "items": {"type": "integer", "minimum": 0},
+                             "description": "a list of op versions"}, "an object of op name -> versions"),
+        "op_types": _map(_NAMES, "an object of op name -> type signatures"),
+        "opsets": _map({"type": "integer", "minimum": 0}, "an object of domain -> opset"),
+        "ir_version": {"type": ["integer", "null"], "minimum": 0},
+        "oldest": _map(_RELEASE, "an object of runtime package -> oldest release (or null)"),
+        "reasons": _map(_TEXT, "an object of runtime package -> reason"),
+    },
+    (),
+    "a runtime needs record (op_versions / opsets, oldest, reasons)",
+)
 _ENTRY = _object(
     {
         "file": _FILE,
@@ -128,6 +144,7 @@ _ENTRY = _object(
         "outputs": _TENSORS,
         "ops": _map({"type": "integer", "minimum": 0}, "an object of op name -> count"),
         "details": _DETAILS,
+        "needs": _NEEDS,
     },
     ("file", "format", "runtime", "precision", "sha256", "size", "inputs", "outputs"),
     "an artefact entry",

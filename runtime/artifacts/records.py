@@ -194,6 +194,53 @@ class CheckSetRecord:
 
 
 @dataclass(frozen=True)
+class RuntimeNeeds:
+    """What a file asks of the runtime that loads it (``manifest.json``: an entry's ``needs``), read from
+    the file at convert time, and the oldest releases that load it (``runtime.artifacts.compat``).
+
+    TFLite: each builtin op with the versions its operator codes carry, and the operand -> result dtype
+    signatures of its nodes (``"uint8->int16"``; some kernels accepted a signature later than their
+    op version says). ONNX: the opset per domain (``"ai.onnx"`` for the default one) and the IR version.
+    ``oldest`` maps a runtime package to its oldest release that loads the file (None: no release
+    does); ``reasons`` names what sets each minimum (``"FULLY_CONNECTED v12 (TensorFlow Lite 2.17.0)"``).
+    """
+
+    op_versions: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    op_types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    opsets: dict[str, int] = field(default_factory=dict)
+    ir_version: int | None = None
+    oldest: dict[str, str | None] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"oldest": dict(self.oldest), "reasons": dict(self.reasons)}
+        if self.op_versions:
+            data["op_versions"] = {op: list(v) for op, v in self.op_versions.items()}
+            data["op_types"] = {op: list(t) for op, t in self.op_types.items()}
+        if self.opsets:
+            data["opsets"] = dict(self.opsets)
+            data["ir_version"] = self.ir_version
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RuntimeNeeds:
+        ir_version = data.get("ir_version")
+        return cls(
+            op_versions={str(k): tuple(int(v) for v in vs) for k, vs in data.get("op_versions", {}).items()},
+            op_types={str(k): tuple(str(t) for t in ts) for k, ts in data.get("op_types", {}).items()},
+            opsets={str(k): int(v) for k, v in data.get("opsets", {}).items()},
+            ir_version=None if ir_version is None else int(ir_version),
+            oldest={str(k): None if v is None else str(v) for k, v in data.get("oldest", {}).items()},
+            reasons={str(k): str(v) for k, v in data.get("reasons", {}).items()},
+        )
+
+    def describe(self) -> str:
+        """One line: the oldest release of each runtime, and why (``"ai-edge-litert >= 1.0.1; ..."``)."""
+        return "; ".join(f"{package} >= {release}" if release is not None else f"no {package} release"
+                         for package, release in sorted(self.oldest.items())) or "not recorded"
+
+
+@dataclass(frozen=True)
 class ArtifactEntry:
     """One exported file as the manifest records it."""
 
@@ -207,6 +254,7 @@ class ArtifactEntry:
     outputs: tuple[TensorSpec, ...]
     ops: dict[str, int] = field(default_factory=dict)  # op type -> count
     details: ArtifactDetails = field(default_factory=ArtifactDetails)
+    needs: RuntimeNeeds | None = None  # None: exported before op versions were recorded
 
     def delivered_files(self) -> list[tuple[str, str]]:
         """(file, SHA-256) of what a user takes away: the file, and its C sources where it has them."""
@@ -215,10 +263,11 @@ class ArtifactEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **asdict(self),
+            **{k: v for k, v in asdict(self).items() if k != "needs"},
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "details": self.details.to_dict(),
+            **({} if self.needs is None else {"needs": self.needs.to_dict()}),
         }
 
     @classmethod
@@ -234,6 +283,7 @@ class ArtifactEntry:
             outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
             ops={str(k): int(v) for k, v in data.get("ops", {}).items()},
             details=ArtifactDetails.from_dict(data.get("details", {})),
+            needs=None if data.get("needs") is None else RuntimeNeeds.from_dict(data["needs"]),
         )
 
 

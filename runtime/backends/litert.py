@@ -1,4 +1,7 @@
-"""LiteRT backend: ``.tflite`` files through ``ai_edge_litert.interpreter.Interpreter``.
+"""LiteRT backend: ``.tflite`` files through ``ai_edge_litert.interpreter.Interpreter``, or through
+``tflite_runtime.interpreter.Interpreter`` (the same API; the runtime many board images still pin)
+when ai-edge-litert is absent or ``interpreter="tflite-runtime"`` is asked for (``runtime.load(...,
+backend="tflite-runtime")``). Which one runs a model is its ``interpreter_package``.
 
 A LiteRT interpreter is not thread-safe, so the model keeps a small pool of
 interpreters built from the same verified bytes: a call borrows one, and a
@@ -9,6 +12,7 @@ same-size calls skip ``resize_tensor_input`` / ``allocate_tensors``.
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections import Counter
@@ -19,7 +23,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from runtime.errors import InferenceError, ModelLoadError
+from runtime.errors import InferenceError, ModelLoadError, RuntimeRefusedError
+from runtime.artifacts.compat import LITERT_PACKAGE, TFLITE_RUNTIME_PACKAGE, installed
 from runtime.artifacts.manifest import LITERT, ArtifactEntry, TensorSpec
 from runtime.backends.model import RuntimeModel
 from runtime.backends.tflite_check import (
@@ -41,23 +46,42 @@ class OpDtypes(NamedTuple):
     outputs: tuple[str, ...]
 
 
-def _litert() -> ModuleType:
+# The packages whose Interpreter runs a .tflite file, in the order tried, and their interpreter modules.
+INTERPRETER_MODULES = {LITERT_PACKAGE: "ai_edge_litert.interpreter",
+                       TFLITE_RUNTIME_PACKAGE: "tflite_runtime.interpreter"}
+
+
+def interpreter_module(package: str | None = None) -> tuple[str, ModuleType]:
+    """The package that runs .tflite files here and its interpreter module: ``package`` when given,
+    else ai-edge-litert, else tflite-runtime (a device may have only that one)."""
+    if package is not None and package not in INTERPRETER_MODULES:
+        raise ValueError(f"a .tflite file runs on {' or '.join(INTERPRETER_MODULES)}, not {package!r}")
+    for candidate in [package] if package is not None else list(INTERPRETER_MODULES):
+        try:
+            return candidate, importlib.import_module(INTERPRETER_MODULES[candidate])
+        except ImportError:
+            continue
+    wanted = package or " or ".join(INTERPRETER_MODULES)
+    raise ModelLoadError(f"loading a .tflite model needs {wanted}: pip install {package or LITERT_PACKAGE}")
+
+
+def interpreter_version(package: str | None = None) -> tuple[str, str] | None:
+    """(package, version) of the interpreter ``interpreter_module`` would use; None when there is none."""
     try:
-        from ai_edge_litert import interpreter
-    except ImportError as exc:
-        raise ModelLoadError(
-            "loading a .tflite model needs ai-edge-litert: pip install ai-edge-litert"
-        ) from exc
-    module: ModuleType = interpreter
-    return module
+        chosen, _ = interpreter_module(package)
+    except ModelLoadError:
+        return None
+    return chosen, installed(chosen) or "unknown"
 
 
-def new_interpreter(data: bytes, name: str, threads: int | None, delegates: bool = True) -> Any:
+def new_interpreter(data: bytes, name: str, threads: int | None, delegates: bool = True,
+                    package: str | None = None) -> Any:
     """An unallocated interpreter for ``data``, after ``check_header`` (LiteRT's own flatbuffer
     verifier runs in its constructor); the checked way to build one, for tools beside the runtime.
-    ``delegates=False`` lists builtin ops instead of a DELEGATE node (XNNPACK off)."""
+    ``delegates=False`` lists builtin ops instead of a DELEGATE node (XNNPACK off). ``package``: as
+    ``interpreter_module``."""
     check_header(data, name)
-    module = _litert()
+    package, module = interpreter_module(package)
     resolver = (
         module.OpResolverType.AUTO if delegates else module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     )
@@ -66,7 +90,10 @@ def new_interpreter(data: bytes, name: str, threads: int | None, delegates: bool
             model_content=data, num_threads=threads, experimental_op_resolver_type=resolver
         )
     except _LOAD_ERRORS as exc:
-        raise ModelLoadError(f"{name}: LiteRT cannot load it: {exc}") from exc
+        message = f"{name}: {package} cannot load it: {exc}"
+        if "Didn't find op" in str(exc):  # an op version this runtime lacks: the file itself is fine
+            raise RuntimeRefusedError(message) from exc
+        raise ModelLoadError(message) from exc
 
 
 def tensor_spec(details: dict[str, Any], name: str | None = None) -> TensorSpec:
@@ -117,14 +144,16 @@ class LiteRTModel(RuntimeModel):
     format = "tflite"
     backend = LITERT
 
-    def __init__(self, path: Path, data: bytes, threads: int | None, entry: ArtifactEntry | None) -> None:
+    def __init__(self, path: Path, data: bytes, threads: int | None, entry: ArtifactEntry | None,
+                 package: str | None = None) -> None:
         if not looks_like_tflite(data):
             raise ModelLoadError(
                 f"{path.name}: expected a TFLite flatbuffer ('TFL3' at bytes 4..8), got {data[4:8]!r}"
             )
         self._data = data
         self._name = path.name
-        first = new_interpreter(data, path.name, threads)
+        self.interpreter_package, _ = interpreter_module(package)
+        first = new_interpreter(data, path.name, threads, package=self.interpreter_package)
         check_interpreter(first, path.name)
         inputs = first._interpreter.InputIndices()
         outputs = [int(i) for i in first._interpreter.OutputIndices()]
@@ -141,8 +170,9 @@ class LiteRTModel(RuntimeModel):
         super().__init__(path, input_spec, output_specs, threads, entry)
         try:
             first.allocate_tensors()
-        except _LOAD_ERRORS as exc:
-            raise ModelLoadError(f"{path.name}: LiteRT cannot prepare the model: {exc}") from exc
+        except _LOAD_ERRORS as exc:  # a kernel's prepare refused its types: this runtime lacks them
+            raise RuntimeRefusedError(f"{path.name}: {self.interpreter_package} cannot prepare the model: "
+                                      f"{exc}") from exc
         slot = _Slot(first, batch=int(first.get_input_details()[0]["shape"][0]))
         self._idle: list[_Slot] = [slot]
         self._live = 1
@@ -161,7 +191,8 @@ class LiteRTModel(RuntimeModel):
                     break
                 self._pool.wait()
         try:
-            return _Slot(new_interpreter(self._data, self._name, self._threads), batch=None)
+            return _Slot(new_interpreter(self._data, self._name, self._threads,
+                                         package=self.interpreter_package), batch=None)
         except BaseException:
             with self._pool:
                 self._live -= 1
@@ -218,18 +249,30 @@ class LiteRTModel(RuntimeModel):
 
     def op_dtypes(self) -> list[OpDtypes]:
         """Each op with its operand and result dtypes, in execution order (see ``tflite_op_dtypes``)."""
-        return _op_dtypes(new_interpreter(self._data, self._name, None, delegates=False), self._name)
+        return op_dtypes_of(new_interpreter(self._data, self._name, None, delegates=False,
+                                          package=self.interpreter_package), self._name)
 
 
-def _op_dtypes(interpreter: Any, name: str) -> list[OpDtypes]:
+def op_dtypes_of(interpreter: Any, name: str) -> list[OpDtypes]:
+    ops = op_details(interpreter, name)
+    if ops and "operand_types" not in ops[0]:  # tflite-runtime 2.14's op details carry no dtypes
+        raise ModelLoadError(f"{name}: this interpreter does not list its ops' dtypes (an older runtime)")
     return [
         OpDtypes(
             op=str(op["op_name"]),
             inputs=tuple(np.dtype(t).name for t in op["operand_types"]),
             outputs=tuple(np.dtype(t).name for t in op["result_types"]),
         )
-        for op in op_details(interpreter, name)
+        for op in ops
     ]
+
+
+def op_signatures(ops: list[OpDtypes]) -> dict[str, tuple[str, ...]]:
+    """Op -> its distinct ``"in,in->out"`` dtype signatures, as ``RuntimeNeeds.op_types`` records them."""
+    signatures: dict[str, set[str]] = {}
+    for op in ops:
+        signatures.setdefault(op.op, set()).add(f"{','.join(op.inputs)}->{','.join(op.outputs)}")
+    return {op: tuple(sorted(found)) for op, found in sorted(signatures.items())}
 
 
 def tflite_op_dtypes(path: str | Path) -> list[OpDtypes]:
@@ -246,7 +289,7 @@ def tflite_op_dtypes(path: str | Path) -> list[OpDtypes]:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
-    return _op_dtypes(checked_interpreter(data, path.name), path.name)
+    return op_dtypes_of(checked_interpreter(data, path.name), path.name)
 
 
 def checked_interpreter(data: bytes, name: str) -> Any:

@@ -4,10 +4,11 @@ ONNX Runtime does not expose a session's graph, and the ``onnx`` package is an
 export-side dependency a device may not have. An ONNX file is a protobuf
 ``ModelProto``; a minimal reader of the protobuf wire format suffices, since
 every field not needed, weights included, is skipped by its length without
-being decoded. Two questions are asked of it:
+being decoded. Three questions are asked of it:
 
 - ``onnx_op_counts``: the op types of the main graph (``ModelProto.graph`` = 7,
   ``GraphProto.node`` = 1, ``NodeProto.op_type`` = 4);
+- ``onnx_opsets``: the opset per domain and the IR version (``runtime.artifacts.compat``);
 - ``onnx_external_data``: the tensors whose bytes live in another file
   (``TensorProto.data_location`` = 14 is EXTERNAL, or ``external_data`` = 13 is
   set), anywhere a tensor may sit: initializers, sparse initializers, node
@@ -81,6 +82,32 @@ def onnx_op_counts(data: bytes) -> dict[str, int]:
                     except UnicodeDecodeError as exc:
                         raise ModelLoadError("ONNX node has an op_type that is not UTF-8") from exc
     return dict(counts)
+
+
+_MODEL_IR_VERSION, _MODEL_OPSET_IMPORT, _OPSET_DOMAIN, _OPSET_VERSION = 1, 8, 1, 2
+
+
+def onnx_opsets(data: bytes) -> tuple[dict[str, int], int | None]:
+    """The model's opset per domain (``ModelProto.opset_import``; the default domain, written "",
+    as ``"ai.onnx"``) and its IR version (None when absent): what decides which ONNX Runtime loads it."""
+    opsets: dict[str, int] = {}
+    ir_version = None
+    for number, wire, value in _fields(memoryview(data)):
+        if number == _MODEL_IR_VERSION and wire == _VARINT:
+            assert isinstance(value, int)
+            ir_version = value
+        elif number == _MODEL_OPSET_IMPORT and wire == _LEN:
+            assert isinstance(value, memoryview)
+            domain, version = "", 0
+            for onumber, owire, item in _fields(value):
+                if onumber == _OPSET_DOMAIN and owire == _LEN:
+                    assert isinstance(item, memoryview)
+                    domain = bytes(item).decode("utf-8", errors="replace")
+                elif onumber == _OPSET_VERSION and owire == _VARINT:
+                    assert isinstance(item, int)
+                    version = item
+            opsets[domain or "ai.onnx"] = max(version, opsets.get(domain or "ai.onnx", 0))
+    return opsets, ir_version
 
 
 # Where a TensorProto can sit: message kind -> {field number: kind of the sub-message}.

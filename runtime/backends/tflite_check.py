@@ -37,7 +37,12 @@ TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
 MAX_TENSOR_BYTES = 2**31 - 1  # kernels index with int32; anything larger is corrupt on a device
 MIN_SCALE = float(np.finfo(np.float32).tiny)  # smallest normal float32
 MAX_SCALE = 1e30
-_MODEL_SUBGRAPHS_FIELD = 2  # schema.fbs: table Model { version, operator_codes, subgraphs, ... }
+# schema.fbs: table Model { version, operator_codes, subgraphs, ... }
+_MODEL_OPCODES_FIELD, _MODEL_SUBGRAPHS_FIELD = 1, 2
+# schema.fbs: table OperatorCode { deprecated_builtin_code: byte; custom_code: string; version: int = 1;
+# builtin_code: BuiltinOperator (int) }; the builtin is the larger of the two codes (schema_utils.cc).
+_OPCODE_DEPRECATED, _OPCODE_CUSTOM, _OPCODE_VERSION, _OPCODE_BUILTIN = 0, 1, 2, 3
+_MAX_OPCODES = 4096
 
 # Builtin ops whose kernels accept an absent (-1) input, and at which positions.
 _OPTIONAL_INPUTS: dict[str, frozenset[int]] = {
@@ -98,6 +103,55 @@ def check_header(data: bytes, name: str) -> None:
     slot = 4 + 2 * _MODEL_SUBGRAPHS_FIELD
     if vtable_size < slot + 2 or read("<H", vtable + slot) == 0:
         raise ModelLoadError(f"{name}: expected a TFLite model with subgraphs, got none; file is corrupt")
+
+
+class _Flatbuffer:
+    """Bounds-checked reads of a flatbuffer's tables and vectors (each offset checked before use)."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        self.data, self.name = data, name
+
+    def read(self, fmt: str, at: int) -> int:
+        if not 0 <= at <= len(self.data) - struct.calcsize(fmt):
+            raise ModelLoadError(f"{self.name}: flatbuffer offset {at} points outside the {len(self.data)}-byte "
+                                 f"file; file is corrupt")
+        return int(struct.unpack_from(fmt, self.data, at)[0])
+
+    def field(self, table: int, index: int) -> int | None:
+        """The position of field ``index`` of the table at ``table``, or None when it is absent."""
+        vtable = table - self.read("<i", table)
+        slot = 4 + 2 * index
+        if self.read("<H", vtable) < slot + 2:
+            return None
+        offset = self.read("<H", vtable + slot)
+        return None if offset == 0 else table + offset
+
+    def vector(self, at: int) -> list[int]:
+        """The tables of the vector of offsets referenced at ``at``."""
+        start = at + self.read("<I", at)
+        count = self.read("<I", start)
+        if count > _MAX_OPCODES:
+            raise ModelLoadError(f"{self.name}: {count} operator codes; file is corrupt")
+        return [start + 4 + 4 * i + self.read("<I", start + 4 + 4 * i) for i in range(count)]
+
+
+def operator_codes(data: bytes, name: str) -> list[tuple[int, int]]:
+    """The (builtin code, version) of each operator code of a TFLite file, read from the flatbuffer
+    without an interpreter: what an op resolver must register for the file to load. Custom ops are
+    left out (no builtin version applies)."""
+    buffer = _Flatbuffer(data, name)
+    root = buffer.read("<I", 0)
+    codes_at = buffer.field(root, _MODEL_OPCODES_FIELD)
+    codes = []
+    for table in buffer.vector(codes_at) if codes_at is not None else []:
+        custom = buffer.field(table, _OPCODE_CUSTOM)
+        deprecated, version, builtin = (buffer.field(table, i) for i in
+                                        (_OPCODE_DEPRECATED, _OPCODE_VERSION, _OPCODE_BUILTIN))
+        code = max(buffer.read("<b", deprecated) if deprecated is not None else 0,
+                   buffer.read("<i", builtin) if builtin is not None else 0)
+        if custom is None:
+            codes.append((code, buffer.read("<i", version) if version is not None else 1))
+    return codes
 
 
 def check_interpreter(interpreter: Any, name: str) -> None:

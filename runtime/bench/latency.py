@@ -163,14 +163,16 @@ def bench_model(
     *,
     progress: Callable[[int, int], None] | None = None,
     trusted_key: TrustedKeyLike | None = None,
+    backend: str | None = None,
 ) -> BenchResult:
     """Load ``path`` and time ``predict`` on random uint8 images of the set batch size.
 
     ``trusted_key``: load only if the manifest beside ``path`` is signed by it (``runtime.load``).
     ``path`` may be an ``ArtifactFile`` already checked against its manifest: it is loaded from those bytes.
+    ``backend``: as ``runtime.load``'s (``"tflite-runtime"``: a LiteRT file on tflite-runtime).
     """
     started = time.perf_counter()
-    model = load(path, threads=settings.threads, trusted_key=trusted_key)
+    model = load(path, threads=settings.threads, trusted_key=trusted_key, backend=backend)
     path, size = (path.path, path.size) if isinstance(path, ArtifactFile) else (Path(path), Path(path).stat().st_size)
     load_ms = (time.perf_counter() - started) * 1e3
     rng = np.random.default_rng(settings.seed)
@@ -208,7 +210,7 @@ def bench_model(
 def environment() -> dict[str, Any]:
     """Machine (with the CPU's model, ISA and int8 class) and library versions, for the JSON report."""
     versions = {}
-    for name in ("numpy", "ai-edge-litert", "onnxruntime"):
+    for name in ("numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

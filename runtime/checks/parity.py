@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,26 @@ import numpy as np
 from runtime.atomic import json_text, write_bytes_atomic, write_json_atomic
 from runtime.checks.compare import Check, Comparison, StageContribution, StageResult, compare
 from runtime.loader import load
-from runtime.artifacts.manifest import ArtifactEntry
+from runtime.artifacts.manifest import LITERT, ArtifactEntry
 from runtime.artifacts.opened import Artifacts
 from runtime.checks.metrics import accuracy_of, confusion_matrix
 from runtime.checks.tolerances import Tolerance, ToleranceConfig
+from runtime.errors import RuntimeRefusedError
 
 Progress = Callable[[str], None]
+TABLE, RUNTIME = "table", "runtime"  # who refused a skipped file: the compatibility table, or the runtime itself
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A listed file this device's runtime cannot load, and why (``by``: the table before loading, or the
+    runtime's own refusal): not compared, never chosen."""
+
+    format: str
+    file: str
+    precision: str
+    reason: str
+    by: str = TABLE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,15 +112,18 @@ class ParityReport:
     seconds: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
     reference_confusion: tuple[tuple[int, ...], ...] = ()  # the reference's, [true][predicted]
+    skipped: tuple[Skipped, ...] = ()  # files this device's runtime cannot load (verify), not compared
 
     def __bool__(self) -> bool:
-        return all(r.passed for r in self.results)
+        """Every compared file passed, and at least one was compared when some were skipped."""
+        return all(r.passed for r in self.results) and bool(self.results or not self.skipped)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **{k: v for k, v in asdict(self).items() if k != "results"},
+            **{k: v for k, v in asdict(self).items() if k not in ("results", "skipped")},
             "passed": bool(self),
             "results": [r.to_dict() for r in self.results],
+            "skipped": [asdict(s) for s in self.skipped],
         }
 
     @classmethod
@@ -119,6 +136,7 @@ class ParityReport:
             seconds=float(data.get("seconds", 0.0)),
             versions=dict(data.get("versions", {})),
             reference_confusion=matrix(data.get("reference_confusion", ())),
+            skipped=tuple(Skipped(**s) for s in data.get("skipped", ())),
         )
 
     def to_json(self) -> str:
@@ -171,6 +189,9 @@ def compare_artifacts(
     *,
     threads: int | None = None,
     progress: Progress = lambda line: None,
+    entries: Sequence[ArtifactEntry] | None = None,
+    backend: str | None = None,
+    refused: Callable[[ArtifactEntry, RuntimeRefusedError], None] | None = None,
 ) -> tuple[ArtifactParity, ...]:
     """Run each listed file (and its stage probe) on ``images`` and compare with ``expected``.
 
@@ -180,17 +201,28 @@ def compare_artifacts(
     with a stage probe, it names the stage where most error enters). A probe
     file that is missing or altered raises ``ManifestError`` (``SignatureError`` when ``artifacts``
     were opened with a trusted key). Each file is loaded from the bytes ``artifacts`` checked.
+    ``entries``: the files to compare (default: every listed one); ``backend``: passed to ``load`` for
+    LiteRT's files (``"tflite-runtime"``); ``refused``: called, and the file left out, when the runtime
+    refuses a file (``RuntimeRefusedError``) instead of the error ending the loop.
     """
     results = []
-    manifest = artifacts.manifest
-    for index, entry in enumerate(manifest.artifacts, start=1):
+    listed = list(artifacts.manifest.artifacts if entries is None else entries)
+    for index, entry in enumerate(listed, start=1):
         began = time.perf_counter()
-        result = _compare(artifacts, entry, images, labels, expected, tolerances[entry.precision], threads)
+        try:
+            result = _compare(artifacts, entry, images, labels, expected, tolerances[entry.precision], threads,
+                              backend)
+        except RuntimeRefusedError as exc:
+            if refused is None:
+                raise
+            refused(entry, exc)
+            progress(f"[{index}/{len(listed)}] {entry.format:<15} SKIPPED the runtime refused it: {exc}")
+            continue
         results.append(result)
         verdict = "ok" if result.passed else "FAILED"
         entry_note = "" if result.error_entry is None else f"  most error enters at: {result.error_entry.describe()}"
         progress(
-            f"[{index}/{len(manifest.artifacts)}] {entry.format:<15} {verdict:<6} "
+            f"[{index}/{len(listed)}] {entry.format:<15} {verdict:<6} "
             f"top-1 {100 * result.metrics['top1_agreement']:5.1f}%  "
             f"max abs {result.metrics['max_abs']:.1e}  {time.perf_counter() - began:4.1f} s{entry_note}"
         )
@@ -218,10 +250,12 @@ def _compare(
     expected: Mapping[str, np.ndarray],
     tolerance: Tolerance,
     threads: int | None,
+    backend: str | None = None,
 ) -> ArtifactParity:
-    with load(artifacts.file(entry.file), threads=threads) as model:
+    backend = backend if entry.runtime == LITERT else None
+    with load(artifacts.file(entry.file), threads=threads, backend=backend) as model:
         probabilities = model.predict(images)
-    stages, note = _probe_outputs(artifacts, entry, images, threads)
+    stages, note = _probe_outputs(artifacts, entry, images, threads, backend)
     comparison = compare(expected, probabilities, tolerance, labels=labels, stages=stages)
     return ArtifactParity(
         **vars(comparison),
@@ -234,12 +268,12 @@ def _compare(
 
 
 def _probe_outputs(
-    artifacts: Artifacts, entry: ArtifactEntry, images: np.ndarray, threads: int | None
+    artifacts: Artifacts, entry: ArtifactEntry, images: np.ndarray, threads: int | None, backend: str | None
 ) -> tuple[dict[str, np.ndarray] | None, str]:
     """Every stage's output from the artefact's probe file, if the export left one."""
     probe = artifacts.probe(entry)
     if probe is None:
         record = entry.details.probe
         return None, (record.error if record else None) or "no stage probe in the manifest (exported without probes)"
-    with load(probe, threads=threads) as model:
+    with load(probe, threads=threads, backend=backend) as model:
         return model.predict_outputs(images), ""

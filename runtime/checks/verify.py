@@ -14,6 +14,11 @@ Exit 0: every file passes; 1: a tolerance is broken; 2: usage or input error
 (no such directory, no manifest, no check set, a checksum mismatch). The
 report is ``runtime.checks.parity.ParityReport``, as parity's: ``--json`` and
 ``--junit`` write it. Also ``python -m runtime.cli.verify``.
+
+A file this device's runtime cannot load is skipped, not failed, with the op and version named: from
+the manifest record's ``needs`` and the compatibility table (``runtime.artifacts.compat``) before it
+is loaded, and from the runtime's own refusal (``RuntimeRefusedError``) if one comes anyway; the
+report lists it in ``skipped``. A file whose runtime package is not installed is skipped likewise.
 """
 
 from __future__ import annotations
@@ -24,12 +29,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runtime.artifacts.checkset import load_check_set
-from runtime.artifacts.manifest import Manifest, ManifestError
+from runtime.artifacts.compat import ORT_PACKAGE, installed, refusal
+from runtime.artifacts.manifest import LITERT, ONNXRUNTIME, TFLITE_RUNTIME, ArtifactEntry, Manifest, ManifestError
 from runtime.artifacts.opened import Artifacts
 from runtime.artifacts.signing import TrustedKeyLike, load_trusted_key
+from runtime.backends import tflm
+from runtime.backends.litert import interpreter_version
 from runtime.bench.latency import environment
-from runtime.checks.parity import ParityReport, compare_artifacts, reference_summary
+from runtime.checks.parity import RUNTIME, ParityReport, Skipped, compare_artifacts, reference_summary
 from runtime.checks.tolerances import ToleranceConfig
+from runtime.errors import RuntimeRefusedError
+from runtime.loader import runtime_needs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "cllnn-bench verify"
@@ -43,6 +53,7 @@ def verify(
     threads: int | None = None,
     progress: Callable[[str], None] = lambda line: None,
     trusted_key: TrustedKeyLike | None = None,
+    tflite_backend: str | None = None,
 ) -> ParityReport:
     """Compare every file listed in ``artifacts_dir/manifest.json`` with the stored check set.
 
@@ -56,6 +67,8 @@ def verify(
     ``source`` is the directory, or its ``Artifacts`` opened already (each file is then hashed
     once for every use). With ``trusted_key``, the manifest must be signed by it and every file
     match the signed checksums, else ``SignatureError`` (``runtime.artifacts.signing``).
+    ``tflite_backend``: ``"tflite-runtime"`` runs LiteRT's files on tflite-runtime's Interpreter (default:
+    ai-edge-litert where installed, else tflite-runtime).
     """
     started = time.perf_counter()
     artifacts = opened_artifacts(source, trusted_key)
@@ -68,8 +81,14 @@ def verify(
     record = manifest.check_set
     assert record is not None  # load_check_set refuses a manifest without one
     progress(f"reference: outputs stored at export on {len(check_set)} {record.split} images ({record.file})")
+    skipped = [Skipped(e.format, e.file, e.precision, why) for e, why in refusals(artifacts, tflite_backend)]
+    for item in skipped:
+        progress(f"SKIPPED {item.format} ({item.file}): {item.reason}")
+    loadable = [e for e in manifest.artifacts if e.file not in {s.file for s in skipped}]
     results = compare_artifacts(artifacts, check_set.images, check_set.labels, check_set.reference, tolerances,
-                                threads=threads, progress=progress)
+                                threads=threads, progress=progress, entries=loadable,
+                                backend=TFLITE_RUNTIME if tflite_backend == TFLITE_RUNTIME else None,
+                                refused=lambda entry, exc: skipped.append(_runtime_refused(entry, exc)))
     return ParityReport(
         model=manifest.metadata.source_file,
         artifacts_dir=str(artifacts_dir),
@@ -80,8 +99,43 @@ def verify(
         results=results,
         seconds=time.perf_counter() - started,
         versions=_versions(),
+        skipped=tuple(skipped),
         **reference_summary(check_set.reference["output"], check_set.labels),
     )
+
+
+def _runtime_refused(entry: ArtifactEntry, exc: RuntimeRefusedError) -> Skipped:
+    """A file the runtime refused although the table let it through: the runtime's word is final."""
+    return Skipped(entry.format, entry.file, entry.precision, f"the runtime refused it: {exc}", RUNTIME)
+
+
+def refusals(artifacts: Artifacts, tflite_backend: str | None = None) -> list[tuple[ArtifactEntry, str]]:
+    """The listed files this device cannot load, each with why: its runtime package is not installed,
+    or the compatibility table says the installed release lacks an op version, kernel type or opset the
+    file needs (the manifest record's ``needs``; for an older manifest, read from the file's bytes)."""
+    tflite = interpreter_version(tflite_backend)
+    onnx = installed(ORT_PACKAGE)
+    found = []
+    for entry in artifacts.manifest.artifacts:
+        if entry.runtime == LITERT:
+            here = tflite
+            missing = f"needs {tflite_backend or 'ai-edge-litert or tflite-runtime'}: not installed on this device"
+        elif entry.runtime == ONNXRUNTIME:
+            here = None if onnx is None else (ORT_PACKAGE, onnx)
+            missing = f"needs {ORT_PACKAGE}: not installed on this device"
+        else:  # TFLite Micro's kernels: no release table; its own refusal, if any, comes on loading
+            if not tflm.available():
+                found.append((entry, "needs tflite-micro: not installed on this device "
+                                     "(pip install 'cllnn-edge[tflm]')"))
+            continue
+        if here is None:
+            found.append((entry, missing))
+            continue
+        needs = entry.needs or runtime_needs(artifacts.file(entry.file).data, entry.file)
+        why = refusal(needs, *here)
+        if why is not None:
+            found.append((entry, why))
+    return found
 
 
 def exported_tolerances(manifest: Manifest) -> ToleranceConfig:

@@ -1,6 +1,7 @@
 """Command-line flags the device's commands share, defined once: the timing settings of
 ``cllnn-bench`` and ``cllnn-bench select``, the ``--tolerance`` override of ``verify`` and
-``select``, and the ``--trusted-key`` of all three. Standard library only.
+``select``, the ``--trusted-key`` of all three and the ``--tflite-backend`` of ``verify`` and ``select``.
+Standard library only.
 
 ``cllnn-export parity`` spells its ``--tolerance`` / ``--trusted-key`` itself: importing
 anything of ``runtime`` loads the package (numpy, ~0.1 s), which ``cllnn-export --help`` avoids.
@@ -35,3 +36,11 @@ def add_trusted_key_flag(target: ArgumentTarget, note: str = "") -> None:
                         help="require manifest.json to be signed with this public key (cllnn-export keygen / "
                         "sign); a missing or wrong signature, or a file changed after signing: exit 2"
                         + (f". {note}" if note else ""))
+
+
+def add_tflite_backend_flag(target: ArgumentTarget) -> None:
+    """``--tflite-backend``: which package's Interpreter runs LiteRT's ``.tflite`` files."""
+    target.add_argument("--tflite-backend", choices=("ai-edge-litert", "tflite-runtime"), default=None,
+                        help="run .tflite files on this package's Interpreter (default: ai-edge-litert where "
+                        "installed, else tflite-runtime); a file the installed release cannot load is "
+                        "skipped with the op and version named")

@@ -31,7 +31,7 @@ from runtime.deploy.choose import (
 )
 from runtime.deploy.directory import DeployError, check_out_dir, write_deploy
 from runtime.errors import EdgeRuntimeError
-from runtime.cli.flags import add_timing_flags, add_tolerance_flag, add_trusted_key_flag
+from runtime.cli.flags import add_tflite_backend_flag, add_timing_flags, add_tolerance_flag, add_trusted_key_flag
 from runtime.artifacts.manifest import ManifestError
 from runtime.artifacts.signing import load_trusted_key
 
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_timing_flags(timing)
     add_tolerance_flag(parser, "the exported tolerance table for verification")
     add_trusted_key_flag(parser, "A signed export's manifest.json and manifest.sig are deployed unchanged")
+    add_tflite_backend_flag(parser)
     return parser
 
 
@@ -83,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_out_dir(args.out)
         trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
         selection = select(args.artifacts, budget, settings, tolerance_overrides=args.tolerance,
-                           progress=lambda line: print(line, flush=True), trusted_key=trusted_key)
+                           progress=lambda line: print(line, flush=True), trusted_key=trusted_key,
+                           tflite_backend=args.tflite_backend)
         print(format_table(selection))
         if selection:
             write_deploy(selection, args.artifacts, args.out, trusted_key=trusted_key)

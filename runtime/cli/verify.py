@@ -12,7 +12,11 @@ from pathlib import Path
 from runtime.artifacts.manifest import ManifestError
 from runtime.artifacts.signing import load_trusted_key
 from runtime.checks.verify import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, verify
-from runtime.cli.flags import add_tolerance_flag, add_trusted_key_flag
+from runtime.artifacts.opened import Artifacts
+from runtime.cli.flags import add_tflite_backend_flag, add_tolerance_flag, add_trusted_key_flag
+from runtime.checks.parity import ParityReport
+from runtime.loader import runtime_needs
+from runtime.tables import text_table
 from runtime.errors import EdgeRuntimeError
 from runtime.outputs import check_output_file
 
@@ -32,7 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="runtime threads (default: each backend's own choice)")
     add_tolerance_flag(parser, "the exported tolerance table")
     add_trusted_key_flag(parser)
+    add_tflite_backend_flag(parser)
     return parser
+
+
+def needs_table(artifacts: Artifacts, report: ParityReport) -> str:
+    """One row per listed file: the oldest release of each runtime that loads it (the manifest record's
+    ``needs``), what sets it, and whether it ran here."""
+    skipped = {s.file: s for s in report.skipped}
+    rows = []
+    for entry in artifacts.manifest.artifacts:
+        needs = entry.needs or runtime_needs(artifacts.file(entry.file).data, entry.file)
+        oldest = needs.oldest
+        cells = [("-" if package not in oldest else "none" if oldest[package] is None else f">= {oldest[package]}")
+                 for package in ("ai-edge-litert", "tflite-runtime", "onnxruntime")]
+        why = "; ".join(dict.fromkeys(needs.reasons.values()))
+        why += "" if entry.needs is not None else " (read from the file: the manifest predates needs)"
+        here = "SKIPPED" if entry.file in skipped else "ran"
+        rows.append((entry.file, *cells, here, why))
+    header = ("file", "ai-edge-litert", "tflite-runtime", "onnxruntime", "here", "oldest set by")
+    return text_table(header, rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,8 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if path is not None:
                 check_output_file(path, flag)
         trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
-        report = verify(args.artifacts, tolerance_overrides=args.tolerance, threads=args.threads,
-                        progress=lambda line: print(line, flush=True), trusted_key=trusted_key)
+        artifacts = Artifacts.open(args.artifacts, trusted_key) if args.artifacts.is_dir() else args.artifacts
+        report = verify(artifacts, tolerance_overrides=args.tolerance, threads=args.threads,
+                        progress=lambda line: print(line, flush=True), trusted_key=trusted_key,
+                        tflite_backend=args.tflite_backend)
         if args.json:
             report.save_json(args.json)
         if args.junit:
@@ -60,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"FAILED {result.format} ({result.file}): {check.name} = {check.value:.6g}, expected "
                       f"{check.rule} {check.limit:g}; first stage past tolerance: "
                       f"{result.first_failing_stage or '-'}")
+    if isinstance(artifacts, Artifacts):
+        print(needs_table(artifacts, report))
+    for item in report.skipped:
+        print(f"SKIPPED {item.format} ({item.file}): {item.reason}")
+    if report.skipped and not report.results:
+        print("no listed file can run on this device's runtimes")
     print(f"{report.images} {report.split} images, {report.seconds:.1f} s")
     print("PASSED" if report else "FAILED")
     return EXIT_OK if report else EXIT_FAILED

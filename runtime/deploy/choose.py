@@ -7,7 +7,8 @@ made where the file will run, in three steps:
 
 1. verify: ``runtime.checks.verify.verify`` checks every file the manifest lists
    against the check set stored at export (parity's comparator and
-   tolerance table). A file that fails is not a candidate.
+   tolerance table). A file that fails is not a candidate; one this device's runtime cannot load is
+   skipped with the op and version named (``Selection.skipped``), never chosen.
 2. measure: ``runtime.bench.latency.bench_model`` times every verified file, the
    same measurement as ``cllnn-bench`` (``--batch``, ``--threads``, ``--runs``).
 3. choose: of the verified files within the budget (``Budget``: accuracy
@@ -41,7 +42,8 @@ from runtime.artifacts.opened import Artifacts
 from runtime.artifacts.signing import TrustedKeyLike
 from runtime.atomic import write_json_atomic
 from runtime.bench.latency import BenchResult, BenchSettings, bench_model, environment
-from runtime.checks.parity import ArtifactParity, ParityReport
+from runtime.artifacts.manifest import LITERT, TFLITE_RUNTIME
+from runtime.checks.parity import ArtifactParity, ParityReport, Skipped
 from runtime.checks.metrics import accuracy_drop
 from runtime.checks.tolerances import ToleranceConfig
 from runtime.checks.verify import opened_artifacts, verify
@@ -120,6 +122,7 @@ class Selection:
     seconds: float = 0.0
     signature: str = SIGNATURE_NOTE
     timing: str = TIMED_HERE  # where the candidates' p50 / p99 come from (older selections: select's own)
+    skipped: tuple[Skipped, ...] = ()  # listed files this device's runtime cannot load, with why
 
     @property
     def chosen(self) -> Candidate | None:
@@ -133,10 +136,11 @@ class Selection:
         return {
             "tool": TOOL,
             "schema_version": SCHEMA_VERSION,
-            **{k: v for k, v in asdict(self).items() if k not in ("budget", "candidates")},
+            **{k: v for k, v in asdict(self).items() if k not in ("budget", "candidates", "skipped")},
             "chosen": None if chosen is None else chosen.file,
             "budget": self.budget.to_dict(),
             "candidates": [c.to_dict() for c in self.candidates],
+            "skipped": [asdict(s) for s in self.skipped],
         }
 
     @classmethod
@@ -147,7 +151,8 @@ class Selection:
         scalar = ("artifacts_dir", "machine", "versions", "settings", "tolerances", "check_set",
                   "reference_accuracy", "verdict", "seconds", "signature", "timing")
         return cls(**{k: data[k] for k in scalar if k in data}, budget=Budget(**data["budget"]),
-                   candidates=tuple(Candidate.from_dict(c) for c in data["candidates"]))
+                   candidates=tuple(Candidate.from_dict(c) for c in data["candidates"]),
+                   skipped=tuple(Skipped(**s) for s in data.get("skipped", ())))
 
     def save_json(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_dict())
@@ -171,6 +176,7 @@ def select(
     progress: Callable[[str], None] = lambda line: None,
     trusted_key: TrustedKeyLike | None = None,
     timings: Mapping[str, BenchResult] | None = None,
+    tflite_backend: str | None = None,
 ) -> Selection:
     """Verify every listed file on this machine, measure the verified ones, choose within ``budget``.
 
@@ -182,13 +188,17 @@ def select(
     Raises what ``verify`` raises on missing or altered inputs (``ValueError`` subclasses); a file that
     fails verification, or no file fitting, is a result, not an exception. With ``trusted_key`` every
     file is verified and timed only if the manifest is signed by that key (``SignatureError`` otherwise).
+    ``tflite_backend`` as for ``verify``: a file that runtime cannot load is skipped, never chosen.
     """
     started = time.perf_counter()
     artifacts = opened_artifacts(source, trusted_key)
     report = verify(artifacts, tolerances=tolerances, tolerance_overrides=tolerance_overrides,
-                    threads=settings.threads, progress=progress)
-    candidates = _measured(artifacts, report, settings, timings or {}, progress)
+                    threads=settings.threads, progress=progress, tflite_backend=tflite_backend)
+    backend = TFLITE_RUNTIME if tflite_backend == TFLITE_RUNTIME else None
+    candidates = _measured(artifacts, report, settings, timings or {}, progress, backend)
     marked, verdict = choose(candidates, budget)
+    if report.skipped:
+        verdict += f"; {len(report.skipped)} skipped, cannot load here: {', '.join(s.file for s in report.skipped)}"
     env = environment()
     record = artifacts.manifest.check_set
     return Selection(
@@ -206,11 +216,13 @@ def select(
         seconds=time.perf_counter() - started,
         signature=_signature_note(artifacts),
         timing=TIMED_HERE if not timings else TIMED_BEFORE,
+        skipped=report.skipped,
     )
 
 
 def _measured(artifacts: Artifacts, report: ParityReport, settings: BenchSettings,
-              timings: Mapping[str, BenchResult], progress: Callable[[str], None]) -> list[Candidate]:
+              timings: Mapping[str, BenchResult], progress: Callable[[str], None],
+              backend: str | None = None) -> list[Candidate]:
     """Every verification result as a candidate, the verified ones with their p50 / p99: from
     ``timings`` where given, else timed here on the bytes verification checked."""
     verified = sum(r.passed for r in report.results)
@@ -220,7 +232,8 @@ def _measured(artifacts: Artifacts, report: ParityReport, settings: BenchSetting
         assert entry is not None  # verify compared only listed files
         p50 = p99 = None
         if result.passed:
-            timing = timings.get(result.file) or bench_model(artifacts.file(result.file), settings)
+            timing = timings.get(result.file) or bench_model(
+                artifacts.file(result.file), settings, backend=backend if entry.runtime == LITERT else None)
             p50, p99 = timing.p50_us, timing.p99_us
             progress(f"[{sum(c.verified for c in candidates) + 1}/{verified}] {result.format:<15} "
                      f"batch {settings.batch}, {settings.runs} runs: p50 {p50:,.1f} us, p99 {p99:,.1f} us"
@@ -323,5 +336,6 @@ def format_table(selection: Selection) -> str:
          "-" if c.p50_us is None else f"{c.p50_us:,.1f}", "-" if c.p99_us is None else f"{c.p99_us:,.1f}",
          f"{c.agreement_pct:.1f}%", f"{c.accuracy_drop_pp:+.2f} pp", "yes" if c.verified else "NO", c.reason)
         for c in selection.candidates
-    ]
+    ] + [("", s.format, s.file, "-", "-", "-", "-", "-", "SKIPPED", f"cannot load here: {s.reason}")
+         for s in selection.skipped]
     return "\n".join([text_table(rows[0], rows[1:], right={3, 4, 5, 6, 7}), machine_line(selection.cpu)])

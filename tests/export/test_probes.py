@@ -15,7 +15,8 @@ from cllnn_edge.preprocessing import fit_standardizer
 from export.pipeline.convert import ConvertJob, ConvertReport, convert
 from export.graph.reference import trained_reference
 from export.graph.stages import PROBE_OUTPUTS
-from runtime.artifacts.manifest import MANIFEST_NAME, ProbeRecord, sha256_file
+from runtime.artifacts.manifest import MANIFEST_NAME, ProbeRecord, load_manifest, sha256_file
+from runtime.loader import runtime_needs
 
 pytestmark = pytest.mark.slow  # converts three formats with their probes
 
@@ -136,3 +137,21 @@ def test_a_failed_probe_conversion_does_not_fail_the_format(
     assert entry.details.probe is not None and "tflite-fp32 probe:" in str(entry.details.probe.error)
     assert (tmp_path / "out" / entry.file).exists()
     assert not (tmp_path / "out" / "probes" / entry.file).exists()
+
+
+def test_each_record_says_what_it_needs_of_its_runtime(converted: tuple[Path, ConvertReport]) -> None:
+    """Convert fills each record's ``needs`` from the written file: its op versions (TFLite) or opsets
+    (ONNX), and the oldest runtime releases that load it (runtime.artifacts.compat), in manifest.json."""
+    root, report = converted
+    out = root / "artifacts"
+    written = {entry.file: entry for entry in load_manifest(out).artifacts}
+    for entry in report.manifest.artifacts:
+        needs = written[entry.file].needs
+        assert needs is not None and needs == entry.needs
+        assert needs == runtime_needs((out / entry.file).read_bytes(), entry.file)
+        if entry.runtime == "litert":
+            assert {"FULLY_CONNECTED", "CONV_2D"} <= set(needs.op_versions) and needs.op_types
+            assert needs.oldest["ai-edge-litert"] is not None and "ai-edge-litert" in needs.reasons
+        else:
+            assert needs.opsets["ai.onnx"] >= 13 and needs.ir_version is not None
+            assert needs.oldest["onnxruntime"] is not None

@@ -39,9 +39,11 @@ def test_backend_is_chosen_by_content(
 
 
 def test_a_backend_asked_for_must_suit_the_content(tiny: TinyModels) -> None:
-    with pytest.raises(ValueError, match="backend must be one of litert, onnxruntime, tflm or None, got 'tpu'"):
+    with pytest.raises(ValueError,
+                       match="backend must be one of litert, onnxruntime, tflm, tflite-runtime or None, got 'tpu'"):
         runtime.load(tiny.int8_tflite, backend="tpu")
-    with pytest.raises(runtime.ModelLoadError, match="a TFLite file runs on litert or tflm, not onnxruntime"):
+    with pytest.raises(runtime.ModelLoadError,
+                       match="a TFLite file runs on litert, tflite-runtime or tflm, not onnxruntime"):
         runtime.load(tiny.int8_tflite, backend="onnxruntime")
     with pytest.raises(runtime.ModelLoadError, match="not a TFLite flatbuffer, so it cannot run on tflm"):
         runtime.load(tiny.int8_onnx, backend="tflm")

@@ -208,7 +208,7 @@ except runtime.ModelLoadError as exc:
 @pytest.mark.parametrize(
     ("blocked", "works", "refused", "message"),
     [
-        ("ai_edge_litert", "fp32_onnx", "int8_tflite", "needs ai-edge-litert: pip install ai-edge-litert"),
+        ("ai_edge_litert", "fp32_onnx", "int8_tflite", "needs ai-edge-litert or tflite-runtime: pip install ai-edge-litert"),
         ("onnxruntime", "int8_tflite", "fp32_onnx", "onnxruntime is not installed"),
     ],
 )
