@@ -13,10 +13,10 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "code_shape.py"
 
-# Ceilings: the targets, and the function-level imports this tree has (9); lower them, never raise them.
+# Ceilings: the targets, and the function-level imports this tree has (8); lower them, never raise them.
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
-MAX_FUNCTION_LEVEL_IMPORTS = 9
+MAX_FUNCTION_LEVEL_IMPORTS = 8
 
 
 @pytest.fixture(scope="module")
