@@ -100,6 +100,11 @@ class RunLayout:
     def plots(self) -> Path:
         return self.root / "plots"
 
+    def device(self, name: str) -> Path:
+        """What ``cllnn-export target run`` brought back from the device ``name``: its probe, verify,
+        bench and selection JSON (``export.targets.remote_run.RESULT_FILES``)."""
+        return self.root / "devices" / name
+
     def stage_record(self, stage: str) -> Path:
         """Where a completed stage records the key of its inputs and the checksums of its outputs."""
         return self.root / ".stages" / f"{stage}.json"

@@ -17,6 +17,7 @@ from export.pipeline.plan import Overrides, Plan, resolve
 from export.cli.sign import add_commands as add_signing_commands
 from export.cli.bundle import add_bundle as add_target_bundle
 from export.cli.target import add_probe as add_target_probe
+from export.cli.target import add_run as add_target_run
 from export.pipeline.variants import BENCH_RUNS as SWEEP_RUNS
 from export.pipeline.variants import VARIANTS_HELP
 from runtime.deploy.boards import boards_help
@@ -227,13 +228,14 @@ def add_target(commands: Commands) -> None:
     adds its own subcommand to the group."""
     target = commands.add_parser(
         "target",
-        help="drive a device (ssh://, emulated:, local): probe it, bundle a run for it (an offline install)",
+        help="drive a device (ssh://, emulated:, local): probe it, bundle a run for it, run it there",
         description="Commands that reach a target device through its transport. Exit 0: done; 2: the "
         "target cannot be used (the message says why and what to do); 130: interrupted (the command on "
         "the device is ended too).",
     )
     targets = target.add_subparsers(dest="target_command", required=True, metavar="COMMAND")
     add_target_probe(targets)
+    add_target_run(targets)
     add_target_bundle(targets)
 
 

@@ -17,7 +17,8 @@ from typing import Any
 from export.errors import EXIT_OK, EXIT_USAGE, TargetError
 from export.targets.connect import open_device
 from export.targets.probe import probe
-from export.targets.spec import USAGE, parse_target
+from export.targets.remote_run import run_on_target
+from export.targets.spec import USAGE, parse_named_target, parse_target
 from runtime.atomic import write_json_atomic
 from runtime.outputs import check_output_file
 
@@ -38,6 +39,36 @@ def add_probe(targets: Any) -> None:
     command.add_argument("target", metavar="TARGET", help="local, ssh://[user@]host[:port] or emulated:CPU")
     command.add_argument("--json", type=Path, metavar="FILE", help="also write the facts as JSON")
     command.set_defaults(handler=run_probe)
+
+
+def add_run(targets: Any) -> None:
+    """``target run`` (``targets``: the ``target`` group's subparsers)."""
+    command = targets.add_parser(
+        "run",
+        help="verify, time and choose a run's files on a device, and bring its results back",
+        description=(
+            "Probe the device, make the offline bundle for its platform and Python (cached), send what it "
+            "does not hold, install it there, then run cllnn-bench verify, cllnn-bench and cllnn-bench select "
+            "on the device (select not on an emulated one: its timings are not a board's) and place their "
+            f"JSON in RUN_DIR/devices/NAME/. {USAGE}. Exit 0: done (the verdicts are in the files); 2: the "
+            "target or the run directory cannot be used; 130: interrupted (the device's command ends too)."
+        ),
+    )
+    command.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a 'cllnn-export run' directory")
+    command.add_argument("target", metavar="TARGET", help="local, ssh://[user@]host[:port] or emulated:CPU")
+    command.add_argument("--name", metavar="NAME", help="devices/NAME (default: from the target, e.g. "
+                         "emulated-cortex-a76)")
+    command.set_defaults(handler=run_target)
+
+
+def run_target(args: argparse.Namespace) -> int:
+    spec = parse_target(args.target)
+    name = parse_named_target(f"{args.name}={args.target}")[0] if args.name else spec.default_name
+    done = run_on_target(args.run_dir, spec, name, progress=lambda line: print(line, flush=True))
+    chosen = done.selection.chosen.file if done.selection is not None and done.selection.chosen else None
+    print(f"{done.directory}: verify {'PASSED' if done.verify else 'FAILED'}; "
+          + (f"chosen there: {chosen}" if chosen else "no choice (emulated)" if done.emulated else "nothing chosen"))
+    return EXIT_OK
 
 
 def run_probe(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ never imported), ``emulated`` (an arm64 Python under qemu-user, its root made on
 ``connect`` (the device a TARGET names: the one place that knows every transport), ``probe`` (what a
 device has: ``runtime/probe.py`` sent and run there, its answer validated), ``wheels`` and ``bundle``
 (an offline install of a run for a device's platform; ``install`` is the standard-library installer
-the bundle carries, run on the device).
+the bundle carries, run on the device), ``remote_run`` (``cllnn-export target run``: bundle, send,
+install, then the device's own verify, bench and select, results brought back into ``devices/NAME``).
 
 May import: ``export.errors``, ``export.layout``, ``runtime``; the pipeline and the CLI drive it.
 """

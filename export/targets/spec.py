@@ -37,6 +37,14 @@ class TargetSpec:
     cpu: str | None = None
 
     @property
+    def default_name(self) -> str:
+        """The ``devices/NAME`` a run on this target gets when none is given: ``local``,
+        ``emulated-cortex-a76``, or the ssh host with what a plain word cannot hold as ``-``."""
+        if self.kind == SSH:
+            return re.sub(r"[^A-Za-z0-9_-]", "-", str(self.host)).strip("-")[:40] or SSH
+        return self.kind if self.cpu is None else f"{self.kind}-{self.cpu}"
+
+    @property
     def emulated(self) -> bool:
         """Timings from it say nothing about a real board: never chosen by."""
         return self.kind == EMULATED

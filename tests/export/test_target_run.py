@@ -1,0 +1,67 @@
+"""cllnn-export target run on the local target: the a8fda90 run's files bundled, sent, installed in an
+environment of their own, verified, timed and chosen there through the device's own cllnn-bench, and
+the results brought back into devices/NAME/; a re-run sends nothing; a hostile answer is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+import export.targets.remote_run as remote_run
+from export.cli.main import main
+from export.errors import TargetError
+from export.targets.local import LocalDevice
+from export.targets.remote_run import RESULT_FILES, run_on_target
+from export.targets.spec import parse_target
+from runtime.checks.verify import verify
+from runtime.deploy.choose import SELECTION_NAME
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "run_a8fda90"
+pytestmark = pytest.mark.slow  # a bundle installed into a fresh environment (~30 s; its wheels downloaded once)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("target") / "run"
+    shutil.copytree(FIXTURE, run)
+    return run
+
+
+def test_a_local_target_run_brings_back_the_device_verdicts_timings_and_choice(
+        run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["target", "run", str(run_dir), "local", "--name", "box"]) == 0
+    out = capsys.readouterr().out
+    device = run_dir / "devices" / "box"
+    assert sorted(p.name for p in device.iterdir()) == sorted(RESULT_FILES)
+    there = json.loads((device / "verify.json").read_text())
+    here = verify(run_dir / "artifacts")
+    assert {r["file"]: r["passed"] for r in there["results"]} == {r.file: r.passed for r in here.results}
+    timed = {Path(r["model"]).name for r in json.loads((device / "bench.json").read_text())["results"]}
+    assert timed == {r.file for r in here.results}
+    chosen = json.loads((device / SELECTION_NAME).read_text())["chosen"]  # the chosen file's name
+    assert chosen in {r.file for r in here.results if r.passed}
+    assert f"chosen there: {chosen}" in out
+    assert json.loads((device / "target.json").read_text())["emulated"] is False
+
+
+def test_a_second_run_sends_nothing_and_replaces_the_results_whole(run_dir: Path) -> None:
+    again = run_on_target(run_dir, parse_target("local"), "box")
+    assert again.sent == 0 and again.selection is not None
+    assert not [p for p in (run_dir / "devices").iterdir() if p.name.startswith(".")]  # no staging left
+
+
+class _HostileDevice(LocalDevice):
+    """A device whose cllnn-bench answers are not what it should send back."""
+
+    def get(self, remote: PurePosixPath, local: Path, *, max_bytes: int) -> None:
+        local.write_text('["not", "a", "report"]')
+
+
+def test_a_malformed_answer_is_refused_and_leaves_no_results(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote_run, "open_device", lambda spec: _HostileDevice(spec, run_dir.parent / "hostile"))
+    with pytest.raises(TargetError, match="verify's verify.json is not a JSON object"):
+        run_on_target(run_dir, parse_target("local"), "evil")
+    assert not (run_dir / "devices" / "evil").exists()
