@@ -65,6 +65,13 @@ _UNARY = """ABS CAST DEQUANTIZE ELU EXP FLOOR GELU HARD_SWISH L2_NORMALIZATION L
 _BINARY = """ADD SUB MUL DIV BATCH_MATMUL MAXIMUM MINIMUM POW SQUARED_DIFFERENCE TRANSPOSE GATHER SPLIT MEAN
     SUM REDUCE_MAX REDUCE_MIN REDUCE_PROD EXPAND_DIMS PRELU RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR
     FLOOR_DIV FLOOR_MOD LESS GREATER EQUAL NOT_EQUAL LESS_EQUAL GREATER_EQUAL TILE BROADCAST_TO"""
+# Element-wise ops: a unary one's output has its input's shape, a binary one's the broadcast of its two
+# inputs. XNNPACK takes the shapes the file records; a DEQUANTIZE of a scalar whose output claims
+# 1,441,792 elements (one flipped bit) segfaulted it in ``allocate_tensors``.
+_SAME_SHAPE = frozenset("""ABS CAST DEQUANTIZE ELU EXP FLOOR GELU HARD_SWISH L2_NORMALIZATION LOG LOGISTIC
+    LOG_SOFTMAX NEG QUANTIZE RELU RELU6 RELU_N1_TO_1 RSQRT SIN SOFTMAX SQRT SQUARE TANH""".split())
+_BROADCAST = frozenset("""ADD SUB MUL DIV MAXIMUM MINIMUM POW SQUARED_DIFFERENCE FLOOR_DIV FLOOR_MOD LESS
+    GREATER EQUAL NOT_EQUAL LESS_EQUAL GREATER_EQUAL""".split())
 _INPUT_COUNTS: dict[str, tuple[int, int]] = {
     **dict.fromkeys(_UNARY.split(), (1, 1)),
     **dict.fromkeys(_BINARY.split(), (2, 2)),
@@ -178,6 +185,7 @@ def check_interpreter(interpreter: Any, name: str) -> None:
     for op in ops:
         if op["op_name"] == "RESHAPE":
             _check_reshape(op, details, name)
+        _check_elementwise(op, details, name)
 
 
 def _check_op(op: dict[str, Any], written: set[int], name: str) -> None:
@@ -211,6 +219,26 @@ def _check_reshape(op: dict[str, Any], details: dict[int, dict[str, Any]], name:
             f"{name}: op {op['index']} (RESHAPE): a shape operand of {entries} entries for a rank-{rank} "
             f"output; file is corrupt"
         )
+
+
+def _check_elementwise(op: dict[str, Any], details: dict[int, dict[str, Any]], name: str) -> None:
+    """An element-wise op's output shape is its input's (unary) or their broadcast (binary). Tensors
+    with a dynamic dimension (-1 in the signature) are left to the kernels, which resize them."""
+    kind = str(op["op_name"])
+    if kind not in _SAME_SHAPE and kind not in _BROADCAST:
+        return
+    tensors = [details[int(i)] for i in (*op["inputs"], *op["outputs"]) if int(i) >= 0]
+    if any(-1 in [int(d) for d in t["shape_signature"]] for t in tensors):
+        return
+    shapes = [tuple(int(d) for d in t["shape"]) for t in tensors]
+    *inputs, output = shapes
+    try:
+        expected = inputs[0] if kind in _SAME_SHAPE else tuple(np.broadcast_shapes(*inputs))
+    except ValueError:
+        expected = None
+    if expected != output:
+        raise ModelLoadError(f"{name}: op {op['index']} ({kind}): inputs of shapes {inputs} cannot give an "
+                             f"output of shape {list(output)}; file is corrupt")
 
 
 def _check_int8_consistency(details: list[dict[str, Any]], name: str) -> None:

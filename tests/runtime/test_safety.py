@@ -130,6 +130,18 @@ def _negative_scale(model: Any) -> None:
     graph.tensors[graph.outputs[0]].quantization.scale = [-0.5]
 
 
+def _elementwise_output_shape(model: Any) -> None:
+    """A fully static SOFTMAX whose output claims 1,441,792 elements (as a DEQUANTIZE's did after one
+    flipped bit in the fuzz corpus: XNNPACK segfaulted in allocate_tensors)."""
+    graph = model.subgraphs[0]
+    softmax = next(i for i, code in enumerate(model.operatorCodes) if code.builtinCode == 25)
+    op = next(op for op in graph.operators if op.opcodeIndex == softmax)
+    for index in (*op.inputs, *op.outputs):
+        graph.tensors[index].shapeSignature = None
+    graph.tensors[op.inputs[0]].shape = np.array([1, 10], np.int32)
+    graph.tensors[op.outputs[0]].shape = np.array([1441792], np.int32)
+
+
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
@@ -143,6 +155,7 @@ def _negative_scale(model: Any) -> None:
         (_unquantized_weights, "has no quantization parameters while the model's other int8 tensors do"),
         (_reshape_rank, "(RESHAPE): a shape operand of 2 entries for a rank-3 output"),
         (_softmax_to_batch_matmul, "(BATCH_MATMUL): expected 2..2 inputs, got 1"),
+        (_elementwise_output_shape, "(SOFTMAX): inputs of shapes [(1, 10)] cannot give an output of shape [1441792]"),
     ],
     ids=[
         "zero-point",
@@ -155,6 +168,7 @@ def _negative_scale(model: Any) -> None:
         "unquantized-weights",
         "reshape-rank",
         "op-code",
+        "elementwise-shape",
     ],
 )
 def test_semantically_corrupt_tflite(
