@@ -161,6 +161,9 @@ def add_run(commands: Commands) -> None:
     run.add_argument("--force", action="store_true", help="redo every stage")
     run.add_argument("--sweep", action="store_true",
                      help="after convert, run the precision sweep (as 'sweep', default variants) into DIR/sweep/")
+    run.add_argument("--target", action="append", default=[], metavar="NAME=TARGET",
+                     help="also verify, time and choose the files on this device, as 'target run' does, into "
+                          "DIR/devices/NAME/ (repeatable; TARGET: local, ssh://[user@]host[:port] or emulated:CPU)")
     _budget(run)
     _strategy(run)
     run.set_defaults(handler="run_run", plan=plan_run)
@@ -169,7 +172,7 @@ def add_run(commands: Commands) -> None:
 def plan_run(args: argparse.Namespace) -> Plan:
     overrides = Overrides(epochs=args.epochs, formats=args.formats, recipe=args.recipe, **_budget_of(args))
     return resolve("run", config_file=args.config, overrides=overrides, data=args.data, out=args.out,
-                   strategy=args.strategy)
+                   strategy=args.strategy, targets=tuple(args.target))
 
 
 def add_sweep(commands: Commands) -> None:

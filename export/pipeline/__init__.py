@@ -2,8 +2,8 @@
 output directory, checked once before any work): ``convert`` (model.keras -> checked files +
 manifest; ``graphs``: the unrolled graph variants it converts from), ``sweep`` (many precision
 variants; ``variants``: what a sweep is asked, readable without TensorFlow) and ``run`` (data -> train
--> convert -> parity -> bench -> select -> report, resumable). Every path of a run directory is
+-> convert -> parity -> bench -> select -> devices -> report, resumable). Every path of a run directory is
 ``export.layout``.
 
-May import: ``export.graph``, ``export.formats``, ``export.checks``, ``export.report``, ``cllnn_edge``, ``runtime``.
+May import: ``export.graph``, ``export.formats``, ``export.checks``, ``export.report``, ``export.targets``, ``cllnn_edge``, ``runtime``.
 """

@@ -4,7 +4,8 @@
 (``Overrides``), and resolves everything the work below needs: the formats as registry entries (a
 sweep's variants, ``export.pipeline.variants``), the recipe, the microcontroller budget, the
 ``tf.distribute`` strategy (``cllnn_edge.distribute.plan``), the output directory and, for ``run``,
-its layout (``export.layout.RunLayout``). Every check that needs no data or model happens here, so a
+its layout (``export.layout.RunLayout``) and the devices it also runs on (``--target NAME=TARGET``,
+parsed, not contacted). Every check that needs no data or model happens here, so a
 bad format, recipe, board, strategy or output path fails before any work and creates nothing. The
 ``Plan`` is frozen and handed down: nothing below it reads ``argparse`` arguments, parses a format
 name or a recipe, or checks the output directory again.
@@ -23,11 +24,13 @@ from pathlib import Path
 from cllnn_edge import distribute
 from cllnn_edge.config import Config, check_fits_in_memory
 from cllnn_edge.errors import ConfigError
+from export.errors import TargetError
 from export.formats.mcu import memory_budget
 from export.formats.precision import Recipe
 from export.formats.registry import Format, parse_formats
 from export.layout import RunLayout
 from export.pipeline.variants import parse_variants
+from export.targets.spec import TargetSpec, parse_named_target
 from runtime.deploy.boards import MemoryBudget, budget_for
 from runtime.outputs import check_output_dir, check_output_file
 
@@ -64,6 +67,7 @@ class Plan:
     out: Path | None = None  # checked: a writable directory, or one that can be created
     data: str | None = None  # the data source as given (None: the command's default)
     config_file: Path | None = None  # where ``config`` came from, for reproduce commands
+    targets: tuple[tuple[str, TargetSpec], ...] = ()  # ``run --target``: (devices/NAME, its target), in order
 
     @property
     def layout(self) -> RunLayout:
@@ -99,11 +103,13 @@ def resolve(
     out: Path | None = None,
     report_files: Mapping[str, Path | None] | None = None,
     strategy: str | None = None,
+    targets: tuple[str, ...] = (),
 ) -> Plan:
     """The plan of ``command``: ``config`` (else the TOML ``config_file``, else the defaults) with
     ``overrides`` applied, everything checked. ``out``: the output directory (checked, not created);
     ``report_files``: flag -> a report file it writes (``--json``: checked); ``strategy``: a
-    ``cllnn_edge.distribute`` name, for a command that trains. Raises the toolkit's errors (exit 2)."""
+    ``cllnn_edge.distribute`` name, for a command that trains; ``targets``: ``NAME=TARGET`` each (names
+    unique). Raises the toolkit's errors (exit 2)."""
     how = distribute.plan(strategy) if strategy is not None else None  # a bad TF_CONFIG fails first
     cfg = config if config is not None else Config.from_toml(config_file) if config_file else Config()
     cfg, chosen, recipe = _with_overrides(cfg, overrides)
@@ -119,7 +125,18 @@ def resolve(
     if command in TRAINING_COMMANDS:
         check_fits_in_memory(cfg.model)
     return Plan(command=command, config=cfg, formats=formats, recipe=recipe, budget=budget, strategy=how,
-                out=out, data=data, config_file=config_file)
+                out=out, data=data, config_file=config_file, targets=_named_targets(targets))
+
+
+def _named_targets(texts: tuple[str, ...]) -> tuple[tuple[str, TargetSpec], ...]:
+    """Each ``NAME=TARGET`` parsed; two targets may not share a ``devices/NAME``."""
+    named = tuple(parse_named_target(text) for text in texts)
+    names = [name for name, _ in named]
+    for name in names:
+        if names.count(name) > 1:
+            raise TargetError(f"--target: the name {name!r} is given {names.count(name)} times; each device "
+                              f"needs its own (it becomes devices/{name}/)")
+    return named
 
 
 def _with_overrides(cfg: Config, flags: Overrides) -> tuple[Config, tuple[Format, ...], Recipe]:

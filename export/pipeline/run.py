@@ -1,10 +1,15 @@
-"""``cllnn-export run``: data -> train -> convert -> parity -> benchmark -> select -> report, resumable.
+"""``cllnn-export run``: data -> train -> convert -> parity -> benchmark -> select -> [devices] -> report,
+resumable.
 
 ``select`` is a device's ``cllnn-bench select`` on the machine the run runs on:
 every file verified against the check set under the run's tolerance table,
 timed at batch 1 on one thread, and the fastest (p50) within the budget, which
 is the parity gate's alone (no size or latency limits), written to ``deploy/``.
-The report opens with that choice.
+The report opens with that choice. With ``--target NAME=TARGET`` (``Plan.targets``), one more stage
+per device after those: ``cllnn-export target run`` there (``export.targets.remote_run``: the
+device's own verify, bench and select), into ``devices/NAME/``. A device that fails does not stop
+the others or the report (it shows the devices that answered); the run then ends with that
+device's error.
 
 Each stage writes under one output directory and records a key: a hash of
 everything its result depends on (its config sections, the data, the library
@@ -21,7 +26,8 @@ is written atomically, so a failing stage leaves the earlier ones intact.
 
 The run takes a resolved plan (``export.pipeline.plan``: config, formats, output layout, strategy,
 all checked before any work). The layout of its directory is ``export.layout.RunLayout``. The stages
-are listed in one place (``_stages``), each a function of the shared ``Work``: the data is loaded once
+are listed in one place (``_stages``; how one is keyed, skipped, run and recorded is
+``export.pipeline.stages``), each a function of the shared ``Work``: the data is loaded once
 and the trained model's reference outputs computed once per image set, for every stage. A stage that
 fails keeps the error's meaning (``export.errors.exit_code_of``): bad input stays what it is (exit 2),
 a failed step becomes a ``StageError`` (exit 1).
@@ -37,14 +43,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import shlex
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from cllnn_edge.config import Config
@@ -56,17 +59,18 @@ from cllnn_edge.sources import data_for, with_images_of
 from cllnn_edge.train import train
 from cllnn_edge.versions import library_versions
 from export.checks.parity import run_parity
-from export.errors import EXIT_USAGE, StageError, exit_code_of
+from export.errors import StageError
 from export.graph.reference import KerasRunner, trained_reference
 from export.layout import RunLayout
 from export.pipeline.convert import ConvertJob, Opened, convert
 from export.pipeline.plan import Plan
+from export.pipeline.stages import RunState, Stage, run_stage, stage_key
 from export.pipeline.sweep import sweep as sweep_variants
 from export.pipeline.variants import BENCH_RUNS as SWEEP_RUNS
 from export.report.build import write_report
-from runtime.artifacts.manifest import sha256_file
+from export.targets.remote_run import run_on_target
+from export.targets.spec import TargetSpec
 from runtime.artifacts.opened import Artifacts
-from runtime.atomic import write_json_atomic
 from runtime.bench.latency import BenchReport, BenchSettings, bench_model
 from runtime.deploy.choose import Budget, select
 from runtime.deploy.directory import write_deploy
@@ -110,41 +114,6 @@ class Work:
         return self.artifacts
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One step of the run: what it depends on, what it writes, how to do it."""
-
-    name: str
-    key: str  # hash of everything its result depends on
-    outputs: tuple[Path, ...]  # files or directories, present when it completed; every file in them checksummed
-    action: Callable[[Work], str]  # does the work; returns a one-line summary
-    reads: str | None = None  # the stage whose outputs it reads: it runs again when that one ran
-
-
-@dataclass
-class RunState:
-    """What the run did: per stage, whether it ran or was reused, its key and duration."""
-
-    layout: RunLayout
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def out(self) -> Path:
-        return self.layout.root
-
-    def record(self, name: str, key: str, ran: bool, seconds: float) -> None:
-        self.stages[name] = {"key": key, "ran": ran, "seconds": round(seconds, 2)}
-
-    def ran(self, name: str | None) -> bool:
-        return name is not None and self.stages[name]["ran"]
-
-
-def stage_key(name: str, *parts: Any) -> str:
-    """A stable hash of a stage's inputs (JSON of the parts, keys sorted)."""
-    payload = json.dumps([name, *parts], sort_keys=True, default=str).encode()
-    return hashlib.sha256(payload).hexdigest()[:16]
-
-
 def run_pipeline(plan: Plan, *, force: bool = False, sweep: bool = False,
                  progress: Progress = lambda line: None) -> RunState:
     """Run every stage of ``plan`` (a ``run`` plan: its ``out`` holds the run) that is not already done
@@ -160,11 +129,16 @@ def run_pipeline(plan: Plan, *, force: bool = False, sweep: bool = False,
     progress(f"data: {source}: train {data_summary['train']}, val {data_summary['val']}, "
              f"test {data_summary['test']} (fingerprint {data_summary['fingerprint'][:12]})")
     work = Work(plan, data_set, with_images_of(data_set, cfg), progress)
-    for stage in _stages(cfg, layout, data_summary["fingerprint"], sweep=sweep):
-        _run_stage(stage, work, state, force)
+    stages = _stages(cfg, layout, data_summary["fingerprint"], sweep=sweep)
+    for stage in stages:
+        run_stage(stage, work, state, force, work.progress)
+    convert_key = next(stage.key for stage in stages if stage.name == "convert")
+    failed = _run_devices(_device_stages(plan, convert_key), work, state, force)
     started = time.perf_counter()
     write_report(layout, state.stages, data_summary, manifest=work.opened().manifest)
     progress(f"report: done in {time.perf_counter() - started:.1f} s: {layout.report_html}")
+    if failed:
+        raise failed[0]
     return state
 
 
@@ -192,68 +166,29 @@ def _stages(cfg: Config, layout: RunLayout, fingerprint: str, *, sweep: bool) ->
     return tuple(stages)
 
 
-def _run_stage(stage: Stage, work: Work, state: RunState, force: bool) -> None:
-    progress = work.progress
-    record_file = state.layout.stage_record(stage.name)
-    record = _read_record(record_file)
-    done = record is not None and record.get("key") == stage.key
-    if done and not force and not state.ran(stage.reads) and all(p.exists() for p in stage.outputs):
-        changed = _changed_output(state.layout.root, record["files"])
-        if changed is None:
-            progress(f"{stage.name}: reused (inputs unchanged, key {stage.key}; "
-                     f"{len(record['files'])} files match their checksums)")
-            state.record(stage.name, stage.key, False, 0.0)
-            return
-        progress(f"{stage.name}: {changed}; running again")
-    record_file.unlink(missing_ok=True)
-    progress(f"{stage.name}: running")
-    started = time.perf_counter()
-    try:
-        summary = stage.action(work)
-    except CllnnError as exc:
-        if isinstance(exc, StageError) or exit_code_of(exc) == EXIT_USAGE:  # bad input: the caller's to fix
-            raise
-        raise StageError(
-            f"stage {stage.name!r} failed: {exc} (earlier stages are kept in {state.out})"
-        ) from exc
-    files = _checksums(state.layout.root, stage.outputs)
-    write_json_atomic(record_file, {"stage": stage.name, "key": stage.key, "files": files})
-    seconds = time.perf_counter() - started
-    state.record(stage.name, stage.key, True, seconds)
-    progress(f"{stage.name}: done in {seconds:.1f} s: {summary}")
+def _device_stages(plan: Plan, convert_key: str) -> tuple[Stage, ...]:
+    """One stage per ``--target``: its key holds what the device checks the files against (the files,
+    the tolerances) and the target; what the device itself is (probed when the stage runs) does not
+    enter it, so after a change on the device, ``force`` runs it again."""
+    tolerances = plan.config.to_dict()["tolerances"]
+    return tuple(Stage(f"device-{name}", stage_key("device", convert_key, tolerances, spec.text),
+                       (plan.layout.device(name),), functools.partial(_device, name, spec), reads="convert")
+                 for name, spec in plan.targets)
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
-    """A stage's record, or None when absent or not one this module wrote (the stage then runs)."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
-        return None
-    return record
-
-
-def _checksums(root: Path, outputs: tuple[Path, ...]) -> dict[str, str]:
-    """SHA-256 of every file a stage wrote (directories walked), keyed by its path under ``root``."""
-    files: set[Path] = set()
-    for output in outputs:
-        if output.is_dir():
-            files.update(p for p in output.rglob("*") if p.is_file())
-        elif output.is_file():
-            files.add(output)
-    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(files)}
-
-
-def _changed_output(root: Path, recorded: dict[str, str]) -> str | None:
-    """Why a stage's outputs are not what it wrote (the first file that differs), or None."""
-    for name, digest in sorted(recorded.items()):
-        path = root / name
-        if not path.is_file():
-            return f"{name} is missing since it was written"
-        if sha256_file(path) != digest:
-            return f"{name} changed since it was written (checksum)"
-    return None
+def _run_devices(stages: tuple[Stage, ...], work: Work, state: RunState, force: bool) -> list[CllnnError]:
+    """Each device's stage in turn; one that fails is said, its earlier results are removed (they may
+    be of other files: the report must not show them as this run's), and the next one still runs."""
+    failed: list[CllnnError] = []
+    for stage in stages:
+        try:
+            run_stage(stage, work, state, force, work.progress)
+        except CllnnError as exc:
+            for output in stage.outputs:
+                shutil.rmtree(output, ignore_errors=True)
+            work.progress(f"{stage.name}: failed: {exc}")
+            failed.append(exc)
+    return failed
 
 
 def _train(work: Work) -> str:
@@ -307,6 +242,17 @@ def _bench(work: Work) -> str:
     BenchReport.measured_here(settings, results).save_json(layout.bench)
     best = min((r for r in results if r.batch == 1), key=lambda r: r.p50_us)
     return f"fastest at batch 1: {best.export_format} p50 {best.p50_us:,.0f} us"
+
+
+def _device(name: str, spec: TargetSpec, work: Work) -> str:
+    done = run_on_target(work.layout.root, spec, name, progress=work.progress)
+    verify = f"verify {'passed' if done.verify else 'FAILED'} ({len(done.verify.results)} files"
+    verify += f", {len(done.verify.skipped)} skipped)" if done.verify.skipped else ")"
+    if done.selection is None:
+        return f"{spec.text}: {verify}; no choice (emulated timings are not a board's)"
+    chosen = done.selection.chosen
+    return f"{spec.text}: {verify}; " + (f"chosen there: {chosen.file}, p50 {chosen.p50_us:,.0f} us" if chosen
+                                          else f"nothing chosen: {done.selection.verdict}")
 
 
 def _sweep(work: Work) -> str:

@@ -20,7 +20,7 @@ import export.pipeline.plan
 from cllnn_edge.config import Config
 from cllnn_edge.errors import ConfigError
 from export.cli.main import EXIT_USAGE, main
-from export.errors import ExportError
+from export.errors import ExportError, TargetError
 from export.formats.precision import Recipe
 from export.formats.registry import FORMATS, parse_formats
 from export.pipeline.plan import Overrides, Plan, resolve
@@ -28,6 +28,12 @@ from runtime.deploy.boards import BOARDS
 from runtime.outputs import OutputPathError
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_run_plan_holds_its_targets_parsed_in_the_order_given() -> None:
+    plan = resolve("run", targets=("a76=emulated:cortex-a76", "box=ssh://me@127.0.0.1:2222"))
+    assert [(name, spec.kind, spec.text) for name, spec in plan.targets] == [
+        ("a76", "emulated", "emulated:cortex-a76"), ("box", "ssh", "ssh://me@127.0.0.1:2222")]
 
 
 def test_a_plan_resolves_formats_recipe_budget_and_tolerances_once(tmp_path: Path) -> None:
@@ -76,6 +82,10 @@ def test_a_sweep_plans_its_variants_as_its_formats() -> None:
         ("run", {"out": Path("/proc/cllnn-plan")}, OutputPathError, "/proc is not writable"),
         ("parity", {"report_files": {"--json": Path("/no/such/dir/p.json")}}, OutputPathError,
          "--json /no/such/dir/p.json"),
+        ("run", {"targets": ("pi=ssh://pi@board", "pi=emulated:cortex-a76")}, TargetError,
+         "the name 'pi' is given 2 times"),
+        ("run", {"targets": ("pi=emulated:cortex-a9",)}, TargetError, "unknown emulated CPU 'cortex-a9'"),
+        ("run", {"targets": ("../up=local",)}, TargetError, "--target takes NAME=TARGET with NAME a plain word"),
     ],
 )
 def test_a_bad_input_fails_when_the_plan_is_made(command: str, kwargs: dict, error: type, message: str) -> None:
@@ -165,6 +175,7 @@ print("exit", code, "loaded:", sorted(m for m in ("tensorflow", "keras", "export
         (["sweep", "m.keras", "--out", "{tmp}/o", "--variants", "onnx-mixed"], "onnx-mixed needs a recipe"),
         (["train", "--out", "/proc/cllnn-o"], "--out /proc/cllnn-o cannot be written"),
         (["run", "--out", "{tmp}/o", "--strategy", "gpu"], "strategy must be one of"),
+        (["run", "--out", "{tmp}/o", "--target", "pi"], "--target takes NAME=TARGET"),
     ],
 )
 def test_a_bad_input_exits_2_before_the_commands_or_tensorflow_load(tmp_path: Path, argv: list[str],

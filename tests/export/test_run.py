@@ -265,3 +265,33 @@ def test_a_manifest_spoiled_between_runs_is_written_again(
     assert code == 0, out
     assert "convert: artifacts/manifest.json changed since it was written (checksum); running again" in out
     assert json.loads(layout.manifest.read_text())["artifacts"][1]["ops"] != []
+
+
+def test_run_with_targets_runs_each_device_after_select_and_one_that_fails_stops_neither_the_others_nor_the_report(
+    counted_run, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --target``: each device is one more stage after select (the host's stages reused); a device
+    that cannot be reached is said, has no results, and makes the run exit 2 after the report; the one
+    that answered has its verdicts in devices/NAME/ and is reused by a run that asks for it again."""
+    from export.cli.main import main
+
+    root = shutil.copytree(counted_run.state.layout.root, tmp_path / "run")
+    layout = RunLayout(root)
+    config = tmp_path / "tiny.toml"
+    config.write_text(_toml(TINY))
+    args = ["run", "--config", str(config), "--out", str(root)]
+    code = main([*args, "--target", "gone=ssh://nobody@127.0.0.1:1", "--target", "box=local"])
+    out = capsys.readouterr().out
+    assert code == 2, out
+    assert "device-gone: failed: target ssh://nobody@127.0.0.1:1: unreachable" in out, out
+    assert not layout.device("gone").exists()
+    verdicts = json.loads((layout.device("box") / "verify.json").read_text())
+    assert {r["file"] for r in verdicts["results"]} == {e.file for e in load_manifest(layout.manifest).artifacts}
+    chosen = Selection.load_json(layout.device("box") / SELECTION_NAME).chosen
+    assert "device-box: done in" in out and f"chosen there: {chosen.file}" in out
+    for stage in ("train", "convert", "parity", "bench", "select"):
+        assert f"{stage}: reused" in out, stage
+    assert layout.report_html.stat().st_mtime > layout.device("box").stat().st_mtime  # written after the devices
+
+    assert main([*args, "--target", "box=local"]) == 0
+    assert "device-box: reused" in capsys.readouterr().out
