@@ -86,21 +86,28 @@ def _skipped(report: ParityReport) -> list[dict[str, str]]:
     return [{"file": s.file, "format": s.format, "reason": s.reason, "by": s.by} for s in report.skipped]
 
 
-def table_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
-    """The side-by-side table: one row per entry, this machine's first."""
+def table_rows(entries: list[dict[str, Any]], *, html_cells: bool = False) -> list[list[str]]:
+    """The side-by-side table: one row per entry, this machine's first; ``html_cells``: every cell
+    escaped, and the files that could not load one to a line."""
     rows = []
     for entry in entries:
         if entry["error"] is not None:
-            rows.append([entry["name"], UNREADABLE, *["-"] * (len(HEADER) - 2)])
-            continue
-        name = f"{entry['name']} (emulated)" if entry["emulated"] else entry["name"]
-        chosen = EMULATED_CHOICE if entry["emulated"] else entry["chosen"] or f"none: {entry['choice']}"
-        p50 = "-" if entry["chosen_p50_us"] is None else f"{entry['chosen_p50_us']:,.0f}"
-        parity = f"{entry['parity']['passed']} / {entry['parity']['verified']} ({entry['gate']})"
-        skipped = "; ".join(f"{s['file']}: {s['reason']}" for s in entry["skipped"]) or "none"
-        rows.append([name, entry["target"], entry["cpu_class"], _versions(entry["runtimes"]), chosen, p50, parity,
-                     skipped])
-    return rows
+            rows.append([entry["name"], UNREADABLE, *["-"] * (len(HEADER) - 3), ["-"]])
+        else:
+            rows.append(_row(entry))
+    if not html_cells:
+        return [[*row[:-1], "; ".join(row[-1])] for row in rows]
+    return [[*map(_e, row[:-1]), "<br>".join(map(_e, row[-1]))] for row in rows]
+
+
+def _row(entry: dict[str, Any]) -> list[Any]:
+    """A readable entry's cells, the files that could not load there as a list (the last cell)."""
+    name = f"{entry['name']} (emulated)" if entry["emulated"] else entry["name"]
+    chosen = EMULATED_CHOICE if entry["emulated"] else entry["chosen"] or f"none: {entry['choice']}"
+    p50 = "-" if entry["chosen_p50_us"] is None else f"{entry['chosen_p50_us']:,.0f}"
+    parity = f"{entry['parity']['passed']} / {entry['parity']['verified']} ({entry['gate']})"
+    skipped = [f"{s['file']}: {s['reason']}" for s in entry["skipped"]] or ["none"]
+    return [name, entry["target"], entry["cpu_class"], _versions(entry["runtimes"]), chosen, p50, parity, skipped]
 
 
 def _versions(versions: dict[str, str]) -> str:
@@ -142,10 +149,12 @@ def _lines(entry: dict[str, Any]) -> list[str]:
     parity = entry["parity"]
     lines.append(f"Verify there: {parity['passed']} of {parity['verified']} files pass against the outputs stored "
                  f"at export.")
-    skipped = entry["skipped"]
-    lines.append("Could not load there: " + "; ".join(f"{s['file']} ({s['format']}): {s['reason']}" for s in skipped)
-                 + "." if skipped else "Every file of the run loaded there.")
+    lines.append("Could not load there:" if entry["skipped"] else "Every file of the run loaded there.")
     return lines
+
+
+def _could_not_load(entry: dict[str, Any]) -> list[str]:
+    return [f"{s['file']} ({s['format']}): {s['reason']}" for s in entry.get("skipped", ())]
 
 
 def _title(entry: dict[str, Any]) -> str:
@@ -162,6 +171,7 @@ def devices_markdown(entries: list[dict[str, Any]]) -> list[str]:
     for entry in entries[1:]:
         lines += ["", f"### {_title(entry)}", ""]
         lines += [part for line in _lines(entry) for part in (line, "")][:-1]
+        lines += [f"- {item}" for item in _could_not_load(entry)]
         if entry["error"] is None and entry["files"]:
             lines += ["", markdown_table(_file_header(entry), _file_rows(entry))]
     return lines
@@ -175,10 +185,12 @@ def devices_html(entries: list[dict[str, Any]]) -> list[str]:
     parts = ["<h2 id='devices'>Devices</h2>",
              "<p>This machine first, then each device the run's files were verified, timed and chosen on "
              "(cllnn-export target run), with that device's own cllnn-bench.</p>",
-             html_table(HEADER, table_rows(entries))]
+             html_table(HEADER, table_rows(entries, html_cells=True), escape=False)]
     for entry in entries[1:]:
         parts.append(f"<h3>{_e(_title(entry))}</h3>")
         parts += [f"<p{' class=note' if line == EMULATED_NOTE else ''}>{_e(line)}</p>" for line in _lines(entry)]
+        if _could_not_load(entry):
+            parts.append("<ul>" + "".join(f"<li>{_e(item)}</li>" for item in _could_not_load(entry)) + "</ul>")
         if entry["error"] is None and entry["files"]:
             parts.append(html_table(_file_header(entry), _file_rows(entry)))
     return parts

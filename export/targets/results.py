@@ -122,7 +122,8 @@ def read_device(directory: Path, manifest: Manifest, *, name: str | None = None)
         facts = parse_probe(raw[PROBE_JSON], record["target"])
     except TargetError as exc:
         raise TargetError(f"{directory / PROBE_JSON}: {exc}") from None
-    data = {kind: parse_result(raw[kind], kind, str(directory / kind)) for kind in raw if kind not in (RUN_JSON, PROBE_JSON)}
+    data = {kind: parse_result(raw[kind], kind, str(directory / kind))
+            for kind in raw if kind not in (RUN_JSON, PROBE_JSON)}
     verify = ParityReport.from_dict(data[VERIFY_JSON])
     bench = BenchReport.from_dict(data[BENCH_JSON])
     selection = Selection.from_dict(data[SELECTION_NAME]) if SELECTION_NAME in data else None
@@ -141,6 +142,8 @@ def read_device(directory: Path, manifest: Manifest, *, name: str | None = None)
 
 def _read_all(directory: Path) -> dict[str, bytes]:
     """Every result file's bytes; a missing one, a stray entry, a symlink or an oversized file refused."""
+    if directory.is_symlink():
+        raise TargetError(f"{directory}: a symlink, not a device's directory; refused")
     try:
         entries = sorted(os.listdir(directory))
     except OSError as exc:

@@ -9,6 +9,7 @@ one damaged in one way. tests/export/test_target_run.py checks the same on a rea
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import shutil
 import subprocess
@@ -107,6 +108,11 @@ def _symlink(directory: Path) -> None:
     (directory / "bench.json").symlink_to(directory.parent / "elsewhere.json")
 
 
+def _linked_directory(directory: Path) -> None:
+    directory.rename(directory.parent / "real")
+    directory.symlink_to(directory.parent / "real")
+
+
 def _huge(directory: Path) -> None:
     data = (directory / "verify.json").read_text()
     (directory / "verify.json").write_text(data[:-1] + " " * MAX_RESULT_BYTES + "}")
@@ -125,7 +131,8 @@ DAMAGES = {
                            ["selection.json: present", "target.json says emulated"]),
     "real but no choice": (lambda d: (d / "selection.json").unlink(), ["lacks selection.json"]),
     "name differs": (_edit("target.json", lambda d: d.update(name="other")), ["target.json: name: 'other'"]),
-    "emulated flag lies": (_edit("target.json", lambda d: d.update(emulated=True, timings="emulated: not a real board's")),
+    "emulated flag lies": (_edit("target.json", lambda d: d.update(emulated=True,
+                                                                   timings="emulated: not a real board's")),
                            ["target.json: emulated: True", "'local' is not an emulated one"]),
     "no such target": (_edit("target.json", lambda d: d.update(target="ftp://box")), ["target.json: target:"]),
     "probe of another target": (_edit("probe.json", lambda d: d.update(target="ssh://elsewhere")),
@@ -145,7 +152,8 @@ DAMAGES = {
                    ["selection.json: candidates[2].p50_us: expected a number or null, got a string 'fast'"]),
     "timed what verify did not load": (_edit("bench.json", lambda d: d["results"][0].update(model="/x/cllnn_x.tflite")),
                                        ["bench.json: results[0].model: cllnn_x.tflite is not one verify loaded"]),
-    "chose a failing file": (_edit("selection.json", _other_chosen), ["selection.json: chosen:", "did not pass verify"]),
+    "chose a failing file": (_edit("selection.json", _other_chosen),
+                             ["selection.json: chosen:", "did not pass verify"]),
     "another machine's timings": (_edit("bench.json", lambda d: d["machine"].update(cpu_class="arm64 dotprod")),
                                   ["bench.json: machine: measured on CPU class arm64 dotprod"]),
     "not JSON": (_write("verify.json", '{"results": ['), ["verify.json: not valid JSON"]),
@@ -157,6 +165,7 @@ DAMAGES = {
     "huge": (_huge, ["verify.json:", "bytes, more than the 8,388,608 a result file may be"]),
     "stray file": (_write("notes.txt", "hello"), ["notes.txt: not a result file"]),
     "symlink": (_symlink, ["bench.json: cannot open it as a regular file"]),
+    "symlinked directory": (_linked_directory, ["box: a symlink, not a device's directory"]),
     "a file missing": (lambda d: (d / "bench.json").unlink(), ["lacks bench.json"]),
 }
 
@@ -213,7 +222,8 @@ def test_the_report_shows_each_device_beside_this_machine(report_run: Path) -> N
     selection = json.loads((report_run / "devices" / "box" / "selection.json").read_text())
     assert host["chosen"] == json.loads((report_run / "selection.json").read_text())["chosen"]
     assert box["chosen"] == selection["chosen"] and box["target"] == "local"
-    assert box["cpu_class"] == json.loads((report_run / "devices" / "box" / "probe.json").read_text())["cpu"]["cpu_class"]
+    probed = json.loads((report_run / "devices" / "box" / "probe.json").read_text())
+    assert box["cpu_class"] == probed["cpu"]["cpu_class"]
     assert box["parity"] == {"passed": 5, "verified": 8}  # the fixture's three int8 files fail, there as here
     assert a76["emulated"] and a76["chosen"] is None and a76["timings"] == "emulated"
     assert all(f["p50_us"] > 0 for f in a76["files"])  # its timings are shown
@@ -263,7 +273,10 @@ def test_a_device_with_only_tflite_runtime_214_says_which_files_it_could_not_loa
     assert f"cllnn_dynamic.tflite: {skipped['cllnn_dynamic.tflite']}" in row and "tflite-runtime 2.14.0" in row
     assert "FULLY_CONNECTED v12" in row
     section = markdown.split("### Device pi (local)")[1]
-    assert "Could not load there: cllnn_dynamic.tflite (tflite-dynamic): " in section
+    for file, reason in skipped.items():  # one item each, with the reason
+        assert f"\n- {file} (" in section and reason in section
+    page = (run / "report.html").read_text()
+    assert f"<li>cllnn_dynamic.tflite (tflite-dynamic): {html.escape(skipped['cllnn_dynamic.tflite'])}</li>" in page
     compared = found["pi"].verify.results
     assert {r.file for r in compared} == RUNS_OLD
     assert f"Verify there: {sum(r.passed for r in compared)} of 3 files pass" in section

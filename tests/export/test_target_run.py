@@ -70,7 +70,8 @@ def test_the_report_shows_the_device_beside_this_machine(run_dir: Path) -> None:
     markdown = (run_dir / "report.md").read_text()
     row = next(line for line in markdown.splitlines() if line.startswith("| box | local |"))
     assert device.chosen.file in row and f"{device.chosen.p50_us:,.0f}" in row
-    assert "### Device box (local)" in markdown and "<h3>Device box (local)</h3>" in (run_dir / "report.html").read_text()
+    assert "### Device box (local)" in markdown
+    assert "<h3>Device box (local)</h3>" in (run_dir / "report.html").read_text()
 
 
 class _HostileDevice(LocalDevice):
