@@ -6,6 +6,7 @@
     bench.json
     selection.json   the choice on this machine (cllnn-bench select's record), written in every case
     deploy/      the chosen file, its manifest.json and selection.json (when a file was chosen)
+    devices/     NAME/ per device (cllnn-export target run): probe, verify, bench, selection, target.json
     sweep/       with ``run --sweep``: the precision variants, their manifest.json, sweep.json / .md / .png
     report.json  report.md  report.html  plots/*.png
     .stages/     one record per completed stage: its key and its output files' SHA-256
@@ -100,10 +101,16 @@ class RunLayout:
     def plots(self) -> Path:
         return self.root / "plots"
 
+    @property
+    def devices(self) -> Path:
+        """One directory per device a run's files were taken to (``cllnn-export target run``); absent
+        before any was."""
+        return self.root / "devices"
+
     def device(self, name: str) -> Path:
         """What ``cllnn-export target run`` brought back from the device ``name``: its probe, verify,
-        bench and selection JSON (``export.targets.remote_run.RESULT_FILES``)."""
-        return self.root / "devices" / name
+        bench and selection JSON and target.json (``export.targets.results.RESULT_FILES``)."""
+        return self.devices / name
 
     def stage_record(self, stage: str) -> Path:
         """Where a completed stage records the key of its inputs and the checksums of its outputs."""

@@ -68,3 +68,4 @@ def test_the_report_is_rebuilt_from_the_old_runs_files(old_run: Path) -> None:
         assert row["format"] in page
     assert {row["format"] for row in report["formats"]} == set(_old_verified(old_run))
     assert (old_run / "plots" / "tradeoff.png").stat().st_size > 0
+    assert report["devices"] == [] and "## Devices" not in (old_run / "report.md").read_text()  # no devices/

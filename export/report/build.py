@@ -5,9 +5,9 @@ Both pages open with the choice on this machine (``deploy_line``): the file
 the select stage put in ``deploy/``, its p50 latency and accuracy on the check
 set, and why it was chosen; or why no file was.
 
-Everything is read from what the stages wrote (the files of ``RunLayout``:
-history, manifest, parity, bench and selection); nothing is measured here. Each loads
-through its typed reader (``runtime.artifacts.history``, ``runtime.artifacts.manifest``,
+Everything is read from what the stages wrote (the files of ``RunLayout``: history, manifest,
+parity, bench, selection and each device's results, ``export.report.devices``); nothing is measured
+here. Each loads through its typed reader (``runtime.artifacts.history``, ``runtime.artifacts.manifest``,
 ``runtime.checks.parity``, ``runtime.bench.latency.BenchReport``, ``runtime.deploy.choose``),
 so a file of the wrong shape fails here with its own error, not as a missing key. The HTML
 carries a small inline script that checks every image loaded and says so on
@@ -21,9 +21,9 @@ import json
 import math
 from typing import Any
 
-from export.layout import RunLayout
+from export.layout import SWEEP_PNG, RunLayout
+from export.report.devices import device_entries, devices_html, devices_markdown
 from export.report.mcu_report import mcu_html, mcu_markdown, mcu_rows
-from export.layout import SWEEP_PNG
 from export.report.sweep_table import HEADER as SWEEP_HEADER
 from export.report.sweep_table import SweepRow, table_rows
 from export.report.page import IMAGE_CHECK, PAGE, STYLE
@@ -61,6 +61,7 @@ def write_report(layout: RunLayout, stages: dict[str, dict[str, Any]], data: dic
     }
     report["formats"] = format_rows(parity, manifest, report["bench"])
     report["microcontroller"] = mcu_rows(manifest)
+    report["devices"] = device_entries(layout, manifest, parity, selection, report["bench"])  # none: []
     if layout.sweep_json.is_file():  # run --sweep: its table and plot, as the sweep wrote them
         report["sweep"] = {**json.loads(layout.sweep_json.read_text()),
                            "plot": (layout.sweep / SWEEP_PNG).relative_to(layout.root).as_posix()}
@@ -146,6 +147,7 @@ def markdown(report: dict[str, Any]) -> str:
                        [[name, "yes" if s["ran"] else "reused", str(s["seconds"])]
                         for name, s in report["stages"].items()]),
     ]
+    lines += devices_markdown(report.get("devices", []))
     lines += mcu_markdown(report.get("microcontroller", []))
     if "sweep" in report:
         lines += ["", "## Precision sweep", "", *sweep_summary(report["sweep"]), "",
@@ -231,6 +233,7 @@ def html_page(report: dict[str, Any]) -> str:
         _formats_table(report["formats"]),
         "<h2>Choice on this machine</h2>",
         _selection_section(report["selection"]),
+        *devices_html(report.get("devices", [])),
         _figure(plots["tradeoff"], "Max abs error against the trained model vs p50 latency (bench's timing); "
                                    "marker area is the file size."),
         _figure(plots["latency"],

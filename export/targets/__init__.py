@@ -10,7 +10,9 @@ never imported), ``emulated`` (an arm64 Python under qemu-user, its root made on
 device has: ``runtime/probe.py`` sent and run there, its answer validated), ``wheels`` and ``bundle``
 (an offline install of a run for a device's platform; ``install`` is the standard-library installer
 the bundle carries, run on the device), ``remote_run`` (``cllnn-export target run``: bundle, send,
-install, then the device's own verify, bench and select, results brought back into ``devices/NAME``).
+install, then the device's own verify, bench and select, results brought back into ``devices/NAME``),
+``results`` and ``results_schema`` (a ``devices/NAME`` directory read and checked as strictly as a
+manifest: by ``remote_run`` before it places one, by the report when it shows one).
 
 May import: ``export.errors``, ``export.layout``, ``runtime``; the pipeline and the CLI drive it.
 """

@@ -30,18 +30,17 @@ from export.targets.bundle import make_bundle
 from export.targets.connect import open_device
 from export.targets.device import Device, cache_home
 from export.targets.probe import DeviceFacts, probe
+from export.targets.results import (BENCH_JSON, MAX_RESULT_BYTES, PROBE_JSON, RUN_JSON, VERIFY_JSON, parse_result,
+                                    read_device, target_record)
 from export.targets.spec import TargetSpec
 from export.targets.wheels import parse_platform
-from runtime.artifacts.manifest import sha256_bytes
+from runtime.artifacts.manifest import load_manifest, sha256_bytes
 from runtime.atomic import write_json_atomic
 from runtime.bench.latency import BenchReport
 from runtime.checks.parity import ParityReport
 from runtime.deploy.choose import SELECTION_NAME, Selection
 
 Progress = Callable[[str], None]
-PROBE_JSON, VERIFY_JSON, BENCH_JSON, RUN_JSON = "probe.json", "verify.json", "bench.json", "target.json"
-RESULT_FILES = (PROBE_JSON, VERIFY_JSON, BENCH_JSON, SELECTION_NAME, RUN_JSON)
-MAX_RESULT_BYTES = 8 * 1024 * 1024  # a verify or bench JSON is tens of kB; more is not one of ours
 # Under emulation a call takes 10-100x a board's, and its figure says nothing about one: fewer calls.
 EMULATED_BENCH = ("--runs", "20", "--warmup", "2")
 CLI = ("-m", "runtime.cli.main")  # cllnn-bench, as a module: an emulated device runs ELF programs only
@@ -192,7 +191,7 @@ def _fetch_json(device: Device, remote: PurePosixPath, what: str) -> dict[str, A
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch) / remote.name
         device.get(remote, local, max_bytes=MAX_RESULT_BYTES)
-        return _json_object(local.read_bytes(), device, f"{what}'s {remote.name}")
+        return parse_result(local.read_bytes(), remote.name, f"target {device.spec.text}: {what}'s {remote.name}")
 
 
 def _json_object(raw: bytes, device: Device, what: str) -> dict[str, Any]:
@@ -206,7 +205,8 @@ def _json_object(raw: bytes, device: Device, what: str) -> dict[str, Any]:
 
 
 def _place(run: DeviceRun, layout: RunLayout) -> None:
-    """Write the device's results into a directory beside ``devices/NAME`` and rename it into place."""
+    """Write the device's results into a directory beside ``devices/NAME``, read it back as the report
+    will (``read_device``: every file and their agreement with each other and the run), rename it into place."""
     final = run.directory
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{run.name}.partial-", dir=final.parent))
@@ -216,8 +216,8 @@ def _place(run: DeviceRun, layout: RunLayout) -> None:
         run.bench.save_json(staging / BENCH_JSON)
         if run.selection is not None:
             run.selection.save_json(staging / SELECTION_NAME)
-        write_json_atomic(staging / RUN_JSON, {"name": run.name, "target": run.target, "emulated": run.emulated,
-                                               "timings": "emulated: not a real board's" if run.emulated else "device"})
+        write_json_atomic(staging / RUN_JSON, target_record(run.name, run.target, run.emulated))
+        read_device(staging, load_manifest(layout.manifest), name=run.name)
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)

@@ -21,7 +21,8 @@ SSH_DEFAULT_PORT = 22
 _SSH = re.compile(r"^ssh://(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@)?"
                   r"(?P<host>[A-Za-z0-9_][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])"
                   r"(?::(?P<port>\d{1,5}))?/?$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+# A device name (``--name``, ``NAME=TARGET``): the directory devices/NAME/, so a short plain word.
+DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 USAGE = f"TARGET is {LOCAL}, ssh://[user@]host[:port] or {EMULATED}:CPU (CPU: {', '.join(EMULATED_CPUS)})"
 
 
@@ -73,7 +74,7 @@ def parse_named_target(text: str) -> tuple[str, TargetSpec]:
     """``NAME=TARGET`` (``cllnn-export run --target``): the name becomes ``devices/NAME/``, so it is
     a short plain word."""
     name, sep, target = text.partition("=")
-    if not sep or not _NAME.match(name):
+    if not sep or not DEVICE_NAME.match(name):
         raise TargetError(f"--target takes NAME=TARGET with NAME a plain word (letters, digits, - and _, "
                           f"up to 40), got {text!r}; {USAGE}")
     return name, parse_target(target)

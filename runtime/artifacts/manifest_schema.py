@@ -214,7 +214,7 @@ def validated_document(raw: bytes, source: str) -> dict[str, Any]:
     try:
         _validate(data)
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise ManifestError(f"{source}: {_problem(exc)}") from None
+        raise ManifestError(f"{source}: {schema_problem(exc)}") from None
     return data
 
 
@@ -249,7 +249,7 @@ def _kind(value: Any) -> str:
     return next(name for cls, name in _JSON_TYPES if isinstance(value, cls))
 
 
-def _problem(exc: Any) -> str:
+def schema_problem(exc: Any) -> str:
     """``field: expected ..., got ...`` from a fastjsonschema error."""
     field = re.sub(r"^data\.?", "", exc.name) or "the top level"
     definition = exc.definition if isinstance(exc.definition, dict) else {}

@@ -14,8 +14,12 @@ import export.targets.remote_run as remote_run
 from export.cli.main import main
 from export.errors import TargetError
 from export.targets.local import LocalDevice
-from export.targets.remote_run import RESULT_FILES, run_on_target
+from export.layout import RunLayout
+from export.report.build import write_report
+from export.targets.remote_run import run_on_target
+from export.targets.results import RESULT_FILES, read_device
 from export.targets.spec import parse_target
+from runtime.artifacts.manifest import load_manifest
 from runtime.checks.verify import verify
 from runtime.deploy.choose import SELECTION_NAME
 
@@ -53,6 +57,23 @@ def test_a_second_run_sends_nothing_and_replaces_the_results_whole(run_dir: Path
     assert not [p for p in (run_dir / "devices").iterdir() if p.name.startswith(".")]  # no staging left
 
 
+def test_the_report_shows_the_device_beside_this_machine(run_dir: Path) -> None:
+    device = read_device(run_dir / "devices" / "box", load_manifest(run_dir / "artifacts"))
+    data = {"source": "embedded", "train": 3600, "val": 400, "test": 1000, "image_shape": [28, 28, 1],
+            "classes": 10, "fingerprint": "f42bb758316a"}
+    report = write_report(RunLayout(run_dir), {}, data)
+    host, box = report["devices"]
+    assert host["role"] == "host" and box["name"] == "box" and box["target"] == "local"
+    assert box["chosen"] == device.chosen.file and box["cpu_class"] == device.facts.cpu.cpu_class
+    assert box["parity"] == {"passed": sum(r.passed for r in device.verify.results),
+                             "verified": len(device.verify.results)}
+    markdown = (run_dir / "report.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| box | local |"))
+    assert device.chosen.file in row and f"{device.chosen.p50_us:,.0f}" in row
+    assert "### Device box (local)" in markdown
+    assert "<h3>Device box (local)</h3>" in (run_dir / "report.html").read_text()
+
+
 class _HostileDevice(LocalDevice):
     """A device whose cllnn-bench answers are not what it should send back."""
 
@@ -62,6 +83,6 @@ class _HostileDevice(LocalDevice):
 
 def test_a_malformed_answer_is_refused_and_leaves_no_results(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(remote_run, "open_device", lambda spec: _HostileDevice(spec, run_dir.parent / "hostile"))
-    with pytest.raises(TargetError, match="verify's verify.json is not a JSON object"):
+    with pytest.raises(TargetError, match="verify's verify.json: the top level: expected a parity report"):
         run_on_target(run_dir, parse_target("local"), "evil")
     assert not (run_dir / "devices" / "evil").exists()
