@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -65,3 +66,37 @@ def test_a_malformed_answer_is_refused_and_leaves_no_results(run_dir: Path, monk
     with pytest.raises(TargetError, match="verify's verify.json is not a JSON object"):
         run_on_target(run_dir, parse_target("local"), "evil")
     assert not (run_dir / "devices" / "evil").exists()
+
+
+TFLITE_RUNTIME_PIN = "tflite-runtime==2.14"
+LOCAL_PYTHON = sys.version_info[:2]  # the local target's Python is the one running the host
+
+
+@pytest.mark.skipif(LOCAL_PYTHON > (3, 11), reason=f"tflite-runtime 2.14 has wheels for CPython <= 3.11 only; the "
+                    f"local target runs {LOCAL_PYTHON[0]}.{LOCAL_PYTHON[1]} (/usr/bin/python3.11 is the one here)")
+def test_a_run_pinned_to_tflite_runtime_214_skips_what_it_cannot_load_and_never_chooses_it(
+        run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As production on a board image that pins tflite-runtime 2.14: the bundle brings it (and NumPy
+    1.x, which it needs), the device's verify, bench and select run on it; the dynamic-range and int16x8
+    files are skipped with the op named, and select chooses among the rest, saying why."""
+    assert main(["target", "run", str(run_dir), "local", "--name", "old", "--runtime", TFLITE_RUNTIME_PIN]) == 0
+    out = capsys.readouterr().out
+    device = run_dir / "devices" / "old"
+    assert json.loads((device / "target.json").read_text())["runtime"] == {
+        "package": "tflite-runtime", "version": "2.14", "from": "--runtime"}
+    assert "with tflite-runtime==2.14 (--runtime)" in out
+    there = json.loads((device / "verify.json").read_text())
+    assert there["versions"]["tflite-runtime"] == "2.14.0" and there["versions"]["numpy"].startswith("1.")
+    skipped = {s["file"]: s["reason"] for s in there["skipped"]}
+    assert "FULLY_CONNECTED v12" in skipped["cllnn_dynamic.tflite"], skipped
+    assert "tflite-runtime 2.14.0" in skipped["cllnn_dynamic.tflite"], skipped
+    assert "QUANTIZE" in skipped["cllnn_int16x8.tflite"], skipped
+    compared = {r["file"] for r in there["results"]}
+    assert {"cllnn_fp32.tflite", "cllnn_fp16.tflite", "cllnn_int8.tflite"} <= compared
+    assert not compared & set(skipped)
+    timed = {Path(r["model"]).name for r in json.loads((device / "bench.json").read_text())["results"]}
+    assert timed == compared
+    selection = json.loads((device / SELECTION_NAME).read_text())
+    assert selection["chosen"] not in skipped and selection["chosen"] in compared
+    said = {s["file"]: s["reason"] for s in selection["skipped"]}
+    assert "FULLY_CONNECTED v12" in said["cllnn_dynamic.tflite"] and "QUANTIZE" in said["cllnn_int16x8.tflite"]

@@ -1,0 +1,70 @@
+"""--runtime NAME==VERSION and --use-device-runtime: parsed once into a RuntimePin, refused clearly
+when it is not one runtime release, checked against the device's Python before any download."""
+
+from __future__ import annotations
+
+import pytest
+
+from export.cli.main import main
+from export.errors import TargetError
+from export.targets.runtime_pin import RuntimePin
+from runtime.artifacts.compat import needs_of_tflite
+
+
+def test_a_pinned_runtime_release_parses_into_what_the_device_runs() -> None:
+    pin = RuntimePin.parse("tflite_runtime==2.14")
+    assert (pin.package, pin.version, pin.requirement) == ("tflite-runtime", "2.14", "tflite-runtime==2.14")
+    assert pin.tflite_backend == "tflite-runtime" and pin.companions == ("numpy<2",)
+    assert RuntimePin.parse("ai-edge-litert==1.4.0").tflite_backend == "ai-edge-litert"
+    onnx = RuntimePin.parse("onnxruntime==1.20.1")
+    assert onnx.tflite_backend is None and onnx.companions == ()
+    assert pin.to_dict() == {"package": "tflite-runtime", "version": "2.14", "from": "--runtime"}
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("tflite-runtime>=2.14", "pin one release with =="),
+    ("tflite-runtime==2.*", "pin one release with =="),
+    ("tflite-runtime==2.14,<3", "pin one release with =="),
+    ("tflite-runtime", "pin one release with =="),
+    ("tflite-runtime==2.14; python_version<'3.12'", "pin one release with =="),
+    ("numpy==1.26.4", "numpy is not a device runtime"),
+    ("tflite runtime 2.14", "not a pip requirement"),
+])
+def test_anything_but_one_runtime_release_is_refused_with_what_is_taken(text: str, says: str) -> None:
+    with pytest.raises(TargetError, match="e.g. tflite-runtime==2.14") as caught:
+        RuntimePin.parse(text)
+    assert says in str(caught.value)
+
+
+def test_a_python_newer_than_the_wheels_is_refused_before_any_download() -> None:
+    pin = RuntimePin.parse("tflite-runtime==2.14")
+    pin.check_python("local", (3, 11))  # cp311 wheels exist
+    with pytest.raises(TargetError, match=r"target ssh://pi: --runtime tflite-runtime==2.14: tflite-runtime has "
+                                          r"wheels for CPython <= 3.11 only, and the device runs Python 3.12"):
+        pin.check_python("ssh://pi", (3, 12, 1))
+    RuntimePin.parse("ai-edge-litert==2.3.0").check_python("ssh://pi", (3, 13))  # no limit known
+
+
+def test_the_device_runtime_is_what_the_probe_found_tflite_runtime_first() -> None:
+    found = {"ai-edge-litert": "2.3.0", "tflite-runtime": "2.14.0", "onnxruntime": None, "numpy": "1.26.4"}
+    pin = RuntimePin.of_device("ssh://pi", found)
+    assert (pin.requirement, pin.origin) == ("tflite-runtime==2.14.0", "--use-device-runtime")
+    assert RuntimePin.of_device("x", {"onnxruntime": "1.20.1"}).requirement == "onnxruntime==1.20.1"
+    with pytest.raises(TargetError, match="target ssh://pi: --use-device-runtime, but the probe found none of "
+                                          "tflite-runtime, ai-edge-litert, onnxruntime installed there"):
+        RuntimePin.of_device("ssh://pi", {"numpy": "2.4.6", "tflite-runtime": None})
+
+
+def test_a_pin_refuses_what_its_release_cannot_load_and_ignores_other_runtimes_files() -> None:
+    pin = RuntimePin.parse("tflite-runtime==2.14")
+    assert "FULLY_CONNECTED v12" in str(pin.refusal(needs_of_tflite({"FULLY_CONNECTED": (12,)})))
+    assert pin.refusal(needs_of_tflite({"FULLY_CONNECTED": (9,)})) is None
+    assert pin.loads(needs_of_tflite({"FULLY_CONNECTED": (9,)}))
+
+
+def test_target_run_takes_one_runtime_choice_and_refuses_a_bad_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["target", "run", "runs/x", "local", "--runtime", "tflite-runtime==2.14", "--use-device-runtime"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["target", "run", "runs/x", "local", "--runtime", "tflite-runtime~=2.14"]) == 2
+    assert "pin one release with ==" in capsys.readouterr().err
