@@ -173,7 +173,9 @@ def _stages(cfg: Config, layout: RunLayout, fingerprint: str, *, sweep: bool) ->
     sections, versions = cfg.to_dict(), library_versions()
     tolerances = sections["tolerances"]
     train_key = stage_key("train", sections["model"], sections["train"], fingerprint, versions)
-    convert_key = stage_key("convert", train_key, sections["export"])
+    # the device's runtime changes the files only when one is named: an unpinned run keeps its key
+    convert_key = stage_key("convert", train_key, sections["export"],
+                            *([sections["target"]] if cfg.target.runtime else []))
     bench_key = stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS)
     stages = [
         Stage("train", train_key, (layout.train_dir,), _train),
@@ -266,7 +268,7 @@ def _train(work: Work) -> str:
 def _convert(work: Work) -> str:
     layout = work.layout
     job = ConvertJob(layout.model, layout.artifacts, work.cfg, work.plan.formats, work.plan.budget,
-                     opened=Opened(work.reference, work.splits))
+                     opened=Opened(work.reference, work.splits), runtime=work.plan.runtime)
     report = convert(job, work.progress)
     work.artifacts = Artifacts.written(layout.artifacts, report.manifest)  # passed on, not read again
     if not report:
