@@ -15,7 +15,9 @@ import export.targets.remote_run as remote_run
 from export.cli.main import main
 from export.errors import TargetError
 from export.targets.local import LocalDevice
+from export.targets.probe import probe
 from export.targets.remote_run import RESULT_FILES, run_on_target
+from export.targets.runtime_pin import USE_DEVICE_RUNTIME
 from export.targets.spec import parse_target
 from runtime.checks.verify import verify
 from runtime.deploy.choose import SELECTION_NAME
@@ -100,3 +102,15 @@ def test_a_run_pinned_to_tflite_runtime_214_skips_what_it_cannot_load_and_never_
     assert selection["chosen"] not in skipped and selection["chosen"] in compared
     said = {s["file"]: s["reason"] for s in selection["skipped"]}
     assert "FULLY_CONNECTED v12" in said["cllnn_dynamic.tflite"] and "QUANTIZE" in said["cllnn_int16x8.tflite"]
+
+
+def test_the_device_runtime_is_pinned_as_the_probe_found_it(run_dir: Path) -> None:
+    """--use-device-runtime: the local target's Python has ai-edge-litert, so that release is pinned, the
+    device's cllnn-bench runs on it, and target.json says where the pin came from."""
+    found = probe(LocalDevice(parse_target("local"), run_dir.parent / "probe")).packages
+    done = run_on_target(run_dir, parse_target("local"), "mine", runtime=USE_DEVICE_RUNTIME)
+    assert done.runtime is not None and found["ai-edge-litert"] and not found["tflite-runtime"]
+    assert (done.runtime.requirement, done.runtime.origin) == (f"ai-edge-litert=={found['ai-edge-litert']}",
+                                                              "--use-device-runtime")
+    assert json.loads((done.directory / "target.json").read_text())["runtime"]["from"] == "--use-device-runtime"
+    assert done.verify.versions["ai-edge-litert"] == found["ai-edge-litert"]
