@@ -131,8 +131,11 @@ class ConvertJob:
     def from_config(cls, model_path: Path, out_dir: Path, cfg: Config, *, formats: tuple[Format, ...] | None = None,
                     data: str | None = None, opened: Opened | None = None,
                     runtime: RuntimePin | None = None) -> ConvertJob:
-        """The job with ``cfg``'s formats (unless ``formats`` are given: a sweep's variants) and budget
-        resolved here; an unknown format or board fails here, before any work."""
+        """The job with ``cfg``'s formats (unless ``formats`` are given: a sweep's variants), budget and
+        ``[target] runtime`` (unless ``runtime`` is given) resolved here; an unknown format, board or
+        runtime fails here, before any work."""
+        if runtime is None and cfg.target.runtime:
+            runtime = RuntimePin.parse(cfg.target.runtime, "[target] runtime")
         return cls(Path(model_path), Path(out_dir), cfg, formats_for(cfg) if formats is None else formats,
                    memory_budget(cfg), data=data, opened=opened, runtime=runtime)
 

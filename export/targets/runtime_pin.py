@@ -97,9 +97,6 @@ class RuntimePin:
         TFLite file says nothing of onnxruntime, and the other way round: not this pin's file."""
         return refusal(needs, self.package, self.version) if self.package in needs.oldest else None
 
-    def loads(self, needs: RuntimeNeeds) -> bool:
-        return self.package in needs.oldest and self.refusal(needs) is None
-
     def __str__(self) -> str:
         return self.requirement
 

@@ -3,12 +3,18 @@ when it is not one runtime release, checked against the device's Python before a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from cllnn_edge.config import Config
+from cllnn_edge.errors import ConfigError
 from export.cli.main import main
+from export.pipeline.convert import ConvertJob
+from export.pipeline.plan import Overrides, resolve
 from export.errors import TargetError
 from export.targets.runtime_pin import RuntimePin
-from runtime.artifacts.compat import needs_of_tflite
+from runtime.artifacts.compat import needs_of_onnx, needs_of_tflite
 
 
 def test_a_pinned_runtime_release_parses_into_what_the_device_runs() -> None:
@@ -59,7 +65,7 @@ def test_a_pin_refuses_what_its_release_cannot_load_and_ignores_other_runtimes_f
     pin = RuntimePin.parse("tflite-runtime==2.14")
     assert "FULLY_CONNECTED v12" in str(pin.refusal(needs_of_tflite({"FULLY_CONNECTED": (12,)})))
     assert pin.refusal(needs_of_tflite({"FULLY_CONNECTED": (9,)})) is None
-    assert pin.loads(needs_of_tflite({"FULLY_CONNECTED": (9,)}))
+    assert pin.refusal(needs_of_onnx({"ai.onnx": 18}, 8)) is None  # an ONNX file: not this pin's to judge
 
 
 def test_target_run_takes_one_runtime_choice_and_refuses_a_bad_one(capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,3 +74,19 @@ def test_target_run_takes_one_runtime_choice_and_refuses_a_bad_one(capsys: pytes
     assert "not allowed with argument" in capsys.readouterr().err
     assert main(["target", "run", "runs/x", "local", "--runtime", "tflite-runtime~=2.14"]) == 2
     assert "pin one release with ==" in capsys.readouterr().err
+
+
+def test_a_library_caller_gets_the_configs_runtime_and_a_bad_one_fails_before_any_work(tmp_path: Path) -> None:
+    cfg = Config().replace("target", runtime="tflite-runtime==2.14")
+    job = ConvertJob.from_config(tmp_path / "model.keras", tmp_path / "out", cfg)
+    assert job.runtime == RuntimePin("tflite-runtime", "2.14", "[target] runtime") and not job.per_channel_dense
+    assert ConvertJob.from_config(tmp_path / "m", tmp_path / "o", Config()).per_channel_dense
+    assert ConvertJob.from_config(tmp_path / "m", tmp_path / "o", cfg.replace("target", runtime="onnxruntime==1.20.1")
+                                  ).per_channel_dense  # FULLY_CONNECTED is not onnxruntime's to refuse
+    plan = resolve("convert", config=cfg, overrides=Overrides(runtime="ai-edge-litert==2.3.0"), out=tmp_path / "o")
+    assert plan.runtime == RuntimePin("ai-edge-litert", "2.3.0", "--runtime")
+    assert plan.config.target.runtime == "ai-edge-litert==2.3.0"  # echoed into the manifest's config
+    with pytest.raises(TargetError, match=r"\[target\] runtime 'tflite-runtime>=2': pin one release with =="):
+        resolve("convert", config=Config().replace("target", runtime="tflite-runtime>=2"))
+    with pytest.raises(ConfigError, match="target.runtime must be a string"):
+        Config.from_dict({"target": {"runtime": 2.14}})
