@@ -118,6 +118,8 @@ def run_on_target(run_dir: Path, spec: TargetSpec, name: str, *, progress: Progr
 
 def _bundle_for(layout: RunLayout, facts: DeviceFacts, progress: Progress, pin: RuntimePin | None) -> Path:
     platform = parse_platform(f"{facts.system.lower()}-{facts.machine}")
+    if pin is not None:  # a pinned release may have wheels only for a newer glibc: the device's own bounds it
+        platform = platform.reaching(facts.glibc)
     python = ".".join(str(part) for part in facts.python_version)
     manifest_sha = sha256_bytes(layout.manifest.read_bytes())
     pinned = () if pin is None else (pin.requirement, *pin.companions)

@@ -14,6 +14,7 @@ from export.pipeline.convert import ConvertJob
 from export.pipeline.plan import Overrides, resolve
 from export.errors import TargetError
 from export.targets.runtime_pin import RuntimePin
+from export.targets.wheels import parse_platform
 from runtime.artifacts.compat import needs_of_onnx, needs_of_tflite
 
 
@@ -90,3 +91,14 @@ def test_a_library_caller_gets_the_configs_runtime_and_a_bad_one_fails_before_an
         resolve("convert", config=Config().replace("target", runtime="tflite-runtime>=2"))
     with pytest.raises(ConfigError, match="target.runtime must be a string"):
         Config.from_dict({"target": {"runtime": 2.14}})
+
+
+def test_a_pinned_bundle_may_take_wheels_up_to_the_devices_own_glibc() -> None:
+    """tflite-runtime 2.14's aarch64 wheel is manylinux_2_34: a device with glibc 2.36 reaches it; an
+    unknown or older glibc keeps the default range (manylinux_2_31 down to manylinux2014)."""
+    aarch64 = parse_platform("linux-aarch64")
+    assert aarch64.reaching("2.36").tags[:3] == ("manylinux_2_36_aarch64", "manylinux_2_35_aarch64",
+                                                  "manylinux_2_34_aarch64")
+    assert aarch64.reaching("2.36").tags[-1] == "manylinux2014_aarch64"
+    assert aarch64.reaching(None).tags == aarch64.reaching("2.28").tags == aarch64.tags
+    assert aarch64.tags[0] == "manylinux_2_31_aarch64"
