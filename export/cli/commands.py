@@ -56,9 +56,13 @@ def run_shards(plan: Plan, args: argparse.Namespace) -> int:
 
 
 def run_convert(plan: Plan, args: argparse.Namespace) -> int:
-    report = convert(ConvertJob(args.model, plan.out, plan.config, plan.formats, plan.budget, data=plan.data), _print)
+    report = convert(ConvertJob(args.model, plan.out, plan.config, plan.formats, plan.budget, data=plan.data,
+                                runtime=plan.runtime), _print)
     print()
     print(format_convert_table(report))
+    for item in report.results:
+        if item.cannot_load:
+            print(f"{item.format.name}: {item.cannot_load}")
     print(f"manifest: {report.out_dir / 'manifest.json'}")
     print("PASSED" if report else "FAILED")
     return EXIT_OK if report else EXIT_CHECK_FAILED

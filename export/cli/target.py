@@ -18,6 +18,7 @@ from export.errors import EXIT_OK, EXIT_USAGE, TargetError
 from export.targets.connect import open_device
 from export.targets.probe import probe
 from export.targets.remote_run import run_on_target
+from export.targets.runtime_pin import EXAMPLES, USE_DEVICE_RUNTIME, RuntimeChoice, RuntimePin
 from export.targets.spec import USAGE, parse_named_target, parse_target
 from runtime.atomic import write_json_atomic
 from runtime.outputs import check_output_file
@@ -58,15 +59,25 @@ def add_run(targets: Any) -> None:
     command.add_argument("target", metavar="TARGET", help="local, ssh://[user@]host[:port] or emulated:CPU")
     command.add_argument("--name", metavar="NAME", help="devices/NAME (default: from the target, e.g. "
                          "emulated-cortex-a76)")
+    runtime = command.add_mutually_exclusive_group()
+    runtime.add_argument("--runtime", metavar="NAME==VERSION",
+                         help=f"bundle this runtime release and run verify, bench and select with it, as "
+                         f"production will ({EXAMPLES}; default: the versions the files were verified with)")
+    runtime.add_argument("--use-device-runtime", action="store_true",
+                         help="the same with the runtime the probe finds installed on the device "
+                         "(tflite-runtime first, then ai-edge-litert, then onnxruntime)")
     command.set_defaults(handler=run_target)
 
 
 def run_target(args: argparse.Namespace) -> int:
     spec = parse_target(args.target)
     name = parse_named_target(f"{args.name}={args.target}")[0] if args.name else spec.default_name
-    done = run_on_target(args.run_dir, spec, name, progress=lambda line: print(line, flush=True))
+    runtime: RuntimeChoice = USE_DEVICE_RUNTIME if args.use_device_runtime else (
+        RuntimePin.parse(args.runtime) if args.runtime else None)
+    done = run_on_target(args.run_dir, spec, name, progress=lambda line: print(line, flush=True), runtime=runtime)
     chosen = done.selection.chosen.file if done.selection is not None and done.selection.chosen else None
-    print(f"{done.directory}: verify {'PASSED' if done.verify else 'FAILED'}; "
+    ran = f"with {done.runtime} ({done.runtime.origin})" if done.runtime else "with the verified versions"
+    print(f"{done.directory}: verify {'PASSED' if done.verify else 'FAILED'} {ran}; "
           + (f"chosen there: {chosen}" if chosen else "no choice (emulated)" if done.emulated else "nothing chosen"))
     return EXIT_OK
 

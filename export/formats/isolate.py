@@ -26,6 +26,10 @@ from export.formats.precision import MINMAX, Recipe, names_layer
 from export.lifeline import child_env
 
 DEFAULT_TIMEOUT_S = 900.0
+# Dynamic-range dense layers with per-channel int8 weights are FULLY_CONNECTED version 12 (float32 in and
+# out, int8 per-channel filter: LiteRT's op_version.cc); with per-tensor weights the op keeps an older
+# version. A runtime that lacks this version gets per-tensor dense weights (``Conversion.per_channel_dense``).
+PER_CHANNEL_DENSE_OP = ("FULLY_CONNECTED", 12)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Conversion:
     float_layers: tuple[str, ...] = ()
     recipe: Recipe | None = None  # precision per stage, for the formats built from one
     calibration_method: str = MINMAX  # export.formats.precision.CALIBRATION_METHODS
+    per_channel_dense: bool = True  # False: dynamic-range dense weights per tensor (PER_CHANNEL_DENSE_OP)
 
     def keeps_float(self, node: str) -> bool:
         """Whether a converted op or node belongs to one of ``float_layers`` (``export.formats.precision.names_layer``)."""
@@ -64,6 +69,7 @@ class Job:
     # reported in ``JobResult.probe_error``.
     probe_source: str | None = None
     probe_out: str | None = None
+    per_channel_dense: bool = True
 
     @property
     def probe_error_file(self) -> Path | None:
@@ -75,7 +81,7 @@ class Job:
         return Conversion(calibration=calibration, opset=self.opset, per_channel=self.per_channel,
                           float_layers=tuple(self.float_layers),
                           recipe=None if self.recipe is None else Recipe(tuple(self.recipe)),
-                          calibration_method=self.calibration_method)
+                          calibration_method=self.calibration_method, per_channel_dense=self.per_channel_dense)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

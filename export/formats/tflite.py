@@ -40,6 +40,9 @@ def to_tflite(saved_model: Path, out: Path, conversion: Conversion, *, precision
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "dynamic-int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        # per-tensor dense weights: an older FULLY_CONNECTED version (isolate.PER_CHANNEL_DENSE_OP)
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = (  # type: ignore[attr-defined]
+            not conversion.per_channel_dense)
     elif precision == "int8":
         if calibration is None or len(calibration) == 0:
             raise ConversionError("full-int8 TFLite needs calibration images")

@@ -44,11 +44,13 @@ from cllnn_edge.versions import library_versions
 from export.checks.describe import PROBES_DIR, describe_artifact, describe_probe
 from export.errors import ConversionError, ExportError
 from export.formats.registry import Format, calibration_for, formats_for
-from export.formats.isolate import Job, run_isolated
+from export.formats.isolate import PER_CHANNEL_DENSE_OP, Job, run_isolated
 from export.formats.mcu import memory_budget, with_mcu_record
 from export.formats.precision import MINMAX, Calibration, ai_edge_recipe
 from export.graph.reference import KerasRunner, trained_reference
 from export.pipeline.graphs import Graphs, Unrolled, export_graphs, stage_max_abs, unroll_all
+from export.targets.runtime_pin import RuntimePin
+from runtime.artifacts.compat import needs_of_tflite
 from runtime.atomic import write_json_atomic
 from runtime.deploy.boards import MemoryBudget
 from runtime.artifacts.checkset import CHECK_SET_NAME, CheckSet, write_check_set
@@ -74,6 +76,7 @@ class FormatResult:
     entry: ArtifactEntry | None
     seconds: float
     error: str | None = None
+    cannot_load: str | None = None  # why the job's runtime (``ConvertJob.runtime``) cannot load the file
 
     @property
     def passed(self) -> bool:
@@ -116,14 +119,25 @@ class ConvertJob:
     budget: MemoryBudget | None  # what the TFLM files must fit; None: no board or limits given
     data: str | None = None
     opened: Opened | None = None
+    runtime: RuntimePin | None = None  # the device's runtime release: the files are made to load on it
+
+    @property
+    def per_channel_dense(self) -> bool:
+        """Whether the runtime loads dynamic-range dense layers with per-channel weights (compat's table)."""
+        op, version = PER_CHANNEL_DENSE_OP
+        return self.runtime is None or self.runtime.refusal(needs_of_tflite({op: (version,)})) is None
 
     @classmethod
     def from_config(cls, model_path: Path, out_dir: Path, cfg: Config, *, formats: tuple[Format, ...] | None = None,
-                    data: str | None = None, opened: Opened | None = None) -> ConvertJob:
-        """The job with ``cfg``'s formats (unless ``formats`` are given: a sweep's variants) and budget
-        resolved here; an unknown format or board fails here, before any work."""
+                    data: str | None = None, opened: Opened | None = None,
+                    runtime: RuntimePin | None = None) -> ConvertJob:
+        """The job with ``cfg``'s formats (unless ``formats`` are given: a sweep's variants), budget and
+        ``[target] runtime`` (unless ``runtime`` is given) resolved here; an unknown format, board or
+        runtime fails here, before any work."""
+        if runtime is None and cfg.target.runtime:
+            runtime = RuntimePin.parse(cfg.target.runtime, "[target] runtime")
         return cls(Path(model_path), Path(out_dir), cfg, formats_for(cfg) if formats is None else formats,
-                   memory_budget(cfg), data=data, opened=opened)
+                   memory_budget(cfg), data=data, opened=opened, runtime=runtime)
 
 
 def convert(job: ConvertJob, progress: Progress = lambda line: None) -> ConvertReport:
@@ -148,13 +162,13 @@ def convert(job: ConvertJob, progress: Progress = lambda line: None) -> ConvertR
         calibration_file = work / "calibration.npy"
         np.save(calibration_file, calibration)
         expected = reference.predict_outputs(check_images)
-        checker = _Checker(cfg, work, check_images, expected, progress, budget)
+        checker = _Checker(cfg, work, check_images, expected, progress, budget, job.runtime, job.per_channel_dense)
         results = _convert_all(formats, cfg, graphs, calibration_file, checker, calibrations)
         entries = [_move_into_place(item.entry, work, out_dir) for item in results if item.entry]
         check_set = _write_check_set(out_dir, splits, cfg.export.check_set_size, reference, expected)
         data = {**splits.summary(), "calibration_images": len(calibration), "check_images": len(check_images)}
         manifest = Manifest(artifacts=tuple(entries), check_set=check_set,
-                            metadata=_metadata(model_path, cfg, data, unrolled, results))
+                            metadata=_metadata(model_path, cfg, data, unrolled, results, job.runtime))
         write_json_atomic(out_dir / MANIFEST_NAME, manifest.to_dict())
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -170,10 +184,15 @@ def _opened(job: ConvertJob, model_path: Path) -> tuple[KerasRunner, Splits]:
 
 
 def _metadata(
-    model_path: Path, cfg: Config, data: dict[str, Any], unrolled: Unrolled, results: list[FormatResult]
+    model_path: Path, cfg: Config, data: dict[str, Any], unrolled: Unrolled, results: list[FormatResult],
+    runtime: RuntimePin | None = None,
 ) -> dict[str, Any]:
-    """The manifest's record of what the files were made from and how."""
+    """The manifest's record of what the files were made from and how; with a runtime, which formats
+    it cannot load and why (``runtime``)."""
+    pinned = {} if runtime is None else {"runtime": {
+        **runtime.to_dict(), "cannot_load": {r.format.name: r.cannot_load for r in results if r.cannot_load}}}
     return {
+        **pinned,
         "source_model": {"file": str(model_path), "sha256": sha256_file(model_path)},
         "config": cfg.to_dict(),
         "data": data,
@@ -221,6 +240,8 @@ class _Checker:
     reference: dict[str, np.ndarray]  # the trained model's outputs on ``images``
     progress: Progress
     budget: MemoryBudget | None  # what a microcontroller file must fit ([export] board, flash_kib, ram_kib)
+    runtime: RuntimePin | None = None  # each file is checked against it (``FormatResult.cannot_load``)
+    per_channel_dense: bool = True  # ``ConvertJob.per_channel_dense``
 
 
 def _convert_all(
@@ -267,7 +288,7 @@ def _convert_one(
               calibration_method=settings.method if settings else MINMAX,
               opset=cfg.export.onnx_opset, per_channel=cfg.export.onnx_per_channel,
               float_layers=float_layers, recipe=fmt.recipe.precisions if fmt.recipe else None,
-              probe_source=str(probe_source), probe_out=str(probe))
+              probe_source=str(probe_source), probe_out=str(probe), per_channel_dense=checker.per_channel_dense)
     try:
         done = run_isolated(job)
         entry = describe_artifact(fmt, target, checker.images, checker.reference,
@@ -280,7 +301,9 @@ def _convert_one(
                     else describe_probe(probe, checker.work, checker.images))
     entry = replace(entry, details=replace(entry.details, probe=probe_record,
                                            quantization=quantization_record(fmt, settings, graphs)))
-    return FormatResult(fmt, entry, time.perf_counter() - started)
+    refused = None if checker.runtime is None or entry.needs is None else checker.runtime.refusal(entry.needs)
+    cannot_load = None if refused is None else f"cannot load on {checker.runtime}: {refused}"
+    return FormatResult(fmt, entry, time.perf_counter() - started, cannot_load=cannot_load)
 
 
 def quantization_record(fmt: Format, settings: Calibration | None, graphs: Graphs) -> dict[str, Any]:
@@ -300,7 +323,8 @@ def _progress_line(head: str, item: FormatResult) -> str:
     if item.entry is None:
         return f"{head} FAILED ({item.seconds:.1f} s): {item.error}"
     verdict = "ok" if item.passed else "CHECK FAILED"
-    return f"{head} {verdict:<12} {item.entry.size / 1024:8.1f} KiB  {item.seconds:5.1f} s"
+    line = f"{head} {verdict:<12} {item.entry.size / 1024:8.1f} KiB  {item.seconds:5.1f} s"
+    return line + (f"; {item.cannot_load}" if item.cannot_load else "")
 
 
 def _writable_dir(path: Path) -> Path:

@@ -30,6 +30,7 @@ from export.formats.precision import Recipe
 from export.formats.registry import Format, parse_formats
 from export.layout import RunLayout
 from export.pipeline.variants import parse_variants
+from export.targets.runtime_pin import RuntimePin
 from export.targets.spec import TargetSpec, parse_named_target
 from runtime.deploy.boards import MemoryBudget, budget_for
 from runtime.outputs import check_output_dir, check_output_file
@@ -52,6 +53,7 @@ class Overrides:
     ram_kib: int | None = None
     tolerances: tuple[str, ...] = ()  # "PRECISION.LIMIT=VALUE" each
     variants: str | None = None  # a sweep's, ``export.pipeline.variants``
+    runtime: str | None = None  # "tflite-runtime==2.14": ``[target] runtime``
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Plan:
     data: str | None = None  # the data source as given (None: the command's default)
     config_file: Path | None = None  # where ``config`` came from, for reproduce commands
     targets: tuple[tuple[str, TargetSpec], ...] = ()  # ``run --target``: (devices/NAME, its target), in order
+    runtime: RuntimePin | None = None  # ``[target] runtime`` / ``--runtime``: the files must load on it
 
     @property
     def layout(self) -> RunLayout:
@@ -125,7 +128,8 @@ def resolve(
     if command in TRAINING_COMMANDS:
         check_fits_in_memory(cfg.model)
     return Plan(command=command, config=cfg, formats=formats, recipe=recipe, budget=budget, strategy=how,
-                out=out, data=data, config_file=config_file, targets=_named_targets(targets))
+                out=out, data=data, config_file=config_file, targets=_named_targets(targets),
+                runtime=_runtime(overrides.runtime, cfg))
 
 
 def _named_targets(texts: tuple[str, ...]) -> tuple[tuple[str, TargetSpec], ...]:
@@ -144,6 +148,8 @@ def _with_overrides(cfg: Config, flags: Overrides) -> tuple[Config, tuple[Format
     recipe (the flag's, else the config's: parsed once; a bad one fails here)."""
     if flags.epochs is not None:
         cfg = cfg.replace("train", epochs=flags.epochs)
+    if flags.runtime is not None:
+        cfg = cfg.replace("target", runtime=flags.runtime)
     chosen = parse_formats(flags.formats or cfg.export.formats)
     cfg = cfg.replace("export", formats=tuple(f.name for f in chosen))
     if flags.calibration_size is not None:
@@ -158,6 +164,12 @@ def _with_overrides(cfg: Config, flags: Overrides) -> tuple[Config, tuple[Format
     if sizes:  # the flags' own check: 0 is refused here (in a config file, 0 means "not given")
         budget_for(**sizes)
     return (cfg.replace("export", **figures) if figures else cfg), chosen, recipe
+
+
+def _runtime(flag: str | None, cfg: Config) -> RuntimePin | None:
+    """``[target] runtime`` (the flag already applied to it), parsed once; "" is none."""
+    text = cfg.target.runtime
+    return RuntimePin.parse(text, "--runtime" if flag is not None else "[target] runtime") if text else None
 
 
 def _with_tolerances(cfg: Config, assignments: tuple[str, ...]) -> Config:

@@ -147,7 +147,9 @@ def _stages(cfg: Config, layout: RunLayout, fingerprint: str, *, sweep: bool) ->
     sections, versions = cfg.to_dict(), library_versions()
     tolerances = sections["tolerances"]
     train_key = stage_key("train", sections["model"], sections["train"], fingerprint, versions)
-    convert_key = stage_key("convert", train_key, sections["export"])
+    # the device's runtime changes the files only when one is named: an unpinned run keeps its key
+    convert_key = stage_key("convert", train_key, sections["export"],
+                            *([sections["target"]] if cfg.target.runtime else []))
     bench_key = stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS)
     stages = [
         Stage("train", train_key, (layout.train_dir,), _train),
@@ -168,10 +170,12 @@ def _stages(cfg: Config, layout: RunLayout, fingerprint: str, *, sweep: bool) ->
 
 def _device_stages(plan: Plan, convert_key: str) -> tuple[Stage, ...]:
     """One stage per ``--target``: its key holds what the device checks the files against (the files,
-    the tolerances) and the target; what the device itself is (probed when the stage runs) does not
+    the tolerances), the target and the runtime release pinned for it (``--runtime``, which the device
+    then runs: the host's own stages keep the verified versions); what the device itself is (probed when the stage runs) does not
     enter it, so after a change on the device, ``force`` runs it again."""
-    tolerances = plan.config.to_dict()["tolerances"]
-    return tuple(Stage(f"device-{name}", stage_key("device", convert_key, tolerances, spec.text),
+    tolerances, pin = plan.config.to_dict()["tolerances"], plan.runtime
+    return tuple(Stage(f"device-{name}", stage_key("device", convert_key, tolerances, spec.text,
+                                                    *([pin.to_dict()] if pin is not None else [])),
                        (plan.layout.device(name),), functools.partial(_device, name, spec), reads="convert")
                  for name, spec in plan.targets)
 
@@ -201,7 +205,7 @@ def _train(work: Work) -> str:
 def _convert(work: Work) -> str:
     layout = work.layout
     job = ConvertJob(layout.model, layout.artifacts, work.cfg, work.plan.formats, work.plan.budget,
-                     opened=Opened(work.reference, work.splits))
+                     opened=Opened(work.reference, work.splits), runtime=work.plan.runtime)
     report = convert(job, work.progress)
     work.artifacts = Artifacts.written(layout.artifacts, report.manifest)  # passed on, not read again
     if not report:
@@ -245,7 +249,7 @@ def _bench(work: Work) -> str:
 
 
 def _device(name: str, spec: TargetSpec, work: Work) -> str:
-    done = run_on_target(work.layout.root, spec, name, progress=work.progress)
+    done = run_on_target(work.layout.root, spec, name, progress=work.progress, runtime=work.plan.runtime)
     verify = f"verify {'passed' if done.verify else 'FAILED'} ({len(done.verify.results)} files"
     verify += f", {len(done.verify.skipped)} skipped)" if done.verify.skipped else ")"
     if done.selection is None:

@@ -135,11 +135,12 @@ def _build_wheel(source: Path, files: list[Path], dest: Path) -> None:
 
 
 def pinned(wheel: Path, versions: dict[str, str], markers: dict[str, str], extras: tuple[str, ...] = (),
-           overrides: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+           overrides: Sequence[str] = (), flag: str = "--pin") -> tuple[list[str], dict[str, str]]:
     """The project's requirements on the device, each pinned: as ``overrides`` say (``--pin``: a
     requirement such as ``onnxruntime==1.24.1`` or ``tflite-runtime==2.14``, replacing or adding one),
     else to the version the run's manifest recorded (``versions``), else to this host's installed one,
-    else as the project states it. Returns the requirement strings and ``{name: "VERSION (from ...)"}``."""
+    else as the project states it. Returns the requirement strings and ``{name: "VERSION (from ...)"}``;
+    ``flag`` names the overrides' origin in errors and pins (``--pin``, ``--runtime``)."""
     recorded = {canonicalize_name(k): v for k, v in versions.items()}
     found: dict[str, Requirement] = {}
     for extra in ("", *extras):
@@ -147,13 +148,13 @@ def pinned(wheel: Path, versions: dict[str, str], markers: dict[str, str], extra
             found.setdefault(canonicalize_name(req.name), req)
     found.setdefault("pip", Requirement("pip"))  # the device installs with the bundle's own pip
     requirements, pins = [], {}
-    for override in map(_requirement, overrides):
+    for override in (_requirement(text, flag) for text in overrides):
         needed = found.pop(canonicalize_name(override.name), None)
         exact = [spec.version for spec in override.specifier if spec.operator == "=="]
         if needed is not None and exact and not needed.specifier.contains(exact[0], prereleases=True):
-            raise TargetError(f"--pin {override}: {PROJECT} needs {needed.name}{needed.specifier}")
+            raise TargetError(f"{flag} {override}: {PROJECT} needs {needed.name}{needed.specifier}")
         requirements.append(str(override))
-        pins[override.name] = f"{str(override.specifier) or 'any'} (from --pin)"
+        pins[override.name] = f"{str(override.specifier) or 'any'} (from {flag})"
     for name, req in sorted(found.items()):
         version, origin = recorded.get(name), "manifest"
         if version is None:
@@ -169,13 +170,13 @@ def pinned(wheel: Path, versions: dict[str, str], markers: dict[str, str], extra
     return sorted(requirements), dict(sorted(pins.items()))
 
 
-def _requirement(text: str) -> Requirement:
+def _requirement(text: str, flag: str) -> Requirement:
     try:
         requirement = Requirement(text)
     except InvalidRequirement as exc:
-        raise TargetError(f"--pin {text!r}: expected NAME==VERSION (a requirement as pip takes it): {exc}") from exc
+        raise TargetError(f"{flag} {text!r}: expected NAME==VERSION (a requirement as pip takes it): {exc}") from exc
     if requirement.marker is not None or requirement.url:
-        raise TargetError(f"--pin {text!r}: a name and version only, no marker or URL")
+        raise TargetError(f"{flag} {text!r}: a name and version only, no marker or URL")
     return requirement
 
 
@@ -217,9 +218,10 @@ def _glibc(platform_tag: str) -> tuple[int, int] | None:
 
 
 def make_bundle(run_dir: Path, platform: DevicePlatform, python: str, out: Path, *, pins: Sequence[str] = (),
-                cache: Path | None = None, progress: Callable[[str], None] = lambda line: None) -> BundleResult:
+                cache: Path | None = None, progress: Callable[[str], None] = lambda line: None,
+                flag: str = "--pin") -> BundleResult:
     """Write the bundle of ``run_dir``'s artefacts for ``platform`` / CPython ``python`` to ``out``;
-    ``pins`` (``--pin``) replace or add requirements (``pinned``)."""
+    ``pins`` (``--pin``, or ``flag``'s) replace or add requirements (``pinned``)."""
     started = time.perf_counter()
     artifacts = find_artifacts(Path(run_dir))
     out = Path(out)
@@ -233,7 +235,7 @@ def make_bundle(run_dir: Path, platform: DevicePlatform, python: str, out: Path,
         project = project_wheel(wheels_dir, cache_root() if cache is None else cache)
         extras = extras_for(artifacts)
         requirements, pinned_to = pinned(project, artifacts.manifest.metadata.versions or {},
-                                    device_markers(platform, python), extras, pins)
+                                    device_markers(platform, python), extras, pins, flag)
         fetched = fetch(requirements, platform, python, cache=cache, progress=progress)
         for wheel in fetched.wheels:
             shutil.copyfile(wheel, wheels_dir / wheel.name)

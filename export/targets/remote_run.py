@@ -32,6 +32,7 @@ from export.targets.device import Device, cache_home
 from export.targets.probe import DeviceFacts, probe
 from export.targets.results import (BENCH_JSON, MAX_RESULT_BYTES, PROBE_JSON, RUN_JSON, VERIFY_JSON, parse_result,
                                     read_device, target_record)
+from export.targets.runtime_pin import DeviceRuntime, RuntimeChoice, RuntimePin
 from export.targets.spec import TargetSpec
 from export.targets.wheels import parse_platform
 from runtime.artifacts.manifest import load_manifest, sha256_bytes
@@ -81,36 +82,50 @@ class DeviceRun:
     bench: BenchReport
     selection: Selection | None  # None on an emulated device
     sent: int  # bundle files sent this time (0: the device held them all)
+    runtime: RuntimePin | None = None  # what verify, bench and select ran with (None: the verified versions)
 
 
-def run_on_target(run_dir: Path, spec: TargetSpec, name: str, *, progress: Progress = lambda line: None) -> DeviceRun:
-    """Verify, time and (on a real device) choose ``run_dir``'s files on ``spec``'s device."""
+def run_on_target(run_dir: Path, spec: TargetSpec, name: str, *, progress: Progress = lambda line: None,
+                  runtime: RuntimeChoice = None) -> DeviceRun:
+    """Verify, time and (on a real device) choose ``run_dir``'s files on ``spec``'s device; ``runtime``:
+    a ``RuntimePin`` (``--runtime``) or ``USE_DEVICE_RUNTIME`` makes the bundle bring that release and
+    the device's cllnn-bench run with it (None: the versions the files were verified with)."""
     layout = RunLayout(Path(run_dir))
     if not layout.manifest.is_file():
         raise TargetError(f"{run_dir}: no {layout.manifest.relative_to(layout.root)}: not a run directory with artefacts")
     device = open_device(spec)
     facts = probe(device)
     progress(f"{name}: {facts.cpu.cpu_class}, Python {facts.python}")
-    bundle = _bundle_for(layout, facts, progress)
+    pin = RuntimePin.of_device(spec.text, facts.packages) if isinstance(runtime, DeviceRuntime) else runtime
+    if pin is not None:
+        pin.check_python(spec.text, facts.python_version)  # before any download
+        progress(f"runtime: {pin} ({pin.origin}): verify, bench and select run with it")
+    bundle = _bundle_for(layout, facts, progress, pin)
     remote, sent = _send(device, bundle, progress)
     env_python = _install(device, remote)
     results = REMOTE_RESULTS / name
     device.checked([device.python, "-c", "import os, sys; os.makedirs(sys.argv[1], exist_ok=True)", str(results)],
                    what="making its results directory")
-    verify = _verify(device, env_python, remote, results, progress)
-    bench = _bench(device, env_python, remote, results, verify, progress)
-    selection = None if spec.emulated else _select(device, env_python, remote, results, progress)
-    run = DeviceRun(name, spec.text, spec.emulated, layout.device(name), facts, verify, bench, selection, sent)
+    backend = ("--tflite-backend", pin.tflite_backend) if pin is not None and pin.tflite_backend else ()
+    verify = _verify(device, env_python, remote, results, progress, backend)
+    bench = _bench(device, env_python, remote, results, verify, progress, backend)
+    selection = None if spec.emulated else _select(device, env_python, remote, results, progress, backend)
+    run = DeviceRun(name, spec.text, spec.emulated, layout.device(name), facts, verify, bench, selection, sent, pin)
     _place(run, layout)
     return run
 
 
-def _bundle_for(layout: RunLayout, facts: DeviceFacts, progress: Progress) -> Path:
+def _bundle_for(layout: RunLayout, facts: DeviceFacts, progress: Progress, pin: RuntimePin | None) -> Path:
     platform = parse_platform(f"{facts.system.lower()}-{facts.machine}")
+    if pin is not None:  # a pinned release may have wheels only for a newer glibc: the device's own bounds it
+        platform = platform.reaching(facts.glibc)
     python = ".".join(str(part) for part in facts.python_version)
     manifest_sha = sha256_bytes(layout.manifest.read_bytes())
-    out = cache_home() / "bundles" / f"{platform.name}-py{python}-{manifest_sha[:16]}"
-    result = make_bundle(layout.root, platform, python, out, progress=progress)
+    pinned = () if pin is None else (pin.requirement, *pin.companions)
+    suffix = "" if pin is None else f"-{pin.package}-{pin.version}"
+    out = cache_home() / "bundles" / f"{platform.name}-py{python}-{manifest_sha[:16]}{suffix}"
+    result = make_bundle(layout.root, platform, python, out, pins=pinned, progress=progress,
+                         flag=pin.origin if pin is not None else "--pin")
     progress(f"bundle: {result.files} files, {result.bytes / 2**20:.1f} MiB, {result.downloaded} wheels downloaded")
     return out
 
@@ -148,9 +163,10 @@ def _install(device: Device, remote: PurePosixPath) -> str:
 
 
 def _verify(device: Device, python: str, remote: PurePosixPath, results: PurePosixPath,
-            progress: Progress) -> ParityReport:
+            progress: Progress, backend: tuple[str, ...]) -> ParityReport:
     artifacts = str(remote / installer.ARTIFACTS_DIR)
-    _run_cli(device, [python, *CLI, "verify", artifacts, "--json", str(results / VERIFY_JSON)], "verify", ok=(0, 1))
+    _run_cli(device, [python, *CLI, "verify", artifacts, *backend, "--json", str(results / VERIFY_JSON)], "verify",
+             ok=(0, 1))
     report = ParityReport.from_dict(_fetch_json(device, results / VERIFY_JSON, "verify"))
     progress(f"verify: {sum(r.passed for r in report.results)}/{len(report.results)} files pass, "
              f"{len(report.skipped)} skipped (this device's runtime cannot load them)")
@@ -158,22 +174,22 @@ def _verify(device: Device, python: str, remote: PurePosixPath, results: PurePos
 
 
 def _bench(device: Device, python: str, remote: PurePosixPath, results: PurePosixPath, verify: ParityReport,
-           progress: Progress) -> BenchReport:
+           progress: Progress, backend: tuple[str, ...]) -> BenchReport:
     files = [str(remote / installer.ARTIFACTS_DIR / r.file) for r in verify.results]
     if not files:
         raise TargetError(f"target {device.spec.text}: its runtimes load none of the run's files: "
                           + "; ".join(f"{s.file}: {s.reason}" for s in verify.skipped))
     settings = EMULATED_BENCH if device.spec.emulated else ()
-    _run_cli(device, [python, *CLI, *files, *settings, "--json", str(results / BENCH_JSON)], "bench")
+    _run_cli(device, [python, *CLI, *files, *settings, *backend, "--json", str(results / BENCH_JSON)], "bench")
     report = BenchReport.from_dict(_fetch_json(device, results / BENCH_JSON, "bench"))
     progress(f"bench: {len(report.results)} files timed at batch 1" + (" (emulated)" if device.spec.emulated else ""))
     return report
 
 
 def _select(device: Device, python: str, remote: PurePosixPath, results: PurePosixPath,
-            progress: Progress) -> Selection:
+            progress: Progress, backend: tuple[str, ...]) -> Selection:
     deploy = results / "deploy"
-    _run_cli(device, [python, *CLI, "select", str(remote / installer.ARTIFACTS_DIR), "--out", str(deploy)],
+    _run_cli(device, [python, *CLI, "select", str(remote / installer.ARTIFACTS_DIR), *backend, "--out", str(deploy)],
              "select", ok=(0, 1))
     selection = Selection.from_dict(_fetch_json(device, deploy / SELECTION_NAME, "select"))
     progress(f"select: {selection.verdict}")
@@ -216,7 +232,7 @@ def _place(run: DeviceRun, layout: RunLayout) -> None:
         run.bench.save_json(staging / BENCH_JSON)
         if run.selection is not None:
             run.selection.save_json(staging / SELECTION_NAME)
-        write_json_atomic(staging / RUN_JSON, target_record(run.name, run.target, run.emulated))
+        write_json_atomic(staging / RUN_JSON, target_record(run.name, run.target, run.emulated, run.runtime))
         read_device(staging, load_manifest(layout.manifest), name=run.name)
         if final.exists():
             shutil.rmtree(final)

@@ -32,6 +32,7 @@ from export.layout import RunLayout
 from export.targets.probe import DeviceFacts, parse_probe
 from export.targets.results_schema import (BENCH_JSON, MAX_DEPTH, MAX_RESULT_BYTES, PROBE_JSON, RESULT_FILES,
                                            RUN_JSON, SELECTION_NAME, TIMINGS, VERIFY_JSON, validator)
+from export.targets.runtime_pin import RuntimePin
 from export.targets.spec import parse_target
 from runtime.artifacts.manifest import Manifest
 from runtime.artifacts.manifest_schema import nesting_depth, schema_problem
@@ -67,9 +68,11 @@ class DeviceResults:
         return machine_line({**self.facts.cpu.record(), "cpu_count": self.facts.cpu_count})
 
 
-def target_record(name: str, target: str, emulated: bool) -> dict[str, Any]:
-    """``target.json``: which device and target the directory's results are of, and whose timings they are."""
-    return {"name": name, "target": target, "emulated": emulated, "timings": TIMINGS[emulated]}
+def target_record(name: str, target: str, emulated: bool, runtime: RuntimePin | None = None) -> dict[str, Any]:
+    """``target.json``: which device and target the directory's results are of, whose timings they are,
+    and the runtime release they ran with when one was pinned (``--runtime``; None: the verified ones)."""
+    return {"name": name, "target": target, "emulated": emulated, "timings": TIMINGS[emulated],
+            "runtime": None if runtime is None else runtime.to_dict()}
 
 
 def parse_result(raw: bytes, kind: str, where: str) -> dict[str, Any]:

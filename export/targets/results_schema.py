@@ -123,12 +123,15 @@ SELECTION = _closed(
      "chosen": {"type": ["string", "null"], "maxLength": 300, "description": "a file name or null"},
      "candidates": _list(_CANDIDATE, "a list of candidates", MAX_ARTIFACTS), "skipped": _SKIPPED},
 )
+_PIN = _closed("a runtime pin (package, version, from)", {"package": _NAME, "version": _NAME, "from": _NAME})
 TARGET = _closed(
-    "a target record (name, target, emulated, timings)",
+    "a target record (name, target, emulated, timings, runtime)",
     {"name": {"type": "string", "pattern": DEVICE_NAME.pattern,
               "description": "a device name (letters, digits, - and _, up to 40)"},
      "target": {"type": "string", "minLength": 1, "maxLength": 300}, "emulated": _FLAG,
-     "timings": {"enum": list(TIMINGS.values()), "description": " or ".join(map(repr, TIMINGS.values()))}},
+     "timings": {"enum": list(TIMINGS.values()), "description": " or ".join(map(repr, TIMINGS.values()))},
+     "runtime": {"anyOf": [{"type": "null"}, _PIN], "description": "null or a runtime pin"}},
+    optional=("runtime",),  # directories written before runtime pins
 )
 SCHEMAS = {VERIFY_JSON: VERIFY, BENCH_JSON: BENCH, SELECTION_NAME: SELECTION, RUN_JSON: TARGET}
 _validators: dict[str, Callable[[Any], Any]] = {}

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -56,12 +56,20 @@ class DevicePlatform:
 
     name: str  # as --platform takes it: linux-aarch64
     machine: str  # platform.machine() there: aarch64
+    glibc_ceiling: int = GLIBC_CEILING  # the newest manylinux_2_X taken (``reaching``: a device's own glibc)
 
     @property
     def tags(self) -> tuple[str, ...]:
         """The platform tags pip may take for it, newest glibc first."""
-        return (*(f"manylinux_2_{minor}_{self.machine}" for minor in range(GLIBC_CEILING, GLIBC_FLOOR - 1, -1)),
+        return (*(f"manylinux_2_{minor}_{self.machine}" for minor in range(self.glibc_ceiling, GLIBC_FLOOR - 1, -1)),
                 f"manylinux2014_{self.machine}")
+
+    def reaching(self, glibc: str | None) -> DevicePlatform:
+        """The platform with its tags reaching a known device's glibc (``"2.36"``), so a release whose only
+        wheel needs more than ``manylinux_2_31`` can be had (tflite-runtime 2.14 on aarch64: 2_34)."""
+        match = re.match(r"2\.(\d+)", glibc or "")
+        minor = int(match[1]) if match else GLIBC_CEILING
+        return replace(self, glibc_ceiling=max(GLIBC_CEILING, min(minor, 99)))
 
 
 PLATFORMS = {p.name: p for p in (DevicePlatform("linux-aarch64", "aarch64"), DevicePlatform("linux-x86_64", "x86_64"))}

@@ -79,6 +79,13 @@ def _tflite_runtime_for(tensorflow: str) -> str | None:
     return tensorflow if version_key(tensorflow) <= version_key(last) else None
 
 
+def install_limits(package: str) -> dict[str, str]:
+    """What ``package``'s releases install beside (``newest_python``: the newest CPython with a wheel;
+    ``numpy``: the NumPy it runs with, a specifier); ``{}`` where the table says nothing."""
+    entry = table()["runtimes"].get(package)
+    return dict(entry.get("install", {})) if isinstance(entry, dict) else {}
+
+
 def needs_of_tflite(op_versions: Mapping[str, tuple[int, ...]],
                     op_types: Mapping[str, tuple[str, ...]] | None = None) -> RuntimeNeeds:
     """The oldest ai-edge-litert and tflite-runtime that load a file of these op codes and kernel types.

@@ -26,7 +26,9 @@ from runtime.bench.latency import (
     load_baseline,
     regressions,
 )
-from runtime.cli.flags import add_timing_flags, add_trusted_key_flag
+from runtime.artifacts.manifest import TFLITE_RUNTIME
+from runtime.backends.tflite_check import looks_like_tflite
+from runtime.cli.flags import add_tflite_backend_flag, add_timing_flags, add_trusted_key_flag
 from runtime.errors import EdgeRuntimeError
 from runtime.outputs import check_output_file
 
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
                         help="with --baseline: exit 1 if a p50 grew by more (default 10)")
     add_trusted_key_flag(parser, "Only files listed in it are timed")
+    add_tflite_backend_flag(parser)
     return parser
 
 
@@ -67,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = f"[{number}/{len(args.models)}] {path.name}"
         try:
             results.append(bench_model(path, settings, progress=_progress_printer(label),
-                                       trusted_key=trusted_key))
+                                       trusted_key=trusted_key, backend=_backend(path, args.tflite_backend)))
         except (EdgeRuntimeError, ManifestError, ValueError, OSError) as exc:
             print(f"\ncllnn-bench: error: {path}: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -83,6 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("FAILED" if failures else "PASSED")
         return EXIT_REGRESSION if failures else EXIT_OK
     return EXIT_OK
+
+
+def _backend(path: Path, tflite_backend: str | None) -> str | None:
+    """``--tflite-backend tflite-runtime`` for a TFLite file (by content, as ``runtime.load``); an ONNX file
+    keeps its own runtime. A missing file is left for ``bench_model`` to name."""
+    if tflite_backend != TFLITE_RUNTIME:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return TFLITE_RUNTIME if looks_like_tflite(handle.read(8)) else None
+    except OSError:
+        return None
 
 
 def _progress_printer(label: str) -> Callable[[int, int], None]:

@@ -1,6 +1,6 @@
 """Command-line flags the device's commands share, defined once: the timing settings of
 ``cllnn-bench`` and ``cllnn-bench select``, the ``--tolerance`` override of ``verify`` and
-``select``, the ``--trusted-key`` of all three and the ``--tflite-backend`` of ``verify`` and ``select``.
+``select``, the ``--trusted-key`` of all three and the ``--tflite-backend`` of all three.
 Standard library only.
 
 ``cllnn-export parity`` spells its ``--tolerance`` / ``--trusted-key`` itself: importing

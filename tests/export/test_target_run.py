@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -16,8 +17,10 @@ from export.errors import TargetError
 from export.targets.local import LocalDevice
 from export.layout import RunLayout
 from export.report.build import write_report
+from export.targets.probe import probe
 from export.targets.remote_run import run_on_target
 from export.targets.results import RESULT_FILES, read_device
+from export.targets.runtime_pin import USE_DEVICE_RUNTIME
 from export.targets.spec import parse_target
 from runtime.artifacts.manifest import load_manifest
 from runtime.checks.verify import verify
@@ -86,3 +89,49 @@ def test_a_malformed_answer_is_refused_and_leaves_no_results(run_dir: Path, monk
     with pytest.raises(TargetError, match="verify's verify.json: the top level: expected a parity report"):
         run_on_target(run_dir, parse_target("local"), "evil")
     assert not (run_dir / "devices" / "evil").exists()
+
+
+TFLITE_RUNTIME_PIN = "tflite-runtime==2.14"
+LOCAL_PYTHON = sys.version_info[:2]  # the local target's Python is the one running the host
+
+
+@pytest.mark.skipif(LOCAL_PYTHON > (3, 11), reason=f"tflite-runtime 2.14 has wheels for CPython <= 3.11 only; the "
+                    f"local target runs {LOCAL_PYTHON[0]}.{LOCAL_PYTHON[1]} (/usr/bin/python3.11 is the one here)")
+def test_a_run_pinned_to_tflite_runtime_214_skips_what_it_cannot_load_and_never_chooses_it(
+        run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As production on a board image that pins tflite-runtime 2.14: the bundle brings it (and NumPy
+    1.x, which it needs), the device's verify, bench and select run on it; the dynamic-range and int16x8
+    files are skipped with the op named, and select chooses among the rest, saying why."""
+    assert main(["target", "run", str(run_dir), "local", "--name", "old", "--runtime", TFLITE_RUNTIME_PIN]) == 0
+    out = capsys.readouterr().out
+    device = run_dir / "devices" / "old"
+    assert json.loads((device / "target.json").read_text())["runtime"] == {
+        "package": "tflite-runtime", "version": "2.14", "from": "--runtime"}
+    assert "with tflite-runtime==2.14 (--runtime)" in out
+    there = json.loads((device / "verify.json").read_text())
+    assert there["versions"]["tflite-runtime"] == "2.14.0" and there["versions"]["numpy"].startswith("1.")
+    skipped = {s["file"]: s["reason"] for s in there["skipped"]}
+    assert "FULLY_CONNECTED v12" in skipped["cllnn_dynamic.tflite"], skipped
+    assert "tflite-runtime 2.14.0" in skipped["cllnn_dynamic.tflite"], skipped
+    assert "QUANTIZE" in skipped["cllnn_int16x8.tflite"], skipped
+    compared = {r["file"] for r in there["results"]}
+    assert {"cllnn_fp32.tflite", "cllnn_fp16.tflite", "cllnn_int8.tflite"} <= compared
+    assert not compared & set(skipped)
+    timed = {Path(r["model"]).name for r in json.loads((device / "bench.json").read_text())["results"]}
+    assert timed == compared
+    selection = json.loads((device / SELECTION_NAME).read_text())
+    assert selection["chosen"] not in skipped and selection["chosen"] in compared
+    said = {s["file"]: s["reason"] for s in selection["skipped"]}
+    assert "FULLY_CONNECTED v12" in said["cllnn_dynamic.tflite"] and "QUANTIZE" in said["cllnn_int16x8.tflite"]
+
+
+def test_the_device_runtime_is_pinned_as_the_probe_found_it(run_dir: Path) -> None:
+    """--use-device-runtime: the local target's Python has ai-edge-litert, so that release is pinned, the
+    device's cllnn-bench runs on it, and target.json says where the pin came from."""
+    found = probe(LocalDevice(parse_target("local"), run_dir.parent / "probe")).packages
+    done = run_on_target(run_dir, parse_target("local"), "mine", runtime=USE_DEVICE_RUNTIME)
+    assert done.runtime is not None and found["ai-edge-litert"] and not found["tflite-runtime"]
+    assert (done.runtime.requirement, done.runtime.origin) == (f"ai-edge-litert=={found['ai-edge-litert']}",
+                                                              "--use-device-runtime")
+    assert json.loads((done.directory / "target.json").read_text())["runtime"]["from"] == "--use-device-runtime"
+    assert done.verify.versions["ai-edge-litert"] == found["ai-edge-litert"]

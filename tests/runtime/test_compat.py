@@ -274,3 +274,28 @@ def test_the_table_knows_every_op_version_the_formats_emit() -> None:
     for file, needs in _fixture_needs().items():
         for op, versions in needs.op_versions.items():
             assert all(compat.tensorflow_for(op, v) is not None for v in versions), (file, op, versions)
+
+
+BENCH = "import runtime.cli.bench as cli; sys.exit(cli.main(sys.argv[1:]))"
+
+
+def test_cllnn_bench_times_on_tflite_runtime_when_asked(tflite_runtime_214: Path, tmp_path: Path) -> None:
+    """``cllnn-bench --tflite-backend tflite-runtime`` (what ``target run --runtime`` passes): the file is
+    timed on 2.14's Interpreter; on the host, which lacks tflite-runtime, the same flag is refused
+    naming it, while an ONNX file beside keeps its own runtime."""
+    report = tmp_path / "bench.json"
+    result = _run_old(tflite_runtime_214, BENCH, str(ARTIFACTS / "cllnn_fp32.tflite"), "--runs", "3", "--warmup",
+                      "1", "--tflite-backend", "tflite-runtime", "--json", str(report))
+    assert result.returncode == 0, describe(result)
+    written = json.loads(report.read_text())
+    assert written["versions"]["tflite-runtime"] == "2.14.0" and "ai-edge-litert" not in written["versions"]
+    assert written["results"][0]["runs"] == 3
+    if compat.installed(compat.TFLITE_RUNTIME_PACKAGE) is not None:
+        return  # this host has tflite-runtime: the refusal below cannot be seen here
+    host = subprocess.run([sys.executable, "-m", "runtime.cli.bench", str(ARTIFACTS / "cllnn_fp32.onnx"),
+                           str(ARTIFACTS / "cllnn_fp32.tflite"), "--runs", "3", "--warmup", "1",
+                           "--tflite-backend", "tflite-runtime"], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+    assert host.returncode == 2, describe(host)
+    assert "cllnn_fp32.tflite: loading a .tflite model needs tflite-runtime" in host.stderr, describe(host)
+    assert "cllnn_fp32.onnx" not in host.stderr  # timed on onnxruntime before the .tflite was refused
