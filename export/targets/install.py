@@ -174,7 +174,7 @@ def _make_env(env: Path, directory: Path, bundle: dict[str, Any], progress: Any)
     python = str(env / "bin" / "python")
     progress(f"installing {len(wheels)} wheels from {directory / WHEELS_DIR} (--no-index)")
     _run([python, str(pip / "pip"), "install", "--no-index", "--find-links", str(directory / WHEELS_DIR),
-          "--only-binary=:all:", "--no-cache-dir", "--disable-pip-version-check", "--no-warn-script-location",
+          "--only-binary=:all:", "--no-cache-dir", "--no-compile", "--disable-pip-version-check", "--no-warn-script-location",
           "--quiet", *map(str, wheels)], "pip install --no-index")
     _run([python, "-c", RUNTIME_IMPORTS], "importing the runtime in the new environment")
 

@@ -102,6 +102,7 @@ def run_on_target(run_dir: Path, spec: TargetSpec, name: str, *, progress: Progr
         progress(f"runtime: {pin} ({pin.origin}): verify, bench and select run with it")
     bundle = _bundle_for(layout, facts, progress, pin)
     remote, sent = _send(device, bundle, progress)
+    progress("install: the bundle into an environment of its own there (pip --no-index; minutes when emulated)")
     env_python = _install(device, remote)
     results = REMOTE_RESULTS / name
     device.checked([device.python, "-c", "import os, sys; os.makedirs(sys.argv[1], exist_ok=True)", str(results)],
@@ -165,6 +166,7 @@ def _install(device: Device, remote: PurePosixPath) -> str:
 def _verify(device: Device, python: str, remote: PurePosixPath, results: PurePosixPath,
             progress: Progress, backend: tuple[str, ...]) -> ParityReport:
     artifacts = str(remote / installer.ARTIFACTS_DIR)
+    progress("verify: cllnn-bench verify there, every file against the check set's stored outputs")
     _run_cli(device, [python, *CLI, "verify", artifacts, *backend, "--json", str(results / VERIFY_JSON)], "verify",
              ok=(0, 1))
     report = ParityReport.from_dict(_fetch_json(device, results / VERIFY_JSON, "verify"))
@@ -180,6 +182,7 @@ def _bench(device: Device, python: str, remote: PurePosixPath, results: PurePosi
         raise TargetError(f"target {device.spec.text}: its runtimes load none of the run's files: "
                           + "; ".join(f"{s.file}: {s.reason}" for s in verify.skipped))
     settings = EMULATED_BENCH if device.spec.emulated else ()
+    progress(f"bench: cllnn-bench there, {len(files)} files at batch 1")
     _run_cli(device, [python, *CLI, *files, *settings, *backend, "--json", str(results / BENCH_JSON)], "bench")
     report = BenchReport.from_dict(_fetch_json(device, results / BENCH_JSON, "bench"))
     progress(f"bench: {len(report.results)} files timed at batch 1" + (" (emulated)" if device.spec.emulated else ""))
