@@ -14,6 +14,9 @@ from runtime.artifacts.manifest import load_manifest, sha256_file
 from runtime.backends.tflm import available as tflm_available
 
 CLI = str(Path(sys.executable).parent / "cllnn-export")
+# The main job's devices in CI: the Raspberry Pi 4's and 5's CPUs under qemu-user (``--target``)
+EMULATED = {"a72": ("cortex-a72", "arm64 NEON (no dotprod)"), "a76": ("cortex-a76", "arm64 dotprod")}
+EMULATED_TARGETS = tuple(arg for name, (cpu, _) in EMULATED.items() for arg in ("--target", f"{name}=emulated:{cpu}"))
 # What `cllnn-export run` exports by default ("all"): tflm-int8 where the tflm extra is installed (CI).
 ALL_FORMATS = frozenset({"tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tflite-int16x8",
                          "onnx-fp32", "onnx-int8", *(["tflm-int8"] if tflm_available() else [])})

@@ -1,6 +1,7 @@
-"""emulated:CPU: an arm64 Python under the real qemu-user, in a root made by the real mmdebstrap. The
-CPU class runtime.machine reads there, and the device runtimes (the real aarch64 wheels of the host's
-versions) giving the same verify verdicts as the host on the same files.
+"""emulated:CPU: an arm64 Python under the real qemu-user, in a root made by the real mmdebstrap: the
+CPU class runtime.machine reads there, commands, their children and their ends. The device runtimes on
+the emulated CPUs (the main job's files verified through ``target run``, the same verdicts as the host's)
+are tested on the main job itself: tests/e2e/test_main_job.py.
 
 Without qemu-user-static / mmdebstrap (scripts/ensure-qemu installs them where it can) the tests that
 need them skip, and fail where CI is set. The root and the wheels are cached (XDG_CACHE_HOME): the
@@ -9,16 +10,12 @@ first run makes them (about a minute each), later runs reuse them.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 
@@ -27,16 +24,9 @@ from export.targets.device import cache_home
 from export.targets.emulated import (MIDR, EmulatedDevice, RootRecipe, ensure_root,
                                      fake_cpuinfo, missing_tools)
 from export.targets.spec import EMULATED_CPUS, parse_target
-from runtime.checks.verify import verify
 from runtime.machine import CpuInfo, parse_cpuinfo
 
 ROOT = Path(__file__).parents[2]
-FIXTURE = ROOT / "tests" / "fixtures" / "run_a8fda90" / "artifacts"
-FORMATS = ("tflite-fp32", "tflite-dynamic", "tflite-int8", "onnx-int8")  # float, dynamic, int8 in both runtimes
-RUNTIMES = ("ai-edge-litert", "onnxruntime", "numpy", "fastjsonschema")  # the device's, at the host's versions
-# pip takes exactly the platform tags it is given: the wheels' own (LiteRT manylinux_2_27, ONNX Runtime
-# manylinux_2_28, protobuf manylinux2014), all within bookworm's glibc 2.36.
-PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux2014_aarch64")
 CLASSES = {"cortex-a72": ("Arm Cortex-A72", ("asimd",), "arm64 NEON (no dotprod)"),
            "cortex-a76": ("Arm Cortex-A76", ("asimd", "asimddp"), "arm64 dotprod"),
            "max": ("ARM implementer 0x00 part 0x051", ("asimd", "asimddp", "i8mm", "sve"), "arm64 dotprod+i8mm")}
@@ -101,35 +91,6 @@ def test_a_failed_build_leaves_nothing_that_looks_like_a_root(tmp_path: Path) ->
         ensure_root(recipe, tmp_path, spec=parse_target("emulated:max"))
     assert "no-such-package-cllnn" in str(caught.value)
     assert [path.name for path in tmp_path.iterdir()] == []
-
-
-@pytest.fixture(scope="session")
-def aarch64_site() -> Path:
-    """The device runtimes at the host's versions, installed for aarch64 / CPython 3.11 by the host's pip
-    (``pip install --target --platform ...``: the wheels' files as pip lays them out), cached by the
-    versions and platforms, made beside the final name and renamed in when pip succeeded."""
-    _needs_qemu()
-    pins = [f"{name}=={importlib.metadata.version(name)}" for name in RUNTIMES]
-    key = hashlib.sha256(json.dumps([pins, PLATFORMS, RootRecipe().python_version]).encode()).hexdigest()[:16]
-    final = cache_home() / "emulated" / f"site-cp311-aarch64-{key}"
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
-        platforms = [flag for tag in PLATFORMS for flag in ("--platform", tag)]
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                               "--no-compile", "--target", str(partial), *platforms, "--python-version",
-                               RootRecipe().python_version, "--only-binary=:all:", *pins],
-                              capture_output=True, text=True, timeout=1200)
-        assert done.returncode == 0, done.stderr[-3000:]
-        try:
-            os.rename(partial, final)
-        except OSError:  # another test process laid the same wheels out first
-            assert final.is_dir()
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return final
 
 
 @pytest.fixture(scope="session")
@@ -202,44 +163,3 @@ def _alive(pid: int) -> bool:
         return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
-
-
-def _subset(out: Path) -> Path:
-    """The fixture run's files of FORMATS (and their stage probes) with a manifest listing only them."""
-    manifest = json.loads((FIXTURE / "manifest.json").read_text())
-    manifest["artifacts"] = [record for record in manifest["artifacts"] if record["format"] in FORMATS]
-    (out / "probes").mkdir(parents=True)
-    for record in manifest["artifacts"]:
-        for name in (record["file"], record["details"]["probe"]["file"]):
-            shutil.copyfile(FIXTURE / name, out / name)
-    shutil.copyfile(FIXTURE / manifest["check_set"]["file"], out / manifest["check_set"]["file"])
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    return out
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("cpu", ["cortex-a72", "cortex-a76"])
-def test_verify_on_the_emulated_cpu_gives_the_hosts_verdicts(devices: dict[str, EmulatedDevice], cpu: str,
-                                                             aarch64_site: Path, tmp_path: Path) -> None:
-    """The files go over with put, `python -m runtime.cli.main verify` runs there on the repository's
-    runtime package and the aarch64 wheels, its JSON comes back with get: the same pass / fail per file
-    and per check as the host's verify of the same directory (this fixture's int8 files fail top-1 on
-    both: a verdict that differs shows either way)."""
-    device, files = devices[cpu], _subset(tmp_path / "artifacts")
-    for path in sorted(files.rglob("*")):
-        if path.is_file():
-            device.put(path, PurePosixPath("artifacts") / path.relative_to(files).as_posix())
-    done = device.run([device.python, "-m", "runtime.cli.main", "verify", "artifacts", "--json", "verify.json"],
-                      env={"PYTHONPATH": f"{ROOT}:{aarch64_site}"})
-    assert done.returncode in (0, 1), done.tail(20)
-    device.get(PurePosixPath("verify.json"), tmp_path / "verify.json", max_bytes=4 * 1024 * 1024)
-    there = json.loads((tmp_path / "verify.json").read_text())
-    here = verify(files).to_dict()
-    assert done.returncode == (0 if here["passed"] else 1)
-    assert there["versions"]["onnxruntime"] == here["versions"]["onnxruntime"]
-
-    def verdicts(report: dict) -> dict[str, tuple[bool, dict[str, bool]]]:
-        return {r["format"]: (r["passed"], {check["name"]: check["passed"] for check in r["checks"]})
-                for r in report["results"]}
-
-    assert verdicts(there) == verdicts(here) and set(verdicts(here)) == set(FORMATS)
