@@ -36,7 +36,9 @@ def _train_and_convert(tmp: Path, config_text: str) -> tuple[Path, Path, subproc
 HOST_FORMATS = json.dumps(sorted(ALL_FORMATS - {"tflm-int8"}))
 
 
-@pytest.mark.parametrize("length", [3, 9])
+# One length past the seed's T = 1: the unroller's steps are the same code at any T (3 and 9 were both
+# run here until 2026-12-04, ~4 min each on 2 cores; T = 9's spread is in benchmarks/SPREAD.md).
+@pytest.mark.parametrize("length", [3])
 def test_longer_sequences_export_and_match(tmp_path: Path, test_split, length: int) -> None:
     model_path, artifacts, converted = _train_and_convert(
         tmp_path, f"[model]\nsequence_length = {length}\n[train]\nepochs = 3\n{LONG_SEQUENCE_GATE}"
