@@ -292,7 +292,10 @@ def test_over_a_shared_connection_too(device: SshDevice) -> None:
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
 def test_ctrl_c_or_a_killed_host_ends_the_remote_command(server: Server, tmp_path: Path, how: int) -> None:
     device = server.device(tmp_path / "device")
-    host = (f"from export.targets.spec import parse_target; from export.targets.ssh import SshDevice; "
+    # Ctrl-C as in a terminal: Python ignores SIGINT when it starts with SIGINT ignored, as a shell's
+    # background job inherits it (nohup ... &), so the host sets the default handler itself.
+    host = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"from export.targets.spec import parse_target; from export.targets.ssh import SshDevice; "
             f"d = SshDevice(parse_target({device.spec.text!r}), python={sys.executable!r}, root={str(device.root)!r}, "
             f"options={device.options!r}); d.run([{sys.executable!r}, '-c', {HANG!r}])")
     process = subprocess.Popen([sys.executable, "-c", host], cwd=ROOT, stderr=subprocess.PIPE)
