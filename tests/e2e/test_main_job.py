@@ -224,7 +224,7 @@ def test_device_side_verify_and_the_choice_on_the_main_job(seed_run, tmp_path: P
     assert chosen in (run_dir / "report.md").read_text().split("\n\n")[1]
 
 
-# What the issue asks of the emulated devices in CI: an int8, a dynamic-range and a float file at least
+# What the issue asks of the emulated devices in CI: an int8, a dynamic-range and a float file (EMULATED_FORMATS)
 def test_the_main_jobs_files_verify_on_the_emulated_pi_cpus_as_here_and_the_report_shows_them(seed_run) -> None:
     """``run --target a72=emulated:cortex-a72 --target a76=emulated:cortex-a76 --target-formats
     tflite-int8,tflite-dynamic,tflite-fp32``: each device probed as its CPU class (runtime.machine there:
