@@ -61,7 +61,17 @@ class TargetConfig:
     # which formats cannot. "" (the default): the runtimes this machine has. Parsed into the plan
     # (``export.targets.runtime_pin.RuntimePin``), where a bad one fails before any work.
     runtime: str = ""
+    # The formats whose files a device verifies, times and chooses from (``run --target``; the flag is
+    # ``--target-formats``), names as the run's manifest records them, or ["all"]. Checked in the plan,
+    # against the formats the run exports; the device's own check is against the manifest.
+    formats: tuple[str, ...] = ("all",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.runtime, str):
             raise ConfigError(f"target.runtime must be a string such as \"tflite-runtime==2.14\", got {self.runtime!r}")
+        if isinstance(self.formats, list):
+            object.__setattr__(self, "formats", tuple(self.formats))
+        if not isinstance(self.formats, tuple) or not self.formats or not all(
+                isinstance(name, str) and name for name in self.formats):
+            raise ConfigError(f"target.formats must be a non-empty list of format names (or [\"all\"]), "
+                              f"got {self.formats!r}")

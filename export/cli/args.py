@@ -169,6 +169,9 @@ def add_run(commands: Commands) -> None:
     run.add_argument("--target", action="append", default=[], metavar="NAME=TARGET",
                      help="also verify, time and choose the files on this device, as 'target run' does, into "
                           "DIR/devices/NAME/ (repeatable; TARGET: local, ssh://[user@]host[:port] or emulated:CPU)")
+    run.add_argument("--target-formats", metavar="LIST",
+                     help="the formats whose files each --target verifies, times and chooses from, as 'target "
+                          "run --formats' (default: [target] formats, else all)")
     _budget(run)
     _strategy(run)
     run.set_defaults(handler="run_run", plan=plan_run)
@@ -176,7 +179,7 @@ def add_run(commands: Commands) -> None:
 
 def plan_run(args: argparse.Namespace) -> Plan:
     overrides = Overrides(epochs=args.epochs, formats=args.formats, recipe=args.recipe, runtime=args.runtime,
-                          **_budget_of(args))
+                          target_formats=args.target_formats, **_budget_of(args))
     return resolve("run", config_file=args.config, overrides=overrides, data=args.data, out=args.out,
                    strategy=args.strategy, targets=tuple(args.target))
 

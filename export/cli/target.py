@@ -66,6 +66,11 @@ def add_run(targets: Any) -> None:
     runtime.add_argument("--use-device-runtime", action="store_true",
                          help="the same with the runtime the probe finds installed on the device "
                          "(tflite-runtime first, then ai-edge-litert, then onnxruntime)")
+    command.add_argument("--formats", metavar="LIST",
+                         help="verify, time and choose only the files of these formats there, comma-separated as "
+                         "the run's manifest names them (e.g. tflite-int8,tflite-dynamic,tflite-fp32; default: "
+                         "all); a name it does not hold: exit 2 before the device is contacted. The bundle "
+                         "still carries every file, so the manifest and its signature stay whole")
     command.set_defaults(handler=run_target)
 
 
@@ -74,10 +79,13 @@ def run_target(args: argparse.Namespace) -> int:
     name = parse_named_target(f"{args.name}={args.target}")[0] if args.name else spec.default_name
     runtime: RuntimeChoice = USE_DEVICE_RUNTIME if args.use_device_runtime else (
         RuntimePin.parse(args.runtime) if args.runtime else None)
-    done = run_on_target(args.run_dir, spec, name, progress=lambda line: print(line, flush=True), runtime=runtime)
+    done = run_on_target(args.run_dir, spec, name, progress=lambda line: print(line, flush=True), runtime=runtime,
+                         formats=args.formats)
     chosen = done.selection.chosen.file if done.selection is not None and done.selection.chosen else None
     ran = f"with {done.runtime} ({done.runtime.origin})" if done.runtime else "with the verified versions"
-    print(f"{done.directory}: verify {'PASSED' if done.verify else 'FAILED'} {ran}; "
+    asked = "" if done.formats is None else f" ({len(done.verify.results) + len(done.verify.skipped)} files of " \
+        f"{', '.join(done.formats)})"
+    print(f"{done.directory}: verify{asked} {'PASSED' if done.verify else 'FAILED'} {ran}; "
           + (f"chosen there: {chosen}" if chosen else "no choice (emulated)" if done.emulated else "nothing chosen"))
     return EXIT_OK
 

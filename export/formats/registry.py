@@ -31,6 +31,7 @@ from export.formats.precision import (
     Calibration,
     Recipe,
 )
+from runtime.artifacts.manifest import format_names
 from runtime.artifacts.manifest_schema import LITERT, ONNXRUNTIME, TFLM
 from runtime.backends.tflm import INSTALL_HINT, available
 
@@ -206,9 +207,7 @@ def parse_formats(names: str | tuple[str, ...] | list[str] | None) -> tuple[Form
     microcontroller format where its runtime (``tflite-micro``) is installed."""
     if names is None:
         names = ALL
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    names = list(names)
+    names = list(format_names(names) or ())
     if names == [ALL]:
         return tuple(f for f in FORMATS.values() if not f.takes_recipe and (available() or not f.for_mcu))
     unknown = [n for n in names if n not in FORMATS]

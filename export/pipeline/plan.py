@@ -27,11 +27,12 @@ from cllnn_edge.errors import ConfigError
 from export.errors import TargetError
 from export.formats.mcu import memory_budget
 from export.formats.precision import Recipe
-from export.formats.registry import Format, parse_formats
+from export.formats.registry import ALL, Format, parse_formats
 from export.layout import RunLayout
 from export.pipeline.variants import parse_variants
 from export.targets.runtime_pin import RuntimePin
 from export.targets.spec import TargetSpec, parse_named_target
+from runtime.artifacts.manifest import format_names
 from runtime.deploy.boards import MemoryBudget, budget_for
 from runtime.outputs import check_output_dir, check_output_file
 
@@ -54,6 +55,7 @@ class Overrides:
     tolerances: tuple[str, ...] = ()  # "PRECISION.LIMIT=VALUE" each
     variants: str | None = None  # a sweep's, ``export.pipeline.variants``
     runtime: str | None = None  # "tflite-runtime==2.14": ``[target] runtime``
+    target_formats: str | None = None  # "tflite-int8,tflite-fp32" or "all": ``[target] formats``
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Plan:
     config_file: Path | None = None  # where ``config`` came from, for reproduce commands
     targets: tuple[tuple[str, TargetSpec], ...] = ()  # ``run --target``: (devices/NAME, its target), in order
     runtime: RuntimePin | None = None  # ``[target] runtime`` / ``--runtime``: the files must load on it
+    target_formats: tuple[str, ...] | None = None  # ``[target] formats`` / ``--target-formats`` (None: all)
 
     @property
     def layout(self) -> RunLayout:
@@ -127,9 +130,11 @@ def resolve(
             check_output_file(path, flag)
     if command in TRAINING_COMMANDS:
         check_fits_in_memory(cfg.model)
+    named = _named_targets(targets)
     return Plan(command=command, config=cfg, formats=formats, recipe=recipe, budget=budget, strategy=how,
-                out=out, data=data, config_file=config_file, targets=_named_targets(targets),
-                runtime=_runtime(overrides.runtime, cfg))
+                out=out, data=data, config_file=config_file, targets=named,
+                runtime=_runtime(overrides.runtime, cfg),
+                target_formats=_target_formats(overrides.target_formats, cfg, formats, bool(named)))
 
 
 def _named_targets(texts: tuple[str, ...]) -> tuple[tuple[str, TargetSpec], ...]:
@@ -150,6 +155,8 @@ def _with_overrides(cfg: Config, flags: Overrides) -> tuple[Config, tuple[Format
         cfg = cfg.replace("train", epochs=flags.epochs)
     if flags.runtime is not None:
         cfg = cfg.replace("target", runtime=flags.runtime)
+    if flags.target_formats is not None:
+        cfg = cfg.replace("target", formats=format_names(flags.target_formats) or ())
     chosen = parse_formats(flags.formats or cfg.export.formats)
     cfg = cfg.replace("export", formats=tuple(f.name for f in chosen))
     if flags.calibration_size is not None:
@@ -170,6 +177,23 @@ def _runtime(flag: str | None, cfg: Config) -> RuntimePin | None:
     """``[target] runtime`` (the flag already applied to it), parsed once; "" is none."""
     text = cfg.target.runtime
     return RuntimePin.parse(text, "--runtime" if flag is not None else "[target] runtime") if text else None
+
+
+def _target_formats(flag: str | None, cfg: Config, exported: tuple[Format, ...],
+                    checked: bool) -> tuple[str, ...] | None:
+    """``[target] formats`` (the flag already applied to it), parsed once: None for all. With devices to
+    run on (``checked``), each name must be one the run exports, so a typo fails before training, not
+    at the device stage an hour later (which checks the run's manifest again)."""
+    names = format_names(cfg.target.formats)
+    if names == (ALL,):
+        return None
+    where = "--target-formats" if flag is not None else "[target] formats"
+    made = [f.name for f in exported]
+    unknown = [name for name in names or () if name not in made]
+    if checked and (unknown or not names):
+        raise TargetError(f"{where}: {', '.join(unknown) or 'no format named'}: not among the formats this run "
+                          f"exports ({', '.join(made)}); name some of those, or 'all'")
+    return names
 
 
 def _with_tolerances(cfg: Config, assignments: tuple[str, ...]) -> Config:

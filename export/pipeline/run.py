@@ -149,7 +149,7 @@ def _stages(cfg: Config, layout: RunLayout, fingerprint: str, *, sweep: bool) ->
     train_key = stage_key("train", sections["model"], sections["train"], fingerprint, versions)
     # the device's runtime changes the files only when one is named: an unpinned run keeps its key
     convert_key = stage_key("convert", train_key, sections["export"],
-                            *([sections["target"]] if cfg.target.runtime else []))
+                            *([{"runtime": cfg.target.runtime}] if cfg.target.runtime else []))
     bench_key = stage_key("bench", convert_key, BENCH_BATCHES, BENCH_RUNS)
     stages = [
         Stage("train", train_key, (layout.train_dir,), _train),
@@ -170,12 +170,14 @@ def _stages(cfg: Config, layout: RunLayout, fingerprint: str, *, sweep: bool) ->
 
 def _device_stages(plan: Plan, convert_key: str) -> tuple[Stage, ...]:
     """One stage per ``--target``: its key holds what the device checks the files against (the files,
-    the tolerances), the target and the runtime release pinned for it (``--runtime``, which the device
-    then runs: the host's own stages keep the verified versions); what the device itself is (probed when the stage runs) does not
+    the tolerances), the target, the runtime release pinned for it (``--runtime``, which the device
+    then runs: the host's own stages keep the verified versions) and the formats it takes
+    (``--target-formats``; all: none, so such a stage keeps its key); what the device itself is (probed when the stage runs) does not
     enter it, so after a change on the device, ``force`` runs it again."""
-    tolerances, pin = plan.config.to_dict()["tolerances"], plan.runtime
+    tolerances, pin, formats = plan.config.to_dict()["tolerances"], plan.runtime, plan.target_formats
     return tuple(Stage(f"device-{name}", stage_key("device", convert_key, tolerances, spec.text,
-                                                    *([pin.to_dict()] if pin is not None else [])),
+                                                    *([pin.to_dict()] if pin is not None else []),
+                                                    *([{"formats": list(formats)}] if formats is not None else [])),
                        (plan.layout.device(name),), functools.partial(_device, name, spec), reads="convert")
                  for name, spec in plan.targets)
 
@@ -249,8 +251,10 @@ def _bench(work: Work) -> str:
 
 
 def _device(name: str, spec: TargetSpec, work: Work) -> str:
-    done = run_on_target(work.layout.root, spec, name, progress=work.progress, runtime=work.plan.runtime)
+    done = run_on_target(work.layout.root, spec, name, progress=work.progress, runtime=work.plan.runtime,
+                         formats=work.plan.target_formats)
     verify = f"verify {'passed' if done.verify else 'FAILED'} ({len(done.verify.results)} files"
+    verify += "" if done.formats is None else f" of {', '.join(done.formats)}"
     verify += f", {len(done.verify.skipped)} skipped)" if done.verify.skipped else ")"
     if done.selection is None:
         return f"{spec.text}: {verify}; no choice (emulated timings are not a board's)"

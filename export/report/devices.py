@@ -6,7 +6,8 @@ Each device directory is read through ``export.targets.results.read_devices``, a
 one that is refused (malformed, huge, inconsistent) is shown as a device whose results could not be read,
 with the reason, and the rest of the report is built as usual. An emulated device's timings are a CPU
 emulator's: shown, labelled emulated, and never a choice (select does not run there). A run without
-``devices/`` has no device part at all.
+``devices/`` has no device part at all. A device given only some formats (``target run --formats``) says
+so, "3 of 8 formats asked", so the files left out read as not asked, not as missing.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def device_entries(layout: RunLayout, manifest: Manifest, parity: ParityReport, 
     found = read_devices(layout, manifest)
     if not found:
         return []
+    listed = list(dict.fromkeys(entry.format for entry in manifest.artifacts))
     return [_host(parity, selection, bench),
-            *(_unreadable(name, str(result)) if isinstance(result, Exception) else _device(result)
+            *(_unreadable(name, str(result)) if isinstance(result, Exception) else _device(result, listed)
               for name, result in found)]
 
 
@@ -55,7 +57,8 @@ def _host(parity: ParityReport, selection: Selection, bench: dict[str, Any]) -> 
             "parity": _counts(parity), "skipped": _skipped(parity), "files": []}
 
 
-def _device(device: DeviceResults) -> dict[str, Any]:
+def _device(device: DeviceResults, listed: list[str]) -> dict[str, Any]:
+    """``listed``: the run's formats, so that a device asked for some says how many of them."""
     facts, chosen = device.facts, device.chosen
     timed = {PurePosixPath(r.model).name: r for r in device.bench.results if r.batch == 1}
     files = [{"file": r.file, "format": r.format, "precision": r.precision, "passed": r.passed,
@@ -71,7 +74,8 @@ def _device(device: DeviceResults) -> dict[str, Any]:
             "chosen_p50_us": chosen and chosen.p50_us,
             "choice": EMULATED_CHOICE if device.selection is None else device.selection.verdict,
             "gate": "verify", "parity": _counts(device.verify), "skipped": _skipped(device.verify),
-            "timings": "emulated" if device.emulated else "device", "files": files}
+            "timings": "emulated" if device.emulated else "device", "files": files,
+            "formats": None if device.formats is None else list(device.formats), "formats_listed": len(listed)}
 
 
 def _unreadable(name: str, error: str) -> dict[str, Any]:
@@ -105,9 +109,16 @@ def _row(entry: dict[str, Any]) -> list[Any]:
     name = f"{entry['name']} (emulated)" if entry["emulated"] else entry["name"]
     chosen = EMULATED_CHOICE if entry["emulated"] else entry["chosen"] or f"none: {entry['choice']}"
     p50 = "-" if entry["chosen_p50_us"] is None else f"{entry['chosen_p50_us']:,.0f}"
-    parity = f"{entry['parity']['passed']} / {entry['parity']['verified']} ({entry['gate']})"
+    parity = f"{entry['parity']['passed']} / {entry['parity']['verified']} ({entry['gate']}{_asked(entry, '; ')})"
     skipped = [f"{s['file']}: {s['reason']}" for s in entry["skipped"]] or ["none"]
     return [name, entry["target"], entry["cpu_class"], _versions(entry["runtimes"]), chosen, p50, parity, skipped]
+
+
+def _asked(entry: dict[str, Any], before: str = "") -> str:
+    """"3 of 8 formats asked" for a device given some formats (``--formats``); "" for one given all."""
+    if entry.get("formats") is None:
+        return ""
+    return f"{before}{len(entry['formats'])} of {entry['formats_listed']} formats asked"
 
 
 def _versions(versions: dict[str, str]) -> str:
@@ -149,7 +160,11 @@ def _lines(entry: dict[str, Any]) -> list[str]:
     parity = entry["parity"]
     lines.append(f"Verify there: {parity['passed']} of {parity['verified']} files pass against the outputs stored "
                  f"at export.")
-    lines.append("Could not load there:" if entry["skipped"] else "Every file of the run loaded there.")
+    if entry.get("formats") is not None:
+        lines.append(f"{_asked(entry)} there ({', '.join(entry['formats'])}, target run --formats): the run's "
+                     f"other files were not verified, timed or considered there, by choice.")
+    every = "Every file of the run" if entry.get("formats") is None else "Every file asked"
+    lines.append("Could not load there:" if entry["skipped"] else f"{every} loaded there.")
     return lines
 
 

@@ -9,6 +9,10 @@ the files verify could load, and ``cllnn-bench select`` in that environment. The
 fetched with a size limit, read back through their typed readers (a malformed answer is refused),
 and placed in ``RUN_DIR/devices/NAME/`` in one rename.
 
+``formats`` (``--formats``): verify, bench and select there take only those formats' files, checked
+against the run's manifest before the device is contacted; the bundle still carries every file (the
+manifest and its signature stay whole), and ``target.json`` records the names asked.
+
 An emulated device's timings say nothing about a real board: they are kept, marked ``emulated``, and
 select is not run there (it would choose by latency).
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,7 +39,7 @@ from export.targets.results import (BENCH_JSON, MAX_RESULT_BYTES, PROBE_JSON, RU
 from export.targets.runtime_pin import DeviceRuntime, RuntimeChoice, RuntimePin
 from export.targets.spec import TargetSpec
 from export.targets.wheels import parse_platform
-from runtime.artifacts.manifest import load_manifest, sha256_bytes
+from runtime.artifacts.manifest import ManifestError, format_names, load_manifest, sha256_bytes
 from runtime.atomic import write_json_atomic
 from runtime.bench.latency import BenchReport
 from runtime.checks.parity import ParityReport
@@ -83,16 +87,20 @@ class DeviceRun:
     selection: Selection | None  # None on an emulated device
     sent: int  # bundle files sent this time (0: the device held them all)
     runtime: RuntimePin | None = None  # what verify, bench and select ran with (None: the verified versions)
+    formats: tuple[str, ...] | None = None  # --formats: the formats they were given (None: every file)
 
 
 def run_on_target(run_dir: Path, spec: TargetSpec, name: str, *, progress: Progress = lambda line: None,
-                  runtime: RuntimeChoice = None) -> DeviceRun:
+                  runtime: RuntimeChoice = None, formats: Sequence[str] | None = None) -> DeviceRun:
     """Verify, time and (on a real device) choose ``run_dir``'s files on ``spec``'s device; ``runtime``:
     a ``RuntimePin`` (``--runtime``) or ``USE_DEVICE_RUNTIME`` makes the bundle bring that release and
-    the device's cllnn-bench run with it (None: the versions the files were verified with)."""
+    the device's cllnn-bench run with it (None: the versions the files were verified with); ``formats``:
+    only those formats' files (None: all), a name the run's manifest lacks a ``TargetError`` before any
+    contact."""
     layout = RunLayout(Path(run_dir))
     if not layout.manifest.is_file():
         raise TargetError(f"{run_dir}: no {layout.manifest.relative_to(layout.root)}: not a run directory with artefacts")
+    asked = asked_formats(layout, formats)
     device = open_device(spec)
     facts = probe(device)
     progress(f"{name}: {facts.cpu.cpu_class}, Python {facts.python}")
@@ -108,12 +116,25 @@ def run_on_target(run_dir: Path, spec: TargetSpec, name: str, *, progress: Progr
     device.checked([device.python, "-c", "import os, sys; os.makedirs(sys.argv[1], exist_ok=True)", str(results)],
                    what="making its results directory")
     backend = ("--tflite-backend", pin.tflite_backend) if pin is not None and pin.tflite_backend else ()
-    verify = _verify(device, env_python, remote, results, progress, backend)
+    chosen = backend + (() if asked is None else ("--formats", ",".join(asked)))
+    verify = _verify(device, env_python, remote, results, progress, chosen)
     bench = _bench(device, env_python, remote, results, verify, progress, backend)
-    selection = None if spec.emulated else _select(device, env_python, remote, results, progress, backend)
-    run = DeviceRun(name, spec.text, spec.emulated, layout.device(name), facts, verify, bench, selection, sent, pin)
+    selection = None if spec.emulated else _select(device, env_python, remote, results, progress, chosen)
+    run = DeviceRun(name, spec.text, spec.emulated, layout.device(name), facts, verify, bench, selection, sent, pin,
+                    asked)
     _place(run, layout)
     return run
+
+
+def asked_formats(layout: RunLayout, formats: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    """``formats`` (``--formats``: a comma-separated list or names) checked against the run's manifest:
+    the names, each once; None: every file. A name it does not hold is a ``TargetError`` naming those it does."""
+    names = format_names(formats)
+    try:
+        load_manifest(layout.manifest).entries_of(names)
+    except ManifestError as exc:
+        raise TargetError(f"{layout.manifest}: {exc}") from None
+    return names
 
 
 def _bundle_for(layout: RunLayout, facts: DeviceFacts, progress: Progress, pin: RuntimePin | None) -> Path:
@@ -164,10 +185,11 @@ def _install(device: Device, remote: PurePosixPath) -> str:
 
 
 def _verify(device: Device, python: str, remote: PurePosixPath, results: PurePosixPath,
-            progress: Progress, backend: tuple[str, ...]) -> ParityReport:
+            progress: Progress, flags: tuple[str, ...]) -> ParityReport:
     artifacts = str(remote / installer.ARTIFACTS_DIR)
-    progress("verify: cllnn-bench verify there, every file against the check set's stored outputs")
-    _run_cli(device, [python, *CLI, "verify", artifacts, *backend, "--json", str(results / VERIFY_JSON)], "verify",
+    which = "the files of the formats asked" if "--formats" in flags else "every file"
+    progress(f"verify: cllnn-bench verify there, {which} against the check set's stored outputs")
+    _run_cli(device, [python, *CLI, "verify", artifacts, *flags, "--json", str(results / VERIFY_JSON)], "verify",
              ok=(0, 1))
     report = ParityReport.from_dict(_fetch_json(device, results / VERIFY_JSON, "verify"))
     progress(f"verify: {sum(r.passed for r in report.results)}/{len(report.results)} files pass, "
@@ -190,9 +212,9 @@ def _bench(device: Device, python: str, remote: PurePosixPath, results: PurePosi
 
 
 def _select(device: Device, python: str, remote: PurePosixPath, results: PurePosixPath,
-            progress: Progress, backend: tuple[str, ...]) -> Selection:
+            progress: Progress, flags: tuple[str, ...]) -> Selection:
     deploy = results / "deploy"
-    _run_cli(device, [python, *CLI, "select", str(remote / installer.ARTIFACTS_DIR), *backend, "--out", str(deploy)],
+    _run_cli(device, [python, *CLI, "select", str(remote / installer.ARTIFACTS_DIR), *flags, "--out", str(deploy)],
              "select", ok=(0, 1))
     selection = Selection.from_dict(_fetch_json(device, deploy / SELECTION_NAME, "select"))
     progress(f"select: {selection.verdict}")
@@ -235,7 +257,8 @@ def _place(run: DeviceRun, layout: RunLayout) -> None:
         run.bench.save_json(staging / BENCH_JSON)
         if run.selection is not None:
             run.selection.save_json(staging / SELECTION_NAME)
-        write_json_atomic(staging / RUN_JSON, target_record(run.name, run.target, run.emulated, run.runtime))
+        write_json_atomic(staging / RUN_JSON, target_record(run.name, run.target, run.emulated, run.runtime,
+                                                            run.formats))
         read_device(staging, load_manifest(layout.manifest), name=run.name)
         if final.exists():
             shutil.rmtree(final)

@@ -9,7 +9,8 @@ closed schema (``export.targets.results_schema``, fastjsonschema, errors from
 each other and the run: ``target.json`` names this directory and a target whose kind it matches, an
 emulated device has no ``selection.json`` (its timings choose nothing) and a real one has it, every file
 verify, bench and select name is one of the run's manifest with its format, bench timed only what verify
-loaded, the chosen file passed verify there, a recorded verdict agrees with its checks, and every report
+loaded, verify named every file of the formats ``target.json`` says were asked (``--formats``; all when
+none were) and select considered those same formats, the chosen file passed verify there, a recorded verdict agrees with its checks, and every report
 was measured on the CPU the probe found. Anything else is a ``TargetError`` naming the file and field.
 
 ``remote_run`` reads what it fetched through ``parse_result`` and the staged directory through
@@ -34,7 +35,7 @@ from export.targets.results_schema import (BENCH_JSON, MAX_DEPTH, MAX_RESULT_BYT
                                            RUN_JSON, SELECTION_NAME, TIMINGS, VERIFY_JSON, validator)
 from export.targets.runtime_pin import RuntimePin
 from export.targets.spec import parse_target
-from runtime.artifacts.manifest import Manifest
+from runtime.artifacts.manifest import Manifest, ManifestError
 from runtime.artifacts.manifest_schema import nesting_depth, schema_problem
 from runtime.bench.latency import BenchReport
 from runtime.checks.parity import ParityReport
@@ -57,6 +58,7 @@ class DeviceResults:
     verify: ParityReport
     bench: BenchReport
     selection: Selection | None  # None on an emulated device
+    formats: tuple[str, ...] | None = None  # --formats: the formats asked there (None: every file)
 
     @property
     def chosen(self) -> Candidate | None:
@@ -68,11 +70,14 @@ class DeviceResults:
         return machine_line({**self.facts.cpu.record(), "cpu_count": self.facts.cpu_count})
 
 
-def target_record(name: str, target: str, emulated: bool, runtime: RuntimePin | None = None) -> dict[str, Any]:
+def target_record(name: str, target: str, emulated: bool, runtime: RuntimePin | None = None,
+                  formats: tuple[str, ...] | None = None) -> dict[str, Any]:
     """``target.json``: which device and target the directory's results are of, whose timings they are,
-    and the runtime release they ran with when one was pinned (``--runtime``; None: the verified ones)."""
+    the runtime release they ran with when one was pinned (``--runtime``; None: the verified ones) and the
+    formats verify, bench and select were given (``--formats``; None: every file of the run)."""
     return {"name": name, "target": target, "emulated": emulated, "timings": TIMINGS[emulated],
-            "runtime": None if runtime is None else runtime.to_dict()}
+            "runtime": None if runtime is None else runtime.to_dict(),
+            "formats": None if formats is None else list(formats)}
 
 
 def parse_result(raw: bytes, kind: str, where: str) -> dict[str, Any]:
@@ -131,7 +136,9 @@ def read_device(directory: Path, manifest: Manifest, *, name: str | None = None)
     bench = BenchReport.from_dict(data[BENCH_JSON])
     selection = Selection.from_dict(data[SELECTION_NAME]) if SELECTION_NAME in data else None
     formats = {entry.file: entry.format for entry in manifest.artifacts}
+    asked = None if record.get("formats") is None else tuple(record["formats"])
     _check_verify(data[VERIFY_JSON], verify, formats, directory / VERIFY_JSON)
+    _check_asked(asked, verify, selection, manifest, directory)
     _check_bench(bench, verify, formats, directory / BENCH_JSON)
     if selection is not None:
         _check_selection(data[SELECTION_NAME], selection, verify, formats, directory / SELECTION_NAME)
@@ -140,7 +147,8 @@ def read_device(directory: Path, manifest: Manifest, *, name: str | None = None)
         if machine is not None and {key: machine.get(key) for key in cpu} != cpu:
             raise TargetError(f"{directory / kind}: machine: measured on {machine_line(machine)}, not on the CPU "
                               f"{directory / PROBE_JSON} found ({machine_line(cpu)}); refused")
-    return DeviceResults(name, record["target"], record["emulated"], directory, facts, verify, bench, selection)
+    return DeviceResults(name, record["target"], record["emulated"], directory, facts, verify, bench, selection,
+                         asked)
 
 
 def _read_all(directory: Path) -> dict[str, bytes]:
@@ -223,6 +231,40 @@ def _check_verify(data: dict[str, Any], verify: ParityReport, formats: dict[str,
                               f"say {result.passed}; refused")
     if data["passed"] != bool(verify):
         raise TargetError(f"{where}: passed: {data['passed']}, but its results say {bool(verify)}; refused")
+
+
+def _check_asked(asked: tuple[str, ...] | None, verify: ParityReport, selection: Selection | None,
+                 manifest: Manifest, directory: Path) -> None:
+    """verify (and select) were given the formats ``target.json`` records, and verify named every file of
+    them, verified or skipped: a file left out is one not asked for, never one lost on the way."""
+    said = "every format" if asked is None else ", ".join(asked)
+    for kind, report in ((VERIFY_JSON, verify), (SELECTION_NAME, selection)):
+        if report is not None and _names(report.formats) != _names(asked):
+            given = "null (every format)" if report.formats is None else ", ".join(report.formats)
+            raise TargetError(f"{directory / kind}: formats: {given}, but {directory / RUN_JSON} says {said} "
+                              f"was asked; refused")
+    try:
+        wanted = [entry.file for entry in manifest.entries_of(asked, "formats")]
+    except ManifestError as exc:
+        raise TargetError(f"{directory / RUN_JSON}: {exc}; refused") from None
+    named = {r.file for r in verify.results} | {s.file for s in verify.skipped}
+    missing = [file for file in wanted if file not in named]
+    extra = sorted(named - set(wanted))
+    if missing or extra:
+        raise TargetError(f"{directory / VERIFY_JSON}: " + "; ".join(
+            ([f"{', '.join(missing)}: neither verified nor skipped"] if missing else [])
+            + ([f"{', '.join(extra)}: verified but not of the formats asked ({said})"] if extra else []))
+            + "; refused")
+    considered = [] if selection is None else [c.file for c in selection.candidates] + [
+        s.file for s in selection.skipped]
+    if any(file not in wanted for file in considered):
+        raise TargetError(f"{directory / SELECTION_NAME}: considers "
+                          f"{', '.join(f for f in considered if f not in wanted)}, not of the formats asked ({said}); "
+                          f"refused")
+
+
+def _names(formats: tuple[str, ...] | None) -> set[str] | None:
+    return None if formats is None else set(formats)
 
 
 def _check_bench(bench: BenchReport, verify: ParityReport, formats: dict[str, str], where: Path) -> None:

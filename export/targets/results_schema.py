@@ -34,6 +34,9 @@ _MAYBE_NUMBER = {"type": ["number", "null"], "description": "a number or null"}
 _COUNT = {"type": "integer", "minimum": 0, "maximum": 1 << 40, "description": "a count (integer >= 0)"}
 _MAYBE_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": 1 << 40, "description": "a count or null"}
 _FLAG = {"type": "boolean"}
+# --formats: the formats asked (null: every listed file); absent in results written before it
+_FORMATS = {"type": ["array", "null"], "items": _NAME, "maxItems": MAX_ARTIFACTS, "uniqueItems": True,
+            "description": "a list of format names or null"}
 
 
 def _closed(description: str, properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -89,7 +92,9 @@ VERIFY = _closed(
     {"model": _TEXT, "artifacts_dir": _TEXT, "data": _TEXT, "split": _NAME, "images": _COUNT,
      "tolerances": _TOLERANCES, "reference_accuracy": _NUMBER, "seconds": _NUMBER, "versions": _VERSIONS,
      "reference_confusion": _MATRIX, "passed": _FLAG,
-     "results": _list(_RESULT, "a list of parity results", MAX_ARTIFACTS), "skipped": _SKIPPED},
+     "results": _list(_RESULT, "a list of parity results", MAX_ARTIFACTS), "skipped": _SKIPPED,
+     "formats": _FORMATS},
+    optional=("formats",),
 )
 BENCH = _closed(
     "a benchmark report (cllnn-bench --json)",
@@ -121,17 +126,20 @@ SELECTION = _closed(
                           {"file": _FILE, "images": _COUNT, "split": _NAME, "source": _TEXT}),
      "reference_accuracy": _NUMBER, "verdict": _TEXT, "seconds": _NUMBER, "signature": _TEXT, "timing": _TEXT,
      "chosen": {"type": ["string", "null"], "maxLength": 300, "description": "a file name or null"},
-     "candidates": _list(_CANDIDATE, "a list of candidates", MAX_ARTIFACTS), "skipped": _SKIPPED},
+     "candidates": _list(_CANDIDATE, "a list of candidates", MAX_ARTIFACTS), "skipped": _SKIPPED,
+     "formats": _FORMATS},
+    optional=("formats",),
 )
 _PIN = _closed("a runtime pin (package, version, from)", {"package": _NAME, "version": _NAME, "from": _NAME})
 TARGET = _closed(
-    "a target record (name, target, emulated, timings, runtime)",
+    "a target record (name, target, emulated, timings, runtime, formats)",
     {"name": {"type": "string", "pattern": DEVICE_NAME.pattern,
               "description": "a device name (letters, digits, - and _, up to 40)"},
      "target": {"type": "string", "minLength": 1, "maxLength": 300}, "emulated": _FLAG,
      "timings": {"enum": list(TIMINGS.values()), "description": " or ".join(map(repr, TIMINGS.values()))},
-     "runtime": {"anyOf": [{"type": "null"}, _PIN], "description": "null or a runtime pin"}},
-    optional=("runtime",),  # directories written before runtime pins
+     "runtime": {"anyOf": [{"type": "null"}, _PIN], "description": "null or a runtime pin"},
+     "formats": _FORMATS},
+    optional=("runtime", "formats"),  # directories written before runtime pins, before --formats
 )
 SCHEMAS = {VERIFY_JSON: VERIFY, BENCH_JSON: BENCH, SELECTION_NAME: SELECTION, RUN_JSON: TARGET}
 _validators: dict[str, Callable[[Any], Any]] = {}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -107,6 +107,29 @@ class Manifest:
 
     def entry_for(self, file_name: str) -> ArtifactEntry | None:
         return next((a for a in self.artifacts if a.file == file_name), None)
+
+    def entries_of(self, formats: Sequence[str] | None, flag: str = "--formats") -> tuple[ArtifactEntry, ...]:
+        """The entries of ``formats`` (names as the entries' ``format`` records them; None: every entry), in
+        the manifest's order. A name it does not hold is a ``ManifestError`` naming what it holds, so a typo
+        never shrinks a check to nothing."""
+        if formats is None:
+            return self.artifacts
+        held = list(dict.fromkeys(entry.format for entry in self.artifacts))
+        unknown = [name for name in formats if name not in held]
+        if unknown or not formats:
+            raise ManifestError(f"{flag}: {', '.join(unknown) or 'no format named'}: not in the manifest; it holds "
+                                f"{', '.join(held)} (comma-separated, as its entries' format)")
+        return tuple(entry for entry in self.artifacts if entry.format in formats)
+
+
+def format_names(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """A format list as a user writes it (``"tflite-int8, onnx-fp32"``, or a list of names) -> the names,
+    each once, in order; None stays None ("all"). The one parser of a list of format names: the export
+    registry (``export.formats.registry.parse_formats``) and the device's ``--formats`` both use it."""
+    if text is None:
+        return None
+    names = [name.strip() for name in (text.split(",") if isinstance(text, str) else text)]
+    return tuple(dict.fromkeys(name for name in names if name))
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:

@@ -113,6 +113,7 @@ class ParityReport:
     versions: dict[str, str] = field(default_factory=dict)
     reference_confusion: tuple[tuple[int, ...], ...] = ()  # the reference's, [true][predicted]
     skipped: tuple[Skipped, ...] = ()  # files this device's runtime cannot load (verify), not compared
+    formats: tuple[str, ...] | None = None  # verify --formats: the formats asked (None: every listed file)
 
     def __bool__(self) -> bool:
         """Every compared file passed, and at least one was compared when some were skipped."""
@@ -120,7 +121,8 @@ class ParityReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **{k: v for k, v in asdict(self).items() if k not in ("results", "skipped")},
+            **{k: v for k, v in asdict(self).items() if k not in ("results", "skipped", "formats")},
+            "formats": None if self.formats is None else list(self.formats),
             "passed": bool(self),
             "results": [r.to_dict() for r in self.results],
             "skipped": [asdict(s) for s in self.skipped],
@@ -137,6 +139,7 @@ class ParityReport:
             versions=dict(data.get("versions", {})),
             reference_confusion=matrix(data.get("reference_confusion", ())),
             skipped=tuple(Skipped(**s) for s in data.get("skipped", ())),
+            formats=None if data.get("formats") is None else tuple(data["formats"]),
         )
 
     def to_json(self) -> str:

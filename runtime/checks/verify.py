@@ -54,6 +54,7 @@ def verify(
     progress: Callable[[str], None] = lambda line: None,
     trusted_key: TrustedKeyLike | None = None,
     tflite_backend: str | None = None,
+    formats: Sequence[str] | None = None,
 ) -> ParityReport:
     """Compare every file listed in ``artifacts_dir/manifest.json`` with the stored check set.
 
@@ -69,10 +70,13 @@ def verify(
     match the signed checksums, else ``SignatureError`` (``runtime.artifacts.signing``).
     ``tflite_backend``: ``"tflite-runtime"`` runs LiteRT's files on tflite-runtime's Interpreter (default:
     ai-edge-litert where installed, else tflite-runtime).
+    ``formats``: only the entries of these formats (``--formats``; None: every one) are checked, a name the
+    manifest does not hold a ``ManifestError``; the report's ``formats`` records the names asked.
     """
     started = time.perf_counter()
     artifacts = opened_artifacts(source, trusted_key)
     artifacts_dir, manifest = artifacts.directory, artifacts.manifest
+    entries = manifest.entries_of(formats)
     check_set = load_check_set(artifacts_dir, manifest)
     artifacts.check_listed()
     tolerances = exported_tolerances(manifest) if tolerances is None else tolerances
@@ -81,10 +85,8 @@ def verify(
     record = manifest.check_set
     assert record is not None  # load_check_set refuses a manifest without one
     progress(f"reference: outputs stored at export on {len(check_set)} {record.split} images ({record.file})")
-    skipped = [Skipped(e.format, e.file, e.precision, why) for e, why in refusals(artifacts, tflite_backend)]
-    for item in skipped:
-        progress(f"SKIPPED {item.format} ({item.file}): {item.reason}")
-    loadable = [e for e in manifest.artifacts if e.file not in {s.file for s in skipped}]
+    skipped = _skipped(artifacts, entries, formats, tflite_backend, progress)
+    loadable = [e for e in entries if e.file not in {s.file for s in skipped}]
     results = compare_artifacts(artifacts, check_set.images, check_set.labels, check_set.reference, tolerances,
                                 threads=threads, progress=progress, entries=loadable,
                                 backend=TFLITE_RUNTIME if tflite_backend == TFLITE_RUNTIME else None,
@@ -100,8 +102,21 @@ def verify(
         seconds=time.perf_counter() - started,
         versions=_versions(),
         skipped=tuple(skipped),
+        formats=None if formats is None else tuple(formats),
         **reference_summary(check_set.reference["output"], check_set.labels),
     )
+
+
+def _skipped(artifacts: Artifacts, entries: Sequence[ArtifactEntry], formats: Sequence[str] | None,
+             tflite_backend: str | None, progress: Callable[[str], None]) -> list[Skipped]:
+    """The asked files this device cannot load (``refusals``), each said as it is found."""
+    if formats is not None:
+        progress(f"formats: {', '.join(formats)} asked ({len(entries)} of the {len(artifacts.manifest.artifacts)} "
+                 f"files listed)")
+    skipped = [Skipped(e.format, e.file, e.precision, why) for e, why in refusals(artifacts, tflite_backend, entries)]
+    for item in skipped:
+        progress(f"SKIPPED {item.format} ({item.file}): {item.reason}")
+    return skipped
 
 
 def _runtime_refused(entry: ArtifactEntry, exc: RuntimeRefusedError) -> Skipped:
@@ -109,14 +124,15 @@ def _runtime_refused(entry: ArtifactEntry, exc: RuntimeRefusedError) -> Skipped:
     return Skipped(entry.format, entry.file, entry.precision, f"the runtime refused it: {exc}", RUNTIME)
 
 
-def refusals(artifacts: Artifacts, tflite_backend: str | None = None) -> list[tuple[ArtifactEntry, str]]:
-    """The listed files this device cannot load, each with why: its runtime package is not installed,
+def refusals(artifacts: Artifacts, tflite_backend: str | None = None,
+             entries: Sequence[ArtifactEntry] | None = None) -> list[tuple[ArtifactEntry, str]]:
+    """The listed files (of ``entries``; default: all) this device cannot load, each with why: its runtime package is not installed,
     or the compatibility table says the installed release lacks an op version, kernel type or opset the
     file needs (the manifest record's ``needs``; for an older manifest, read from the file's bytes)."""
     tflite = interpreter_version(tflite_backend)
     onnx = installed(ORT_PACKAGE)
     found = []
-    for entry in artifacts.manifest.artifacts:
+    for entry in artifacts.manifest.artifacts if entries is None else entries:
         if entry.runtime == LITERT:
             here = tflite
             missing = f"needs {tflite_backend or 'ai-edge-litert or tflite-runtime'}: not installed on this device"

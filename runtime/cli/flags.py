@@ -1,6 +1,7 @@
 """Command-line flags the device's commands share, defined once: the timing settings of
 ``cllnn-bench`` and ``cllnn-bench select``, the ``--tolerance`` override of ``verify`` and
-``select``, the ``--trusted-key`` of all three and the ``--tflite-backend`` of all three.
+``select``, the ``--trusted-key`` of all three, the ``--tflite-backend`` of all three and the ``--formats``
+of ``verify`` and ``select``.
 Standard library only.
 
 ``cllnn-export parity`` spells its ``--tolerance`` / ``--trusted-key`` itself: importing
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from runtime.artifacts.manifest import format_names
 
 ArgumentTarget = Any  # an argparse parser or argument group: anything with add_argument
 
@@ -44,3 +47,12 @@ def add_tflite_backend_flag(target: ArgumentTarget) -> None:
                         help="run .tflite files on this package's Interpreter (default: ai-edge-litert where "
                         "installed, else tflite-runtime); a file the installed release cannot load is "
                         "skipped with the op and version named")
+
+
+def add_formats_flag(target: ArgumentTarget, verb: str) -> None:
+    """``--formats LIST``: only these formats' files (``runtime.artifacts.manifest.Manifest.entries_of``);
+    parsed by ``format_names``, checked against the manifest when it is read (an unknown name: exit 2)."""
+    target.add_argument("--formats", type=format_names, default=None, metavar="LIST",
+                        help=f"{verb} only the files of these formats, comma-separated as the manifest's entries "
+                        "name them (e.g. tflite-int8,tflite-dynamic,tflite-fp32; default: every listed file); "
+                        "a name the manifest does not hold: exit 2, naming those it holds")

@@ -31,7 +31,8 @@ from runtime.deploy.choose import (
 )
 from runtime.deploy.directory import DeployError, check_out_dir, write_deploy
 from runtime.errors import EdgeRuntimeError
-from runtime.cli.flags import add_tflite_backend_flag, add_timing_flags, add_tolerance_flag, add_trusted_key_flag
+from runtime.cli.flags import (add_formats_flag, add_tflite_backend_flag, add_timing_flags, add_tolerance_flag,
+                               add_trusted_key_flag)
 from runtime.artifacts.manifest import ManifestError
 from runtime.artifacts.signing import load_trusted_key
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tolerance_flag(parser, "the exported tolerance table for verification")
     add_trusted_key_flag(parser, "A signed export's manifest.json and manifest.sig are deployed unchanged")
     add_tflite_backend_flag(parser)
+    add_formats_flag(parser, "consider")
     return parser
 
 
@@ -85,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trusted_key = None if args.trusted_key is None else load_trusted_key(args.trusted_key)
         selection = select(args.artifacts, budget, settings, tolerance_overrides=args.tolerance,
                            progress=lambda line: print(line, flush=True), trusted_key=trusted_key,
-                           tflite_backend=args.tflite_backend)
+                           tflite_backend=args.tflite_backend, formats=args.formats)
         print(format_table(selection))
         if selection:
             write_deploy(selection, args.artifacts, args.out, trusted_key=trusted_key)

@@ -13,7 +13,7 @@ from runtime.artifacts.manifest import ManifestError
 from runtime.artifacts.signing import load_trusted_key
 from runtime.checks.verify import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, verify
 from runtime.artifacts.opened import Artifacts
-from runtime.cli.flags import add_tflite_backend_flag, add_tolerance_flag, add_trusted_key_flag
+from runtime.cli.flags import add_formats_flag, add_tflite_backend_flag, add_tolerance_flag, add_trusted_key_flag
 from runtime.checks.parity import ParityReport
 from runtime.loader import runtime_needs
 from runtime.tables import text_table
@@ -37,15 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_tolerance_flag(parser, "the exported tolerance table")
     add_trusted_key_flag(parser)
     add_tflite_backend_flag(parser)
+    add_formats_flag(parser, "verify")
     return parser
 
 
 def needs_table(artifacts: Artifacts, report: ParityReport) -> str:
-    """One row per listed file: the oldest release of each runtime that loads it (the manifest record's
-    ``needs``), what sets it, and whether it ran here."""
+    """One row per listed file verify was asked to check: the oldest release of each runtime that loads it
+    (the manifest record's ``needs``), what sets it, and whether it ran here."""
     skipped = {s.file: s for s in report.skipped}
     rows = []
-    for entry in artifacts.manifest.artifacts:
+    for entry in artifacts.manifest.entries_of(report.formats):
         needs = entry.needs or runtime_needs(artifacts.file(entry.file).data, entry.file)
         oldest = needs.oldest
         cells = [("-" if package not in oldest else "none" if oldest[package] is None else f">= {oldest[package]}")
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         artifacts = Artifacts.open(args.artifacts, trusted_key) if args.artifacts.is_dir() else args.artifacts
         report = verify(artifacts, tolerance_overrides=args.tolerance, threads=args.threads,
                         progress=lambda line: print(line, flush=True), trusted_key=trusted_key,
-                        tflite_backend=args.tflite_backend)
+                        tflite_backend=args.tflite_backend, formats=args.formats)
         if args.json:
             report.save_json(args.json)
         if args.junit:

@@ -123,6 +123,7 @@ class Selection:
     signature: str = SIGNATURE_NOTE
     timing: str = TIMED_HERE  # where the candidates' p50 / p99 come from (older selections: select's own)
     skipped: tuple[Skipped, ...] = ()  # listed files this device's runtime cannot load, with why
+    formats: tuple[str, ...] | None = None  # select --formats: the formats considered (None: every listed file)
 
     @property
     def chosen(self) -> Candidate | None:
@@ -136,7 +137,8 @@ class Selection:
         return {
             "tool": TOOL,
             "schema_version": SCHEMA_VERSION,
-            **{k: v for k, v in asdict(self).items() if k not in ("budget", "candidates", "skipped")},
+            **{k: v for k, v in asdict(self).items() if k not in ("budget", "candidates", "skipped", "formats")},
+            "formats": None if self.formats is None else list(self.formats),
             "chosen": None if chosen is None else chosen.file,
             "budget": self.budget.to_dict(),
             "candidates": [c.to_dict() for c in self.candidates],
@@ -152,7 +154,8 @@ class Selection:
                   "reference_accuracy", "verdict", "seconds", "signature", "timing")
         return cls(**{k: data[k] for k in scalar if k in data}, budget=Budget(**data["budget"]),
                    candidates=tuple(Candidate.from_dict(c) for c in data["candidates"]),
-                   skipped=tuple(Skipped(**s) for s in data.get("skipped", ())))
+                   skipped=tuple(Skipped(**s) for s in data.get("skipped", ())),
+                   formats=None if data.get("formats") is None else tuple(data["formats"]))
 
     def save_json(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_dict())
@@ -177,6 +180,7 @@ def select(
     trusted_key: TrustedKeyLike | None = None,
     timings: Mapping[str, BenchResult] | None = None,
     tflite_backend: str | None = None,
+    formats: Sequence[str] | None = None,
 ) -> Selection:
     """Verify every listed file on this machine, measure the verified ones, choose within ``budget``.
 
@@ -189,11 +193,12 @@ def select(
     fails verification, or no file fitting, is a result, not an exception. With ``trusted_key`` every
     file is verified and timed only if the manifest is signed by that key (``SignatureError`` otherwise).
     ``tflite_backend`` as for ``verify``: a file that runtime cannot load is skipped, never chosen.
+    ``formats`` as for ``verify``: only those formats' files are considered.
     """
     started = time.perf_counter()
     artifacts = opened_artifacts(source, trusted_key)
     report = verify(artifacts, tolerances=tolerances, tolerance_overrides=tolerance_overrides,
-                    threads=settings.threads, progress=progress, tflite_backend=tflite_backend)
+                    threads=settings.threads, progress=progress, tflite_backend=tflite_backend, formats=formats)
     backend = TFLITE_RUNTIME if tflite_backend == TFLITE_RUNTIME else None
     candidates = _measured(artifacts, report, settings, timings or {}, progress, backend)
     marked, verdict = choose(candidates, budget)
@@ -217,6 +222,7 @@ def select(
         signature=_signature_note(artifacts),
         timing=TIMED_HERE if not timings else TIMED_BEFORE,
         skipped=report.skipped,
+        formats=report.formats,
     )
 
 

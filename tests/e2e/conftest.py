@@ -17,7 +17,7 @@ def seed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subp
     """`cllnn-export run --data embedded` as `make demo` runs it, at 3 epochs instead of the
     seed's 10 to keep CI short: the seed's model at T = 1, every format, parity, bench, report; and,
     where qemu-user is installed (``make test`` installs it), the files taken to the Raspberry Pi 4 and
-    5 CPUs, emulated, by ``--target`` (``EMULATED_TARGETS``). Returns (model.keras, artifacts directory, the finished command)."""
+    5 CPUs, emulated, by ``--target`` (``EMULATED_TARGETS``: the int8, dynamic and float32 files there). Returns (model.keras, artifacts directory, the finished command)."""
     root = tmp_path_factory.mktemp("seed")
     out, config = root / "run", gate_config(root / "gate.toml")
     done = subprocess.run([CLI, "run", "--data", "embedded", "--epochs", "3", "--out", str(out),

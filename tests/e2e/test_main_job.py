@@ -23,7 +23,7 @@ from export.layout import RunLayout
 from export.targets.emulated import missing_tools
 from export.targets.results import read_device
 from runtime.checks.verify import verify
-from tests.e2e.helpers import ALL_FORMATS, CLI, EMULATED, assert_formats_match, gate_flags, run_cli
+from tests.e2e.helpers import ALL_FORMATS, CLI, EMULATED, EMULATED_FORMATS, assert_formats_match, gate_flags, run_cli
 
 pytestmark = pytest.mark.slow  # the README's main job, trained and converted
 
@@ -224,15 +224,13 @@ def test_device_side_verify_and_the_choice_on_the_main_job(seed_run, tmp_path: P
     assert chosen in (run_dir / "report.md").read_text().split("\n\n")[1]
 
 
-# What the issue asks of the emulated devices in CI: an int8, a dynamic-range and a float file at least
-ON_ARM = ("tflite-int8", "tflite-dynamic", "tflite-fp32")
-
-
+# What the issue asks of the emulated devices in CI: an int8, a dynamic-range and a float file (EMULATED_FORMATS)
 def test_the_main_jobs_files_verify_on_the_emulated_pi_cpus_as_here_and_the_report_shows_them(seed_run) -> None:
-    """``run --target a72=emulated:cortex-a72 --target a76=emulated:cortex-a76``: each device probed as its
-    CPU class (runtime.machine there: NEON only on the Pi 4's, dotprod on the Pi 5's), its own verify
-    giving the host's verdicts for every file it loaded (int8, dynamic and float among them), its timings
-    kept and labelled emulated, nothing chosen there, and both rows in the report beside this machine."""
+    """``run --target a72=emulated:cortex-a72 --target a76=emulated:cortex-a76 --target-formats
+    tflite-int8,tflite-dynamic,tflite-fp32``: each device probed as its CPU class (runtime.machine there:
+    NEON only on the Pi 4's, dotprod on the Pi 5's), its own verify given those three formats and giving
+    the host's verdicts for each, its timings kept and labelled emulated, nothing chosen there, and both
+    rows in the report beside this machine, saying 3 of the run's formats were asked."""
     if missing_tools():
         pytest.skip(f"{', '.join(missing_tools())} not installed: scripts/ensure-qemu installs them")
     model_path, artifacts, done = seed_run
@@ -244,13 +242,19 @@ def test_the_main_jobs_files_verify_on_the_emulated_pi_cpus_as_here_and_the_repo
     for name, (cpu, cpu_class) in EMULATED.items():
         device = read_device(layout.device(name), manifest)
         assert device.emulated and device.selection is None and device.facts.cpu.cpu_class == cpu_class
+        assert device.formats == device.verify.formats == EMULATED_FORMATS, (name, device.formats)
         there = {r.format: (r.passed, [(c.name, c.passed) for c in r.checks]) for r in device.verify.results}
-        assert set(ON_ARM) <= set(there) and there == {f: verdicts[f] for f in there}, (name, there)
-        assert {s.format for s in device.verify.skipped} | set(there) == set(verdicts)
+        # every asked file loaded there (ai-edge-litert on arm64), none other verified
+        assert set(there) == set(EMULATED_FORMATS) and not device.verify.skipped, (name, there)
+        assert there == {f: verdicts[f] for f in there}, (name, there)
         assert {Path(r.model).name for r in device.bench.results} == {r.file for r in device.verify.results}
         assert f"device-{name}: done in" in done.stdout and f"emulated:{cpu}: verify " in done.stdout
     rows = {row["name"]: row for row in report["devices"]}
     assert set(EMULATED) <= set(rows), rows
+    listed = len({entry.format for entry in manifest.artifacts})
+    for name in EMULATED:
+        assert rows[name]["formats"] == list(EMULATED_FORMATS) and rows[name]["formats_listed"] == listed
+    assert f"3 of {listed} formats asked" in layout.report_markdown.read_text()
 
 
 def test_the_int8_file_on_tflm_kernels_passes_parity_and_its_c_sources_hold_it(seed_run) -> None:

@@ -167,6 +167,19 @@ DAMAGES = {
     "symlink": (_symlink, ["bench.json: cannot open it as a regular file"]),
     "symlinked directory": (_linked_directory, ["box: a symlink, not a device's directory"]),
     "a file missing": (lambda d: (d / "bench.json").unlink(), ["lacks bench.json"]),
+    "a file of the run neither verified nor skipped": (
+        _edit("verify.json", lambda d: d.update(results=d["results"][1:])),
+        ["verify.json: cllnn_fp32.tflite: neither verified nor skipped"]),
+    "verify given other formats than target.json says": (
+        _edit("verify.json", lambda d: d.update(formats=["tflite-fp32"])),
+        ["verify.json: formats: tflite-fp32, but", "target.json says every format was asked"]),
+    "select given other formats than target.json says": (
+        _edit("selection.json", lambda d: d.update(formats=["tflite-fp32"])),
+        ["selection.json: formats: tflite-fp32, but"]),
+    "asked for a format the run lacks": (
+        lambda d: [_edit(name, lambda data: data.update(formats=["tflite-int9"]))(d)
+                   for name in ("target.json", "verify.json", "selection.json")],
+        ["target.json: formats: tflite-int9: not in the manifest"]),
 }
 
 
@@ -289,3 +302,46 @@ def test_the_page_with_devices_does_not_scroll_sideways(report_run: Path, tmp_pa
     scroll, body, window = _measure(page, width)
     assert window == width
     assert body <= window and scroll <= window, (scroll, body, window)
+
+
+ASKED = "tflite-int8,tflite-dynamic,tflite-fp32"
+
+
+def test_a_device_given_some_formats_names_them_and_the_report_says_how_many_of_the_runs(
+        host_run: tuple[Path, remote_run.DeviceRun], tmp_path: Path) -> None:
+    """As ``target run --formats``: the device's own verify and select given three formats (bench the files
+    verify loaded); the directory reads back with them, a verify that left one of them out is refused, and
+    the report shows "3 of 8 formats asked" rather than five files missing."""
+    run, out = tmp_path / "run", tmp_path / "out"
+    shutil.copytree(host_run[0], run)
+    shutil.rmtree(run / "devices")
+    out.mkdir()
+    _bench("verify", str(run / "artifacts"), "--formats", ASKED, "--json", str(out / "verify.json"))
+    verify = ParityReport.load_json(out / "verify.json")
+    _bench(*(str(run / "artifacts" / r.file) for r in verify.results), *FAST, "--json", str(out / "bench.json"))
+    _bench("select", str(run / "artifacts"), "--formats", ASKED, "--out", str(out / "deploy"), *FAST)
+    layout = RunLayout(run)
+    device = dataclasses.replace(host_run[1], name="pi", directory=layout.device("pi"), verify=verify,
+                                 bench=BenchReport.load_json(out / "bench.json"),
+                                 selection=Selection.load_json(out / "deploy" / "selection.json"),
+                                 formats=tuple(ASKED.split(",")))
+    remote_run._place(device, layout)
+    assert json.loads((layout.device("pi") / "target.json").read_text())["formats"] == ASKED.split(",")
+    read = read_device(layout.device("pi"), load_manifest(layout.manifest))
+    assert read.formats == tuple(ASKED.split(","))
+    assert {r.file for r in read.verify.results} == {"cllnn_int8.tflite", "cllnn_dynamic.tflite", "cllnn_fp32.tflite"}
+    assert {c.file for c in read.selection.candidates} == {r.file for r in read.verify.results}
+    lost = dataclasses.replace(device, verify=dataclasses.replace(verify, results=verify.results[1:]))
+    with pytest.raises(TargetError, match="verify.json: cllnn_fp32.tflite: neither verified nor skipped"):
+        remote_run._place(lost, layout)
+    assert read_device(layout.device("pi"), load_manifest(layout.manifest)).formats  # the good one stands
+    report = write_report(layout, {}, DATA)
+    (_, pi) = report["devices"]
+    assert pi["formats"] == ASKED.split(",") and pi["formats_listed"] == 8
+    assert pi["parity"]["verified"] == 3
+    markdown = (run / "report.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| pi |"))
+    assert "(verify; 3 of 8 formats asked)" in row
+    assert ("3 of 8 formats asked there (tflite-int8, tflite-dynamic, tflite-fp32, target run --formats): the "
+            "run's other files were not verified, timed or considered there, by choice.") in markdown
+    assert "3 of 8 formats asked" in (run / "report.html").read_text()

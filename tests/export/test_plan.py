@@ -24,6 +24,7 @@ from export.errors import ExportError, TargetError
 from export.formats.precision import Recipe
 from export.formats.registry import FORMATS, parse_formats
 from export.pipeline.plan import Overrides, Plan, resolve
+from export.pipeline.run import _device_stages
 from runtime.deploy.boards import BOARDS
 from runtime.outputs import OutputPathError
 
@@ -34,6 +35,33 @@ def test_a_run_plan_holds_its_targets_parsed_in_the_order_given() -> None:
     plan = resolve("run", targets=("a76=emulated:cortex-a76", "box=ssh://me@127.0.0.1:2222"))
     assert [(name, spec.kind, spec.text) for name, spec in plan.targets] == [
         ("a76", "emulated", "emulated:cortex-a76"), ("box", "ssh", "ssh://me@127.0.0.1:2222")]
+
+
+def test_the_formats_a_device_takes_resolve_once_from_the_flag_else_the_config_else_all(tmp_path: Path) -> None:
+    targets = ("a72=emulated:cortex-a72",)
+    assert resolve("run", targets=targets).target_formats is None  # default: every file
+    config = tmp_path / "c.toml"
+    config.write_text('[target]\nformats = ["tflite-int8", "onnx-fp32"]\n')
+    from_config = resolve("run", config_file=config, targets=targets)
+    assert from_config.target_formats == ("tflite-int8", "onnx-fp32")
+    flag = resolve("run", config_file=config, targets=targets,
+                   overrides=Overrides(target_formats=" tflite-dynamic,tflite-fp32,tflite-dynamic"))
+    assert flag.target_formats == ("tflite-dynamic", "tflite-fp32")
+    assert flag.config.target.formats == ("tflite-dynamic", "tflite-fp32")  # recorded as it ran
+    assert resolve("run", targets=targets, overrides=Overrides(target_formats="all")).target_formats is None
+
+
+def test_a_device_stage_key_holds_the_formats_it_takes_and_all_keeps_the_old_key() -> None:
+    targets = ("a72=emulated:cortex-a72",)
+
+    def key(text: str | None) -> str:
+        plan = resolve("run", targets=targets, out=Path("/tmp/cllnn-plan-key"),
+                       overrides=Overrides(target_formats=text))
+        (stage,) = _device_stages(plan, "convert-key")
+        return stage.key
+
+    assert key(None) == key("all")
+    assert len({key(None), key("tflite-int8"), key("tflite-int8,tflite-fp32")}) == 3
 
 
 def test_a_plan_resolves_formats_recipe_budget_and_tolerances_once(tmp_path: Path) -> None:
@@ -86,6 +114,13 @@ def test_a_sweep_plans_its_variants_as_its_formats() -> None:
          "the name 'pi' is given 2 times"),
         ("run", {"targets": ("pi=emulated:cortex-a9",)}, TargetError, "unknown emulated CPU 'cortex-a9'"),
         ("run", {"targets": ("../up=local",)}, TargetError, "--target takes NAME=TARGET with NAME a plain word"),
+        ("run", {"targets": ("pi=local",), "overrides": Overrides(target_formats="tflite-int9")}, TargetError,
+         "--target-formats: tflite-int9: not among the formats this run exports (tflite-fp32, "),
+        ("run", {"targets": ("pi=local",), "overrides": Overrides(formats="tflite-int8", target_formats="tflite-fp32")},
+         TargetError, "--target-formats: tflite-fp32: not among the formats this run exports (tflite-int8)"),
+        ("run", {"targets": ("pi=local",), "config": Config().replace("target", formats=("onnx-int9",))}, TargetError,
+         "[target] formats: onnx-int9: not among"),
+        ("run", {"overrides": Overrides(target_formats=",")}, ConfigError, "target.formats must be a non-empty list"),
     ],
 )
 def test_a_bad_input_fails_when_the_plan_is_made(command: str, kwargs: dict, error: type, message: str) -> None:
@@ -176,6 +211,8 @@ print("exit", code, "loaded:", sorted(m for m in ("tensorflow", "keras", "export
         (["train", "--out", "/proc/cllnn-o"], "--out /proc/cllnn-o cannot be written"),
         (["run", "--out", "{tmp}/o", "--strategy", "gpu"], "strategy must be one of"),
         (["run", "--out", "{tmp}/o", "--target", "pi"], "--target takes NAME=TARGET"),
+        (["run", "--out", "{tmp}/o", "--target", "pi=local", "--target-formats", "tflite-int9"],
+         "--target-formats: tflite-int9: not among the formats this run exports"),
     ],
 )
 def test_a_bad_input_exits_2_before_the_commands_or_tensorflow_load(tmp_path: Path, argv: list[str],

@@ -60,12 +60,39 @@ def test_a_second_run_sends_nothing_and_replaces_the_results_whole(run_dir: Path
     assert not [p for p in (run_dir / "devices").iterdir() if p.name.startswith(".")]  # no staging left
 
 
+ASKED = ("tflite-int8", "tflite-dynamic", "tflite-fp32")
+
+
+def test_a_target_run_with_formats_verifies_times_and_considers_only_those_there(
+        run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--formats``: the bundle is the same (every file, the manifest whole: nothing new is sent), and the
+    device's verify, bench and select take the three files asked, with the host's verdicts for them."""
+    assert main(["target", "run", str(run_dir), "local", "--name", "some", "--formats", ",".join(ASKED)]) == 0
+    out = capsys.readouterr().out
+    device = run_dir / "devices" / "some"
+    files = {"cllnn_int8.tflite", "cllnn_dynamic.tflite", "cllnn_fp32.tflite"}
+    there = json.loads((device / "verify.json").read_text())
+    assert there["formats"] == list(ASKED)
+    assert {r["file"] for r in there["results"]} | {s["file"] for s in there["skipped"]} == files
+    here = verify(run_dir / "artifacts", formats=ASKED)
+    assert {r["file"]: r["passed"] for r in there["results"]} == {r.file: r.passed for r in here.results}
+    timed = {Path(r["model"]).name for r in json.loads((device / "bench.json").read_text())["results"]}
+    assert timed == {r["file"] for r in there["results"]}
+    selection = json.loads((device / SELECTION_NAME).read_text())
+    assert selection["formats"] == list(ASKED) and {c["file"] for c in selection["candidates"]} <= files
+    assert json.loads((device / "target.json").read_text())["formats"] == list(ASKED)
+    assert "verify (3 files of tflite-int8, tflite-dynamic, tflite-fp32)" in out
+    assert "sent [" not in out  # the bundle the first run sent holds every file already
+    assert read_device(device, load_manifest(run_dir / "artifacts")).formats == ASKED
+
+
 def test_the_report_shows_the_device_beside_this_machine(run_dir: Path) -> None:
     device = read_device(run_dir / "devices" / "box", load_manifest(run_dir / "artifacts"))
     data = {"source": "embedded", "train": 3600, "val": 400, "test": 1000, "image_shape": [28, 28, 1],
             "classes": 10, "fingerprint": "f42bb758316a"}
     report = write_report(RunLayout(run_dir), {}, data)
-    host, box = report["devices"]
+    host, box, some = report["devices"]
+    assert some["formats"] == list(ASKED) and some["parity"]["verified"] == 3
     assert host["role"] == "host" and box["name"] == "box" and box["target"] == "local"
     assert box["chosen"] == device.chosen.file and box["cpu_class"] == device.facts.cpu.cpu_class
     assert box["parity"] == {"passed": sum(r.passed for r in device.verify.results),

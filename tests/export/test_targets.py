@@ -3,12 +3,15 @@ runs commands and moves files through the same calls a remote one answers."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path, PurePosixPath
 
 import pytest
 
+import export.targets.remote_run as remote_run
+from export.cli.main import main
 from export.errors import TargetError, exit_code_of
 from export.targets.device import MAX_OUTPUT
 from export.targets.local import LocalDevice
@@ -107,3 +110,16 @@ def test_a_device_that_floods_its_output_is_refused_not_held(device: LocalDevice
     flood = f"import sys; sys.stdout.buffer.write(b'x' * {MAX_OUTPUT + 1})"
     with pytest.raises(TargetError, match="more than the 16,777,216 kept"):
         device.run([sys.executable, "-c", flood])
+
+
+def test_target_run_with_a_format_the_run_lacks_exits_2_before_the_device_is_contacted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "run_a8fda90", run)
+    contacted: list[TargetSpec] = []
+    monkeypatch.setattr(remote_run, "open_device", lambda spec: contacted.append(spec))  # records, never connects
+    code = main(["target", "run", str(run), "emulated:cortex-a72", "--formats", "tflite-int8,tflite-int9"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--formats: tflite-int9: not in the manifest; it holds tflite-fp32, tflite-fp16, tflite-dynamic" in err
+    assert contacted == [] and not (run / "devices").exists()
