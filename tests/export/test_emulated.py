@@ -25,6 +25,7 @@ from export.targets.emulated import (MIDR, EmulatedDevice, RootRecipe, ensure_ro
                                      fake_cpuinfo, missing_tools)
 from export.targets.spec import EMULATED_CPUS, parse_target
 from runtime.machine import CpuInfo, parse_cpuinfo
+from tests.export.processes import alive
 
 ROOT = Path(__file__).parents[2]
 CLASSES = {"cortex-a72": ("Arm Cortex-A72", ("asimd",), "arm64 NEON (no dotprod)"),
@@ -153,13 +154,7 @@ def test_a_hung_emulated_command_is_stopped_with_its_arm64_children(devices: dic
         device.run([device.python, "-c", script], timeout=25)
     pids = [int((device.root / name).read_text()) for name in ("child.pid", "parent.pid")]
     deadline = time.monotonic() + 10  # SIGKILL was sent to the group: a many-threaded qemu takes a moment to go
-    while [pid for pid in pids if _alive(pid)] and time.monotonic() < deadline:
+    while [pid for pid in pids if alive(pid)] and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if alive(pid)]
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False

@@ -31,6 +31,7 @@ from export.targets.spec import parse_target
 from export.targets.ssh import AGENT_EXIT, AGENT_MARK, AGENT_SOURCE, SshDevice, ssh_problem
 from runtime.machine import cpu_info
 from runtime.probe import installed_version
+from tests.export.processes import gone_within
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,18 +225,6 @@ def test_no_python_or_an_old_one_is_named_with_what_to_do(server: Server, tmp_pa
         probe(device)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-
-
-def _gone_within(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return not _alive(pid)
 
 
 # A command that hangs, with a child that ignores SIGTERM; hang.pid holds both pids once both run.
@@ -252,7 +241,7 @@ def _status(pid: int) -> str:
     try:
         fields = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                       if ":\t" in line)
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return f"{pid}: gone"
     return f"{pid}: {fields.get('Name', '?').strip()} {fields.get('State', '?').strip()} ppid {fields.get('PPid', '?').strip()}"
 
@@ -267,7 +256,7 @@ def test_a_hung_remote_command_is_stopped_on_timeout_and_ends_on_the_server(devi
         device.run([device.python, "-c", HANG], timeout=3)
     assert time.monotonic() - started < 15
     pids = _hung_pids(device.root)
-    assert all(_gone_within(pid, 10) for pid in pids), f"the remote command ({pids}) still runs on the server"
+    assert all(gone_within(pid, 10) for pid in pids), f"the remote command ({pids}) still runs on the server"
 
 
 def test_over_a_shared_connection_too(device: SshDevice) -> None:
@@ -281,7 +270,7 @@ def test_over_a_shared_connection_too(device: SshDevice) -> None:
         with pytest.raises(TargetError, match="took longer than 3 s; stopped"):
             device.run([device.python, "-c", HANG], timeout=3)
         pids = _hung_pids(device.root)
-        assert all(_gone_within(pid, 10) for pid in pids), f"the remote command ({pids}) still runs on the server"
+        assert all(gone_within(pid, 10) for pid in pids), f"the remote command ({pids}) still runs on the server"
     finally:  # the master ssh this test started
         stop = device.ssh_argv([])[:-1]  # the same destination and ControlPath, "-O exit" before "--"
         stop[stop.index("--"):stop.index("--")] = ["-O", "exit"]
@@ -311,7 +300,7 @@ def test_ctrl_c_or_a_killed_host_ends_the_remote_command(server: Server, tmp_pat
     _, stderr = process.communicate(timeout=30)
     if how == signal.SIGINT:
         assert b"KeyboardInterrupt" in stderr, stderr.decode()[-2000:]
-    left = [pid for pid in pids if not _gone_within(pid, 20)]
+    left = [pid for pid in pids if not gone_within(pid, 20)]
     assert not left, (f"the remote command's {left} of {pids} still run(s) after {how!r}: "
                       + "; ".join(_status(pid) for pid in left) + f"; host stderr: {stderr.decode()[-1000:]}")
 

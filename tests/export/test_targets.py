@@ -16,6 +16,7 @@ from export.errors import TargetError, exit_code_of
 from export.targets.device import MAX_OUTPUT
 from export.targets.local import LocalDevice
 from export.targets.spec import EMULATED, LOCAL, SSH, TargetSpec, parse_named_target, parse_target
+from tests.export.processes import alive
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -94,16 +95,8 @@ def test_a_command_that_hangs_is_stopped_with_its_children(device: LocalDevice) 
     with pytest.raises(TargetError, match="took longer than 2 s; stopped"):
         device.run([device.python, "-c", script], timeout=2)
     assert time.monotonic() - started < 20
-    assert not _alive(int((device.root / "child.pid").read_text()))
+    assert not alive(int((device.root / "child.pid").read_text()))
 
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting for a parent to reap it does not)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
 
 
 def test_a_device_that_floods_its_output_is_refused_not_held(device: LocalDevice) -> None:
