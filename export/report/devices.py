@@ -199,7 +199,7 @@ def devices_html(entries: list[dict[str, Any]]) -> list[str]:
         return []
     parts = ["<h2 id='devices'>Devices</h2>",
              "<p>This machine first, then each device the run's files were verified, timed and chosen on "
-             "(cllnn-export target run), with that device's own cllnn-bench.</p>",
+             "(cllnn-export run --target, or target run), with that device's own cllnn-bench.</p>",
              html_table(HEADER, table_rows(entries, html_cells=True), escape=False)]
     for entry in entries[1:]:
         parts.append(f"<h3>{_e(_title(entry))}</h3>")
