@@ -19,7 +19,6 @@ was measured on the CPU the probe found. Anything else is a ``TargetError`` nami
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from export.targets.results_schema import (BENCH_JSON, MAX_DEPTH, MAX_RESULT_BYT
 from export.targets.runtime_pin import RuntimePin
 from export.targets.spec import parse_target
 from runtime.artifacts.manifest import Manifest, ManifestError
-from runtime.artifacts.manifest_schema import nesting_depth, schema_problem
+from runtime.artifacts.manifest_schema import DocumentError, bounded_json, schema_problem
 from runtime.bench.latency import BenchReport
 from runtime.checks.parity import ParityReport
 from runtime.deploy.choose import Candidate, Selection
@@ -83,20 +82,17 @@ def target_record(name: str, target: str, emulated: bool, runtime: RuntimePin | 
 def parse_result(raw: bytes, kind: str, where: str) -> dict[str, Any]:
     """``raw`` (the bytes of the result file ``kind``: verify.json, bench.json, selection.json or
     target.json) as a JSON object its schema accepts; else a ``TargetError`` starting with ``where``."""
-    if len(raw) > MAX_RESULT_BYTES:
-        raise TargetError(f"{where}: {len(raw):,} bytes, more than the {MAX_RESULT_BYTES:,} a result file may be; "
-                          f"refused unread")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TargetError(f"{where}: not UTF-8 ({exc}); refused") from None
-    if nesting_depth(text, stop_past=MAX_DEPTH) > MAX_DEPTH:
-        raise TargetError(f"{where}: nested more than {MAX_DEPTH} levels deep (objects and lists), more than a "
-                          f"{kind} is; refused unparsed")
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise TargetError(f"{where}: not valid JSON ({exc}); refused") from None
+        data = bounded_json(raw, max_bytes=MAX_RESULT_BYTES, max_depth=MAX_DEPTH)
+    except DocumentError as exc:
+        raise TargetError({
+            "size": f"{where}: {len(raw):,} bytes, more than the {MAX_RESULT_BYTES:,} a result file may be; "
+                    f"refused unread",
+            "utf-8": f"{where}: not UTF-8 ({exc.detail}); refused",
+            "depth": f"{where}: nested more than {MAX_DEPTH} levels deep (objects and lists), more than a "
+                     f"{kind} is; refused unparsed",
+            "json": f"{where}: not valid JSON ({exc.detail}); refused",
+        }[exc.kind]) from None
     try:
         validator(kind)(data)
     except fastjsonschema.JsonSchemaValueException as exc:

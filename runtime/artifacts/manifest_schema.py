@@ -197,20 +197,16 @@ def validated_document(raw: bytes, source: str) -> dict[str, Any]:
 
     ``source`` names the manifest in messages (its path).
     """
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{source}: larger than a manifest may be ({MAX_MANIFEST_BYTES:,} bytes); "
-                            f"refusing to parse it")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"cannot read manifest {source}: not UTF-8 ({exc})") from exc
-    if nesting_depth(text, stop_past=MAX_DEPTH) > MAX_DEPTH:
-        raise ManifestError(f"{source}: nested more than {MAX_DEPTH} levels deep (objects and lists), more "
-                            f"than a manifest may be; refusing to parse it")
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer of too many digits
-        raise ManifestError(f"cannot read manifest {source}: not valid JSON ({exc})") from exc
+        data = bounded_json(raw, max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_DEPTH)
+    except DocumentError as exc:
+        raise ManifestError({
+            "size": f"{source}: larger than a manifest may be ({MAX_MANIFEST_BYTES:,} bytes); refusing to parse it",
+            "utf-8": f"cannot read manifest {source}: not UTF-8 ({exc.detail})",
+            "depth": f"{source}: nested more than {MAX_DEPTH} levels deep (objects and lists), more than a "
+                     f"manifest may be; refusing to parse it",
+            "json": f"cannot read manifest {source}: not valid JSON ({exc.detail})",
+        }[exc.kind]) from exc
     try:
         _validate(data)
     except fastjsonschema.JsonSchemaValueException as exc:
@@ -219,6 +215,33 @@ def validated_document(raw: bytes, source: str) -> dict[str, Any]:
 
 
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+class DocumentError(ValueError):
+    """Why bytes that should hold a bounded JSON document do not: ``kind`` is "size", "utf-8", "depth"
+    or "json"; each caller words it for its own file (a manifest, a device's result file)."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind, self.detail = kind, detail
+
+
+def bounded_json(raw: bytes, *, max_bytes: int, max_depth: int) -> Any:
+    """``raw`` parsed as JSON, but only when it is at most ``max_bytes`` long, UTF-8, and nested at most
+    ``max_depth`` levels: ``json.loads`` recurses, so the nesting is bounded before it runs. Else
+    ``DocumentError``."""
+    if len(raw) > max_bytes:
+        raise DocumentError("size", f"{len(raw):,} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError("utf-8", str(exc)) from None
+    if nesting_depth(text, stop_past=max_depth) > max_depth:
+        raise DocumentError("depth")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer of too many digits
+        raise DocumentError("json", str(exc)) from None
 
 
 def nesting_depth(text: str, stop_past: int | None = None) -> int:
