@@ -34,12 +34,13 @@ from export.targets.bundle import make_bundle
 from export.targets.connect import open_device
 from export.targets.device import Device, cache_home
 from export.targets.probe import DeviceFacts, probe
-from export.targets.results import (BENCH_JSON, MAX_RESULT_BYTES, PROBE_JSON, RUN_JSON, VERIFY_JSON, parse_result,
-                                    read_device, target_record)
+from export.targets.results import (BENCH_JSON, MAX_RESULT_BYTES, PROBE_JSON, RUN_JSON, VERIFY_JSON, DeviceResults,
+                                    parse_result, read_device, target_record)
 from export.targets.runtime_pin import DeviceRuntime, RuntimeChoice, RuntimePin
 from export.targets.spec import TargetSpec
 from export.targets.wheels import parse_platform
-from runtime.artifacts.manifest import ManifestError, format_names, load_manifest, sha256_bytes
+from runtime.artifacts.manifest import (Manifest, ManifestError, format_names, parse_manifest, read_manifest_at,
+                                        sha256_bytes)
 from runtime.atomic import write_json_atomic
 from runtime.bench.latency import BenchReport
 from runtime.checks.parity import ParityReport
@@ -74,20 +75,12 @@ print(json.dumps(held))
 
 
 @dataclass(frozen=True)
-class DeviceRun:
-    """What one device said of a run's files."""
+class DeviceRun(DeviceResults):
+    """What one device said of a run's files (``DeviceResults``, as the report reads them back), and how
+    this round trip went."""
 
-    name: str
-    target: str
-    emulated: bool
-    directory: Path  # RUN_DIR/devices/NAME
-    facts: DeviceFacts
-    verify: ParityReport
-    bench: BenchReport
-    selection: Selection | None  # None on an emulated device
-    sent: int  # bundle files sent this time (0: the device held them all)
+    sent: int = 0  # bundle files sent this time (0: the device held them all)
     runtime: RuntimePin | None = None  # what verify, bench and select ran with (None: the verified versions)
-    formats: tuple[str, ...] | None = None  # --formats: the formats they were given (None: every file)
 
 
 def run_on_target(run_dir: Path, spec: TargetSpec, name: str, *, progress: Progress = lambda line: None,
@@ -100,7 +93,9 @@ def run_on_target(run_dir: Path, spec: TargetSpec, name: str, *, progress: Progr
     layout = RunLayout(Path(run_dir))
     if not layout.manifest.is_file():
         raise TargetError(f"{run_dir}: no {layout.manifest.relative_to(layout.root)}: not a run directory with artefacts")
-    asked = asked_formats(layout, formats)
+    path, raw = read_manifest_at(layout.manifest)  # read once: checked, hashed for the bundle, placed against
+    manifest = parse_manifest(raw, path)
+    asked = asked_formats(manifest, formats, path)
     device = open_device(spec)
     facts = probe(device)
     progress(f"{name}: {facts.cpu.cpu_class}, Python {facts.python}")
@@ -108,7 +103,7 @@ def run_on_target(run_dir: Path, spec: TargetSpec, name: str, *, progress: Progr
     if pin is not None:
         pin.check_python(spec.text, facts.python_version)  # before any download
         progress(f"runtime: {pin} ({pin.origin}): verify, bench and select run with it")
-    bundle = _bundle_for(layout, facts, progress, pin)
+    bundle = _bundle_for(layout, sha256_bytes(raw), facts, progress, pin)
     remote, sent = _send(device, bundle, progress)
     progress("install: the bundle into an environment of its own there (pip --no-index; minutes when emulated)")
     env_python = _install(device, remote)
@@ -120,29 +115,30 @@ def run_on_target(run_dir: Path, spec: TargetSpec, name: str, *, progress: Progr
     verify = _verify(device, env_python, remote, results, progress, chosen)
     bench = _bench(device, env_python, remote, results, verify, progress, backend)
     selection = None if spec.emulated else _select(device, env_python, remote, results, progress, chosen)
-    run = DeviceRun(name, spec.text, spec.emulated, layout.device(name), facts, verify, bench, selection, sent, pin,
-                    asked)
-    _place(run, layout)
+    run = DeviceRun(name, spec.text, spec.emulated, layout.device(name), facts, verify, bench, selection, asked,
+                    sent=sent, runtime=pin)
+    _place(run, manifest)
     return run
 
 
-def asked_formats(layout: RunLayout, formats: Sequence[str] | str | None) -> tuple[str, ...] | None:
-    """``formats`` (``--formats``: a comma-separated list or names) checked against the run's manifest:
-    the names, each once; None: every file. A name it does not hold is a ``TargetError`` naming those it does."""
+def asked_formats(manifest: Manifest, formats: Sequence[str] | str | None, where: Path) -> tuple[str, ...] | None:
+    """``formats`` (``--formats``: a comma-separated list or names) checked against the run's manifest (at
+    ``where``): the names, each once; None: every file. A name it does not hold is a ``TargetError``
+    naming those it does."""
     names = format_names(formats)
     try:
-        load_manifest(layout.manifest).entries_of(names)
+        manifest.entries_of(names)
     except ManifestError as exc:
-        raise TargetError(f"{layout.manifest}: {exc}") from None
+        raise TargetError(f"{where}: {exc}") from None
     return names
 
 
-def _bundle_for(layout: RunLayout, facts: DeviceFacts, progress: Progress, pin: RuntimePin | None) -> Path:
+def _bundle_for(layout: RunLayout, manifest_sha: str, facts: DeviceFacts, progress: Progress,
+                pin: RuntimePin | None) -> Path:
     platform = parse_platform(f"{facts.system.lower()}-{facts.machine}")
     if pin is not None:  # a pinned release may have wheels only for a newer glibc: the device's own bounds it
         platform = platform.reaching(facts.glibc)
     python = ".".join(str(part) for part in facts.python_version)
-    manifest_sha = sha256_bytes(layout.manifest.read_bytes())
     pinned = () if pin is None else (pin.requirement, *pin.companions)
     suffix = "" if pin is None else f"-{pin.package}-{pin.version}"
     out = cache_home() / "bundles" / f"{platform.name}-py{python}-{manifest_sha[:16]}{suffix}"
@@ -245,7 +241,7 @@ def _json_object(raw: bytes, device: Device, what: str) -> dict[str, Any]:
     return value
 
 
-def _place(run: DeviceRun, layout: RunLayout) -> None:
+def _place(run: DeviceRun, manifest: Manifest) -> None:
     """Write the device's results into a directory beside ``devices/NAME``, read it back as the report
     will (``read_device``: every file and their agreement with each other and the run), rename it into place."""
     final = run.directory
@@ -259,7 +255,7 @@ def _place(run: DeviceRun, layout: RunLayout) -> None:
             run.selection.save_json(staging / SELECTION_NAME)
         write_json_atomic(staging / RUN_JSON, target_record(run.name, run.target, run.emulated, run.runtime,
                                                             run.formats))
-        read_device(staging, load_manifest(layout.manifest), name=run.name)
+        read_device(staging, manifest, name=run.name)
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)

@@ -63,7 +63,7 @@ def host_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, remote_run
     device = remote_run.DeviceRun("box", "local", False, layout.device("box"), facts, verify,
                                   BenchReport.load_json(out / "bench.json"),
                                   Selection.load_json(out / "deploy" / "selection.json"), sent=0)
-    remote_run._place(device, layout)
+    remote_run._place(device, load_manifest(layout.manifest))
     return run, device
 
 
@@ -204,7 +204,7 @@ def test_target_run_places_nothing_the_reader_refuses(host_run: tuple[Path, remo
     bad = dataclasses.replace(written, directory=RunLayout(run).device("box"),
                               verify=dataclasses.replace(written.verify, results=(stray, *written.verify.results[1:])))
     with pytest.raises(TargetError, match="results\\[0\\].file: 'cllnn_other.tflite' is not in the run's manifest"):
-        remote_run._place(bad, RunLayout(run))
+        remote_run._place(bad, load_manifest(RunLayout(run).manifest))
     assert list((run / "devices").iterdir()) == []  # no devices/box, no staging left
 
 
@@ -218,7 +218,8 @@ def report_run(host_run: tuple[Path, remote_run.DeviceRun], tmp_path_factory: py
     target = "emulated:cortex-a76"
     remote_run._place(dataclasses.replace(written, name="a76", target=target, emulated=True, selection=None,
                                           directory=layout.device("a76"),
-                                          facts=dataclasses.replace(written.facts, target=target)), layout)
+                                          facts=dataclasses.replace(written.facts, target=target)),
+                      load_manifest(layout.manifest))
     shutil.copytree(layout.device("box"), layout.device("broken"))
     (layout.device("broken") / "target.json").write_text(json.dumps(
         {**json.loads((layout.device("box") / "target.json").read_text()), "name": "broken"}))
@@ -272,7 +273,7 @@ def test_a_device_with_only_tflite_runtime_214_says_which_files_it_could_not_loa
     remote_run._place(dataclasses.replace(
         written, name="pi", directory=layout.device("pi"), verify=ParityReport.load_json(out / "verify.json"),
         bench=BenchReport.load_json(out / "bench.json"),
-        selection=Selection.load_json(out / "deploy" / "selection.json")), layout)
+        selection=Selection.load_json(out / "deploy" / "selection.json")), load_manifest(layout.manifest))
     found = dict(read_devices(layout, load_manifest(run / "artifacts")))
     skipped = {s.file: s.reason for s in found["pi"].verify.skipped}
     assert set(skipped) == {"cllnn_dynamic.tflite", "cllnn_int16x8.tflite", "cllnn_fp32.onnx", "cllnn_int8.onnx",
@@ -325,7 +326,7 @@ def test_a_device_given_some_formats_names_them_and_the_report_says_how_many_of_
                                  bench=BenchReport.load_json(out / "bench.json"),
                                  selection=Selection.load_json(out / "deploy" / "selection.json"),
                                  formats=tuple(ASKED.split(",")))
-    remote_run._place(device, layout)
+    remote_run._place(device, load_manifest(layout.manifest))
     assert json.loads((layout.device("pi") / "target.json").read_text())["formats"] == ASKED.split(",")
     read = read_device(layout.device("pi"), load_manifest(layout.manifest))
     assert read.formats == tuple(ASKED.split(","))
@@ -333,7 +334,7 @@ def test_a_device_given_some_formats_names_them_and_the_report_says_how_many_of_
     assert {c.file for c in read.selection.candidates} == {r.file for r in read.verify.results}
     lost = dataclasses.replace(device, verify=dataclasses.replace(verify, results=verify.results[1:]))
     with pytest.raises(TargetError, match="verify.json: cllnn_fp32.tflite: neither verified nor skipped"):
-        remote_run._place(lost, layout)
+        remote_run._place(lost, load_manifest(layout.manifest))
     assert read_device(layout.device("pi"), load_manifest(layout.manifest)).formats  # the good one stands
     report = write_report(layout, {}, DATA)
     (_, pi) = report["devices"]
