@@ -17,7 +17,7 @@ from export.errors import ConversionError
 from export.formats.registry import Format
 from export.graph.stages import PROBE_OUTPUTS
 from runtime.checks.compare import compare
-from runtime.artifacts.manifest import ArtifactDetails, ArtifactEntry, ProbeRecord, sha256_file
+from runtime.artifacts.manifest import ArtifactDetails, ArtifactEntry, ProbeRecord, sha256_bytes, sha256_file
 from runtime.loader import runtime_needs
 from runtime.checks.tolerances import Tolerance
 
@@ -39,17 +39,18 @@ def describe_artifact(
         checks = {check.name: check.record() for check in comparison.checks}
         checks.update((check.name, check(path, model)) for check in fmt.checks)
         inputs, outputs, ops = (model.input_spec,), (model.output_spec,), model.ops
+    data = path.read_bytes()  # once, for its checksum, size and op versions
     return ArtifactEntry(
         file=path.name,
         format=fmt.name,
         runtime=fmt.runtime,
         precision=fmt.precision,
-        sha256=sha256_file(path),
-        size=path.stat().st_size,
+        sha256=sha256_bytes(data),
+        size=len(data),
         inputs=inputs,
         outputs=outputs,
         ops=ops,
-        needs=runtime_needs(path.read_bytes(), path.name),
+        needs=runtime_needs(data, path.name),
         details=ArtifactDetails(
             description=fmt.description,
             metrics=comparison.metrics,
