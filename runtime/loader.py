@@ -81,6 +81,13 @@ def open_file(path: Path, manifest: str | Path | None, trusted_key: TrustedKeyLi
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
 
 
+def backend_for(runtime: str, tflite_backend: str | None) -> str | None:
+    """``load``'s ``backend`` for a file whose manifest entry says ``runtime``, under a device command's
+    ``--tflite-backend``: tflite-runtime's Interpreter for LiteRT's files when that is asked, else None (the
+    file's own runtime: an ONNX or TFLM file is not LiteRT's to re-route)."""
+    return TFLITE_RUNTIME if tflite_backend == TFLITE_RUNTIME and runtime == LITERT else None
+
+
 def _backend_model(opened: ArtifactFile, threads: int | None, backend: str | None) -> RuntimeModel:
     """The backend for ``opened``'s bytes: by content, and by ``backend`` or its entry's runtime."""
     path, data, entry = opened.path, opened.data, opened.entry

@@ -23,8 +23,8 @@ import numpy as np
 
 from runtime.atomic import json_text, write_bytes_atomic, write_json_atomic
 from runtime.checks.compare import Check, Comparison, StageContribution, StageResult, compare
-from runtime.loader import load
-from runtime.artifacts.manifest import LITERT, ArtifactEntry
+from runtime.loader import backend_for, load
+from runtime.artifacts.manifest import ArtifactEntry
 from runtime.artifacts.opened import Artifacts
 from runtime.checks.metrics import accuracy_of, confusion_matrix
 from runtime.checks.tolerances import Tolerance, ToleranceConfig
@@ -193,7 +193,7 @@ def compare_artifacts(
     threads: int | None = None,
     progress: Progress = lambda line: None,
     entries: Sequence[ArtifactEntry] | None = None,
-    backend: str | None = None,
+    tflite_backend: str | None = None,
     refused: Callable[[ArtifactEntry, RuntimeRefusedError], None] | None = None,
 ) -> tuple[ArtifactParity, ...]:
     """Run each listed file (and its stage probe) on ``images`` and compare with ``expected``.
@@ -204,8 +204,8 @@ def compare_artifacts(
     with a stage probe, it names the stage where most error enters). A probe
     file that is missing or altered raises ``ManifestError`` (``SignatureError`` when ``artifacts``
     were opened with a trusted key). Each file is loaded from the bytes ``artifacts`` checked.
-    ``entries``: the files to compare (default: every listed one); ``backend``: passed to ``load`` for
-    LiteRT's files (``"tflite-runtime"``); ``refused``: called, and the file left out, when the runtime
+    ``entries``: the files to compare (default: every listed one); ``tflite_backend``: the device command's
+    ``--tflite-backend`` (``runtime.loader.backend_for``: LiteRT's files on tflite-runtime when asked); ``refused``: called, and the file left out, when the runtime
     refuses a file (``RuntimeRefusedError``) instead of the error ending the loop.
     """
     results = []
@@ -214,7 +214,7 @@ def compare_artifacts(
         began = time.perf_counter()
         try:
             result = _compare(artifacts, entry, images, labels, expected, tolerances[entry.precision], threads,
-                              backend)
+                              tflite_backend)
         except RuntimeRefusedError as exc:
             if refused is None:
                 raise
@@ -253,9 +253,9 @@ def _compare(
     expected: Mapping[str, np.ndarray],
     tolerance: Tolerance,
     threads: int | None,
-    backend: str | None = None,
+    tflite_backend: str | None = None,
 ) -> ArtifactParity:
-    backend = backend if entry.runtime == LITERT else None
+    backend = backend_for(entry.runtime, tflite_backend)
     with load(artifacts.file(entry.file), threads=threads, backend=backend) as model:
         probabilities = model.predict(images)
     stages, note = _probe_outputs(artifacts, entry, images, threads, backend)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from runtime.artifacts.checkset import load_check_set
 from runtime.artifacts.compat import ORT_PACKAGE, installed, refusal
-from runtime.artifacts.manifest import LITERT, ONNXRUNTIME, TFLITE_RUNTIME, ArtifactEntry, Manifest, ManifestError
+from runtime.artifacts.manifest import LITERT, ONNXRUNTIME, ArtifactEntry, Manifest, ManifestError, RuntimeNeeds
 from runtime.artifacts.opened import Artifacts
 from runtime.artifacts.signing import TrustedKeyLike, load_trusted_key
 from runtime.backends import tflm
@@ -89,7 +89,7 @@ def verify(
     loadable = [e for e in entries if e.file not in {s.file for s in skipped}]
     results = compare_artifacts(artifacts, check_set.images, check_set.labels, check_set.reference, tolerances,
                                 threads=threads, progress=progress, entries=loadable,
-                                backend=TFLITE_RUNTIME if tflite_backend == TFLITE_RUNTIME else None,
+                                tflite_backend=tflite_backend,
                                 refused=lambda entry, exc: skipped.append(_runtime_refused(entry, exc)))
     return ParityReport(
         model=manifest.metadata.source_file,
@@ -147,11 +147,16 @@ def refusals(artifacts: Artifacts, tflite_backend: str | None = None,
         if here is None:
             found.append((entry, missing))
             continue
-        needs = entry.needs or runtime_needs(artifacts.file(entry.file).data, entry.file)
-        why = refusal(needs, *here)
+        why = refusal(needs_of(artifacts, entry), *here)
         if why is not None:
             found.append((entry, why))
     return found
+
+
+def needs_of(artifacts: Artifacts, entry: ArtifactEntry) -> RuntimeNeeds:
+    """What ``entry``'s file asks of its runtime: the manifest record's ``needs``, or, for a manifest
+    written before they were recorded, read from the file's bytes (the ones ``artifacts`` checked)."""
+    return entry.needs or runtime_needs(artifacts.file(entry.file).data, entry.file)
 
 
 def exported_tolerances(manifest: Manifest) -> ToleranceConfig:

@@ -11,11 +11,10 @@ from pathlib import Path
 
 from runtime.artifacts.manifest import ManifestError
 from runtime.artifacts.signing import load_trusted_key
-from runtime.checks.verify import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, verify
+from runtime.checks.verify import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, needs_of, verify
 from runtime.artifacts.opened import Artifacts
 from runtime.cli.flags import add_formats_flag, add_tflite_backend_flag, add_tolerance_flag, add_trusted_key_flag
 from runtime.checks.parity import ParityReport
-from runtime.loader import runtime_needs
 from runtime.tables import text_table
 from runtime.errors import EdgeRuntimeError
 from runtime.outputs import check_output_file
@@ -47,7 +46,7 @@ def needs_table(artifacts: Artifacts, report: ParityReport) -> str:
     skipped = {s.file: s for s in report.skipped}
     rows = []
     for entry in artifacts.manifest.entries_of(report.formats):
-        needs = entry.needs or runtime_needs(artifacts.file(entry.file).data, entry.file)
+        needs = needs_of(artifacts, entry)
         oldest = needs.oldest
         cells = [("-" if package not in oldest else "none" if oldest[package] is None else f">= {oldest[package]}")
                  for package in ("ai-edge-litert", "tflite-runtime", "onnxruntime")]

@@ -42,7 +42,7 @@ from runtime.artifacts.opened import Artifacts
 from runtime.artifacts.signing import TrustedKeyLike
 from runtime.atomic import write_json_atomic
 from runtime.bench.latency import BenchResult, BenchSettings, bench_model, environment
-from runtime.artifacts.manifest import LITERT, TFLITE_RUNTIME
+from runtime.loader import backend_for
 from runtime.checks.parity import ArtifactParity, ParityReport, Skipped
 from runtime.checks.metrics import accuracy_drop
 from runtime.checks.tolerances import ToleranceConfig
@@ -199,8 +199,7 @@ def select(
     artifacts = opened_artifacts(source, trusted_key)
     report = verify(artifacts, tolerances=tolerances, tolerance_overrides=tolerance_overrides,
                     threads=settings.threads, progress=progress, tflite_backend=tflite_backend, formats=formats)
-    backend = TFLITE_RUNTIME if tflite_backend == TFLITE_RUNTIME else None
-    candidates = _measured(artifacts, report, settings, timings or {}, progress, backend)
+    candidates = _measured(artifacts, report, settings, timings or {}, progress, tflite_backend)
     marked, verdict = choose(candidates, budget)
     if report.skipped:
         verdict += f"; {len(report.skipped)} skipped, cannot load here: {', '.join(s.file for s in report.skipped)}"
@@ -228,7 +227,7 @@ def select(
 
 def _measured(artifacts: Artifacts, report: ParityReport, settings: BenchSettings,
               timings: Mapping[str, BenchResult], progress: Callable[[str], None],
-              backend: str | None = None) -> list[Candidate]:
+              tflite_backend: str | None = None) -> list[Candidate]:
     """Every verification result as a candidate, the verified ones with their p50 / p99: from
     ``timings`` where given, else timed here on the bytes verification checked."""
     verified = sum(r.passed for r in report.results)
@@ -239,7 +238,7 @@ def _measured(artifacts: Artifacts, report: ParityReport, settings: BenchSetting
         p50 = p99 = None
         if result.passed:
             timing = timings.get(result.file) or bench_model(
-                artifacts.file(result.file), settings, backend=backend if entry.runtime == LITERT else None)
+                artifacts.file(result.file), settings, backend=backend_for(entry.runtime, tflite_backend))
             p50, p99 = timing.p50_us, timing.p99_us
             progress(f"[{sum(c.verified for c in candidates) + 1}/{verified}] {result.format:<15} "
                      f"batch {settings.batch}, {settings.runs} runs: p50 {p50:,.1f} us, p99 {p99:,.1f} us"
