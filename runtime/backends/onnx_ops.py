@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from runtime.artifacts.compat import ONNX_DOMAIN
 from runtime.errors import ModelLoadError
 
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
@@ -89,7 +90,7 @@ _MODEL_IR_VERSION, _MODEL_OPSET_IMPORT, _OPSET_DOMAIN, _OPSET_VERSION = 1, 8, 1,
 
 def onnx_opsets(data: bytes) -> tuple[dict[str, int], int | None]:
     """The model's opset per domain (``ModelProto.opset_import``; the default domain, written "",
-    as ``"ai.onnx"``) and its IR version (None when absent): what decides which ONNX Runtime loads it."""
+    as ``ONNX_DOMAIN``) and its IR version (None when absent): what decides which ONNX Runtime loads it."""
     opsets: dict[str, int] = {}
     ir_version = None
     for number, wire, value in _fields(memoryview(data)):
@@ -106,7 +107,8 @@ def onnx_opsets(data: bytes) -> tuple[dict[str, int], int | None]:
                 elif onumber == _OPSET_VERSION and owire == _VARINT:
                     assert isinstance(item, int)
                     version = item
-            opsets[domain or "ai.onnx"] = max(version, opsets.get(domain or "ai.onnx", 0))
+            domain = domain or ONNX_DOMAIN
+            opsets[domain] = max(version, opsets.get(domain, 0))
     return opsets, ir_version
 
 
