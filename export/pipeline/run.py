@@ -172,8 +172,8 @@ def _device_stages(plan: Plan, convert_key: str) -> tuple[Stage, ...]:
     """One stage per ``--target``: its key holds what the device checks the files against (the files,
     the tolerances), the target, the runtime release pinned for it (``--runtime``, which the device
     then runs: the host's own stages keep the verified versions) and the formats it takes
-    (``--target-formats``; all: none, so such a stage keeps its key); what the device itself is (probed when the stage runs) does not
-    enter it, so after a change on the device, ``force`` runs it again."""
+    (``--target-formats``; all: none, so such a stage keeps its key). What the device itself is (probed
+    when the stage runs) does not enter it, so after a change on the device, ``force`` runs it again."""
     tolerances, pin, formats = plan.config.to_dict()["tolerances"], plan.runtime, plan.target_formats
     return tuple(Stage(f"device-{name}", stage_key("device", convert_key, tolerances, spec.text,
                                                     *([pin.to_dict()] if pin is not None else []),
